@@ -1,0 +1,1 @@
+//! Code generation: IR to LLVM IR to object code.

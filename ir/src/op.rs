@@ -1,0 +1,828 @@
+//! The operations of the IR.
+//!
+//! The op set is small on purpose: an ONNX op that can be written with these is
+//! lowered by the importer (Gemm, Split, Squeeze, Clip, Gelu, the quantisation
+//! ops, ...). An op earns a place here by needing a kernel of its own or by
+//! being something a rewrite must see. Every op has exactly one result.
+//!
+//! Attributes are plain data, and every op prints and parses through
+//! [`Op::attrs`] and [`Op::from_parts`], so the text form and a future e-graph
+//! language can mirror the enum one variant for one variant.
+
+use crate::dim::Dim;
+use crate::dtype::DType;
+use crate::shape::Shape;
+use crate::tensor::Tensor;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// A constant tensor, with the name it had in the source model if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constant {
+    /// The initializer's name in the source model, used when the value is too
+    /// large to print.
+    pub name: Option<String>,
+    /// The value.
+    pub value: Arc<Tensor>,
+}
+
+/// Elementwise ops of one operand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UnaryOp {
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+    /// Square root.
+    Sqrt,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// The error function.
+    Erf,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// `1 / (1 + e^-x)`.
+    Sigmoid,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / x`.
+    Reciprocal,
+    /// Logical not (bool).
+    Not,
+    /// Round toward minus infinity.
+    Floor,
+    /// Round toward plus infinity.
+    Ceil,
+    /// Round half to even.
+    Round,
+    /// -1, 0 or 1.
+    Sign,
+    /// Sine.
+    Sin,
+    /// Cosine.
+    Cos,
+    /// Tangent.
+    Tan,
+    /// Arcsine.
+    Asin,
+    /// Arccosine.
+    Acos,
+    /// Arctangent.
+    Atan,
+    /// Hyperbolic sine.
+    Sinh,
+    /// Hyperbolic cosine.
+    Cosh,
+    /// Inverse hyperbolic sine.
+    Asinh,
+    /// Inverse hyperbolic cosine.
+    Acosh,
+    /// Inverse hyperbolic tangent.
+    Atanh,
+    /// True where x is NaN (bool result).
+    IsNaN,
+}
+
+impl UnaryOp {
+    /// Every unary op.
+    pub const ALL: [UnaryOp; 27] = [
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+        UnaryOp::Sqrt,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Erf,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+        UnaryOp::Relu,
+        UnaryOp::Reciprocal,
+        UnaryOp::Not,
+        UnaryOp::Floor,
+        UnaryOp::Ceil,
+        UnaryOp::Round,
+        UnaryOp::Sign,
+        UnaryOp::Sin,
+        UnaryOp::Cos,
+        UnaryOp::Tan,
+        UnaryOp::Asin,
+        UnaryOp::Acos,
+        UnaryOp::Atan,
+        UnaryOp::Sinh,
+        UnaryOp::Cosh,
+        UnaryOp::Asinh,
+        UnaryOp::Acosh,
+        UnaryOp::Atanh,
+        UnaryOp::IsNaN,
+    ];
+
+    /// The text-form name.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnaryOp::Neg => "neg",
+            UnaryOp::Abs => "abs",
+            UnaryOp::Sqrt => "sqrt",
+            UnaryOp::Exp => "exp",
+            UnaryOp::Log => "log",
+            UnaryOp::Erf => "erf",
+            UnaryOp::Tanh => "tanh",
+            UnaryOp::Sigmoid => "sigmoid",
+            UnaryOp::Relu => "relu",
+            UnaryOp::Reciprocal => "reciprocal",
+            UnaryOp::Not => "not",
+            UnaryOp::Floor => "floor",
+            UnaryOp::Ceil => "ceil",
+            UnaryOp::Round => "round",
+            UnaryOp::Sign => "sign",
+            UnaryOp::Sin => "sin",
+            UnaryOp::Cos => "cos",
+            UnaryOp::Tan => "tan",
+            UnaryOp::Asin => "asin",
+            UnaryOp::Acos => "acos",
+            UnaryOp::Atan => "atan",
+            UnaryOp::Sinh => "sinh",
+            UnaryOp::Cosh => "cosh",
+            UnaryOp::Asinh => "asinh",
+            UnaryOp::Acosh => "acosh",
+            UnaryOp::Atanh => "atanh",
+            UnaryOp::IsNaN => "isnan",
+        }
+    }
+
+    /// True if the op is only defined on floats.
+    pub fn float_only(self) -> bool {
+        !matches!(
+            self,
+            UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Not | UnaryOp::Sign | UnaryOp::Relu
+        )
+    }
+}
+
+/// Elementwise ops of two operands, with numpy broadcasting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a * b`.
+    Mul,
+    /// `a / b`; integer division truncates toward zero.
+    Div,
+    /// `a ^ b`.
+    Pow,
+    /// Elementwise minimum (NaN wins).
+    Min,
+    /// Elementwise maximum (NaN wins).
+    Max,
+    /// Integer remainder with the sign of the divisor (Python's `%`).
+    Mod,
+    /// Remainder with the sign of the dividend (C's `fmod`).
+    FMod,
+    /// `a == b` (bool result).
+    Equal,
+    /// `a < b` (bool result).
+    Less,
+    /// `a <= b` (bool result).
+    LessEqual,
+    /// `a > b` (bool result).
+    Greater,
+    /// `a >= b` (bool result).
+    GreaterEqual,
+    /// Logical and (bool).
+    And,
+    /// Logical or (bool).
+    Or,
+    /// Logical exclusive or (bool).
+    Xor,
+}
+
+impl BinaryOp {
+    /// Every binary op.
+    pub const ALL: [BinaryOp; 17] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Min,
+        BinaryOp::Max,
+        BinaryOp::Mod,
+        BinaryOp::FMod,
+        BinaryOp::Equal,
+        BinaryOp::Less,
+        BinaryOp::LessEqual,
+        BinaryOp::Greater,
+        BinaryOp::GreaterEqual,
+        BinaryOp::And,
+        BinaryOp::Or,
+        BinaryOp::Xor,
+    ];
+
+    /// The text-form name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Pow => "pow",
+            BinaryOp::Min => "min",
+            BinaryOp::Max => "max",
+            BinaryOp::Mod => "mod",
+            BinaryOp::FMod => "fmod",
+            BinaryOp::Equal => "equal",
+            BinaryOp::Less => "less",
+            BinaryOp::LessEqual => "less_equal",
+            BinaryOp::Greater => "greater",
+            BinaryOp::GreaterEqual => "greater_equal",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::Xor => "xor",
+        }
+    }
+
+    /// True for comparisons, whose result is bool.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::LessEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterEqual
+        )
+    }
+
+    /// True for the logical ops, defined on bool only.
+    pub fn is_logical(self) -> bool {
+        matches!(self, BinaryOp::And | BinaryOp::Or | BinaryOp::Xor)
+    }
+}
+
+/// Reductions over a set of axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReduceKind {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+    /// Product.
+    Prod,
+}
+
+impl ReduceKind {
+    /// Every reduction.
+    pub const ALL: [ReduceKind; 5] = [
+        ReduceKind::Sum,
+        ReduceKind::Mean,
+        ReduceKind::Max,
+        ReduceKind::Min,
+        ReduceKind::Prod,
+    ];
+
+    /// The text-form name (`reduce_sum`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceKind::Sum => "reduce_sum",
+            ReduceKind::Mean => "reduce_mean",
+            ReduceKind::Max => "reduce_max",
+            ReduceKind::Min => "reduce_min",
+            ReduceKind::Prod => "reduce_prod",
+        }
+    }
+}
+
+/// An operation. Operands are the node's inputs, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph input, by name. No operands.
+    Input {
+        /// The input's name.
+        name: String,
+    },
+    /// A constant. No operands.
+    Const(Constant),
+    /// An integer tensor whose elements are symbolic dims, evaluated when the
+    /// symbols are bound: what `Shape` and its arithmetic fold into. No operands.
+    Dims {
+        /// Element type (an integer type).
+        dtype: DType,
+        /// Concrete shape of the tensor (rank 0 or 1 in practice).
+        shape: Vec<usize>,
+        /// The elements, row-major.
+        values: Vec<Dim>,
+    },
+    /// Elementwise op of one operand.
+    Unary(UnaryOp),
+    /// Elementwise op of two broadcast operands.
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`, broadcast over all three.
+    Where,
+    /// Converts elements to `to`, as ONNX `Cast` does.
+    Cast {
+        /// Target element type.
+        to: DType,
+    },
+    /// Batched matrix product of operands of rank 2 or more; the leading
+    /// (batch) dims broadcast.
+    MatMul,
+    /// Softmax along `axis`.
+    Softmax {
+        /// The axis normalised over.
+        axis: usize,
+    },
+    /// Log of softmax along `axis`.
+    LogSoftmax {
+        /// The axis normalised over.
+        axis: usize,
+    },
+    /// Layer normalisation over the axes `axis..rank`, then `* scale + bias`.
+    /// Operands: x, scale, bias.
+    LayerNorm {
+        /// The first normalised axis.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+    /// Reduction over `axes` (sorted, distinct).
+    Reduce {
+        /// Which reduction.
+        kind: ReduceKind,
+        /// The reduced axes.
+        axes: Vec<usize>,
+        /// Keep reduced axes as size 1.
+        keep_dims: bool,
+    },
+    /// Index of the maximum (`max: true`) or minimum along `axis`, as i64.
+    ArgReduce {
+        /// Maximum or minimum.
+        max: bool,
+        /// The reduced axis.
+        axis: usize,
+        /// Keep the axis as size 1.
+        keep_dims: bool,
+        /// On ties, take the last index.
+        select_last: bool,
+    },
+    /// Cumulative sum along `axis`.
+    CumSum {
+        /// The axis.
+        axis: usize,
+        /// Exclude the current element.
+        exclusive: bool,
+        /// Sum from the end.
+        reverse: bool,
+    },
+    /// Same elements, new shape of the same element count.
+    Reshape {
+        /// The result's shape, fully explicit (no 0 or -1).
+        shape: Shape,
+    },
+    /// Permutes axes: result axis `i` is operand axis `perm[i]`.
+    Transpose {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Broadcasts the operand to `shape` (numpy rules, both ways as ONNX does).
+    Expand {
+        /// The shape broadcast against.
+        shape: Shape,
+    },
+    /// Joins operands along `axis`.
+    Concat {
+        /// The joined axis.
+        axis: usize,
+    },
+    /// Strided slice along `axes`.
+    ///
+    /// For a positive step, `start` and `end` lie in `0..=dim` and the result
+    /// has `max(0, ceil((end - start) / step))` elements; for a negative step
+    /// they lie in `-1..dim` and it has `max(0, ceil((start - end) / -step))`.
+    Slice {
+        /// Sliced axes, distinct.
+        axes: Vec<usize>,
+        /// First index per axis.
+        starts: Vec<Dim>,
+        /// One past the last index per axis (in the step's direction).
+        ends: Vec<Dim>,
+        /// Step per axis, non-zero.
+        steps: Vec<i64>,
+    },
+    /// Takes slices along `axis` at the indices in the second operand
+    /// (negative indices count from the end).
+    Gather {
+        /// The indexed axis.
+        axis: usize,
+    },
+    /// ONNX `GatherElements` along `axis`.
+    GatherElements {
+        /// The indexed axis.
+        axis: usize,
+    },
+    /// ONNX `GatherND`.
+    GatherNd {
+        /// Leading dims shared by data and indices.
+        batch_dims: usize,
+    },
+    /// Repeats the operand `repeats[i]` times along axis `i`.
+    Tile {
+        /// Repeats per axis.
+        repeats: Vec<Dim>,
+    },
+    /// `start, start + delta, ...` up to `limit` (exclusive). No operands.
+    Range {
+        /// Element type (integer).
+        dtype: DType,
+        /// First value.
+        start: Dim,
+        /// Bound, exclusive.
+        limit: Dim,
+        /// Step, non-zero.
+        delta: i64,
+    },
+    /// The operand's dims `start..end` as an i64 vector.
+    ShapeOf {
+        /// First dim.
+        start: usize,
+        /// One past the last dim.
+        end: usize,
+    },
+    /// Keeps the upper (or lower) triangle of the last two axes, offset by `k`;
+    /// zeros elsewhere.
+    Trilu {
+        /// Upper triangle if true.
+        upper: bool,
+        /// Diagonal offset.
+        k: i64,
+    },
+}
+
+/// How many operands an op takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arity {
+    /// Exactly this many.
+    Exact(usize),
+    /// At least this many.
+    AtLeast(usize),
+}
+
+impl Op {
+    /// The text-form name of the op.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Const(_) => "const",
+            Op::Dims { .. } => "dims",
+            Op::Unary(u) => u.name(),
+            Op::Binary(b) => b.name(),
+            Op::Where => "where",
+            Op::Cast { .. } => "cast",
+            Op::MatMul => "matmul",
+            Op::Softmax { .. } => "softmax",
+            Op::LogSoftmax { .. } => "log_softmax",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::Reduce { kind, .. } => kind.name(),
+            Op::ArgReduce { max: true, .. } => "argmax",
+            Op::ArgReduce { max: false, .. } => "argmin",
+            Op::CumSum { .. } => "cumsum",
+            Op::Reshape { .. } => "reshape",
+            Op::Transpose { .. } => "transpose",
+            Op::Expand { .. } => "expand",
+            Op::Concat { .. } => "concat",
+            Op::Slice { .. } => "slice",
+            Op::Gather { .. } => "gather",
+            Op::GatherElements { .. } => "gather_elements",
+            Op::GatherNd { .. } => "gather_nd",
+            Op::Tile { .. } => "tile",
+            Op::Range { .. } => "range",
+            Op::ShapeOf { .. } => "shape",
+            Op::Trilu { .. } => "trilu",
+        }
+    }
+
+    /// How many operands the op takes.
+    pub fn arity(&self) -> Arity {
+        match self {
+            Op::Input { .. } | Op::Const(_) | Op::Dims { .. } | Op::Range { .. } => Arity::Exact(0),
+            Op::Binary(_)
+            | Op::MatMul
+            | Op::Gather { .. }
+            | Op::GatherElements { .. }
+            | Op::GatherNd { .. } => Arity::Exact(2),
+            Op::Where | Op::LayerNorm { .. } => Arity::Exact(3),
+            Op::Concat { .. } => Arity::AtLeast(1),
+            _ => Arity::Exact(1),
+        }
+    }
+
+    /// The attributes as `(key, value)` text pairs, in a fixed order. `Input`
+    /// and `Const` carry their data outside the attribute list.
+    pub fn attrs(&self) -> Vec<(&'static str, String)> {
+        fn list<T: std::fmt::Display>(xs: &[T]) -> String {
+            let mut s = String::from("[");
+            for (i, x) in xs.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                let _ = write!(s, "{x}");
+            }
+            s.push(']');
+            s
+        }
+        match self {
+            Op::Input { .. } | Op::Const(_) => vec![],
+            Op::Dims {
+                dtype,
+                shape,
+                values,
+            } => {
+                vec![
+                    ("dtype", dtype.to_string()),
+                    ("shape", list(shape)),
+                    ("values", list(values)),
+                ]
+            }
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::MatMul => vec![],
+            Op::Cast { to } => vec![("to", to.to_string())],
+            Op::Softmax { axis } | Op::LogSoftmax { axis } => vec![("axis", axis.to_string())],
+            Op::LayerNorm { axis, epsilon } => {
+                vec![("axis", axis.to_string()), ("epsilon", fmt_f32(*epsilon))]
+            }
+            Op::Reduce {
+                axes, keep_dims, ..
+            } => {
+                vec![("axes", list(axes)), ("keep_dims", keep_dims.to_string())]
+            }
+            Op::ArgReduce {
+                axis,
+                keep_dims,
+                select_last,
+                ..
+            } => vec![
+                ("axis", axis.to_string()),
+                ("keep_dims", keep_dims.to_string()),
+                ("select_last", select_last.to_string()),
+            ],
+            Op::CumSum {
+                axis,
+                exclusive,
+                reverse,
+            } => vec![
+                ("axis", axis.to_string()),
+                ("exclusive", exclusive.to_string()),
+                ("reverse", reverse.to_string()),
+            ],
+            Op::Reshape { shape } | Op::Expand { shape } => vec![("shape", shape.to_string())],
+            Op::Transpose { perm } => vec![("perm", list(perm))],
+            Op::Concat { axis } | Op::Gather { axis } | Op::GatherElements { axis } => {
+                vec![("axis", axis.to_string())]
+            }
+            Op::Slice {
+                axes,
+                starts,
+                ends,
+                steps,
+            } => vec![
+                ("axes", list(axes)),
+                ("starts", list(starts)),
+                ("ends", list(ends)),
+                ("steps", list(steps)),
+            ],
+            Op::GatherNd { batch_dims } => vec![("batch_dims", batch_dims.to_string())],
+            Op::Tile { repeats } => vec![("repeats", list(repeats))],
+            Op::Range {
+                dtype,
+                start,
+                limit,
+                delta,
+            } => vec![
+                ("dtype", dtype.to_string()),
+                ("start", start.to_string()),
+                ("limit", limit.to_string()),
+                ("delta", delta.to_string()),
+            ],
+            Op::ShapeOf { start, end } => {
+                vec![("start", start.to_string()), ("end", end.to_string())]
+            }
+            Op::Trilu { upper, k } => vec![("upper", upper.to_string()), ("k", k.to_string())],
+        }
+    }
+
+    /// Builds an op from its text-form name and attributes, the inverse of
+    /// [`Op::name`] and [`Op::attrs`] for every op but `input` and `const`.
+    pub fn from_parts(name: &str, attrs: &[(String, String)]) -> Result<Op, String> {
+        let a = Attrs { op: name, attrs };
+        if let Some(u) = UnaryOp::ALL.into_iter().find(|u| u.name() == name) {
+            a.none()?;
+            return Ok(Op::Unary(u));
+        }
+        if let Some(b) = BinaryOp::ALL.into_iter().find(|b| b.name() == name) {
+            a.none()?;
+            return Ok(Op::Binary(b));
+        }
+        if let Some(kind) = ReduceKind::ALL.into_iter().find(|k| k.name() == name) {
+            return Ok(Op::Reduce {
+                kind,
+                axes: a.usizes("axes")?,
+                keep_dims: a.bool("keep_dims")?,
+            });
+        }
+        Ok(match name {
+            "dims" => Op::Dims {
+                dtype: a.dtype("dtype")?,
+                shape: a.usizes("shape")?,
+                values: a.dims("values")?,
+            },
+            "where" => Op::Where,
+            "matmul" => Op::MatMul,
+            "cast" => Op::Cast { to: a.dtype("to")? },
+            "softmax" => Op::Softmax {
+                axis: a.usize("axis")?,
+            },
+            "log_softmax" => Op::LogSoftmax {
+                axis: a.usize("axis")?,
+            },
+            "layer_norm" => Op::LayerNorm {
+                axis: a.usize("axis")?,
+                epsilon: a.parse("epsilon")?,
+            },
+            "argmax" | "argmin" => Op::ArgReduce {
+                max: name == "argmax",
+                axis: a.usize("axis")?,
+                keep_dims: a.bool("keep_dims")?,
+                select_last: a.bool("select_last")?,
+            },
+            "cumsum" => Op::CumSum {
+                axis: a.usize("axis")?,
+                exclusive: a.bool("exclusive")?,
+                reverse: a.bool("reverse")?,
+            },
+            "reshape" => Op::Reshape {
+                shape: Shape(a.dims("shape")?),
+            },
+            "expand" => Op::Expand {
+                shape: Shape(a.dims("shape")?),
+            },
+            "transpose" => Op::Transpose {
+                perm: a.usizes("perm")?,
+            },
+            "concat" => Op::Concat {
+                axis: a.usize("axis")?,
+            },
+            "gather" => Op::Gather {
+                axis: a.usize("axis")?,
+            },
+            "gather_elements" => Op::GatherElements {
+                axis: a.usize("axis")?,
+            },
+            "gather_nd" => Op::GatherNd {
+                batch_dims: a.usize("batch_dims")?,
+            },
+            "slice" => Op::Slice {
+                axes: a.usizes("axes")?,
+                starts: a.dims("starts")?,
+                ends: a.dims("ends")?,
+                steps: a
+                    .list("steps")?
+                    .iter()
+                    .map(|s| s.parse::<i64>().map_err(|e| e.to_string()))
+                    .collect::<Result<_, _>>()?,
+            },
+            "tile" => Op::Tile {
+                repeats: a.dims("repeats")?,
+            },
+            "range" => Op::Range {
+                dtype: a.dtype("dtype")?,
+                start: a.dim("start")?,
+                limit: a.dim("limit")?,
+                delta: a.parse("delta")?,
+            },
+            "shape" => Op::ShapeOf {
+                start: a.usize("start")?,
+                end: a.usize("end")?,
+            },
+            "trilu" => Op::Trilu {
+                upper: a.bool("upper")?,
+                k: a.parse("k")?,
+            },
+            _ => return Err(format!("unknown op `{name}`")),
+        })
+    }
+}
+
+/// Formats an f32 so that it parses back to the same bits.
+pub fn fmt_f32(x: f32) -> String {
+    if x.is_finite() && x == x.trunc() && x.abs() < 1e15 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:?}")
+    }
+}
+
+/// Splits `s` at commas that are not nested inside brackets or parentheses.
+pub fn split_top_level(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' | '(' | '<' => depth += 1,
+            ']' | ')' | '>' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(s[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = s[start..].trim();
+    if !last.is_empty() || !out.is_empty() {
+        out.push(last);
+    }
+    out
+}
+
+struct Attrs<'a> {
+    op: &'a str,
+    attrs: &'a [(String, String)],
+}
+
+impl Attrs<'_> {
+    fn none(&self) -> Result<(), String> {
+        match self.attrs.first() {
+            Some((k, _)) => Err(format!(
+                "op `{}` takes no attribute, but `{k}` was given",
+                self.op
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn raw(&self, key: &str) -> Result<&str, String> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("op `{}` needs attribute `{key}`", self.op))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let v = self.raw(key)?;
+        v.parse::<T>()
+            .map_err(|e| format!("attribute `{key}` of `{}`: bad value `{v}`: {e}", self.op))
+    }
+
+    fn usize(&self, key: &str) -> Result<usize, String> {
+        self.parse(key)
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, String> {
+        self.parse(key)
+    }
+
+    fn dtype(&self, key: &str) -> Result<DType, String> {
+        let v = self.raw(key)?;
+        DType::from_name(v)
+            .ok_or_else(|| format!("attribute `{key}` of `{}`: unknown dtype `{v}`", self.op))
+    }
+
+    fn dim(&self, key: &str) -> Result<Dim, String> {
+        Dim::parse(self.raw(key)?)
+    }
+
+    fn list(&self, key: &str) -> Result<Vec<&str>, String> {
+        let v = self.raw(key)?.trim();
+        let inner = v
+            .strip_prefix('[')
+            .and_then(|v| v.strip_suffix(']'))
+            .ok_or_else(|| {
+                format!(
+                    "attribute `{key}` of `{}` must be a list `[..]`, got `{v}`",
+                    self.op
+                )
+            })?;
+        Ok(split_top_level(inner))
+    }
+
+    fn usizes(&self, key: &str) -> Result<Vec<usize>, String> {
+        self.list(key)?
+            .into_iter()
+            .map(|s| {
+                s.parse::<usize>()
+                    .map_err(|e| format!("attribute `{key}` of `{}`: `{s}`: {e}", self.op))
+            })
+            .collect()
+    }
+
+    fn dims(&self, key: &str) -> Result<Vec<Dim>, String> {
+        self.list(key)?.into_iter().map(Dim::parse).collect()
+    }
+}
