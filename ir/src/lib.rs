@@ -28,3 +28,6 @@ pub use infer::Known;
 pub use op::{BinaryOp, Constant, Op, ReduceKind, UnaryOp};
 pub use shape::{Shape, TensorType};
 pub use tensor::{Element, Tensor, TensorData};
+pub mod interp;
+pub mod text;
+pub mod verify;

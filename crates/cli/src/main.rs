@@ -1,0 +1,3 @@
+//! The `tcc` binary.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! ONNX import: decodes ModelProto and lowers its graph into the IR.
