@@ -251,6 +251,18 @@ impl Dim {
             // A constant counts fully; a positive monomial of symbols is at least its coefficient.
             if m.is_empty() || (*c > 0 && m.iter().all(|a| matches!(a, Atom::Sym(_)))) {
                 lb = lb.saturating_add(*c);
+            } else if let ([atom], true) = (m.as_slice(), *c > 0) {
+                // `min(a, b)` is at least the smaller bound, `max(a, b)` at least either.
+                let b = match atom {
+                    Atom::Min(x, y) => x.lower_bound()?.min(y.lower_bound()?),
+                    Atom::Max(x, y) => match (x.lower_bound(), y.lower_bound()) {
+                        (Some(p), Some(q)) => p.max(q),
+                        (Some(p), None) | (None, Some(p)) => p,
+                        (None, None) => return None,
+                    },
+                    _ => return None,
+                };
+                lb = lb.saturating_add(c.saturating_mul(b));
             } else {
                 return None;
             }
@@ -292,7 +304,28 @@ impl Dim {
         if other.sub(self).lower_bound().is_some_and(|lb| lb >= 0) {
             return Some(Ordering::Less);
         }
-        None
+        if let Some(o) = other.compare_min_max(self) {
+            return Some(o.reverse());
+        }
+        self.compare_min_max(other)
+    }
+
+    /// Compares `self`, a lone `min` or `max` atom, with `other`:
+    /// `min(a, b)` is at most `a` and `b`, `max(a, b)` at least both.
+    fn compare_min_max(&self, other: &Dim) -> Option<Ordering> {
+        let (m, c) = self.terms.iter().next().filter(|_| self.terms.len() == 1)?;
+        let ([atom], 1) = (m.as_slice(), *c) else {
+            return None;
+        };
+        let ge = |x: &Dim| matches!(x.compare(other), Some(Ordering::Greater | Ordering::Equal));
+        let le = |x: &Dim| matches!(x.compare(other), Some(Ordering::Less | Ordering::Equal));
+        match atom {
+            Atom::Min(a, b) if le(a) || le(b) => Some(Ordering::Less),
+            Atom::Min(a, b) if ge(a) && ge(b) => Some(Ordering::Greater),
+            Atom::Max(a, b) if ge(a) || ge(b) => Some(Ordering::Greater),
+            Atom::Max(a, b) if le(a) && le(b) => Some(Ordering::Less),
+            _ => None,
+        }
     }
 
     /// `min(self, other)`, decided where possible.
@@ -603,6 +636,11 @@ mod tests {
         assert_eq!(d("seq - 1").max_dim(&d("0")), d("seq - 1"));
         assert_eq!(d("seq").max_dim(&d("1")), d("seq"));
         assert_eq!(d("seq").min_dim(&d("128")).to_string(), "min(128, seq)");
+        // A clamped slice length broadcast against the dim it was clamped to.
+        assert_eq!(d("min(512, seq)").max_dim(&d("0")), d("min(512, seq)"));
+        assert_eq!(d("seq").max_dim(&d("min(512, seq)")), d("seq"));
+        assert_eq!(d("min(512, seq)").min_dim(&d("seq")), d("min(512, seq)"));
+        assert_eq!(d("max(seq, 4)").max_dim(&d("seq")), d("max(4, seq)"));
     }
 
     #[test]

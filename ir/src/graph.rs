@@ -348,4 +348,11 @@ impl Graph {
     pub fn petgraph(&self) -> &StableDiGraph<Node, u32> {
         &self.g
     }
+
+    /// The underlying petgraph, mutably: bypasses every check, so it is for
+    /// tests that break invariants on purpose (the verifier's tests).
+    #[doc(hidden)]
+    pub fn petgraph_mut(&mut self) -> &mut StableDiGraph<Node, u32> {
+        &mut self.g
+    }
 }

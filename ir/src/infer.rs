@@ -240,6 +240,59 @@ pub fn infer(
             dims.push(bd[bd.len() - 1].clone());
             (TensorType::new(a.dtype, dims), None)
         }
+        Op::MatMulInteger { saturate_pairs } => {
+            let (a, b, az, bz) = (tys[0], tys[1], tys[2], tys[3]);
+            for (what, t) in [("a", a), ("b", b)] {
+                if !matches!(t.dtype, DType::U8 | DType::I8) || t.rank() < 2 {
+                    return Err(err(format!(
+                        "{what} must be a u8 or i8 matrix (rank 2 or more), got {t}"
+                    )));
+                }
+            }
+            if *saturate_pairs && (a.dtype, b.dtype) != (DType::U8, DType::I8) {
+                return Err(err(format!(
+                    "saturate_pairs models u8 x i8 products, got {} x {}",
+                    a.dtype, b.dtype
+                )));
+            }
+            let (ad, bd) = (a.shape.dims(), b.shape.dims());
+            let (ra, rb) = (ad.len(), bd.len());
+            if let (Some(x), Some(y)) = (ad[ra - 1].as_const(), bd[rb - 2].as_const()) {
+                if x != y {
+                    return Err(err(format!(
+                        "inner dims differ: {} and {}",
+                        a.shape, b.shape
+                    )));
+                }
+            }
+            let mut a_rows = ad.to_vec();
+            a_rows[ra - 1] = Dim::constant(1);
+            let mut b_cols = bd.to_vec();
+            b_cols[rb - 2] = Dim::constant(1);
+            for (what, zp, of, target) in [
+                ("a_zp", az, a, Shape(a_rows)),
+                ("b_zp", bz, b, Shape(b_cols)),
+            ] {
+                if zp.dtype != of.dtype {
+                    return Err(err(format!(
+                        "{what} has dtype {}, its operand {}",
+                        zp.dtype, of.dtype
+                    )));
+                }
+                if broadcast(&zp.shape, &target).ok().as_ref() != Some(&target) {
+                    return Err(err(format!(
+                        "{what} of shape {} does not broadcast to {target}",
+                        zp.shape
+                    )));
+                }
+            }
+            let batch = broadcast(&Shape(ad[..ra - 2].to_vec()), &Shape(bd[..rb - 2].to_vec()))
+                .map_err(err)?;
+            let mut dims = batch.0;
+            dims.push(ad[ra - 2].clone());
+            dims.push(bd[rb - 1].clone());
+            (TensorType::new(DType::I32, dims), None)
+        }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let t = t0.unwrap();
             float_only(name, t)?;
@@ -652,6 +705,8 @@ fn binary_known(b: BinaryOp, x: &Known, y: &Known, out: &[usize]) -> Option<Know
             BinaryOp::Equal => match consts {
                 Some((p, q)) => Dim::constant((p == q) as i64),
                 None if a == c => Dim::constant(1),
+                // Symbols are at least 1: `seq` is never -1, `seq + 1` never `seq`.
+                None if strictly_apart(a, c) => Dim::constant(0),
                 None => return None,
             },
             BinaryOp::Less | BinaryOp::LessEqual | BinaryOp::Greater | BinaryOp::GreaterEqual => {
@@ -681,6 +736,18 @@ fn binary_known(b: BinaryOp, x: &Known, y: &Known, out: &[usize]) -> Option<Know
         shape: out.to_vec(),
         values,
     })
+}
+
+/// True if `a > b` or `a < b` for every binding of the symbols.
+fn strictly_apart(a: &Dim, b: &Dim) -> bool {
+    let one = Dim::constant(1);
+    let ge = |x: &Dim, y: &Dim| {
+        matches!(
+            x.compare(y),
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        )
+    };
+    ge(a, &b.add(&one)) || ge(b, &a.add(&one))
 }
 
 fn concat_known(ks: &[&Known], axis: usize) -> Known {

@@ -332,6 +332,23 @@ pub enum Op {
     /// Batched matrix product of operands of rank 2 or more; the leading
     /// (batch) dims broadcast.
     MatMul,
+    /// ONNX `MatMulInteger`: the batched product of 8-bit integer matrices
+    /// into i32, `sum_k (a - a_zp) * (b - b_zp)`. Operands: `a` (`u8` or `i8`,
+    /// `[.., m, k]`), `b` (`u8` or `i8`, `[.., k, n]`), `a_zp` (a's dtype,
+    /// broadcastable to `[.., m, 1]`) and `b_zp` (b's dtype, broadcastable to
+    /// `[.., 1, n]`).
+    ///
+    /// With `saturate_pairs` (only for `u8` times `i8`), the raw products are
+    /// summed two at a time along `k` (`k = 2p, 2p + 1`; an odd last one alone)
+    /// and each pair sum saturates to the i16 range before the exact i32
+    /// accumulation; the zero points are then taken off exactly:
+    /// `sum_p sat16(..) - a_zp * sum_k b - b_zp * sum_k a + k * a_zp * b_zp`.
+    /// That is what x86's `vpmaddubsw` computes, and so what ONNX Runtime's
+    /// u8 x s8 kernels give on CPUs without VNNI.
+    MatMulInteger {
+        /// Saturate pair sums to i16, as `vpmaddubsw` does.
+        saturate_pairs: bool,
+    },
     /// Softmax along `axis`.
     Softmax {
         /// The axis normalised over.
@@ -484,6 +501,7 @@ impl Op {
             Op::Where => "where",
             Op::Cast { .. } => "cast",
             Op::MatMul => "matmul",
+            Op::MatMulInteger { .. } => "matmul_integer",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::LayerNorm { .. } => "layer_norm",
@@ -516,6 +534,7 @@ impl Op {
             | Op::GatherElements { .. }
             | Op::GatherNd { .. } => Arity::Exact(2),
             Op::Where | Op::LayerNorm { .. } => Arity::Exact(3),
+            Op::MatMulInteger { .. } => Arity::Exact(4),
             Op::Concat { .. } => Arity::AtLeast(1),
             _ => Arity::Exact(1),
         }
@@ -550,6 +569,9 @@ impl Op {
             }
             Op::Unary(_) | Op::Binary(_) | Op::Where | Op::MatMul => vec![],
             Op::Cast { to } => vec![("to", to.to_string())],
+            Op::MatMulInteger { saturate_pairs } => {
+                vec![("saturate_pairs", saturate_pairs.to_string())]
+            }
             Op::Softmax { axis } | Op::LogSoftmax { axis } => vec![("axis", axis.to_string())],
             Op::LayerNorm { axis, epsilon } => {
                 vec![("axis", axis.to_string()), ("epsilon", fmt_f32(*epsilon))]
@@ -641,6 +663,9 @@ impl Op {
             },
             "where" => Op::Where,
             "matmul" => Op::MatMul,
+            "matmul_integer" => Op::MatMulInteger {
+                saturate_pairs: a.bool("saturate_pairs")?,
+            },
             "cast" => Op::Cast { to: a.dtype("to")? },
             "softmax" => Op::Softmax {
                 axis: a.usize("axis")?,

@@ -1,0 +1,52 @@
+//! Ops that make integer tensors from shapes: `Dims`, `Range` and `ShapeOf`.
+
+use super::{span_len, tensor, Bindings, OpResult};
+use crate::dim::Dim;
+use crate::dtype::DType;
+use crate::tensor::{Tensor, TensorData};
+
+/// A `Range` longer than this is refused rather than allocated.
+const MAX_RANGE: usize = 1 << 32;
+
+/// The symbolic `values` evaluated with `env`, as a tensor of `dtype`.
+pub(super) fn dims(
+    dtype: DType,
+    shape: &[usize],
+    values: &[Dim],
+    env: &Bindings,
+) -> OpResult<Tensor> {
+    if !dtype.is_int() {
+        return Err(format!("dims must have an integer dtype, not {dtype}"));
+    }
+    let v = values
+        .iter()
+        .map(|d| env.eval_dim(d))
+        .collect::<OpResult<Vec<i64>>>()?;
+    tensor(shape.to_vec(), TensorData::from_i64(dtype, v))
+}
+
+/// `start, start + delta, ...` up to `limit`, exclusive.
+pub(super) fn range(dtype: DType, start: i64, limit: i64, delta: i64) -> OpResult<Tensor> {
+    if !dtype.is_int() {
+        return Err(format!("range makes integers, not {dtype}"));
+    }
+    if delta == 0 {
+        return Err("delta 0".into());
+    }
+    let n = span_len(start, limit, delta);
+    if n > MAX_RANGE {
+        return Err(format!("a range of {n} elements is too long"));
+    }
+    let v = (0..n as i64).map(|i| start.wrapping_add(i.wrapping_mul(delta)));
+    tensor(vec![n], TensorData::from_i64(dtype, v))
+}
+
+/// Dims `start..end` of `x`'s shape, as an i64 vector.
+pub(super) fn shape_of(x: &Tensor, start: usize, end: usize) -> OpResult<Tensor> {
+    let s = x.shape();
+    if start > end || end > s.len() {
+        return Err(format!("dims {start}..{end} of a rank-{} tensor", s.len()));
+    }
+    let v: Vec<i64> = s[start..end].iter().map(|&d| d as i64).collect();
+    tensor(vec![v.len()], TensorData::I64(v))
+}
