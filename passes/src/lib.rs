@@ -1,3 +1,68 @@
 //! Graph passes over the IR and the pass manager that runs them.
+//!
+//! A [`Pass`] rewrites a [`Graph`] in place and says whether it changed
+//! anything. Passes do not verify or dump: the [`PassManager`] does, after
+//! every pass (see its docs). Every pass lives in a file of its own, named
+//! after its struct, and has a kebab-case name that the CLI and logs use.
+//!
+//! The pipeline, in order ([`PassManager::default_pipeline`]):
+//!
+//! | name             | pass               | what it does |
+//! |------------------|--------------------|--------------|
+//! | `fold-shapes`    | [`FoldShapes`]     | integer nodes whose value shape inference knows become `const` or `dims` leaves |
+//! | `fold-constants` | [`FoldConstants`]  | nodes of constant operands are evaluated by the interpreter |
+//! | `simplify`       | [`Simplify`]       | no-op reshapes, transposes, casts, expands and slices go; chains merge |
+//! | `dead-code`      | [`DeadCode`]       | nodes that no output needs are removed |
 
 #![warn(missing_docs)]
+
+mod dead_code;
+mod error;
+mod fold_constants;
+mod fold_shapes;
+mod pass;
+mod pass_manager;
+mod simplify;
+
+pub use dead_code::DeadCode;
+pub use error::{Error, Result};
+pub use fold_constants::{FoldConstants, FOLD_LIMIT};
+pub use fold_shapes::FoldShapes;
+pub use pass::Pass;
+pub use pass_manager::{Dump, PassManager, PassRun, Report, Stage};
+pub use simplify::Simplify;
+
+use tcc_ir::Graph;
+
+/// Every pass tcc has, in the order of the default pipeline.
+pub fn all_passes() -> Vec<Box<dyn Pass>> {
+    vec![
+        Box::new(FoldShapes),
+        Box::new(FoldConstants),
+        Box::new(Simplify),
+        Box::new(DeadCode),
+    ]
+}
+
+/// The names of every pass, in the order of [`all_passes`].
+pub fn pass_names() -> Vec<&'static str> {
+    all_passes().iter().map(|p| p.name()).collect()
+}
+
+/// The pass called `name`; an [`Error::UnknownPass`] listing the valid names
+/// if there is none.
+pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>> {
+    all_passes()
+        .into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| Error::UnknownPass {
+            name: name.to_string(),
+            valid: pass_names(),
+        })
+}
+
+/// Runs the default pipeline on `graph`: shorthand for
+/// `PassManager::default_pipeline().run(graph)`.
+pub fn optimize(graph: &mut Graph) -> Result<Report> {
+    PassManager::default_pipeline().run(graph)
+}
