@@ -1,0 +1,526 @@
+//! End-to-end tests of the `tcc` binary: help texts, `inspect`, `interpret`
+//! and `compile` on the committed tiny-encoder example, and the error paths,
+//! each of which must exit non-zero with a message naming the thing at fault
+//! and without a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use tcc_ir::{DType, Tensor};
+
+/// The example's architecture, from examples/tiny-encoder/make_model.py.
+const VOCAB: usize = 100;
+const MAX_POS: usize = 64;
+const HIDDEN: usize = 32;
+const FFN: usize = 64;
+
+fn example(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/tiny-encoder")
+        .join(file)
+}
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tcc-cli-{}-{test}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+fn tcc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcc"))
+        .args(args)
+        .output()
+        .expect("run the tcc binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}
+
+/// Asserts that `o` is a clean failure: a non-zero exit, `error:` on stderr,
+/// every one of `names` in the message, and no panic.
+fn assert_fails_naming(o: &Output, names: &[&str]) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected a failure; stderr:\n{err}");
+    assert!(err.contains("error:"), "no `error:` in stderr:\n{err}");
+    assert!(!err.contains("panicked"), "tcc panicked:\n{err}");
+    for name in names {
+        assert!(err.contains(name), "stderr does not name `{name}`:\n{err}");
+    }
+}
+
+fn write_npz(path: &Path, arrays: Vec<(&str, Tensor)>) {
+    let arrays: Vec<(String, Tensor)> = arrays
+        .into_iter()
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
+    tcc_npz::write_npz(path, &arrays).expect("write a test npz");
+}
+
+fn example_inputs() -> Vec<(String, Tensor)> {
+    tcc_npz::read_npz(&example("inputs.npz")).expect("read the example inputs")
+}
+
+fn input(name: &str) -> Tensor {
+    example_inputs()
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .expect("the example has this input")
+}
+
+#[test]
+fn help_teaches_each_subcommand() {
+    let top = tcc(&["--help"]);
+    assert!(top.status.success());
+    let top = stdout(&top);
+    for cmd in ["inspect", "interpret", "compile"] {
+        assert!(top.contains(cmd), "top-level help lists `{cmd}`:\n{top}");
+    }
+    let cases: [(&str, &[&str]); 3] = [
+        ("inspect", &["MODEL.onnx", "Examples:", "tcc inspect "]),
+        (
+            "interpret",
+            &[
+                "--inputs",
+                "--output",
+                "--no-opt",
+                "Examples:",
+                "tcc interpret ",
+            ],
+        ),
+        (
+            "compile",
+            &[
+                "--emit",
+                "--dump-after",
+                "--disable-pass",
+                "--time-passes",
+                "Examples:",
+                "tcc compile ",
+            ],
+        ),
+    ];
+    for (cmd, wants) in cases {
+        let o = tcc(&[cmd, "--help"]);
+        assert!(o.status.success(), "`tcc {cmd} --help` fails");
+        let text = stdout(&o);
+        for want in wants {
+            assert!(
+                text.contains(want),
+                "`tcc {cmd} --help` lacks `{want}`:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn inspect_reports_the_example() {
+    let o = tcc(&["inspect", p(&example("model.onnx"))]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "inspect failed:\n{}", stderr(&o));
+    assert!(out.contains("producer: tcc-examples 1"), "{out}");
+    assert!(out.contains("opset: ai.onnx 17"), "{out}");
+    let line = |prefix: &str| -> String {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting with `{prefix}`:\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("input_ids"), "input_ids i64[batch, seq]");
+    assert_eq!(line("attention_mask"), "attention_mask i64[batch, seq]");
+    assert_eq!(
+        line("last_hidden_state"),
+        format!("last_hidden_state f32[batch, seq, {HIDDEN}]")
+    );
+    // The weights, from the architecture: embeddings and their LayerNorm;
+    // query, key, value and output projections with biases and a LayerNorm;
+    // the two feed-forward layers with biases and a LayerNorm.
+    let params = VOCAB * HIDDEN
+        + MAX_POS * HIDDEN
+        + 2 * HIDDEN
+        + 4 * (HIDDEN * HIDDEN + HIDDEN)
+        + 2 * HIDDEN
+        + (HIDDEN * FFN + FFN)
+        + (FFN * HIDDEN + HIDDEN)
+        + 2 * HIDDEN;
+    let tensors = 2 + 3 * 2 + 6 * 2;
+    assert_eq!(
+        line("parameters:"),
+        format!(
+            "parameters: {params} in {tensors} tensors, {} bytes ({:.1} KiB)",
+            params * 4,
+            params as f64 * 4.0 / 1024.0
+        )
+    );
+    // The op histogram, most frequent first, as the generator wrote the nodes:
+    // six linear layers and two attention products; three LayerNorms.
+    assert_eq!(line("MatMul"), "MatMul 8");
+    assert_eq!(line("LayerNormalization"), "LayerNormalization 3");
+    assert_eq!(line("Softmax"), "Softmax 1");
+    assert_eq!(line("Erf"), "Erf 1");
+    let hist: Vec<usize> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("onnx nodes:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| {
+            l.split_whitespace()
+                .last()
+                .and_then(|n| n.parse().ok())
+                .expect("a count")
+        })
+        .collect();
+    assert!(hist.len() > 10, "{out}");
+    assert!(
+        hist.windows(2).all(|w| w[0] >= w[1]),
+        "sorted by count:\n{out}"
+    );
+    assert!(line("ir nodes:").starts_with("ir nodes: "));
+}
+
+/// Runs `interpret` on the example and compares with ONNX Runtime's output.
+fn check_interpret(inputs: &Path, extra: &[&str], test: &str) {
+    let out = scratch(test).join("out.npz");
+    let model = example("model.onnx");
+    let mut args = vec![
+        "interpret",
+        p(&model),
+        "--inputs",
+        p(inputs),
+        "--output",
+        p(&out),
+    ];
+    args.extend_from_slice(extra);
+    let o = tcc(&args);
+    assert!(o.status.success(), "interpret failed:\n{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("last_hidden_state f32[2, 7, 32]"),
+        "summary: {}",
+        stderr(&o)
+    );
+    let got = tcc_npz::read_npz(&out).expect("read the output");
+    assert_eq!(got.len(), 1, "one output");
+    assert_eq!(got[0].0, "last_hidden_state");
+    let expected = tcc_npz::read_npz(&example("expected.npz")).expect("read the reference");
+    let want = &expected
+        .iter()
+        .find(|(n, _)| n == "last_hidden_state")
+        .expect("the reference has the output")
+        .1;
+    let got = &got[0].1;
+    assert_eq!(got.dtype(), DType::F32);
+    assert_eq!(got.shape(), want.shape());
+    let (g, w) = (got.data().to_f64_vec(), want.data().to_f64_vec());
+    let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    let tol = 1e-4 * scale;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        assert!(
+            (a - b).abs() <= tol,
+            "element {i}: tcc {a} vs onnxruntime {b} (tolerance {tol})"
+        );
+    }
+}
+
+#[test]
+fn interpret_matches_onnx_runtime() {
+    check_interpret(&example("inputs.npz"), &[], "interpret");
+}
+
+#[test]
+fn interpret_without_passes_matches_onnx_runtime() {
+    check_interpret(&example("inputs.npz"), &["--no-opt"], "interpret-no-opt");
+}
+
+#[test]
+fn interpret_ignores_arrays_that_are_not_inputs() {
+    // The reference archive also holds last_hidden_state.
+    check_interpret(&example("expected.npz"), &[], "interpret-ref");
+}
+
+#[test]
+fn compile_emits_ir_to_stdout_and_to_a_file() {
+    let model = example("model.onnx");
+    let o = tcc(&["compile", p(&model), "--emit", "ir"]);
+    assert!(o.status.success(), "compile failed:\n{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("input_ids"),
+        "the IR names the inputs:\n{text}"
+    );
+    let file = scratch("compile").join("model.tir");
+    let o = tcc(&["compile", p(&model), "--emit", "ir", "-o", p(&file)]);
+    assert!(o.status.success(), "compile -o failed:\n{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "with -o nothing goes to stdout");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), text);
+    let o = tcc(&["compile", p(&model), "--emit", "ir", "--no-opt"]);
+    assert!(
+        o.status.success(),
+        "compile --no-opt failed:\n{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("input_ids"));
+}
+
+#[test]
+fn compile_times_passes() {
+    let o = tcc(&[
+        "compile",
+        p(&example("model.onnx")),
+        "--emit",
+        "ir",
+        "--time-passes",
+    ]);
+    assert!(o.status.success(), "compile failed:\n{}", stderr(&o));
+    let names = tcc_passes::pass_names();
+    let err = stderr(&o);
+    assert!(
+        names.iter().any(|n| err.contains(n)),
+        "the timing report names the passes:\n{err}"
+    );
+}
+
+#[test]
+fn compile_without_emit_ir_says_codegen_is_coming() {
+    let o = tcc(&["compile", p(&example("model.onnx"))]);
+    assert_eq!(o.status.code(), Some(2), "exit code 2:\n{}", stderr(&o));
+    assert_fails_naming(&o, &["--emit ir", "not implemented"]);
+}
+
+#[test]
+fn unknown_pass_is_refused_with_the_valid_names() {
+    let o = tcc(&[
+        "compile",
+        p(&example("model.onnx")),
+        "--emit",
+        "ir",
+        "--disable-pass",
+        "no-such-pass",
+    ]);
+    assert_fails_naming(&o, &["no-such-pass"]);
+    let names = tcc_passes::pass_names();
+    assert!(
+        names.iter().all(|n| stderr(&o).contains(n)),
+        "lists the valid passes:\n{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_file_that_is_not_onnx_is_an_error() {
+    let path = scratch("not-onnx").join("notes.onnx");
+    std::fs::write(&path, "these are not the protobufs you are looking for\n").expect("write");
+    let o = tcc(&["inspect", p(&path)]);
+    assert_fails_naming(&o, &["notes.onnx"]);
+}
+
+#[test]
+fn a_truncated_model_is_an_error() {
+    let bytes = std::fs::read(example("model.onnx")).expect("read the model");
+    let path = scratch("truncated").join("truncated.onnx");
+    std::fs::write(&path, &bytes[..100]).expect("write");
+    let o = tcc(&["inspect", p(&path)]);
+    assert_fails_naming(&o, &["truncated.onnx"]);
+    let out = scratch("truncated").join("out.npz");
+    let o = tcc(&[
+        "interpret",
+        p(&path),
+        "--inputs",
+        p(&example("inputs.npz")),
+        "--output",
+        p(&out),
+    ]);
+    assert_fails_naming(&o, &["truncated.onnx"]);
+    assert!(!out.exists(), "no output on failure");
+}
+
+#[test]
+fn a_missing_model_is_an_error() {
+    let path = scratch("missing").join("nowhere.onnx");
+    for cmd in [
+        vec!["inspect", p(&path)],
+        vec!["compile", p(&path), "--emit", "ir"],
+    ] {
+        let o = tcc(&cmd);
+        assert_fails_naming(&o, &["nowhere.onnx", "does not exist"]);
+    }
+}
+
+#[test]
+fn a_missing_input_is_named() {
+    let dir = scratch("missing-input");
+    let npz = dir.join("only-ids.npz");
+    write_npz(&npz, vec![("input_ids", input("input_ids"))]);
+    let out = dir.join("out.npz");
+    let o = tcc(&[
+        "interpret",
+        p(&example("model.onnx")),
+        "--inputs",
+        p(&npz),
+        "--output",
+        p(&out),
+    ]);
+    // The message names the missing input and lists what the archive holds.
+    assert_fails_naming(&o, &["attention_mask", "only-ids.npz", "input_ids"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_mistyped_input_is_named() {
+    let dir = scratch("mistyped");
+    let npz = dir.join("f32-ids.npz");
+    let ids = input("input_ids").cast(DType::F32);
+    write_npz(
+        &npz,
+        vec![
+            ("input_ids", ids),
+            ("attention_mask", input("attention_mask")),
+        ],
+    );
+    let out = dir.join("out.npz");
+    let o = tcc(&[
+        "interpret",
+        p(&example("model.onnx")),
+        "--inputs",
+        p(&npz),
+        "--output",
+        p(&out),
+    ]);
+    assert_fails_naming(&o, &["input_ids", "f32"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_npz_that_is_not_a_zip_is_named() {
+    let dir = scratch("not-zip");
+    let npz = dir.join("plain.npz");
+    std::fs::write(&npz, "input_ids = [1, 2, 3]\n").expect("write");
+    let out = dir.join("out.npz");
+    let o = tcc(&[
+        "interpret",
+        p(&example("model.onnx")),
+        "--inputs",
+        p(&npz),
+        "--output",
+        p(&out),
+    ]);
+    assert_fails_naming(&o, &["plain.npz"]);
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_missing_npz_is_named() {
+    let dir = scratch("missing-npz");
+    let o = tcc(&[
+        "interpret",
+        p(&example("model.onnx")),
+        "--inputs",
+        p(&dir.join("absent.npz")),
+        "--output",
+        p(&dir.join("out.npz")),
+    ]);
+    assert_fails_naming(&o, &["absent.npz"]);
+}
+
+#[test]
+fn interpret_checks_against_a_reference() {
+    let dir = scratch("expected");
+    let model = example("model.onnx");
+    let inputs = example("inputs.npz");
+    let out = dir.join("out.npz");
+    let run = |reference: &Path| {
+        tcc(&[
+            "interpret",
+            p(&model),
+            "--inputs",
+            p(&inputs),
+            "--output",
+            p(&out),
+            "--expected",
+            p(reference),
+        ])
+    };
+    let o = run(&example("expected.npz"));
+    assert!(o.status.success(), "the example matches:\n{}", stderr(&o));
+    assert!(stderr(&o).contains("last_hidden_state: max |diff|"));
+
+    // A reference with one element moved by 0.01 is caught and named.
+    let mut reference = tcc_npz::read_npz(&example("expected.npz")).expect("read");
+    let (_, hidden) = reference
+        .iter_mut()
+        .find(|(n, _)| n == "last_hidden_state")
+        .expect("the reference has the output");
+    let mut values = hidden.as_slice::<f32>().expect("f32").to_vec();
+    values[5] += 0.01;
+    *hidden = Tensor::from_vec(hidden.shape().to_vec(), values).expect("same shape");
+    let bad = dir.join("off-by-a-bit.npz");
+    tcc_npz::write_npz(&bad, &reference).expect("write");
+    let o = run(&bad);
+    assert_fails_naming(&o, &["last_hidden_state", "off-by-a-bit.npz", "element 5"]);
+}
+
+#[test]
+fn inspect_of_a_model_with_an_unknown_op_reports_it_and_fails() {
+    // Renaming every "Erf" to "Erg" keeps the protobuf valid (same lengths)
+    // and gives the model an op type that no importer knows.
+    let mut bytes = std::fs::read(example("model.onnx")).expect("read the model");
+    let mut renamed = 0;
+    for i in 0..bytes.len().saturating_sub(2) {
+        if &bytes[i..i + 3] == b"Erf" {
+            bytes[i + 2] = b'g';
+            renamed += 1;
+        }
+    }
+    assert!(renamed > 0, "the example has an Erf node");
+    let path = scratch("unknown-op").join("erg.onnx");
+    std::fs::write(&path, &bytes).expect("write");
+    let o = tcc(&["inspect", p(&path)]);
+    assert_fails_naming(&o, &["Erg"]);
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.trim_start().starts_with("Erg "))
+        .unwrap_or_else(|| panic!("the histogram lists Erg:\n{out}"));
+    assert!(line.contains("(not supported by tcc)"), "{line}");
+    assert!(out.contains("producer: tcc-examples 1"), "{out}");
+}
+
+#[test]
+fn inputs_that_disagree_on_seq_are_named() {
+    // attention_mask cut to 5 tokens while input_ids has 7: both are
+    // [batch, seq], so the interpreter must refuse and name the input.
+    let mask = input("attention_mask");
+    let [batch, seq] = [mask.shape()[0], mask.shape()[1]];
+    let values = mask.as_slice::<i64>().expect("i64");
+    let cut: Vec<i64> = (0..batch)
+        .flat_map(|b| values[b * seq..b * seq + 5].to_vec())
+        .collect();
+    let cut = Tensor::from_vec(vec![batch, 5], cut).expect("shape");
+    let dir = scratch("seq");
+    let npz = dir.join("short-mask.npz");
+    write_npz(
+        &npz,
+        vec![("input_ids", input("input_ids")), ("attention_mask", cut)],
+    );
+    let out = dir.join("out.npz");
+    let o = tcc(&[
+        "interpret",
+        p(&example("model.onnx")),
+        "--inputs",
+        p(&npz),
+        "--output",
+        p(&out),
+    ]);
+    assert_fails_naming(&o, &["attention_mask", "seq"]);
+    assert!(!out.exists());
+}
