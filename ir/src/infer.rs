@@ -9,7 +9,7 @@
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
-use crate::op::{BinaryOp, Op, UnaryOp};
+use crate::op::{BinaryOp, Op, PadMode, UnaryOp};
 use crate::shape::{broadcast, Shape, TensorType};
 use crate::tensor::TensorData;
 
@@ -292,6 +292,55 @@ pub fn infer(
             dims.push(ad[ra - 2].clone());
             dims.push(bd[rb - 1].clone());
             (TensorType::new(DType::I32, dims), None)
+        }
+        Op::Conv {
+            strides,
+            pads_begin,
+            pads_end,
+            dilations,
+            group,
+        } => {
+            let (x, w) = (tys[0], tys[1]);
+            (
+                conv_type(x, w, strides, pads_begin, pads_end, dilations, *group).map_err(err)?,
+                None,
+            )
+        }
+        Op::Pad {
+            mode,
+            pads_begin,
+            pads_end,
+        } => {
+            let t = t0.unwrap();
+            if pads_begin.len() != t.rank() || pads_end.len() != t.rank() {
+                return Err(err(format!(
+                    "{} begin and {} end pads for rank {}",
+                    pads_begin.len(),
+                    pads_end.len(),
+                    t.rank()
+                )));
+            }
+            if *mode == PadMode::Constant {
+                let v = tys[1];
+                if v.dtype != t.dtype || v.rank() != 0 {
+                    return Err(err(format!(
+                        "the fill value must be a {} scalar, got {v}",
+                        t.dtype
+                    )));
+                }
+            }
+            let mut dims = Vec::with_capacity(t.rank());
+            for (axis, d) in t.shape.dims().iter().enumerate() {
+                let n = d.add(&pads_begin[axis]).add(&pads_end[axis]);
+                if n.as_const().is_some_and(|v| v < 0) {
+                    return Err(err(format!(
+                        "axis {axis} of size {d} cannot lose more than it has (pads {} and {})",
+                        pads_begin[axis], pads_end[axis]
+                    )));
+                }
+                dims.push(n);
+            }
+            (TensorType::new(t.dtype, dims), None)
         }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let t = t0.unwrap();
@@ -585,6 +634,94 @@ pub fn infer(
     };
     let _ = rank0;
     Ok(out)
+}
+
+/// The result type of `Conv` on `x` and `w`, or what is wrong.
+fn conv_type(
+    x: &TensorType,
+    w: &TensorType,
+    strides: &[usize],
+    pads_begin: &[Dim],
+    pads_end: &[Dim],
+    dilations: &[usize],
+    group: usize,
+) -> std::result::Result<TensorType, String> {
+    if !x.dtype.is_float() || w.dtype != x.dtype {
+        return Err(format!(
+            "needs float operands of one dtype, got {} and {}",
+            x.dtype, w.dtype
+        ));
+    }
+    if x.rank() < 3 || w.rank() != x.rank() {
+        return Err(format!(
+            "needs x of rank 3 or more and weights of the same rank, got {} and {}",
+            x.shape, w.shape
+        ));
+    }
+    let sp = x.rank() - 2;
+    if strides.len() != sp
+        || pads_begin.len() != sp
+        || pads_end.len() != sp
+        || dilations.len() != sp
+    {
+        return Err(format!(
+            "{sp} spatial axes need {sp} strides, pads and dilations each, got {}, {} + {} and {}",
+            strides.len(),
+            pads_begin.len(),
+            pads_end.len(),
+            dilations.len()
+        ));
+    }
+    if group == 0 || strides.contains(&0) || dilations.contains(&0) {
+        return Err(format!(
+            "group {group}, strides {strides:?} and dilations {dilations:?} must be at least 1"
+        ));
+    }
+    if let Some(p) = pads_begin
+        .iter()
+        .chain(pads_end)
+        .find(|p| p.as_const().is_some_and(|v| v < 0))
+    {
+        return Err(format!("pads must not be negative, got {p}"));
+    }
+    let (xd, wd) = (x.shape.dims(), w.shape.dims());
+    let g = group as i64;
+    if let (Some(c), Some(cg)) = (xd[1].as_const(), wd[1].as_const()) {
+        if c != cg * g {
+            return Err(format!(
+                "x has {c} channels, but weights {} with group {group} take {}",
+                w.shape,
+                cg * g
+            ));
+        }
+    }
+    if let Some(m) = wd[0].as_const() {
+        if m % g != 0 {
+            return Err(format!(
+                "{m} output channels do not split into {group} groups"
+            ));
+        }
+    }
+    let mut dims = vec![xd[0].clone(), wd[0].clone()];
+    for i in 0..sp {
+        let (input, k) = (&xd[i + 2], &wd[i + 2]);
+        let reach = k
+            .sub(&Dim::constant(1))
+            .mul(&Dim::constant(dilations[i] as i64))
+            .add(&Dim::constant(1));
+        let span = input.add(&pads_begin[i]).add(&pads_end[i]).sub(&reach);
+        let out = span
+            .floor_div(&Dim::constant(strides[i] as i64))
+            .add(&Dim::constant(1));
+        if out.as_const().is_some_and(|v| v < 1) {
+            return Err(format!(
+                "spatial axis {i}: the kernel reaches {reach} elements, more than the {} of the padded input",
+                input.add(&pads_begin[i]).add(&pads_end[i])
+            ));
+        }
+        dims.push(out);
+    }
+    Ok(TensorType::new(x.dtype, dims))
 }
 
 fn float_only(name: &str, t: &TensorType) -> Result<()> {

@@ -25,7 +25,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use infer::Known;
-pub use op::{BinaryOp, Constant, Op, ReduceKind, UnaryOp};
+pub use op::{BinaryOp, Constant, Op, PadMode, ReduceKind, UnaryOp};
 pub use shape::{Shape, TensorType};
 pub use tensor::{Element, Tensor, TensorData};
 pub mod interp;

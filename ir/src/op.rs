@@ -298,6 +298,45 @@ impl ReduceKind {
     }
 }
 
+/// How `Pad` fills the new elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PadMode {
+    /// A constant value, the op's second operand.
+    Constant,
+    /// Mirror without repeating the edge element: `[1, 2, 3]` padded by 2 at
+    /// the end is `[1, 2, 3, 2, 1]`.
+    Reflect,
+    /// Repeat the edge element.
+    Edge,
+    /// Continue periodically from the other end.
+    Wrap,
+}
+
+impl PadMode {
+    /// Every pad mode.
+    pub const ALL: [PadMode; 4] = [
+        PadMode::Constant,
+        PadMode::Reflect,
+        PadMode::Edge,
+        PadMode::Wrap,
+    ];
+
+    /// The text-form name, which is also the ONNX `mode` string.
+    pub fn name(self) -> &'static str {
+        match self {
+            PadMode::Constant => "constant",
+            PadMode::Reflect => "reflect",
+            PadMode::Edge => "edge",
+            PadMode::Wrap => "wrap",
+        }
+    }
+
+    /// The mode named `name`.
+    pub fn from_name(name: &str) -> Option<PadMode> {
+        PadMode::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// An operation. Operands are the node's inputs, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -348,6 +387,41 @@ pub enum Op {
     MatMulInteger {
         /// Saturate pair sums to i16, as `vpmaddubsw` does.
         saturate_pairs: bool,
+    },
+    /// N-D convolution (cross-correlation, as ONNX `Conv`) of `x`
+    /// (`[n, c, spatial..]`) with weights `w` (`[m, c / group, kernel..]`),
+    /// both of one float dtype; the result is `[n, m, out..]` with
+    /// `out = floor((in + pad_begin + pad_end - dilation * (kernel - 1) - 1)
+    /// / stride) + 1` per spatial axis. Padding reads zeros. The channels split
+    /// into `group` groups: output channel `o` sees input channels
+    /// `(o / (m / group)) * (c / group)..` onwards, `c / group` of them. A bias
+    /// is a separate broadcast `Add`. Operands: `x`, `w`.
+    Conv {
+        /// Step per spatial axis, at least 1.
+        strides: Vec<usize>,
+        /// Zeros added before each spatial axis (non-negative).
+        pads_begin: Vec<Dim>,
+        /// Zeros added after each spatial axis (non-negative).
+        pads_end: Vec<Dim>,
+        /// Spacing of the kernel taps per spatial axis, at least 1.
+        dilations: Vec<usize>,
+        /// Number of channel groups, at least 1; divides `c` and `m`.
+        group: usize,
+    },
+    /// Pads (or, with negative amounts, crops) every axis: axis `i` loses
+    /// `-pads_begin[i]` leading elements if that is negative, then gains
+    /// `pads_begin[i]` new ones if positive, and likewise at the end. Cropping
+    /// happens first, so `Reflect`, `Edge` and `Wrap` read the cropped
+    /// tensor; amounts beyond its size repeat the pattern (periodic, as numpy
+    /// does). Operands: `x`, and for [`PadMode::Constant`] a scalar of `x`'s
+    /// dtype, the fill value.
+    Pad {
+        /// How new elements are filled.
+        mode: PadMode,
+        /// Elements added (or, if negative, removed) before each axis.
+        pads_begin: Vec<Dim>,
+        /// Elements added (or, if negative, removed) after each axis.
+        pads_end: Vec<Dim>,
     },
     /// Softmax along `axis`.
     Softmax {
@@ -502,6 +576,8 @@ impl Op {
             Op::Cast { .. } => "cast",
             Op::MatMul => "matmul",
             Op::MatMulInteger { .. } => "matmul_integer",
+            Op::Conv { .. } => "conv",
+            Op::Pad { .. } => "pad",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::LayerNorm { .. } => "layer_norm",
@@ -532,7 +608,12 @@ impl Op {
             | Op::MatMul
             | Op::Gather { .. }
             | Op::GatherElements { .. }
-            | Op::GatherNd { .. } => Arity::Exact(2),
+            | Op::GatherNd { .. }
+            | Op::Conv { .. }
+            | Op::Pad {
+                mode: PadMode::Constant,
+                ..
+            } => Arity::Exact(2),
             Op::Where | Op::LayerNorm { .. } => Arity::Exact(3),
             Op::MatMulInteger { .. } => Arity::Exact(4),
             Op::Concat { .. } => Arity::AtLeast(1),
@@ -572,6 +653,28 @@ impl Op {
             Op::MatMulInteger { saturate_pairs } => {
                 vec![("saturate_pairs", saturate_pairs.to_string())]
             }
+            Op::Conv {
+                strides,
+                pads_begin,
+                pads_end,
+                dilations,
+                group,
+            } => vec![
+                ("strides", list(strides)),
+                ("pads_begin", list(pads_begin)),
+                ("pads_end", list(pads_end)),
+                ("dilations", list(dilations)),
+                ("group", group.to_string()),
+            ],
+            Op::Pad {
+                mode,
+                pads_begin,
+                pads_end,
+            } => vec![
+                ("mode", mode.name().to_string()),
+                ("pads_begin", list(pads_begin)),
+                ("pads_end", list(pads_end)),
+            ],
             Op::Softmax { axis } | Op::LogSoftmax { axis } => vec![("axis", axis.to_string())],
             Op::LayerNorm { axis, epsilon } => {
                 vec![("axis", axis.to_string()), ("epsilon", fmt_f32(*epsilon))]
@@ -667,6 +770,22 @@ impl Op {
                 saturate_pairs: a.bool("saturate_pairs")?,
             },
             "cast" => Op::Cast { to: a.dtype("to")? },
+            "conv" => Op::Conv {
+                strides: a.usizes("strides")?,
+                pads_begin: a.dims("pads_begin")?,
+                pads_end: a.dims("pads_end")?,
+                dilations: a.usizes("dilations")?,
+                group: a.usize("group")?,
+            },
+            "pad" => Op::Pad {
+                mode: {
+                    let m = a.raw("mode")?;
+                    PadMode::from_name(m)
+                        .ok_or_else(|| format!("attribute `mode` of `pad`: unknown mode `{m}`"))?
+                },
+                pads_begin: a.dims("pads_begin")?,
+                pads_end: a.dims("pads_end")?,
+            },
             "softmax" => Op::Softmax {
                 axis: a.usize("axis")?,
             },

@@ -95,8 +95,40 @@ macro_rules! float_element {
 
 float_element!(f32, F32, |x: f32| x as f64, |v: f64| v as f32);
 float_element!(f64, F64, |x: f64| x, |v: f64| v);
-float_element!(f16, F16, |x: f16| x.to_f64(), f16::from_f64);
-float_element!(bf16, BF16, |x: bf16| x.to_f64(), bf16::from_f64);
+float_element!(f16, F16, |x: f16| x.to_f64(), f16_from_f64);
+float_element!(bf16, BF16, |x: bf16| x.to_f64(), bf16_from_f64);
+
+/// `v` rounded to f32 *to odd*: toward zero, then with the last bit set if
+/// that lost anything. Rounding the result to nearest even at 11 (f16) or 8
+/// (bf16) bits then gives the same value as rounding `v` itself once, since
+/// f32 keeps more than two extra bits; rounding `v` to nearest f32 first
+/// would not (a value just above a 16-bit tie would land on the tie).
+fn f32_round_to_odd(v: f64) -> f32 {
+    let r = v as f32;
+    if r.is_nan() || r as f64 == v {
+        return r;
+    }
+    // `r` is inexact: step it back toward zero if it rounded away (from f32
+    // `MAX` to infinity included), then mark the loss in the last bit.
+    let toward_zero = if (r as f64).abs() > v.abs() {
+        f32::from_bits(r.to_bits() - 1)
+    } else {
+        r
+    };
+    f32::from_bits(toward_zero.to_bits() | 1)
+}
+
+/// `v` rounded once to nearest even f16. (`half`'s own `f16::from_f64` goes
+/// through a nearest f32, or drops the low 32 bits of `v`: both can round a
+/// value just above a tie down.)
+pub(crate) fn f16_from_f64(v: f64) -> f16 {
+    f16::from_f32(f32_round_to_odd(v))
+}
+
+/// `v` rounded once to nearest even bf16 (see [`f16_from_f64`]).
+pub(crate) fn bf16_from_f64(v: f64) -> bf16 {
+    bf16::from_f32(f32_round_to_odd(v))
+}
 
 macro_rules! int_element {
     ($t:ty, $dt:ident) => {
@@ -201,8 +233,8 @@ impl TensorData {
         match dtype {
             DType::F32 => TensorData::F32(it.map(f32::from_f64).collect()),
             DType::F64 => TensorData::F64(it.collect()),
-            DType::F16 => TensorData::F16(it.map(f16::from_f64).collect()),
-            DType::BF16 => TensorData::BF16(it.map(bf16::from_f64).collect()),
+            DType::F16 => TensorData::F16(it.map(f16_from_f64).collect()),
+            DType::BF16 => TensorData::BF16(it.map(bf16_from_f64).collect()),
             DType::I64 => TensorData::I64(it.map(i64::from_f64).collect()),
             DType::I32 => TensorData::I32(it.map(i32::from_f64).collect()),
             DType::I8 => TensorData::I8(it.map(i8::from_f64).collect()),

@@ -82,6 +82,16 @@ fn mentions_symbol(op: &Op) -> bool {
         Op::Reshape { shape } | Op::Expand { shape } => shape.dims().iter().any(sym),
         Op::Slice { starts, ends, .. } => starts.iter().chain(ends).any(sym),
         Op::Tile { repeats } => repeats.iter().any(sym),
+        Op::Conv {
+            pads_begin,
+            pads_end,
+            ..
+        }
+        | Op::Pad {
+            pads_begin,
+            pads_end,
+            ..
+        } => pads_begin.iter().chain(pads_end).any(sym),
         Op::Range { start, limit, .. } => sym(start) || sym(limit),
         _ => false,
     }

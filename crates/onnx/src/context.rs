@@ -1,6 +1,7 @@
 //! The context an op importer works in: the ONNX node (name, op type, opset,
 //! attributes, inputs) and the graph being built, with helpers that attach
-//! the node's name and op type to every error.
+//! the node's name and op type to every error, and [`Ctx::widened`], which
+//! keeps a lowering into several core ops on f16 and bf16 to one rounding.
 
 use crate::error::{Error, Result};
 use crate::import::ImportOptions;
@@ -211,6 +212,49 @@ impl<'a> Ctx<'a> {
             return Ok(x);
         }
         self.add(Op::Cast { to }, &[x])
+    }
+
+    /// Builds a lowering that expands one ONNX op into several rounding core
+    /// ops so that, on f16 and bf16, it still rounds once, as the ONNX op does.
+    ///
+    /// Each core op on f16 or bf16 rounds its result to 16 bits, so an
+    /// expansion built in those types would round after every step and miss
+    /// the ONNX result by an ulp or two. When any of `operands` is f16 or
+    /// bf16, those operands are cast up to f32, `build` constructs the
+    /// expansion on the f32 values (scalars made with
+    /// [`Ctx::binary_scalar`] follow them to f32), and an f32 result is cast
+    /// back to the dtype of the first f16 or bf16 operand; a result of any
+    /// other dtype (a quantised integer, say) is returned as it is. With no
+    /// f16 or bf16 operand, `build` gets `operands` unchanged and the graph
+    /// holds no extra casts.
+    ///
+    /// Operands that are not floats pass through as they are; `build` may use
+    /// other nodes too, but those are not cast.
+    pub fn widened(
+        &mut self,
+        operands: &[NodeId],
+        build: impl FnOnce(&mut Self, &[NodeId]) -> Result<NodeId>,
+    ) -> Result<NodeId> {
+        let narrow = operands
+            .iter()
+            .map(|&x| self.dtype(x))
+            .find(|d| matches!(d, DType::F16 | DType::BF16));
+        let Some(narrow) = narrow else {
+            return build(self, operands);
+        };
+        let mut wide = Vec::with_capacity(operands.len());
+        for &x in operands {
+            wide.push(match self.dtype(x) {
+                DType::F16 | DType::BF16 => self.cast(x, DType::F32)?,
+                _ => x,
+            });
+        }
+        let y = build(self, &wide)?;
+        if self.dtype(y) == DType::F32 {
+            self.cast(y, narrow)
+        } else {
+            Ok(y)
+        }
     }
 
     // ----- Compile-time values of inputs --------------------------------------

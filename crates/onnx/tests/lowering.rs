@@ -813,3 +813,246 @@ fn matmul_integer_u8_by_i8_saturates_pairs_like_onnx_runtime_on_x86() {
     // Exactly: 254*127 + 254*127 + 1*(-3) = 64513.
     assert_eq!(run(&exact, &[]), [64513.0]);
 }
+
+// ----- f16 and bf16: one rounding per ONNX op -----------------------------------
+
+/// `v` rounded to nearest even with `bits` significant bits (8 for bf16, 11
+/// for f16), for normal values: scaling by a power of two is exact in f64, so
+/// only the final `round_ties_even` rounds.
+fn round_to_bits(v: f64, bits: i32) -> f64 {
+    if v == 0.0 {
+        return v;
+    }
+    let ulp = 2f64.powi(v.abs().log2().floor() as i32 - bits + 1);
+    (v / ulp).round_ties_even() * ulp
+}
+
+fn bf16s(shape: &[usize], v: &[f64]) -> Tensor {
+    Tensor::from_vec(
+        shape.to_vec(),
+        v.iter().map(|&x| half::bf16::from_f64(x)).collect(),
+    )
+    .unwrap()
+}
+
+/// The single-node model `op(inputs) -> y` with every input a graph input.
+fn one_of(
+    op: &str,
+    inputs: Vec<proto::ValueInfoProto>,
+    attrs: Vec<proto::AttributeProto>,
+    opset: i64,
+) -> Graph {
+    one(op, inputs, vec![], attrs, opset)
+}
+
+#[test]
+fn elu_on_bf16_rounds_once() {
+    let g = one_of(
+        "Elu",
+        vec![vi("x", DataType::Bfloat16, &[D::V(4)])],
+        vec![],
+        13,
+    );
+    assert_eq!(out_ty(&g), "bf16[4]");
+    let xs = [-0.25, -1.5, -3.0, 0.75];
+    let got = run(&g, &[("x", bf16s(&[4], &xs))]);
+    for (&x, &y) in xs.iter().zip(&got) {
+        // ONNX: alpha (exp(x) - 1) below zero, x above; computed here with
+        // `exp_m1`, not the lowering's `exp` and `- 1`, and rounded once.
+        let want = if x < 0.0 {
+            round_to_bits(f64::exp_m1(x), 8)
+        } else {
+            x
+        };
+        assert_eq!(y, want, "elu({x})");
+    }
+    // By hand: exp(-0.25) - 1 = -0.221199..., 226.51 ulps of 2^-10, so
+    // -227 / 1024. Rounding after each core op instead gives exp(-0.25) =
+    // 0.778801 -> 199 / 256, minus one = -57 / 256 = -0.22265625.
+    assert_eq!(got[0], -227.0 / 1024.0);
+    let stepwise = round_to_bits(round_to_bits((-0.25f64).exp(), 8) - 1.0, 8);
+    assert_eq!(stepwise, -0.22265625);
+    assert_ne!(got[0], stepwise);
+}
+
+#[test]
+fn celu_on_bf16_rounds_once() {
+    // The case ONNX's test_celu_bfloat16 checks: alpha = 2, x = -0.5.
+    let g = one_of(
+        "Celu",
+        vec![vi("x", DataType::Bfloat16, &[D::V(3)])],
+        vec![a_f("alpha", 2.0)],
+        12,
+    );
+    let got = run(&g, &[("x", bf16s(&[3], &[-0.5, -3.0, 3.0]))]);
+    // 2 (exp(-0.25) - 1) = -0.442398..., 226.51 ulps of 2^-9: -227 / 512.
+    assert_eq!(got[0], -227.0 / 512.0);
+    assert_eq!(got[0], round_to_bits(2.0 * f64::exp_m1(-0.25), 8));
+    // Rounded after every step: exp -> 199 / 256, - 1 -> -57 / 256, * 2.
+    assert_eq!(-57.0 / 128.0, -0.4453125);
+    assert_ne!(got[0], -0.4453125);
+    assert_eq!(got[1], round_to_bits(2.0 * f64::exp_m1(-1.5), 8));
+    assert_eq!(got[2], 3.0);
+}
+
+#[test]
+fn casts_to_16_bits_round_once() {
+    // Values just above a 16-bit tie must round up. Rounding through the
+    // nearest f32, or dropping the low bits of the f64, lands on the tie and
+    // rounds to even: down.
+    let tie_plus = |bits: i32| 1.0 + 2f64.powi(-bits) + 2f64.powi(-40);
+    let cases = [
+        (DataType::Float16, 11, "f16[1]"),
+        (DataType::Bfloat16, 8, "bf16[1]"),
+    ];
+    for (to, bits, ty) in cases {
+        let g = one_of(
+            "Cast",
+            vec![vi("x", DataType::Double, &[D::V(1)])],
+            vec![a_i("to", to as i64)],
+            13,
+        );
+        assert_eq!(out_ty(&g), ty);
+        let x = Tensor::from_vec(vec![1], vec![tie_plus(bits)]).unwrap();
+        let got = run(&g, &[("x", x)]);
+        assert_eq!(got, [1.0 + 2f64.powi(1 - bits)], "cast to {ty}");
+    }
+    // An f32 just above a bf16 tie: 1 + 2^-8 + 2^-23 rounds up to 1 + 2^-7.
+    let g = one_of(
+        "Cast",
+        vec![vf("x", &[1])],
+        vec![a_i("to", DataType::Bfloat16 as i64)],
+        13,
+    );
+    let x = f32::from_bits(0x3F80_8001);
+    assert_eq!(x as f64, 1.0 + 2f64.powi(-8) + 2f64.powi(-23));
+    assert_eq!(run(&g, &[("x", f32s(&[1], &[x]))]), [1.0 + 2f64.powi(-7)]);
+}
+
+/// True if `d` is f16 or bf16.
+fn narrow(d: DType) -> bool {
+    matches!(d, DType::F16 | DType::BF16)
+}
+
+#[test]
+fn multi_op_lowerings_compute_in_f32_for_16_bit_floats() {
+    let v = |name: &str, dt: DataType, dims: &[i64]| {
+        let d: Vec<D> = dims.iter().map(|&v| D::V(v)).collect();
+        vi(name, dt, &d)
+    };
+    // (op, opset, inputs as (name, dims, float or u8), attributes)
+    type Case = (
+        &'static str,
+        i64,
+        Vec<(&'static str, Vec<i64>, bool)>,
+        Vec<proto::AttributeProto>,
+    );
+    let x4 = || vec![("x", vec![2, 4], true)];
+    let cases: Vec<Case> = vec![
+        ("Elu", 13, x4(), vec![]),
+        ("Celu", 12, x4(), vec![]),
+        ("Selu", 13, x4(), vec![]),
+        ("Gelu", 20, x4(), vec![]),
+        ("Gelu", 20, x4(), vec![a_s("approximate", "tanh")]),
+        ("LeakyRelu", 16, x4(), vec![]),
+        ("ThresholdedRelu", 10, x4(), vec![a_f("alpha", 0.1)]),
+        ("HardSigmoid", 13, x4(), vec![]),
+        ("HardSwish", 14, x4(), vec![]),
+        ("Softplus", 13, x4(), vec![]),
+        ("Softsign", 13, x4(), vec![]),
+        ("Mish", 18, x4(), vec![]),
+        ("ReduceL2", 13, x4(), vec![]),
+        ("ReduceSumSquare", 13, x4(), vec![]),
+        ("ReduceLogSum", 13, x4(), vec![]),
+        ("ReduceLogSumExp", 13, x4(), vec![a_i("keepdims", 0)]),
+        (
+            "Mean",
+            13,
+            vec![("a", vec![4], true), ("b", vec![4], true)],
+            vec![],
+        ),
+        (
+            "Sum",
+            13,
+            vec![
+                ("a", vec![4], true),
+                ("b", vec![4], true),
+                ("c", vec![4], true),
+            ],
+            vec![],
+        ),
+        (
+            "Gemm",
+            13,
+            vec![
+                ("a", vec![2, 3], true),
+                ("b", vec![3, 4], true),
+                ("c", vec![4], true),
+            ],
+            vec![a_f("alpha", 0.5)],
+        ),
+        (
+            "RMSNormalization",
+            23,
+            vec![("x", vec![2, 4], true), ("s", vec![4], true)],
+            vec![],
+        ),
+        (
+            "DequantizeLinear",
+            19,
+            vec![("x", vec![4], false), ("s", vec![], true)],
+            vec![],
+        ),
+        (
+            "QuantizeLinear",
+            19,
+            vec![("x", vec![4], true), ("s", vec![], true)],
+            vec![],
+        ),
+    ];
+    for (op, opset, ins, attrs) in cases {
+        for float in [DataType::Float, DataType::Float16, DataType::Bfloat16] {
+            let inputs = ins
+                .iter()
+                .map(|(n, dims, is_float)| {
+                    v(n, if *is_float { float } else { DataType::Uint8 }, dims)
+                })
+                .collect();
+            let g = one_of(op, inputs, attrs.clone(), opset);
+            let what = format!("{op} {attrs:?} on {float:?}");
+            let order = g.topo_order();
+            let float_casts: Vec<_> = order
+                .iter()
+                .filter(|&&i| matches!(g.op(i), Op::Cast { .. }))
+                .filter(|&&i| g.operands(i).iter().any(|&o| g.ty(o).dtype.is_float()))
+                .filter(|&&i| g.ty(i).dtype.is_float())
+                .collect();
+            if float == DataType::Float {
+                assert!(float_casts.is_empty(), "{what}: an f32 graph gains casts");
+                continue;
+            }
+            // Nothing but the inputs and the final cast is of a 16-bit type.
+            let y = g.outputs()[0].1;
+            for &i in &order {
+                let is_input = matches!(g.op(i), Op::Input { .. });
+                if narrow(g.ty(i).dtype) && !is_input && i != y {
+                    panic!(
+                        "{what}: node {} computes in {}",
+                        g.op(i).name(),
+                        g.ty(i).dtype
+                    );
+                }
+            }
+            if op == "QuantizeLinear" {
+                assert_eq!(g.ty(y).dtype, DType::U8, "{what}");
+            } else {
+                assert!(narrow(g.ty(y).dtype), "{what}: the result is {}", g.ty(y));
+                assert!(
+                    matches!(g.op(y), Op::Cast { .. }),
+                    "{what}: ends in {}",
+                    g.op(y).name()
+                );
+            }
+        }
+    }
+}

@@ -18,16 +18,22 @@
 //! - `movement`: `Reshape`, `Transpose`, `Expand`, `Concat`, `Slice`,
 //!   `Tile` and `Trilu`;
 //! - `gather`: `Gather`, `GatherElements` and `GatherNd`;
+//! - `conv`: `Conv`, through an im2col buffer;
+//! - `pad`: `Pad` in its four modes;
 //! - `shape_ops`: `Dims`, `Range` and `ShapeOf`.
 //!
 //! Float ops on f32, f16 and bf16 compute in f64 and round back to the
-//! element type once, except `MatMul` on f32, which accumulates in f32.
+//! element type once, except `MatMul` on f32, which accumulates in f32, and
+//! `Conv`, which accumulates in f32 for f32, f16 and bf16 operands (rounding
+//! f16 and bf16 back once).
 
+mod conv;
 mod elementwise;
 mod gather;
 mod matmul;
 mod movement;
 mod norm;
+mod pad;
 mod reduce;
 mod shape_ops;
 
@@ -322,6 +328,31 @@ fn eval_op(op: &Op, x: &[&Tensor], ty: &TensorType, env: &Bindings) -> OpResult<
         Op::Cast { to } => Ok(x[0].cast(*to)),
         Op::MatMul => matmul::matmul(x[0], x[1]),
         Op::MatMulInteger { saturate_pairs } => matmul::matmul_integer(x, *saturate_pairs),
+        Op::Conv {
+            strides,
+            pads_begin,
+            pads_end,
+            dilations,
+            group,
+        } => {
+            let (pads_begin, pads_end) = (eval_dims(pads_begin, env)?, eval_dims(pads_end, env)?);
+            let p = conv::ConvParams {
+                strides,
+                pads_begin: &pads_begin,
+                pads_end: &pads_end,
+                dilations,
+                group: *group,
+            };
+            conv::conv(x[0], x[1], &p)
+        }
+        Op::Pad {
+            mode,
+            pads_begin,
+            pads_end,
+        } => {
+            let (pads_begin, pads_end) = (eval_dims(pads_begin, env)?, eval_dims(pads_end, env)?);
+            pad::pad(x[0], x.get(1).copied(), *mode, &pads_begin, &pads_end)
+        }
         Op::Softmax { axis } => norm::softmax(x[0], *axis, false),
         Op::LogSoftmax { axis } => norm::softmax(x[0], *axis, true),
         Op::LayerNorm { axis, epsilon } => norm::layer_norm(x[0], x[1], x[2], *axis, *epsilon),

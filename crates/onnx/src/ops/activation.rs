@@ -1,6 +1,14 @@
 //! Activations that are not core IR ops, each lowered to elementwise core ops
 //! by its ONNX definition: Gelu, Elu, LeakyRelu, PRelu, Selu, Celu,
 //! HardSigmoid, HardSwish, Softplus, Softsign, ThresholdedRelu and Mish.
+//!
+//! Every lowering here but `PRelu`'s is built through [`Ctx::widened`]: in
+//! f32 for f16 and bf16 inputs, rounded once at the end. Most expand into
+//! several rounding ops; `LeakyRelu` and `ThresholdedRelu` would otherwise
+//! round their `alpha` attribute to the input's type (`LeakyRelu` then
+//! rounds twice, `ThresholdedRelu` compares against the wrong threshold).
+//! `PRelu` rounds once (its one `Mul`; the comparison and `Where` are exact)
+//! with a slope already of the input's type, so it needs nothing.
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -19,38 +27,48 @@ pub(crate) fn register(r: &mut Registry) {
         let x = c.req(0)?;
         let alpha = c.attr_f("alpha", 0.2)?;
         let beta = c.attr_f("beta", 0.5)?;
-        Ok(vec![hard_sigmoid(c, x, alpha, beta)?])
+        Ok(vec![c.widened(&[x], |c, w| {
+            hard_sigmoid(c, w[0], alpha, beta)
+        })?])
     });
     reg(r, "HardSwish", 14, |c| {
         let x = c.req(0)?;
-        let hs = hard_sigmoid(c, x, 1.0 / 6.0, 0.5)?;
-        Ok(vec![c.binary(BinaryOp::Mul, x, hs)?])
+        Ok(vec![c.widened(&[x], |c, w| {
+            let hs = hard_sigmoid(c, w[0], 1.0 / 6.0, 0.5)?;
+            c.binary(BinaryOp::Mul, w[0], hs)
+        })?])
     });
     reg(r, "Softplus", 1, |c| {
         let x = c.req(0)?;
-        Ok(vec![softplus(c, x)?])
+        Ok(vec![c.widened(&[x], |c, w| softplus(c, w[0]))?])
     });
     reg(r, "Softsign", 1, |c| {
         // x / (1 + |x|)
         let x = c.req(0)?;
-        let a = c.unary(UnaryOp::Abs, x)?;
-        let d = c.binary_scalar(BinaryOp::Add, a, 1.0)?;
-        Ok(vec![c.binary(BinaryOp::Div, x, d)?])
+        Ok(vec![c.widened(&[x], |c, w| {
+            let a = c.unary(UnaryOp::Abs, w[0])?;
+            let d = c.binary_scalar(BinaryOp::Add, a, 1.0)?;
+            c.binary(BinaryOp::Div, w[0], d)
+        })?])
     });
     reg(r, "ThresholdedRelu", 10, |c| {
         // x if x > alpha, else 0
         let x = c.req(0)?;
         let alpha = c.attr_f("alpha", 1.0)?;
-        let gt = c.binary_scalar(BinaryOp::Greater, x, alpha as f64)?;
-        let zero = c.scalar(0.0, c.dtype(x))?;
-        Ok(vec![c.add(Op::Where, &[gt, x, zero])?])
+        Ok(vec![c.widened(&[x], |c, w| {
+            let gt = c.binary_scalar(BinaryOp::Greater, w[0], alpha as f64)?;
+            let zero = c.scalar(0.0, c.dtype(w[0]))?;
+            c.add(Op::Where, &[gt, w[0], zero])
+        })?])
     });
     reg(r, "Mish", 18, |c| {
         // x * tanh(softplus(x))
         let x = c.req(0)?;
-        let sp = softplus(c, x)?;
-        let t = c.unary(UnaryOp::Tanh, sp)?;
-        Ok(vec![c.binary(BinaryOp::Mul, x, t)?])
+        Ok(vec![c.widened(&[x], |c, w| {
+            let sp = softplus(c, w[0])?;
+            let t = c.unary(UnaryOp::Tanh, sp)?;
+            c.binary(BinaryOp::Mul, w[0], t)
+        })?])
     });
 }
 
@@ -74,19 +92,9 @@ fn hard_sigmoid(c: &mut Ctx, x: NodeId, alpha: f32, beta: f32) -> Result<NodeId>
 fn gelu(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let x = c.req(0)?;
     let approx = c.attr_s("approximate", "none")?;
-    let inner = match approx.as_str() {
-        "none" => {
-            let d = c.binary_scalar(BinaryOp::Div, x, std::f64::consts::SQRT_2)?;
-            c.unary(UnaryOp::Erf, d)?
-        }
-        "tanh" => {
-            let x2 = c.binary(BinaryOp::Mul, x, x)?;
-            let x3 = c.binary(BinaryOp::Mul, x2, x)?;
-            let k = c.binary_scalar(BinaryOp::Mul, x3, 0.044715)?;
-            let s = c.binary(BinaryOp::Add, x, k)?;
-            let a = c.binary_scalar(BinaryOp::Mul, s, (2.0 / std::f64::consts::PI).sqrt())?;
-            c.unary(UnaryOp::Tanh, a)?
-        }
+    let tanh = match approx.as_str() {
+        "none" => false,
+        "tanh" => true,
         other => {
             return Err(c.attr_err(
                 "approximate",
@@ -94,29 +102,49 @@ fn gelu(c: &mut Ctx) -> Result<Vec<NodeId>> {
             ))
         }
     };
-    let one_plus = c.binary_scalar(BinaryOp::Add, inner, 1.0)?;
-    let m = c.binary(BinaryOp::Mul, x, one_plus)?;
-    Ok(vec![c.binary_scalar(BinaryOp::Mul, m, 0.5)?])
+    Ok(vec![c.widened(&[x], |c, w| {
+        let x = w[0];
+        let inner = if tanh {
+            let x2 = c.binary(BinaryOp::Mul, x, x)?;
+            let x3 = c.binary(BinaryOp::Mul, x2, x)?;
+            let k = c.binary_scalar(BinaryOp::Mul, x3, 0.044715)?;
+            let s = c.binary(BinaryOp::Add, x, k)?;
+            let a = c.binary_scalar(BinaryOp::Mul, s, (2.0 / std::f64::consts::PI).sqrt())?;
+            c.unary(UnaryOp::Tanh, a)?
+        } else {
+            let d = c.binary_scalar(BinaryOp::Div, x, std::f64::consts::SQRT_2)?;
+            c.unary(UnaryOp::Erf, d)?
+        };
+        let one_plus = c.binary_scalar(BinaryOp::Add, inner, 1.0)?;
+        let m = c.binary(BinaryOp::Mul, x, one_plus)?;
+        c.binary_scalar(BinaryOp::Mul, m, 0.5)
+    })?])
 }
 
 /// `Elu`: `x` for `x >= 0`, `alpha (exp(x) - 1)` below.
 fn elu(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let x = c.req(0)?;
     let alpha = c.attr_f("alpha", 1.0)?;
-    let lt = c.binary_scalar(BinaryOp::Less, x, 0.0)?;
-    let e = c.unary(UnaryOp::Exp, x)?;
-    let em1 = c.binary_scalar(BinaryOp::Sub, e, 1.0)?;
-    let neg = c.binary_scalar(BinaryOp::Mul, em1, alpha as f64)?;
-    Ok(vec![c.add(Op::Where, &[lt, neg, x])?])
+    Ok(vec![c.widened(&[x], |c, w| {
+        let x = w[0];
+        let lt = c.binary_scalar(BinaryOp::Less, x, 0.0)?;
+        let e = c.unary(UnaryOp::Exp, x)?;
+        let em1 = c.binary_scalar(BinaryOp::Sub, e, 1.0)?;
+        let neg = c.binary_scalar(BinaryOp::Mul, em1, alpha as f64)?;
+        c.add(Op::Where, &[lt, neg, x])
+    })?])
 }
 
 /// `LeakyRelu`: `x` for `x >= 0`, `alpha x` below.
 fn leaky_relu(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let x = c.req(0)?;
     let alpha = c.attr_f("alpha", 0.01)?;
-    let lt = c.binary_scalar(BinaryOp::Less, x, 0.0)?;
-    let neg = c.binary_scalar(BinaryOp::Mul, x, alpha as f64)?;
-    Ok(vec![c.add(Op::Where, &[lt, neg, x])?])
+    Ok(vec![c.widened(&[x], |c, w| {
+        let x = w[0];
+        let lt = c.binary_scalar(BinaryOp::Less, x, 0.0)?;
+        let neg = c.binary_scalar(BinaryOp::Mul, x, alpha as f64)?;
+        c.add(Op::Where, &[lt, neg, x])
+    })?])
 }
 
 /// `PRelu`: `x` for `x >= 0`, `slope x` below; `slope` broadcasts to `x`.
@@ -132,23 +160,29 @@ fn selu(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let x = c.req(0)?;
     let alpha = c.attr_f("alpha", 1.673_263_2)? as f64;
     let gamma = c.attr_f("gamma", 1.050_701)? as f64;
-    let gt = c.binary_scalar(BinaryOp::Greater, x, 0.0)?;
-    let e = c.unary(UnaryOp::Exp, x)?;
-    let ae = c.binary_scalar(BinaryOp::Mul, e, alpha)?;
-    let neg = c.binary_scalar(BinaryOp::Sub, ae, alpha)?;
-    let w = c.add(Op::Where, &[gt, x, neg])?;
-    Ok(vec![c.binary_scalar(BinaryOp::Mul, w, gamma)?])
+    Ok(vec![c.widened(&[x], |c, w| {
+        let x = w[0];
+        let gt = c.binary_scalar(BinaryOp::Greater, x, 0.0)?;
+        let e = c.unary(UnaryOp::Exp, x)?;
+        let ae = c.binary_scalar(BinaryOp::Mul, e, alpha)?;
+        let neg = c.binary_scalar(BinaryOp::Sub, ae, alpha)?;
+        let w = c.add(Op::Where, &[gt, x, neg])?;
+        c.binary_scalar(BinaryOp::Mul, w, gamma)
+    })?])
 }
 
 /// `Celu`: `max(0, x) + min(0, alpha (exp(x / alpha) - 1))`.
 fn celu(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let x = c.req(0)?;
     let alpha = c.attr_f("alpha", 1.0)? as f64;
-    let pos = c.binary_scalar(BinaryOp::Max, x, 0.0)?;
-    let d = c.binary_scalar(BinaryOp::Div, x, alpha)?;
-    let e = c.unary(UnaryOp::Exp, d)?;
-    let em1 = c.binary_scalar(BinaryOp::Sub, e, 1.0)?;
-    let s = c.binary_scalar(BinaryOp::Mul, em1, alpha)?;
-    let neg = c.binary_scalar(BinaryOp::Min, s, 0.0)?;
-    Ok(vec![c.binary(BinaryOp::Add, pos, neg)?])
+    Ok(vec![c.widened(&[x], |c, w| {
+        let x = w[0];
+        let pos = c.binary_scalar(BinaryOp::Max, x, 0.0)?;
+        let d = c.binary_scalar(BinaryOp::Div, x, alpha)?;
+        let e = c.unary(UnaryOp::Exp, d)?;
+        let em1 = c.binary_scalar(BinaryOp::Sub, e, 1.0)?;
+        let s = c.binary_scalar(BinaryOp::Mul, em1, alpha)?;
+        let neg = c.binary_scalar(BinaryOp::Min, s, 0.0)?;
+        c.binary(BinaryOp::Add, pos, neg)
+    })?])
 }

@@ -1,5 +1,12 @@
 //! Elementwise ops: arithmetic, comparisons, logic, unary math, `Where`, the
 //! variadic `Sum`/`Mean`/`Max`/`Min`, `Clip` and the casts.
+//!
+//! `Sum` of three or more inputs and `Mean` of two or more round after every
+//! step, so they are built through [`Ctx::widened`] (in f32 for f16 and bf16,
+//! rounded once). The other lowerings need nothing: `Max`, `Min` and `Clip`
+//! never round (and rounding commutes with them, so a bound rounded to the
+//! input's type clips alike); `IsInf` only compares; and float `Mod` rounds
+//! once, in its final `Add` (`FMod` is exact).
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -126,9 +133,17 @@ fn is_inf(c: &mut Ctx) -> Result<Vec<NodeId>> {
     }])
 }
 
-/// Folds the present inputs with `op`, left to right.
-fn fold_inputs(c: &mut Ctx, op: BinaryOp) -> Result<NodeId> {
+/// The present inputs; fails if there are none.
+fn present_inputs(c: &Ctx) -> Result<Vec<NodeId>> {
     let ins: Vec<NodeId> = (0..c.n_inputs()).filter_map(|i| c.input(i)).collect();
+    if ins.is_empty() {
+        return Err(c.err("needs at least one input"));
+    }
+    Ok(ins)
+}
+
+/// Folds `ins` (not empty) with `op`, left to right.
+fn fold(c: &mut Ctx, op: BinaryOp, ins: &[NodeId]) -> Result<NodeId> {
     let (&first, rest) = ins
         .split_first()
         .ok_or_else(|| c.err("needs at least one input"))?;
@@ -140,18 +155,26 @@ fn fold_inputs(c: &mut Ctx, op: BinaryOp) -> Result<NodeId> {
     Ok(acc)
 }
 
+/// `Max` and `Min` (exact); `Sum`, in f32 for f16 and bf16 when it adds more
+/// than once.
 fn variadic(c: &mut Ctx, op: BinaryOp) -> Result<Vec<NodeId>> {
-    Ok(vec![fold_inputs(c, op)?])
+    let ins = present_inputs(c)?;
+    if op != BinaryOp::Add || ins.len() < 3 {
+        return Ok(vec![fold(c, op, &ins)?]);
+    }
+    Ok(vec![c.widened(&ins, |c, w| fold(c, op, w))?])
 }
 
 /// `Mean`: the sum divided by the number of inputs.
 fn mean(c: &mut Ctx) -> Result<Vec<NodeId>> {
-    let n = (0..c.n_inputs()).filter(|&i| c.input(i).is_some()).count();
-    let s = fold_inputs(c, BinaryOp::Add)?;
-    if n == 1 {
-        return Ok(vec![s]);
+    let ins = present_inputs(c)?;
+    if ins.len() == 1 {
+        return Ok(ins);
     }
-    Ok(vec![c.binary_scalar(BinaryOp::Div, s, n as f64)?])
+    Ok(vec![c.widened(&ins, |c, w| {
+        let s = fold(c, BinaryOp::Add, w)?;
+        c.binary_scalar(BinaryOp::Div, s, w.len() as f64)
+    })?])
 }
 
 /// `Clip`: `min(max(x, lo), hi)`, with bounds from inputs (opset 11) or

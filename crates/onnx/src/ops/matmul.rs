@@ -1,5 +1,9 @@
 //! Matrix products: `MatMul` (1-D operands reshaped to 2-D and back) and
 //! `Gemm` (transposes, `MatMul`, `alpha`/`beta` scaling and the bias add).
+//!
+//! A `Gemm` that scales or adds a bias rounds more than once, so it is built
+//! through [`Ctx::widened`] (in f32 for f16 and bf16, rounded once); a plain
+//! product is one `MatMul`, as is `MatMul` itself, and needs nothing.
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -62,17 +66,25 @@ fn gemm(c: &mut Ctx) -> Result<Vec<NodeId>> {
             *x = c.add(Op::Transpose { perm: vec![1, 0] }, &[*x])?;
         }
     }
-    let mut y = c.add(Op::MatMul, &[a, b])?;
-    if alpha != 1.0 {
-        y = c.binary_scalar(BinaryOp::Mul, y, alpha as f64)?;
+    let bias = c.input(2).filter(|_| beta != 0.0);
+    if alpha == 1.0 && bias.is_none() {
+        return Ok(vec![c.add(Op::MatMul, &[a, b])?]);
     }
-    if let Some(mut bias) = c.input(2) {
-        if beta != 0.0 {
-            if beta != 1.0 {
-                bias = c.binary_scalar(BinaryOp::Mul, bias, beta as f64)?;
-            }
+    let mut operands = vec![a, b];
+    operands.extend(bias);
+    Ok(vec![c.widened(&operands, |c, w| {
+        let mut y = c.add(Op::MatMul, &w[..2])?;
+        if alpha != 1.0 {
+            y = c.binary_scalar(BinaryOp::Mul, y, alpha as f64)?;
+        }
+        if let Some(&bias) = w.get(2) {
+            let bias = if beta != 1.0 {
+                c.binary_scalar(BinaryOp::Mul, bias, beta as f64)?
+            } else {
+                bias
+            };
             y = c.binary(BinaryOp::Add, y, bias)?;
         }
-    }
-    Ok(vec![y])
+        Ok(y)
+    })?])
 }

@@ -4,6 +4,12 @@
 //! An importer lowers one ONNX node into core IR ops and returns one node per
 //! ONNX output it computes (it may compute fewer than the node declares:
 //! using a missing one is an error that names it).
+//!
+//! An ONNX op rounds its result once. A lowering into more than one core op
+//! that rounds (or that rounds a float attribute to the input's type) builds
+//! them inside [`Ctx::widened`], which computes f16 and bf16 in f32 and
+//! rounds once at the end; each family's `//!` says which of its lowerings
+//! do and why the others need not.
 
 use crate::context::Ctx;
 use crate::error::Result;
@@ -11,10 +17,13 @@ use std::collections::HashMap;
 use tcc_ir::NodeId;
 
 mod activation;
+mod conv;
+mod einsum;
 mod elementwise;
 mod matmul;
 mod misc;
 mod normalization;
+mod pad;
 mod quant;
 mod reduce;
 mod shape;
@@ -51,6 +60,9 @@ pub fn registry() -> HashMap<&'static str, Importer> {
     shape::register(&mut r);
     quant::register(&mut r);
     misc::register(&mut r);
+    conv::register(&mut r);
+    pad::register(&mut r);
+    einsum::register(&mut r);
     r
 }
 

@@ -1,5 +1,10 @@
 //! Normalisations: `Softmax` and `LogSoftmax` (with the 2-D coercion of
 //! opsets before 13), `LayerNormalization` and `RMSNormalization`.
+//!
+//! `RMSNormalization` expands into several rounding ops and is built through
+//! [`Ctx::widened`] (in f32 for f16 and bf16, rounded once: its `stash_type`
+//! is f32 too). The others are one core op each (with reshapes around it, or
+//! a zero bias), which rounds once, and need nothing.
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -76,17 +81,20 @@ fn rms_norm(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let rank = c.rank(x);
     let axis = c.axis(c.attr_i("axis", -1)?, rank)?;
     let epsilon = c.attr_f("epsilon", 1e-5)?;
-    let sq = c.binary(BinaryOp::Mul, x, x)?;
-    let ms = c.add(
-        Op::Reduce {
-            kind: ReduceKind::Mean,
-            axes: (axis..rank).collect(),
-            keep_dims: true,
-        },
-        &[sq],
-    )?;
-    let v = c.binary_scalar(BinaryOp::Add, ms, epsilon as f64)?;
-    let rms = c.unary(UnaryOp::Sqrt, v)?;
-    let n = c.binary(BinaryOp::Div, x, rms)?;
-    Ok(vec![c.binary(BinaryOp::Mul, n, scale)?])
+    Ok(vec![c.widened(&[x, scale], |c, w| {
+        let (x, scale) = (w[0], w[1]);
+        let sq = c.binary(BinaryOp::Mul, x, x)?;
+        let ms = c.add(
+            Op::Reduce {
+                kind: ReduceKind::Mean,
+                axes: (axis..rank).collect(),
+                keep_dims: true,
+            },
+            &[sq],
+        )?;
+        let v = c.binary_scalar(BinaryOp::Add, ms, epsilon as f64)?;
+        let rms = c.unary(UnaryOp::Sqrt, v)?;
+        let n = c.binary(BinaryOp::Div, x, rms)?;
+        c.binary(BinaryOp::Mul, n, scale)
+    })?])
 }

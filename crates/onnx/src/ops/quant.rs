@@ -1,6 +1,12 @@
 //! Quantisation ops, lowered to core ops by their ONNX definitions:
 //! `DequantizeLinear`, `QuantizeLinear`, `DynamicQuantizeLinear` and
 //! `MatMulInteger`.
+//!
+//! `DequantizeLinear` and `QuantizeLinear` are built through
+//! [`Ctx::widened`]: with an f16 or bf16 scale they compute in f32 and round
+//! once (a 16-bit quotient would be rounded before `Round`, and an i32 input
+//! would be rounded on its cast to 16 bits). `DynamicQuantizeLinear` takes f32
+//! only and `MatMulInteger` integers only, so they need nothing.
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -74,15 +80,18 @@ fn dequantize_linear(c: &mut Ctx) -> Result<Vec<NodeId>> {
         return Err(c.err(format!("the scale must be a float, got {}", c.ty(scale))));
     }
     let s = per_axis(c, scale, x, axis, "the scale")?;
-    let mut y = c.cast(x, f)?;
-    if let Some(zp) = c.input(2) {
-        if !is_zero_const(c, zp) {
-            let z = per_axis(c, zp, x, axis, "the zero point")?;
-            let zf = c.cast(z, f)?;
-            y = c.binary(BinaryOp::Sub, y, zf)?;
+    Ok(vec![c.widened(&[s], |c, w| {
+        let (s, f) = (w[0], c.dtype(w[0]));
+        let mut y = c.cast(x, f)?;
+        if let Some(zp) = c.input(2) {
+            if !is_zero_const(c, zp) {
+                let z = per_axis(c, zp, x, axis, "the zero point")?;
+                let zf = c.cast(z, f)?;
+                y = c.binary(BinaryOp::Sub, y, zf)?;
+            }
         }
-    }
-    Ok(vec![c.binary(BinaryOp::Mul, y, s)?])
+        c.binary(BinaryOp::Mul, y, s)
+    })?])
 }
 
 /// The range of a quantised dtype.
@@ -139,7 +148,9 @@ fn quantize_linear(c: &mut Ctx) -> Result<Vec<NodeId>> {
         Some(z) if !is_zero_const(c, z) => Some(per_axis(c, z, x, axis, "the zero point")?),
         _ => None,
     };
-    Ok(vec![quantize(c, x, s, z, to)?])
+    Ok(vec![
+        c.widened(&[s, x], |c, w| quantize(c, w[1], w[0], z, to))?
+    ])
 }
 
 /// `DynamicQuantizeLinear`, by its ONNX function definition: u8 results,

@@ -2,6 +2,11 @@
 //! `ReduceSum` and 18 for the rest, as input; `keepdims`;
 //! `noop_with_empty_axes`), the compound reductions lowered to core ops, and
 //! `ArgMax`/`ArgMin`.
+//!
+//! `ReduceL2`, `ReduceSumSquare`, `ReduceLogSum` and `ReduceLogSumExp` expand
+//! into several rounding ops and are built through [`Ctx::widened`] (in f32
+//! for f16 and bf16, rounded once). The core reductions are one op each;
+//! `ReduceL1` rounds once (its `Abs` is exact) and `ArgMax`/`ArgMin` never.
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -26,10 +31,18 @@ pub(crate) fn register(r: &mut Registry) {
         reduce(c, 18, Kind::Plain(ReduceKind::Prod))
     });
     reg(r, "ReduceL1", 1, |c| reduce(c, 18, Kind::L1));
-    reg(r, "ReduceL2", 1, |c| reduce(c, 18, Kind::L2));
-    reg(r, "ReduceSumSquare", 1, |c| reduce(c, 18, Kind::SumSquare));
-    reg(r, "ReduceLogSum", 1, |c| reduce(c, 18, Kind::LogSum));
-    reg(r, "ReduceLogSumExp", 1, |c| reduce(c, 18, Kind::LogSumExp));
+    reg(r, "ReduceL2", 1, |c| {
+        reduce(c, 18, Kind::Compound(Compound::L2))
+    });
+    reg(r, "ReduceSumSquare", 1, |c| {
+        reduce(c, 18, Kind::Compound(Compound::SumSquare))
+    });
+    reg(r, "ReduceLogSum", 1, |c| {
+        reduce(c, 18, Kind::Compound(Compound::LogSum))
+    });
+    reg(r, "ReduceLogSumExp", 1, |c| {
+        reduce(c, 18, Kind::Compound(Compound::LogSumExp))
+    });
     reg(r, "ArgMax", 1, |c| arg_reduce(c, true));
     reg(r, "ArgMin", 1, |c| arg_reduce(c, false));
 }
@@ -41,6 +54,13 @@ enum Kind {
     Plain(ReduceKind),
     /// `sum(|x|)`.
     L1,
+    /// A reduction that rounds more than once.
+    Compound(Compound),
+}
+
+/// The reductions that expand into several rounding ops.
+#[derive(Clone, Copy)]
+enum Compound {
     /// `sqrt(sum(x^2))`.
     L2,
     /// `sum(x^2)`.
@@ -98,45 +118,50 @@ fn reduce(c: &mut Ctx, input_since: i64, kind: Kind) -> Result<Vec<NodeId>> {
             let a = c.unary(UnaryOp::Abs, x)?;
             core(c, ReduceKind::Sum, a, &axes, keep)?
         }
-        Kind::L2 => {
-            let sq = c.binary(BinaryOp::Mul, x, x)?;
-            let s = core(c, ReduceKind::Sum, sq, &axes, keep)?;
-            c.unary(UnaryOp::Sqrt, s)?
-        }
-        Kind::SumSquare => {
-            let sq = c.binary(BinaryOp::Mul, x, x)?;
-            core(c, ReduceKind::Sum, sq, &axes, keep)?
-        }
-        Kind::LogSum => {
-            let s = core(c, ReduceKind::Sum, x, &axes, keep)?;
-            c.unary(UnaryOp::Log, s)?
-        }
-        Kind::LogSumExp => {
-            if axes.is_empty() {
-                x
-            } else {
-                let m = core(c, ReduceKind::Max, x, &axes, true)?;
-                let d = c.binary(BinaryOp::Sub, x, m)?;
-                let e = c.unary(UnaryOp::Exp, d)?;
-                let s = core(c, ReduceKind::Sum, e, &axes, true)?;
-                let l = c.unary(UnaryOp::Log, s)?;
-                let y = c.binary(BinaryOp::Add, l, m)?;
-                if keep {
-                    y
-                } else {
-                    let dims: Vec<Dim> = c
-                        .shape(y)
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(i, _)| !axes.contains(i))
-                        .map(|(_, d)| d)
-                        .collect();
-                    c.reshape(y, dims)?
-                }
-            }
-        }
+        // `log(sum(exp(x)))` of no axes is `x` itself.
+        Kind::Compound(Compound::LogSumExp) if axes.is_empty() => x,
+        Kind::Compound(k) => c.widened(&[x], |c, w| compound(c, k, w[0], &axes, keep))?,
     };
     Ok(vec![y])
+}
+
+/// `kind` of `x` over `axes` (sorted), in `x`'s dtype.
+fn compound(c: &mut Ctx, kind: Compound, x: NodeId, axes: &[usize], keep: bool) -> Result<NodeId> {
+    Ok(match kind {
+        Compound::L2 => {
+            let sq = c.binary(BinaryOp::Mul, x, x)?;
+            let s = core(c, ReduceKind::Sum, sq, axes, keep)?;
+            c.unary(UnaryOp::Sqrt, s)?
+        }
+        Compound::SumSquare => {
+            let sq = c.binary(BinaryOp::Mul, x, x)?;
+            core(c, ReduceKind::Sum, sq, axes, keep)?
+        }
+        Compound::LogSum => {
+            let s = core(c, ReduceKind::Sum, x, axes, keep)?;
+            c.unary(UnaryOp::Log, s)?
+        }
+        Compound::LogSumExp => {
+            let m = core(c, ReduceKind::Max, x, axes, true)?;
+            let d = c.binary(BinaryOp::Sub, x, m)?;
+            let e = c.unary(UnaryOp::Exp, d)?;
+            let s = core(c, ReduceKind::Sum, e, axes, true)?;
+            let l = c.unary(UnaryOp::Log, s)?;
+            let y = c.binary(BinaryOp::Add, l, m)?;
+            if keep {
+                y
+            } else {
+                let dims: Vec<Dim> = c
+                    .shape(y)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, d)| d)
+                    .collect();
+                c.reshape(y, dims)?
+            }
+        }
+    })
 }
 
 fn arg_reduce(c: &mut Ctx, max: bool) -> Result<Vec<NodeId>> {
