@@ -9,6 +9,12 @@
 //! table per op type, the top reasons for not accepting a case, every
 //! failure, and the totals; the same report is written to
 //! `$CARGO_TARGET_TMPDIR/onnx-node-tests-report.txt`.
+//!
+//! `tests/node_tests_divergent.txt` lists the few cases whose expected outputs
+//! tcc knowingly does not reproduce, each with its reason. Such a case must
+//! still differ under ONNX's tolerances (else it must leave the list) and may
+//! differ by at most two units in the last place of its 16-bit output dtype;
+//! it is reported as divergent, never as passed.
 
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -17,7 +23,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use tcc_ir::Tensor;
+use tcc_ir::{DType, Tensor};
 use tcc_onnx::proto::{ModelProto, TensorProto};
 use tcc_tests::{compare_allclose, shared_dir};
 
@@ -132,6 +138,8 @@ fn case_dirs(root: &Path) -> Vec<PathBuf> {
 enum Outcome {
     /// Every output of every data set matched.
     Passed,
+    /// Listed in the divergence manifest, and differing as it says.
+    Divergent(String),
     /// Accepted, but a run failed or an output did not match.
     Failed(String),
     /// The model did not import, or its data did not decode.
@@ -250,7 +258,60 @@ fn case_op(
 
 /// Imports and runs one case. Panics inside the importer or the interpreter
 /// are caught by the caller.
-fn run_case(case: &Path, model: &ModelProto) -> Outcome {
+/// The cases of `tests/node_tests_divergent.txt`, with their reasons.
+fn divergent_cases() -> HashMap<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("node_tests_divergent.txt");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (name, reason) = l.split_once('#').unwrap_or((l, ""));
+            (name.trim().to_string(), reason.trim().to_string())
+        })
+        .collect()
+}
+
+/// One unit in the last place of `v` in a 16-bit float dtype: the gap between
+/// `|v|` and the next representable magnitude (subnormal spacing near zero).
+fn ulp16(v: f64, dtype: DType) -> Option<f64> {
+    let (mantissa_bits, min_exp) = match dtype {
+        DType::F16 => (10, -14),
+        DType::BF16 => (7, -126),
+        _ => return None,
+    };
+    let e = if v == 0.0 {
+        min_exp
+    } else {
+        (v.abs().log2().floor() as i32).max(min_exp)
+    };
+    Some(2f64.powi(e - mantissa_bits))
+}
+
+/// How many ulps a documented divergence may reach.
+const DIVERGENT_ULPS: f64 = 2.0;
+
+/// Checks that `got` is within [`DIVERGENT_ULPS`] ulps of `want` element by
+/// element, for a 16-bit float output.
+fn within_ulps(got: &Tensor, want: &Tensor) -> Result<(), String> {
+    let dtype = want.dtype();
+    let (g, w) = (got.data().to_f64_vec(), want.data().to_f64_vec());
+    if got.dtype() != dtype || got.shape() != want.shape() {
+        return Err("dtype or shape differs".into());
+    }
+    for (i, (&a, &b)) in g.iter().zip(&w).enumerate() {
+        let ulp = ulp16(b, dtype).ok_or_else(|| format!("dtype {dtype} is not a 16-bit float"))?;
+        if !(a == b || (a - b).abs() <= DIVERGENT_ULPS * ulp || (a.is_nan() && b.is_nan())) {
+            return Err(format!(
+                "element {i}: got {a}, expected {b}, more than {DIVERGENT_ULPS} ulps ({ulp:e} each) apart"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn run_case(case: &Path, model: &ModelProto, divergent: Option<&str>) -> Outcome {
     let graph = match tcc_onnx::import_model(model, case) {
         Ok(g) => g,
         Err(e) => return Outcome::NotAccepted(format!("import: {e}")),
@@ -319,6 +380,7 @@ fn run_case(case: &Path, model: &ModelProto) -> Outcome {
         decoded.push((file_name(set), inputs, expected));
     }
     let mut errors = Vec::new();
+    let mut diverged = Vec::new();
     for (set, inputs, expected) in &decoded {
         let got = match tcc_ir::interp::run(&graph, inputs) {
             Ok(o) => o,
@@ -341,19 +403,28 @@ fn run_case(case: &Path, model: &ModelProto) -> Outcome {
                     "{set}: output `{got_name}` where `{name}` was expected"
                 ));
             } else if let Err(e) = compare_allclose(got, want, RTOL, atol) {
-                errors.push(format!("{set}: output `{name}`: {e}"));
+                match divergent.map(|_| within_ulps(got, want)) {
+                    Some(Ok(())) => diverged.push(format!("{set}: output `{name}`: {e}")),
+                    Some(Err(u)) => errors.push(format!("{set}: output `{name}`: {e}; {u}")),
+                    None => errors.push(format!("{set}: output `{name}`: {e}")),
+                }
             }
         }
     }
-    if errors.is_empty() {
-        Outcome::Passed
-    } else {
-        Outcome::Failed(errors.join("; "))
+    match (divergent, errors.is_empty(), diverged.is_empty()) {
+        (_, false, _) => Outcome::Failed(errors.join("; ")),
+        (Some(reason), true, false) => {
+            Outcome::Divergent(format!("{reason}: {}", diverged.join("; ")))
+        }
+        (Some(_), true, true) => Outcome::Failed(
+            "listed in tests/node_tests_divergent.txt but now matches: take it off the list".into(),
+        ),
+        (None, true, _) => Outcome::Passed,
     }
 }
 
 /// Loads, imports and runs one case; a panic anywhere is a failure.
-fn check_case(case: &Path) -> (Vec<String>, Outcome) {
+fn check_case(case: &Path, divergent: Option<&str>) -> (Vec<String>, Outcome) {
     let model = match std::fs::read(case.join("model.onnx")) {
         Ok(bytes) => match ModelProto::decode(bytes.as_slice()) {
             Ok(m) => m,
@@ -372,7 +443,7 @@ fn check_case(case: &Path) -> (Vec<String>, Outcome) {
         }
     };
     let ops = op_types(&model);
-    let outcome = match catch_unwind(AssertUnwindSafe(|| run_case(case, &model))) {
+    let outcome = match catch_unwind(AssertUnwindSafe(|| run_case(case, &model, divergent))) {
         Ok(o) => o,
         Err(payload) => {
             let msg = payload
@@ -439,11 +510,13 @@ fn report(results: &[CaseResult]) -> (String, usize, usize) {
         accepted: usize,
         passed: usize,
         failed: usize,
+        divergent: usize,
         not_accepted: usize,
     }
     let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
     let mut reasons: HashMap<String, usize> = HashMap::new();
     let mut failures = Vec::new();
+    let mut divergences = Vec::new();
     for r in results {
         let row = rows.entry(&r.op).or_default();
         match &r.outcome {
@@ -456,6 +529,11 @@ fn report(results: &[CaseResult]) -> (String, usize, usize) {
                 row.failed += 1;
                 failures.push(format!("{} [{}]: {e}", r.name, r.op));
             }
+            Outcome::Divergent(e) => {
+                row.accepted += 1;
+                row.divergent += 1;
+                divergences.push(format!("{} [{}]: {e}", r.name, r.op));
+            }
             Outcome::NotAccepted(e) => {
                 row.not_accepted += 1;
                 *reasons.entry(reason_key(e)).or_default() += 1;
@@ -466,14 +544,14 @@ fn report(results: &[CaseResult]) -> (String, usize, usize) {
     let _ = writeln!(out, "ONNX node tests: {} cases", results.len());
     let _ = writeln!(
         out,
-        "{:<34} {:>8} {:>7} {:>7} {:>13}",
-        "op", "accepted", "passed", "failed", "not accepted"
+        "{:<34} {:>8} {:>7} {:>7} {:>9} {:>13}",
+        "op", "accepted", "passed", "failed", "divergent", "not accepted"
     );
     for (op, row) in &rows {
         let _ = writeln!(
             out,
-            "{op:<34} {:>8} {:>7} {:>7} {:>13}",
-            row.accepted, row.passed, row.failed, row.not_accepted
+            "{op:<34} {:>8} {:>7} {:>7} {:>9} {:>13}",
+            row.accepted, row.passed, row.failed, row.divergent, row.not_accepted
         );
     }
     let mut reasons: Vec<(String, usize)> = reasons.into_iter().collect();
@@ -486,17 +564,27 @@ fn report(results: &[CaseResult]) -> (String, usize, usize) {
     for f in &failures {
         let _ = writeln!(out, "  {f}");
     }
-    let passed: usize = rows.values().map(|r| r.passed).sum();
-    let failed: usize = rows.values().map(|r| r.failed).sum();
-    let not_accepted: usize = rows.values().map(|r| r.not_accepted).sum();
     let _ = writeln!(
         out,
-        "\ntotals: {} cases, {} accepted, {passed} passed, {failed} failed, {not_accepted} not accepted",
+        "\ndocumented divergences, each within {DIVERGENT_ULPS} ulps (tests/node_tests_divergent.txt) ({}):",
+        divergences.len()
+    );
+    for d in &divergences {
+        let _ = writeln!(out, "  {d}");
+    }
+    let passed: usize = rows.values().map(|r| r.passed).sum();
+    let failed: usize = rows.values().map(|r| r.failed).sum();
+    let divergent: usize = rows.values().map(|r| r.divergent).sum();
+    let not_accepted: usize = rows.values().map(|r| r.not_accepted).sum();
+    let accepted = passed + failed + divergent;
+    let _ = writeln!(
+        out,
+        "\ntotals: {} cases, {accepted} accepted, {passed} passed, {failed} failed, \
+         {divergent} divergent, {not_accepted} not accepted",
         results.len(),
-        passed + failed
     );
     let _ = writeln!(out, "node tests: {passed} passed, {failed} failed");
-    (out, failed, passed + failed)
+    (out, failed, accepted)
 }
 
 #[test]
@@ -504,6 +592,17 @@ fn onnx_node_tests() {
     let start = std::time::Instant::now();
     let root = extracted_cases();
     let cases = case_dirs(&root);
+    let divergent = divergent_cases();
+    let names: BTreeSet<String> = cases
+        .iter()
+        .filter_map(|c| c.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    for name in divergent.keys() {
+        assert!(
+            names.contains(name),
+            "tests/node_tests_divergent.txt lists `{name}`, which is not a case of the archive"
+        );
+    }
     assert!(
         cases.len() >= 1000,
         "only {} cases found in {}",
@@ -523,11 +622,11 @@ fn onnx_node_tests() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(case) = cases.get(i) else { break };
-                let (ops, outcome) = check_case(case);
                 let name = case
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
+                let (ops, outcome) = check_case(case, divergent.get(&name).map(String::as_str));
                 if let Ok(mut d) = done.lock() {
                     d.push((name, ops, outcome));
                 }
