@@ -2,6 +2,7 @@
 //! emit is the IR text; native code generation is the next stage.
 
 use crate::files;
+use crate::import_args::ImportArgs;
 use crate::pipeline::{self, PipelineArgs};
 use crate::NotYet;
 use anyhow::Result;
@@ -61,6 +62,9 @@ pub struct Args {
     pub output: Option<PathBuf>,
 
     #[command(flatten)]
+    pub import: ImportArgs,
+
+    #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
 
@@ -73,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         )
         .into());
     }
-    let (mut graph, _) = files::load_graph(&args.model)?;
+    let (mut graph, _) = files::load_graph(&args.model, &args.import.options())?;
     pipeline::optimize(&mut graph, &args.pipeline)?;
     let text = tcc_ir::text::print(&graph);
     match &args.output {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tcc_ir::{Graph, Tensor};
 use tcc_onnx::proto::ModelProto;
+use tcc_onnx::ImportOptions;
 
 /// Reads and decodes an ONNX file.
 pub fn load_model(path: &Path) -> Result<ModelProto> {
@@ -24,17 +25,17 @@ pub fn load_model(path: &Path) -> Result<ModelProto> {
 }
 
 /// Lowers a decoded model into the IR; external data is looked up beside `path`.
-pub fn import(model: &ModelProto, path: &Path) -> Result<Graph> {
+pub fn import(model: &ModelProto, path: &Path, options: &ImportOptions) -> Result<Graph> {
     let base_dir = path.parent().unwrap_or(Path::new("."));
-    tcc_onnx::import_model(model, base_dir)
+    tcc_onnx::import_model_with(model, base_dir, options)
         .with_context(|| format!("cannot import `{}` into the IR", path.display()))
 }
 
 /// Loads and imports an ONNX file, and says how long that took.
-pub fn load_graph(path: &Path) -> Result<(Graph, Duration)> {
+pub fn load_graph(path: &Path, options: &ImportOptions) -> Result<(Graph, Duration)> {
     let start = Instant::now();
     let model = load_model(path)?;
-    let graph = import(&model, path)?;
+    let graph = import(&model, path, options)?;
     Ok((graph, start.elapsed()))
 }
 

@@ -1,6 +1,7 @@
 //! `tcc inspect`: what a model is made of, as tcc sees it.
 
 use crate::files;
+use crate::import_args::ImportArgs;
 use anyhow::Result;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
@@ -39,6 +40,9 @@ pub struct Args {
     /// The ONNX model file (external data is read from beside it).
     #[arg(value_name = "MODEL.onnx")]
     pub model: PathBuf,
+
+    #[command(flatten)]
+    pub import: ImportArgs,
 }
 
 /// Runs `tcc inspect`.
@@ -48,7 +52,7 @@ pub struct Args {
 /// the import error.
 pub fn run(args: Args) -> Result<()> {
     let model = files::load_model(&args.model)?;
-    let imported = files::import(&model, &args.model);
+    let imported = files::import(&model, &args.model, &args.import.options());
     files::print_stdout(&summary(&args.model, &model, imported.as_ref().ok()))?;
     imported.map(|_| ())
 }

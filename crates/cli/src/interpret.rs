@@ -1,6 +1,7 @@
 //! `tcc interpret`: runs a model in the reference interpreter on npz inputs.
 
 use crate::files;
+use crate::import_args::ImportArgs;
 use crate::pipeline::{self, PipelineArgs};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
@@ -79,6 +80,9 @@ pub struct Args {
     pub tolerance: f64,
 
     #[command(flatten)]
+    pub import: ImportArgs,
+
+    #[command(flatten)]
     pub pipeline: PipelineArgs,
 }
 
@@ -91,7 +95,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let start = Instant::now();
-    let (mut graph, import_time) = files::load_graph(&args.model)?;
+    let (mut graph, import_time) = files::load_graph(&args.model, &args.import.options())?;
     let arrays = files::read_npz(&args.inputs, "the inputs")?;
     // Read the reference up front, so that a bad path fails before the run.
     let reference = match &args.expected {

@@ -9,6 +9,7 @@
 
 mod compile;
 mod files;
+mod import_args;
 mod inspect;
 mod interpret;
 mod pipeline;

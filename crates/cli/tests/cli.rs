@@ -524,3 +524,48 @@ fn inputs_that_disagree_on_seq_are_named() {
     assert_fails_naming(&o, &["attention_mask", "seq"]);
     assert!(!out.exists());
 }
+
+/// The int8 model of ../shared, made by ONNX Runtime's quantize_dynamic; its
+/// references come from ONNX Runtime on an x86 CPU without VNNI.
+fn bert_tiny_int8(file: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/bert-tiny-int8");
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the shared models must be checked out beside the workspace",
+        dir.display()
+    );
+    dir.join(file)
+}
+
+#[test]
+fn int8_matmul_mode_chooses_the_arithmetic() {
+    let (model, refs) = (
+        bert_tiny_int8("model.onnx"),
+        bert_tiny_int8("ref_b2_s17.npz"),
+    );
+    let out = scratch("int8_matmul_mode").join("out.npz");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "interpret",
+            p(&model),
+            "--inputs",
+            p(&refs),
+            "--output",
+            p(&out),
+            "--expected",
+            p(&refs),
+        ];
+        args.extend_from_slice(extra);
+        tcc(&args)
+    };
+    // The default reproduces ONNX Runtime's x86 pair saturation, and with it
+    // the references.
+    let default = run(&[]);
+    assert!(default.status.success(), "{}", stderr(&default));
+    let explicit = run(&["--int8-matmul", "ort-x86"]);
+    assert!(explicit.status.success(), "{}", stderr(&explicit));
+    // Exact arithmetic differs from those references by far more than the
+    // tolerance (about 2e-2 against 4e-4).
+    let exact = run(&["--int8-matmul", "exact"]);
+    assert_fails_naming(&exact, &["last_hidden_state", "differs"]);
+}
