@@ -65,6 +65,9 @@ pub struct ModelDir {
     /// The reference cases: the case name (`b1_s128` for `ref_b1_s128.npz`)
     /// and the file, sorted by name.
     pub cases: Vec<(String, PathBuf)>,
+    /// How to import the model: the defaults, or what `import.txt` beside it
+    /// says (`int8_matmul = exact` or `ort-x86`).
+    pub options: tcc_onnx::ImportOptions,
 }
 
 impl ModelDir {
@@ -80,8 +83,41 @@ impl ModelDir {
 /// Panics with the path it looked at if the models directory is missing or
 /// cannot be read.
 pub fn discover_models() -> Vec<ModelDir> {
-    let root = shared_dir().join("models");
-    let entries = std::fs::read_dir(&root)
+    discover_models_in(&shared_dir().join("models"))
+}
+
+/// Every directory of the workspace's `tests/zoo` that holds a `model.onnx`:
+/// small models of more families and exporters, made by
+/// `tests/zoo/make_zoo.py`.
+pub fn discover_zoo() -> Vec<ModelDir> {
+    discover_models_in(&workspace_root().join("tests/zoo"))
+}
+
+/// Reads the import options of a model directory from its `import.txt`, if
+/// it has one. Panics on a line it does not understand.
+fn import_options(dir: &Path) -> tcc_onnx::ImportOptions {
+    let mut options = tcc_onnx::ImportOptions::default();
+    let path = dir.join("import.txt");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return options;
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("int8_matmul", "exact")) => options.int8_matmul = tcc_onnx::Int8MatMul::Exact,
+            Some(("int8_matmul", "ort-x86")) => options.int8_matmul = tcc_onnx::Int8MatMul::OrtX86,
+            _ => panic!("{}: cannot read `{line}`", path.display()),
+        }
+    }
+    options
+}
+
+/// Every directory of `root` that holds a `model.onnx`, sorted by name.
+pub fn discover_models_in(root: &Path) -> Vec<ModelDir> {
+    let entries = std::fs::read_dir(root)
         .unwrap_or_else(|e| panic!("cannot read the models directory {}: {e}", root.display()));
     let mut models = Vec::new();
     for entry in entries.flatten() {
@@ -92,6 +128,7 @@ pub fn discover_models() -> Vec<ModelDir> {
         let name = entry.file_name().to_string_lossy().into_owned();
         models.push(ModelDir {
             cases: discover_cases(&dir),
+            options: import_options(&dir),
             name,
             dir,
         });
@@ -370,7 +407,7 @@ pub fn check_model_case(graph: &Graph, model: &str, case: &str, npz: &Path) -> C
 /// pipeline on it.
 pub fn import_and_optimise(model: &ModelDir) -> Result<Graph, String> {
     let path = model.model_path();
-    let mut graph = tcc_onnx::import_file(&path)
+    let mut graph = tcc_onnx::import_file_with(&path, &model.options)
         .map_err(|e| format!("{}: import of {} failed: {e}", model.name, path.display()))?;
     tcc_passes::PassManager::default_pipeline()
         .run(&mut graph)
