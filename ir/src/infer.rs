@@ -214,30 +214,7 @@ pub fn infer(
             if !a.dtype.is_numeric() {
                 return Err(err(format!("needs numeric operands, got {}", a.dtype)));
             }
-            if a.rank() < 2 || b.rank() < 2 {
-                return Err(err(format!(
-                    "operands must have rank 2 or more, got {} and {}",
-                    a.shape, b.shape
-                )));
-            }
-            let (ad, bd) = (a.shape.dims(), b.shape.dims());
-            let (k1, k2) = (&ad[ad.len() - 1], &bd[bd.len() - 2]);
-            if let (Some(x), Some(y)) = (k1.as_const(), k2.as_const()) {
-                if x != y {
-                    return Err(err(format!(
-                        "inner dims differ: {} and {}",
-                        a.shape, b.shape
-                    )));
-                }
-            }
-            let batch = broadcast(
-                &Shape(ad[..ad.len() - 2].to_vec()),
-                &Shape(bd[..bd.len() - 2].to_vec()),
-            )
-            .map_err(err)?;
-            let mut dims = batch.0;
-            dims.push(ad[ad.len() - 2].clone());
-            dims.push(bd[bd.len() - 1].clone());
+            let dims = matmul_shape(a, b).map_err(err)?;
             (TensorType::new(a.dtype, dims), None)
         }
         Op::MatMulInteger { saturate_pairs } => {
@@ -255,16 +232,9 @@ pub fn infer(
                     a.dtype, b.dtype
                 )));
             }
+            let dims = matmul_shape(a, b).map_err(err)?;
             let (ad, bd) = (a.shape.dims(), b.shape.dims());
             let (ra, rb) = (ad.len(), bd.len());
-            if let (Some(x), Some(y)) = (ad[ra - 1].as_const(), bd[rb - 2].as_const()) {
-                if x != y {
-                    return Err(err(format!(
-                        "inner dims differ: {} and {}",
-                        a.shape, b.shape
-                    )));
-                }
-            }
             let mut a_rows = ad.to_vec();
             a_rows[ra - 1] = Dim::constant(1);
             let mut b_cols = bd.to_vec();
@@ -286,11 +256,6 @@ pub fn infer(
                     )));
                 }
             }
-            let batch = broadcast(&Shape(ad[..ra - 2].to_vec()), &Shape(bd[..rb - 2].to_vec()))
-                .map_err(err)?;
-            let mut dims = batch.0;
-            dims.push(ad[ra - 2].clone());
-            dims.push(bd[rb - 1].clone());
             (TensorType::new(DType::I32, dims), None)
         }
         Op::Conv {
@@ -722,6 +687,29 @@ fn conv_type(
         dims.push(out);
     }
     Ok(TensorType::new(x.dtype, dims))
+}
+
+/// The result dims of a batched matrix product of `a` (`[.., m, k]`) by `b`
+/// (`[.., k, n]`): the broadcast batch dims, then `m` and `n`.
+fn matmul_shape(a: &TensorType, b: &TensorType) -> std::result::Result<Vec<Dim>, String> {
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(format!(
+            "operands must have rank 2 or more, got {} and {}",
+            a.shape, b.shape
+        ));
+    }
+    let (ad, bd) = (a.shape.dims(), b.shape.dims());
+    let (ra, rb) = (ad.len(), bd.len());
+    if let (Some(x), Some(y)) = (ad[ra - 1].as_const(), bd[rb - 2].as_const()) {
+        if x != y {
+            return Err(format!("inner dims differ: {} and {}", a.shape, b.shape));
+        }
+    }
+    let batch = broadcast(&Shape(ad[..ra - 2].to_vec()), &Shape(bd[..rb - 2].to_vec()))?;
+    let mut dims = batch.0;
+    dims.push(ad[ra - 2].clone());
+    dims.push(bd[rb - 1].clone());
+    Ok(dims)
 }
 
 fn float_only(name: &str, t: &TensorType) -> Result<()> {

@@ -194,16 +194,9 @@ fn via<T: Element, W: Num>(
         .collect()
 }
 
-/// The batched matrix product of `a` (`[.., m, k]`) and `b` (`[.., k, n]`).
-pub(super) fn matmul(a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
-    if a.dtype() != b.dtype() {
-        return Err(format!(
-            "operand dtypes differ: {} and {}",
-            a.dtype(),
-            b.dtype()
-        ));
-    }
-    let (ash, bsh) = (a.shape(), b.shape());
+/// The layout of the batched product of operands of shapes `ash`
+/// (`[.., m, k]`) and `bsh` (`[.., k, n]`), with the broadcast batch dims.
+fn layout(ash: &[usize], bsh: &[usize]) -> OpResult<(Vec<usize>, Layout)> {
     if ash.len() < 2 || bsh.len() < 2 {
         return Err(format!(
             "operands must have rank 2 or more, got {ash:?} and {bsh:?}"
@@ -222,6 +215,20 @@ pub(super) fn matmul(a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
         k,
         n,
     };
+    Ok((batch, l))
+}
+
+/// The batched matrix product of `a` (`[.., m, k]`) and `b` (`[.., k, n]`).
+pub(super) fn matmul(a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
+    if a.dtype() != b.dtype() {
+        return Err(format!(
+            "operand dtypes differ: {} and {}",
+            a.dtype(),
+            b.dtype()
+        ));
+    }
+    let (batch, l) = layout(a.shape(), b.shape())?;
+    let (m, n) = (l.m, l.n);
     let l = &l;
     let data = match (a.data(), b.data()) {
         (TensorData::F32(a), TensorData::F32(b)) => TensorData::F32(gemm(&Problem { a, b, l })),
@@ -252,21 +259,18 @@ pub(super) fn matmul(a: &Tensor, b: &Tensor) -> OpResult<Tensor> {
 pub(super) fn matmul_integer(x: &[&Tensor], saturate_pairs: bool) -> OpResult<Tensor> {
     let (a, b, az, bz) = (x[0], x[1], x[2], x[3]);
     let (ash, bsh) = (a.shape(), b.shape());
-    if ash.len() < 2 || bsh.len() < 2 {
-        return Err(format!(
-            "operands must have rank 2 or more, got {ash:?} and {bsh:?}"
-        ));
-    }
-    let (ar, br) = (ash.len(), bsh.len());
-    let (m, k, k2, n) = (ash[ar - 2], ash[ar - 1], bsh[br - 2], bsh[br - 1]);
-    if k != k2 {
-        return Err(format!("inner dims differ: {ash:?} and {bsh:?}"));
-    }
-    let batch = broadcast_shapes(&[&ash[..ar - 2], &bsh[..br - 2]])?;
-    let (amap, bmap) = (
-        bcast_index(&batch, &ash[..ar - 2]),
-        bcast_index(&batch, &bsh[..br - 2]),
-    );
+    let (batch, l) = layout(ash, bsh)?;
+    let (
+        Layout {
+            amap,
+            bmap,
+            m,
+            k,
+            n,
+        },
+        ar,
+        br,
+    ) = (l, ash.len(), bsh.len());
     let ints = |t: &Tensor| -> Vec<i32> {
         t.data()
             .to_i64_vec()
