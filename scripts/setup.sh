@@ -32,7 +32,7 @@ say "using $(cargo --version)"
 
 # LLVM 19 for the backend, a C toolchain and binutils to link and inspect
 # model libraries.
-packages=(llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev gcc libc6-dev binutils)
+packages=(llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev gcc libc6-dev binutils valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -175,7 +175,7 @@ pub fn link_shared_with<P: AsRef<Path>>(linker: &str, objects: &[P], out: &Path)
 /// Has `write` fill a fresh temporary file beside `path`, then renames it to `path`.
 ///
 /// On failure the temporary file is removed and `path` is left as it was.
-fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temporary_sibling(path);
     let result = write(&tmp).and_then(|()| {
         // Flush the data to disk before the rename makes it visible under its final name.

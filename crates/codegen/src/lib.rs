@@ -24,9 +24,11 @@
 //!   `TargetTriple`'s `Display` prints `TargetTriple("...")`; [`emit()`] writes from memory and
 //!   [`Target::triple`] reads the C string.
 
+pub mod abi;
 pub mod emit;
 pub mod error;
 pub mod kernels;
+pub mod link;
 pub mod target;
 
 pub use emit::{emit, emit_to_file, link_shared, EmitKind};

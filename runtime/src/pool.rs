@@ -1,0 +1,370 @@
+//! A persistent thread pool per session, and `parallel_for` over it.
+//!
+//! A pool of `t` threads is the caller's thread plus `t - 1` workers spawned when the session is
+//! created and joined when it is freed. [`Pool::parallel_for`] publishes one job (the task, its
+//! context, the index count) under a mutex, wakes the workers, takes part itself, and returns
+//! once every worker has reported that it is done with the job. Indices are claimed from one
+//! atomic counter in contiguous chunks, so threads that finish early take more work.
+//!
+//! The hot path allocates nothing: the job lives in the pool's shared state, and the mutex and
+//! condition variables are futex-based. A nested call (a task calling `parallel_for` on the
+//! same pool) or a concurrent one (two threads sharing a session, which the contract forbids)
+//! finds the pool busy and runs its loop serially on the calling thread instead of
+//! deadlocking.
+
+use std::ffi::c_void;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::abi::{TaskFn, MAX_THREADS};
+
+/// The environment variable that sets the default thread count.
+pub const ENV_NUM_THREADS: &str = "TCC_NUM_THREADS";
+
+/// How many chunks per thread `parallel_for` aims for: more balances uneven tasks better,
+/// fewer costs fewer atomic operations.
+const CHUNKS_PER_THREAD: u64 = 4;
+
+/// One `parallel_for` call, as the workers see it.
+#[derive(Clone, Copy)]
+struct Job {
+    task: Option<TaskFn>,
+    ctx: *mut c_void,
+    n: u64,
+    chunk: u64,
+}
+
+// SAFETY: the C contract of `tcc_rt_parallel_for` is that `task(ctx, i)` may be called from
+// any thread, concurrently; `ctx` is only used while the publishing call waits for the job.
+unsafe impl Send for Job {}
+
+impl Job {
+    const NONE: Job = Job {
+        task: None,
+        ctx: std::ptr::null_mut(),
+        n: 0,
+        chunk: 1,
+    };
+
+    /// Claims chunks from `next` and runs them until none are left.
+    fn work(&self, next: &AtomicU64) {
+        let Some(task) = self.task else { return };
+        loop {
+            // Relaxed suffices: the counter only hands out disjoint ranges; the results are
+            // published by the mutex the worker takes to report completion.
+            let start = next.fetch_add(self.chunk, Ordering::Relaxed);
+            if start >= self.n {
+                return;
+            }
+            let end = self.n.min(start + self.chunk);
+            for i in start..end {
+                // SAFETY: the caller of `parallel_for` promised that `task(ctx, i)` is valid for
+                // every `i` in `[0, n)`; `i < n <= i64::MAX`, so the cast is exact.
+                unsafe { task(self.ctx, i as i64) };
+            }
+        }
+    }
+}
+
+/// The state workers wait on.
+struct State {
+    /// Bumped for every job; a worker runs each generation once.
+    generation: u64,
+    job: Job,
+    /// Workers that have not yet finished the current job.
+    remaining: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a job is published or the pool shuts down.
+    wake: Condvar,
+    /// Signalled when the last worker finishes a job.
+    done: Condvar,
+    /// The next unclaimed index of the current job.
+    next: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock, so poisoning cannot happen; recover anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A thread pool: the caller's thread plus `num_threads - 1` persistent workers.
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    busy: AtomicBool,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("num_threads", &self.num_threads())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Starts a pool of `num_threads` threads (clamped to `1..=MAX_THREADS`), spawning
+    /// `num_threads - 1` workers. Fails if a worker cannot be spawned; those already spawned
+    /// are stopped.
+    pub fn new(num_threads: usize) -> std::io::Result<Pool> {
+        let num_threads = num_threads.clamp(1, MAX_THREADS);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                generation: 0,
+                job: Job::NONE,
+                remaining: 0,
+                shutdown: false,
+            }),
+            wake: Condvar::new(),
+            done: Condvar::new(),
+            next: AtomicU64::new(0),
+        });
+        let mut pool = Pool {
+            shared,
+            workers: Vec::with_capacity(num_threads - 1),
+            busy: AtomicBool::new(false),
+        };
+        for index in 1..num_threads {
+            let shared = Arc::clone(&pool.shared);
+            let worker = std::thread::Builder::new()
+                .name(format!("tcc-worker-{index}"))
+                .spawn(move || worker_loop(&shared))?;
+            // If this push's caller returns early with `?`, `pool`'s Drop joins the workers.
+            pool.workers.push(worker);
+        }
+        Ok(pool)
+    }
+
+    /// The number of threads, the caller's included.
+    pub fn num_threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Runs `task(ctx, i)` for every `i` in `[0, n)` on the pool's threads, this one included,
+    /// and returns when all calls have returned. `n <= 0` or no task does nothing.
+    ///
+    /// # Safety
+    ///
+    /// `task(ctx, i)` must be safe to call for every such `i`, from any thread, concurrently.
+    pub unsafe fn parallel_for(&self, n: i64, task: Option<TaskFn>, ctx: *mut c_void) {
+        let (Ok(n), Some(_)) = (u64::try_from(n), task) else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let threads = self.num_threads() as u64;
+        let job = Job {
+            task,
+            ctx,
+            n,
+            chunk: (n / (threads * CHUNKS_PER_THREAD)).max(1),
+        };
+        // One index, no workers, or the pool already running a job (a nested or a concurrent
+        // call): run serially here.
+        if n == 1 || self.workers.is_empty() || self.busy.swap(true, Ordering::Acquire) {
+            let serial = Job { chunk: n, ..job };
+            serial.work(&AtomicU64::new(0));
+            return;
+        }
+        {
+            let mut state = self.shared.lock();
+            self.shared.next.store(0, Ordering::Relaxed);
+            state.job = job;
+            state.remaining = self.workers.len();
+            state.generation += 1;
+        }
+        self.shared.wake.notify_all();
+        job.work(&self.shared.next);
+        let mut state = self.shared.lock();
+        while state.remaining > 0 {
+            state = self
+                .shared
+                .done
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+        state.job = Job::NONE;
+        drop(state);
+        self.busy.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.wake.notify_all();
+        for worker in self.workers.drain(..) {
+            // A worker cannot panic (tasks are `extern "C"` and abort instead), so join only
+            // fails if it did anyway; there is nothing more to clean up then.
+            let _ = worker.join();
+        }
+    }
+}
+
+/// A worker: waits for a new generation, works on it, reports, until shutdown.
+fn worker_loop(shared: &Shared) {
+    let mut seen = 0;
+    loop {
+        let job = {
+            let mut state = shared.lock();
+            while state.generation == seen && !state.shutdown {
+                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            if state.shutdown {
+                return;
+            }
+            seen = state.generation;
+            state.job
+        };
+        job.work(&shared.next);
+        let mut state = shared.lock();
+        state.remaining -= 1;
+        if state.remaining == 0 {
+            shared.done.notify_one();
+        }
+    }
+}
+
+/// The thread count for a session: `explicit` if positive, else `env` (the value of
+/// `TCC_NUM_THREADS`) if set, else `default`; capped at [`MAX_THREADS`].
+///
+/// A set but invalid `env` (not a positive integer) is an error naming it, so a typo does not
+/// silently change the thread count.
+pub fn resolve_num_threads(
+    explicit: i32,
+    env: Option<&str>,
+    default: impl FnOnce() -> usize,
+) -> Result<usize, String> {
+    if let Ok(n @ 1..) = usize::try_from(explicit) {
+        return Ok(n.min(MAX_THREADS));
+    }
+    if let Some(text) = env {
+        return match text.trim().parse::<usize>() {
+            Ok(n @ 1..) => Ok(n.min(MAX_THREADS)),
+            _ => Err(format!(
+                "{ENV_NUM_THREADS} is `{text}`; it must be a positive integer (or unset)"
+            )),
+        };
+    }
+    Ok(default().clamp(1, MAX_THREADS))
+}
+
+/// The default thread count: the physical cores of the CPUs in `sys_cpu` (normally
+/// `/sys/devices/system/cpu`), capped by the parallelism available to this process (affinity
+/// and cgroup quotas); the available parallelism alone if the topology cannot be read.
+pub fn default_num_threads(sys_cpu: &Path) -> usize {
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match physical_cores(sys_cpu) {
+        Some(cores) => cores.min(available),
+        None => available,
+    }
+}
+
+/// The number of distinct (package, core) pairs among `sys_cpu/cpuN/topology`, or `None` if
+/// there are none to read.
+pub fn physical_cores(sys_cpu: &Path) -> Option<usize> {
+    let read =
+        |path: &Path| -> Option<i64> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    let mut cores: Vec<(i64, i64)> = Vec::new();
+    for entry in std::fs::read_dir(sys_cpu).ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(number) = name.to_str().and_then(|n| n.strip_prefix("cpu")) else {
+            continue;
+        };
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let topology = entry.path().join("topology");
+        // An offline CPU has no topology directory; it does not count.
+        let (Some(package), Some(core)) = (
+            read(&topology.join("physical_package_id")),
+            read(&topology.join("core_id")),
+        ) else {
+            continue;
+        };
+        if !cores.contains(&(package, core)) {
+            cores.push((package, core));
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_count_wins_over_the_environment() {
+        let default = || 6;
+        assert_eq!(resolve_num_threads(3, Some("5"), default), Ok(3));
+        assert_eq!(resolve_num_threads(0, Some("5"), default), Ok(5));
+        assert_eq!(resolve_num_threads(-1, Some(" 2\n"), default), Ok(2));
+        assert_eq!(resolve_num_threads(0, None, default), Ok(6));
+        assert_eq!(resolve_num_threads(-7, None, || 0), Ok(1));
+        assert_eq!(
+            resolve_num_threads(i32::MAX, None, default),
+            Ok(MAX_THREADS)
+        );
+        assert_eq!(
+            resolve_num_threads(0, Some("99999999"), default),
+            Ok(MAX_THREADS)
+        );
+    }
+
+    #[test]
+    fn an_invalid_environment_value_is_an_error_naming_it() {
+        for bad in ["", "0", "-2", "four", "1.5"] {
+            let err = resolve_num_threads(0, Some(bad), || 4).unwrap_err();
+            assert!(err.contains(ENV_NUM_THREADS) && err.contains(bad), "{err}");
+        }
+        // An explicit count does not even look at it.
+        assert_eq!(resolve_num_threads(2, Some("four"), || 4), Ok(2));
+    }
+
+    #[test]
+    fn physical_cores_counts_distinct_package_and_core_pairs() {
+        let dir = std::env::temp_dir().join(format!("tcc-topology-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        // Two packages of two cores with two hyperthreads each, one offline CPU, and entries
+        // that are not CPUs.
+        let mut cpu = 0;
+        for package in 0..2 {
+            for core in [0, 4] {
+                for _thread in 0..2 {
+                    let topology = dir.join(format!("cpu{cpu}/topology"));
+                    std::fs::create_dir_all(&topology).unwrap();
+                    std::fs::write(topology.join("physical_package_id"), format!("{package}\n"))
+                        .unwrap();
+                    std::fs::write(topology.join("core_id"), format!("{core}\n")).unwrap();
+                    cpu += 1;
+                }
+            }
+        }
+        std::fs::create_dir_all(dir.join("cpu8")).unwrap();
+        std::fs::create_dir_all(dir.join("cpufreq/policy0")).unwrap();
+        std::fs::create_dir_all(dir.join("cpuidle")).unwrap();
+        assert_eq!(physical_cores(&dir), Some(4));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(physical_cores(&dir), None);
+    }
+
+    #[test]
+    fn the_default_is_between_one_and_the_available_parallelism() {
+        let available = std::thread::available_parallelism().unwrap().get();
+        let n = default_num_threads(Path::new("/sys/devices/system/cpu"));
+        assert!((1..=available).contains(&n), "{n} of {available}");
+        assert_eq!(
+            default_num_threads(Path::new("/nonexistent/tcc")),
+            available
+        );
+    }
+}
