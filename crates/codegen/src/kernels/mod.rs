@@ -13,6 +13,7 @@
 //! buffers the caller aligned only to the element.
 
 pub mod elementwise;
+pub mod gemm;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;
@@ -20,6 +21,7 @@ use inkwell::context::ContextRef;
 use inkwell::intrinsics::Intrinsic;
 use inkwell::module::Module;
 use inkwell::types::{BasicMetadataTypeEnum, BasicTypeEnum, VectorType};
+use inkwell::values::FloatValue;
 use inkwell::values::{
     BasicMetadataValueEnum, BasicValue, BasicValueEnum, FunctionValue, InstructionValue, IntValue,
     PointerValue, VectorValue,
@@ -153,7 +155,7 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
     }
 
     /// The block the builder is positioned in.
-    fn current_block(&self) -> Result<inkwell::basic_block::BasicBlock<'ctx>> {
+    pub fn current_block(&self) -> Result<inkwell::basic_block::BasicBlock<'ctx>> {
         self.builder
             .get_insert_block()
             .ok_or_else(|| self.internal("the builder is not positioned in a block"))
@@ -351,6 +353,99 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         self.builder
             .build_float_add(product, c, "add")
             .map_err(self.err())
+    }
+
+    /// The `i64` constant `value`.
+    pub fn i64_const(&self, value: i64) -> IntValue<'ctx> {
+        // The cast keeps the bits; `sign_extend` makes LLVM read them as a signed value.
+        self.context.i64_type().const_int(value as u64, true)
+    }
+
+    /// The `f32` scalar constant `value`.
+    pub fn f32_const(&self, value: f32) -> FloatValue<'ctx> {
+        self.context.f32_type().const_float(f64::from(value))
+    }
+
+    /// A constant vector with every lane `value`.
+    pub fn f32_splat_const(&self, value: f32) -> VectorValue<'ctx> {
+        let lanes = vec![self.f32_const(value); self.lanes as usize];
+        VectorType::const_vector(&lanes)
+    }
+
+    /// The smaller of two signed integers.
+    pub fn min_i64(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+        let b_ = &self.builder;
+        let less = b_
+            .build_int_compare(IntPredicate::SLT, a, b, "lt")
+            .map_err(self.err())?;
+        Ok(b_
+            .build_select(less, a, b, "min")
+            .map_err(self.err())?
+            .into_int_value())
+    }
+
+    /// The larger of two signed integers.
+    pub fn max_i64(&self, a: IntValue<'ctx>, b: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+        let b_ = &self.builder;
+        let greater = b_
+            .build_int_compare(IntPredicate::SGT, a, b, "gt")
+            .map_err(self.err())?;
+        Ok(b_
+            .build_select(greater, a, b, "max")
+            .map_err(self.err())?
+            .into_int_value())
+    }
+
+    /// Emits `for (i = start; i < end; i += step) body(i)` and leaves the builder after the loop.
+    ///
+    /// `step` must be positive. The body may emit blocks of its own; it must leave the builder
+    /// in a block without a terminator, from which the loop continues.
+    pub fn for_loop(
+        &self,
+        start: IntValue<'ctx>,
+        end: IntValue<'ctx>,
+        step: IntValue<'ctx>,
+        name: &str,
+        body: impl FnOnce(&Self, IntValue<'ctx>) -> Result<()>,
+    ) -> Result<()> {
+        let b = &self.builder;
+        let entry = self.current_block()?;
+        let header = self
+            .context
+            .append_basic_block(self.function, &format!("{name}.header"));
+        let body_block = self
+            .context
+            .append_basic_block(self.function, &format!("{name}.body"));
+        let exit = self
+            .context
+            .append_basic_block(self.function, &format!("{name}.exit"));
+        b.build_unconditional_branch(header).map_err(self.err())?;
+
+        b.position_at_end(header);
+        let phi = b
+            .build_phi(self.context.i64_type(), name)
+            .map_err(self.err())?;
+        let i = phi.as_basic_value().into_int_value();
+        let more = b
+            .build_int_compare(IntPredicate::SLT, i, end, "more")
+            .map_err(self.err())?;
+        b.build_conditional_branch(more, body_block, exit)
+            .map_err(self.err())?;
+
+        b.position_at_end(body_block);
+        body(self, i)?;
+        let next = b.build_int_nsw_add(i, step, "next").map_err(self.err())?;
+        let latch = self.current_block()?;
+        b.build_unconditional_branch(header).map_err(self.err())?;
+        phi.add_incoming(&[(&start, entry), (&next, latch)]);
+
+        b.position_at_end(exit);
+        Ok(())
+    }
+
+    /// Appends a new block to the kernel's function.
+    pub fn append_block(&self, name: &str) -> inkwell::basic_block::BasicBlock<'ctx> {
+        self.context.append_basic_block(self.function, name)
     }
 
     /// Emits a loop over `n` elements in steps of [`KernelBuilder::lanes`], then returns.
