@@ -1,5 +1,6 @@
 //! Convolution: ONNX `Conv` to the IR's `Conv`, with `auto_pad` resolved
 //! into explicit (possibly symbolic) pads and the bias as a broadcast `Add`.
+//! The attribute reading ([`geometry`]) is shared with `ConvInteger`.
 
 use super::{reg, Registry};
 use crate::context::Ctx;
@@ -31,20 +32,52 @@ fn per_axis(c: &Ctx, name: &str, sp: usize, default: usize) -> Result<Vec<usize>
     }
 }
 
-/// `Conv`: `x` is `[n, c, spatial..]`, `w` is `[m, c / group, kernel..]`,
-/// and the optional bias `b` is `[m]`.
+/// The geometry of an ONNX convolution (`Conv`, `ConvInteger`), read from
+/// the node's attributes and its operands' shapes.
+pub(super) struct Geometry {
+    /// The kernel's spatial sizes: the weights' dims, or `kernel_shape`
+    /// where the weights' are symbolic.
+    pub kernel: Vec<Dim>,
+    /// Step per spatial axis.
+    pub strides: Vec<usize>,
+    /// Zeros added before each spatial axis.
+    pub pads_begin: Vec<Dim>,
+    /// Zeros added after each spatial axis.
+    pub pads_end: Vec<Dim>,
+    /// Spacing of the kernel taps per spatial axis.
+    pub dilations: Vec<usize>,
+    /// Number of channel groups.
+    pub group: usize,
+}
+
+impl Geometry {
+    /// The core `Conv` op of this geometry.
+    pub fn op(&self) -> Op {
+        Op::Conv {
+            strides: self.strides.clone(),
+            pads_begin: self.pads_begin.clone(),
+            pads_end: self.pads_end.clone(),
+            dilations: self.dilations.clone(),
+            group: self.group,
+        }
+    }
+}
+
+/// Reads the convolution attributes of the node (`kernel_shape`, `strides`,
+/// `dilations`, `group`, `auto_pad`, `pads`) for input `x`
+/// (`[n, c, spatial..]`) and weights `w` (`[m, c / group, kernel..]`).
 ///
 /// `auto_pad` is resolved here: `VALID` pads nothing; `SAME_UPPER` and
 /// `SAME_LOWER` pad so that `out = ceil(in / stride)`, the total
 /// `max(0, (out - 1) * stride + (kernel - 1) * dilation + 1 - in)` split
 /// evenly with the odd element at the end (upper) or the beginning (lower).
 /// With symbolic spatial sizes the pads are symbolic dims.
-fn conv(c: &mut Ctx) -> Result<Vec<NodeId>> {
-    let (x, w) = (c.req(0)?, c.req(1)?);
+pub(super) fn geometry(c: &Ctx, x: NodeId, w: NodeId) -> Result<Geometry> {
     let (xs, ws) = (c.shape(x), c.shape(w));
     if xs.len() < 3 || ws.len() != xs.len() {
         return Err(c.err(format!(
-            "Conv needs an input of rank 3 or more and weights of the same rank, got {} and {}",
+            "{} needs an input of rank 3 or more and weights of the same rank, got {} and {}",
+            c.op_type(),
             c.ty(x),
             c.ty(w)
         )));
@@ -125,16 +158,24 @@ fn conv(c: &mut Ctx) -> Result<Vec<NodeId>> {
             ))
         }
     };
-    let y = c.add(
-        Op::Conv {
-            strides,
-            pads_begin,
-            pads_end,
-            dilations,
-            group,
-        },
-        &[x, w],
-    )?;
+    Ok(Geometry {
+        kernel,
+        strides,
+        pads_begin,
+        pads_end,
+        dilations,
+        group,
+    })
+}
+
+/// `Conv`: `x` is `[n, c, spatial..]`, `w` is `[m, c / group, kernel..]`,
+/// and the optional bias `b` is `[m]`; the attributes are read by
+/// [`geometry`].
+fn conv(c: &mut Ctx) -> Result<Vec<NodeId>> {
+    let (x, w) = (c.req(0)?, c.req(1)?);
+    let g = geometry(c, x, w)?;
+    let sp = g.kernel.len();
+    let y = c.add(g.op(), &[x, w])?;
     let Some(b) = c.input(2) else {
         return Ok(vec![y]);
     };

@@ -18,6 +18,7 @@ use tcc_ir::NodeId;
 
 mod activation;
 mod conv;
+mod conv_integer;
 mod einsum;
 mod elementwise;
 mod matmul;
@@ -61,6 +62,7 @@ pub fn registry() -> HashMap<&'static str, Importer> {
     quant::register(&mut r);
     misc::register(&mut r);
     conv::register(&mut r);
+    conv_integer::register(&mut r);
     pad::register(&mut r);
     einsum::register(&mut r);
     r
