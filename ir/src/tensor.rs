@@ -303,32 +303,20 @@ impl TensorData {
         if !bytes.len().is_multiple_of(n) {
             return None;
         }
-        let ch = bytes.chunks_exact(n);
+        /// Decodes fixed-size little-endian elements.
+        fn le<T, const N: usize>(bytes: &[u8], decode: fn([u8; N]) -> T) -> Vec<T> {
+            bytes
+                .chunks_exact(N)
+                .map(|c| decode(c.try_into().unwrap_or([0; N])))
+                .collect()
+        }
         Some(match dtype {
-            DType::F32 => TensorData::F32(
-                ch.map(|c| f32::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect(),
-            ),
-            DType::F64 => TensorData::F64(
-                ch.map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect(),
-            ),
-            DType::F16 => TensorData::F16(
-                ch.map(|c| f16::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect(),
-            ),
-            DType::BF16 => TensorData::BF16(
-                ch.map(|c| bf16::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect(),
-            ),
-            DType::I64 => TensorData::I64(
-                ch.map(|c| i64::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect(),
-            ),
-            DType::I32 => TensorData::I32(
-                ch.map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()))
-                    .collect(),
-            ),
+            DType::F32 => TensorData::F32(le(bytes, f32::from_le_bytes)),
+            DType::F64 => TensorData::F64(le(bytes, f64::from_le_bytes)),
+            DType::F16 => TensorData::F16(le(bytes, f16::from_le_bytes)),
+            DType::BF16 => TensorData::BF16(le(bytes, bf16::from_le_bytes)),
+            DType::I64 => TensorData::I64(le(bytes, i64::from_le_bytes)),
+            DType::I32 => TensorData::I32(le(bytes, i32::from_le_bytes)),
             DType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
             DType::U8 => TensorData::U8(bytes.to_vec()),
             DType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
