@@ -92,6 +92,13 @@ impl Dim {
         }
     }
 
+    /// The terms of the canonical polynomial: each monomial (a product of
+    /// atoms; empty for the constant term) with its non-zero coefficient. Code
+    /// generators use it to evaluate a dim at run time.
+    pub fn terms(&self) -> impl Iterator<Item = (&[Atom], i64)> + '_ {
+        self.terms.iter().map(|(m, c)| (m.as_slice(), *c))
+    }
+
     /// Every symbol name this dim mentions, sorted and deduplicated.
     pub fn symbols(&self) -> Vec<Arc<str>> {
         let mut out = Vec::new();

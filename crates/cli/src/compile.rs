@@ -1,50 +1,64 @@
-//! `tcc compile`: optimises a model and emits it. Today the only thing it can
-//! emit is the IR text; native code generation is the next stage.
+//! `tcc compile`: imports a model, optimises it and compiles it to a shared library (or emits
+//! the IR, LLVM IR, assembly, an object file or the C header).
 
 use crate::files;
 use crate::import_args::ImportArgs;
 use crate::pipeline::{self, PipelineArgs};
-use crate::NotYet;
-use anyhow::Result;
-use std::path::PathBuf;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tcc_codegen::lower::{self, CompileOptions};
+use tcc_codegen::{EmitKind, Target};
 
 const LONG_ABOUT: &str = "\
-Compiles an ONNX model: imports it into tcc's IR, runs the default pass
-pipeline and emits the result.
+Compiles an ONNX model ahead of time: imports it into tcc's IR, runs the default
+pass pipeline, lowers the graph to LLVM kernels with a memory plan, and links the
+result with tcc's runtime into one self-contained shared library.
 
-With `--emit ir` it prints the IR in its text form (the form that `tcc` and
-its tests read back) to stdout, or writes it to the file given with -o, whole
-or not at all. Large weights are elided from the text by name.
+By default (`--emit lib`) it writes MODEL.so (the -o path) and MODEL.h beside it,
+both whole or not at all. The library needs only libc, libm and libpthread and
+exports only PREFIX_* functions (see the header). The prefix defaults to the
+output file's name without its extension, made a C identifier (characters other
+than letters, digits and `_` become `_`; a leading digit gets a `_` before it):
+`-o bert.so` gives `bert_run`, `bert_session_create`, ...
 
-The pass pipeline can be taken apart:
-  --no-opt            print the graph as imported, before any pass;
-  --disable-pass P    leave pass P out (repeatable);
-  --dump-after P      print the IR to stderr after pass P (repeatable);
-  --time-passes       print each pass's time to stderr.
-An unknown pass name is refused with the list of valid ones.
+Other outputs: `--emit ir` prints the optimised IR (to stdout or -o), `llvm`,
+`asm` and `obj` the optimised LLVM IR, assembly or object code, `header` the C
+header only. Progress lines with each stage's time and the memory plan go to
+stderr; `--shape batch=1,seq=128` evaluates the plan's sizes for those symbol
+values.
 
-Native code generation (a shared library per model, through LLVM) is not
-there yet: without `--emit ir`, compile stops with exit code 2.";
+The pass pipeline can be taken apart with --no-opt, --disable-pass P,
+--dump-after P and --time-passes.";
 
 const AFTER_HELP: &str = "\
 Examples:
-  tcc compile examples/tiny-encoder/model.onnx --emit ir
-  tcc compile examples/tiny-encoder/model.onnx --emit ir --no-opt -o /tmp/imported.tir
-  tcc compile examples/tiny-encoder/model.onnx --emit ir --time-passes > /dev/null";
+  tcc compile model.onnx -o model.so
+  tcc compile model.onnx -o bert.so --target-cpu x86-64-v3 --shape batch=1,seq=128
+  tcc compile model.onnx --emit ir
+  tcc compile model.onnx --emit asm -o model.s";
 
 /// What `tcc compile` produces.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Emit {
-    /// The IR in its text form.
-    Ir,
-    /// A shared library with the compiled model (not implemented yet).
+    /// A shared library and its C header (the default).
     Lib,
+    /// The optimised IR in its text form.
+    Ir,
+    /// The optimised LLVM IR.
+    Llvm,
+    /// Target assembly.
+    Asm,
+    /// An object file (not linked).
+    Obj,
+    /// The C header only.
+    Header,
 }
 
 /// Arguments of `tcc compile`.
 #[derive(clap::Args, Debug)]
 #[command(
-    about = "Optimise a model and emit its IR (native code is coming)",
+    about = "Compile a model to a shared library (or emit its IR, LLVM IR, assembly or header)",
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP
 )]
@@ -57,9 +71,22 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Emit::Lib)]
     pub emit: Emit,
 
-    /// Write the output to FILE instead of stdout.
+    /// The output file (required for lib, llvm, asm and obj; ir and header go to stdout
+    /// without it).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// The CPU to compile for: `host` (the default) or an x86-64 level such as x86-64-v3.
+    #[arg(long, value_name = "NAME", default_value = "host")]
+    pub target_cpu: String,
+
+    /// The prefix of the exported C functions; default: from the output file's name.
+    #[arg(long, value_name = "NAME")]
+    pub prefix: Option<String>,
+
+    /// Symbol values for the memory-plan report, such as `batch=1,seq=128`.
+    #[arg(long, value_name = "SYM=N,...")]
+    pub shape: Option<String>,
 
     #[command(flatten)]
     pub import: ImportArgs,
@@ -68,21 +95,187 @@ pub struct Args {
     pub pipeline: PipelineArgs,
 }
 
+/// The prefix derived from a file name: its stem made a C identifier.
+pub fn prefix_from_path(path: &Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut p: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if p.is_empty() || p.starts_with(|c: char| c.is_ascii_digit()) {
+        p.insert(0, '_');
+    }
+    p
+}
+
+/// Parses `batch=1,seq=128`.
+pub fn parse_shape(text: &str) -> Result<Vec<(String, i64)>> {
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("`{kv}` in --shape is not SYMBOL=SIZE"))?;
+            let v: i64 = v.trim().parse().with_context(|| {
+                format!("the size of `{}` in --shape is not an integer", k.trim())
+            })?;
+            if v < 1 {
+                bail!("the size of `{}` in --shape must be at least 1", k.trim());
+            }
+            Ok((k.trim().to_owned(), v))
+        })
+        .collect()
+}
+
+fn stage(name: &str, start: Instant) {
+    eprintln!("tcc: {name:<40} {}", files::ms(start.elapsed()));
+}
+
 /// Runs `tcc compile`.
 pub fn run(args: Args) -> Result<()> {
-    if args.emit != Emit::Ir {
-        return Err(NotYet(
-            "native code generation is not implemented yet; use `--emit ir` to print the optimised IR"
-                .into(),
-        )
-        .into());
-    }
+    let shape = args.shape.as_deref().map(parse_shape).transpose()?;
+    let start = Instant::now();
     let (mut graph, _) = files::load_graph(&args.model, &args.import.options())?;
+    if args.emit != Emit::Ir {
+        stage("import", start);
+    }
+    let start = Instant::now();
     pipeline::optimize(&mut graph, &args.pipeline)?;
-    let text = tcc_ir::text::print(&graph);
-    match &args.output {
-        Some(path) => files::write_atomic(path, text.as_bytes())?,
-        None => files::print_stdout(&text)?,
+    if args.emit == Emit::Ir {
+        let text = tcc_ir::text::print(&graph);
+        return match &args.output {
+            Some(path) => files::write_atomic(path, text.as_bytes()),
+            None => files::print_stdout(&text),
+        };
+    }
+    stage("passes", start);
+    let target = if args.target_cpu == "host" {
+        Target::host()
+    } else {
+        Target::named(&args.target_cpu)
+    }
+    .context("cannot set up the target")?;
+    let prefix = match (&args.prefix, &args.output) {
+        (Some(p), _) => p.clone(),
+        (None, Some(out)) => prefix_from_path(out),
+        (None, None) => prefix_from_path(&args.model),
+    };
+    if !tcc_codegen::abi::is_valid_prefix(&prefix) {
+        bail!("the prefix `{prefix}` is not a C identifier (letters, digits and `_`, not starting with a digit)");
+    }
+    if args.emit == Emit::Header {
+        let interface = lower::interface(&graph)?;
+        let header = tcc_codegen::abi::header(&prefix, &interface)?;
+        return match &args.output {
+            Some(path) => files::write_atomic(path, header.as_bytes()),
+            None => files::print_stdout(&header),
+        };
+    }
+    let kind = match args.emit {
+        Emit::Llvm => EmitKind::LlvmIr,
+        Emit::Asm => EmitKind::Assembly,
+        _ => EmitKind::Object,
+    };
+    let Some(out) = args.output.clone() else {
+        bail!(
+            "`--emit {}` needs an output file: give it with -o",
+            emit_name(args.emit)
+        );
+    };
+    let opts = CompileOptions {
+        target,
+        prefix: prefix.clone(),
+        emit: kind,
+    };
+    let compiled = lower::compile(&graph, &opts)
+        .with_context(|| format!("cannot compile `{}`", args.model.display()))?;
+    eprintln!(
+        "tcc: {:<40} {}",
+        format!("lowering ({} kernels)", compiled.steps),
+        files::ms(compiled.lowering)
+    );
+    eprintln!(
+        "tcc: {:<40} {}",
+        "LLVM optimisation and code generation",
+        files::ms(compiled.codegen)
+    );
+    report_plan(&compiled, shape.as_deref())?;
+    if args.emit == Emit::Lib {
+        let start = Instant::now();
+        let header = out.with_extension("h");
+        lower::link_library(&compiled, &prefix, &out, &header)
+            .with_context(|| format!("cannot write `{}`", out.display()))?;
+        stage("link", start);
+        eprintln!(
+            "tcc: wrote {} and {} (prefix `{prefix}`)",
+            out.display(),
+            header.display()
+        );
+    } else {
+        files::write_atomic(&out, &compiled.bytes)?;
+    }
+    Ok(())
+}
+
+fn emit_name(e: Emit) -> &'static str {
+    match e {
+        Emit::Lib => "lib",
+        Emit::Ir => "ir",
+        Emit::Llvm => "llvm",
+        Emit::Asm => "asm",
+        Emit::Obj => "obj",
+        Emit::Header => "header",
+    }
+}
+
+fn report_plan(compiled: &lower::Compiled, shape: Option<&[(String, i64)]>) -> Result<()> {
+    let plan = &compiled.plan;
+    match shape {
+        Some(values) => {
+            let env = |s: &str| values.iter().find(|(k, _)| k == s).map(|(_, v)| *v);
+            let r = compiled
+                .plan_report(&env)
+                .map_err(|e| anyhow::anyhow!("cannot evaluate the memory plan for --shape: {e}"))?;
+            let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            eprintln!(
+                "tcc: memory plan at {}: peak activations {} bytes ({:.2} MiB) in {} slots \
+                 (without reuse: {} bytes)",
+                shown.join(","),
+                r.arena_bytes,
+                r.arena_bytes as f64 / (1 << 20) as f64,
+                r.slots,
+                r.unshared_bytes
+            );
+        }
+        None => match plan.arena_bytes.as_const() {
+            Some(bytes) => eprintln!(
+                "tcc: memory plan: peak activations {bytes} bytes in {} slots",
+                plan.slot_sizes.len()
+            ),
+            None => {
+                let symbols: Vec<String> = plan
+                    .arena_bytes
+                    .symbols()
+                    .iter()
+                    .map(|s| format!("{s}=N"))
+                    .collect();
+                eprintln!(
+                    "tcc: memory plan: {} slots; the peak depends on the sizes \
+                     (--shape {} gives it in bytes)",
+                    plan.slot_sizes.len(),
+                    symbols.join(",")
+                )
+            }
+        },
     }
     Ok(())
 }

@@ -7,12 +7,15 @@
 //! user of `anyhow`. Every failure ends as `error: ...` with its causes on
 //! stderr and a non-zero exit code, never as a panic.
 
+mod bench;
 mod compile;
 mod files;
 mod import_args;
 mod inspect;
 mod interpret;
+mod model_lib;
 mod pipeline;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -70,6 +73,8 @@ enum Command {
     Inspect(inspect::Args),
     Interpret(interpret::Args),
     Compile(compile::Args),
+    Run(run::Args),
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +83,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Interpret(args) => interpret::run(args),
         Command::Compile(args) => compile::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,6 +94,18 @@ pub enum Error {
         types: String,
     },
 
+    /// An IR node that the code generator cannot lower (an op, dtype or shape it has no
+    /// kernel for).
+    #[error("cannot compile node `{node}` ({op}): {why}")]
+    Unsupported {
+        /// The node: its origin (the ONNX node name) if known, else its IR index.
+        node: String,
+        /// The op's text-form name.
+        op: String,
+        /// Why it cannot be lowered.
+        why: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("I/O error on `{}`: {source}", path.display())]
     Io {

@@ -29,6 +29,7 @@ pub mod emit;
 pub mod error;
 pub mod kernels;
 pub mod link;
+pub mod lower;
 pub mod target;
 
 pub use emit::{emit, emit_to_file, link_shared, EmitKind};

@@ -1,0 +1,1719 @@
+//! One LLVM function per step of the schedule: `void step(void *ctx, int64_t task)`.
+//!
+//! The context is an array of 8-byte slots built by the run function ([`CtxSlot`]): the
+//! symbols, an error flag, the row range split and the buffers. Every kernel works on "rows":
+//! the run function splits `[0, rows)` into chunks of `chunk` rows and task `t` does rows
+//! `t * chunk .. min((t + 1) * chunk, rows)`. What a row is depends on the kernel (a line of
+//! the output's innermost axis, a row of a matrix, a batch matrix, one normalised line, ...);
+//! [`Parallel`] says how many there are and how much work each is.
+//!
+//! Kernels that index with data (gathers) check every index and, on one out of range, set the
+//! error flag (the run then fails with `TCC_ERR_INTERNAL`) instead of reading out of bounds.
+
+use std::sync::Arc;
+
+use inkwell::module::Module;
+use inkwell::values::{BasicValueEnum, FunctionValue, IntValue, PointerValue};
+use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
+use tcc_ir::{DType, Dim, Graph, Op, ReduceKind, Shape};
+
+use super::dims::DimEmitter;
+use super::scalar::{self, load, store};
+use super::schedule::{Expr, Kernel, Step};
+use crate::error::{Error, Result};
+use crate::kernels::gemm::{self, Epilogue, GemmLayout};
+use crate::kernels::{KernelBuilder, Param};
+use crate::target::Target;
+
+/// The fixed slots of a step's context; buffers follow from [`CtxSlot::FIRST_BUFFER`].
+pub struct CtxSlot;
+
+impl CtxSlot {
+    /// `const int64_t *symbols`.
+    pub const SYMBOLS: u32 = 0;
+    /// `int32_t *error`: set to 1 by a kernel that meets bad data.
+    pub const ERROR: u32 = 1;
+    /// Rows per task.
+    pub const CHUNK: u32 = 2;
+    /// Rows in all.
+    pub const ROWS: u32 = 3;
+    /// The destination buffer; the inputs follow, then the scratch if any.
+    pub const FIRST_BUFFER: u32 = 4;
+}
+
+/// How a step splits into tasks.
+#[derive(Clone, Debug)]
+pub struct Parallel {
+    /// The number of rows.
+    pub rows: Dim,
+    /// The work per row (elements or multiply-adds), to decide whether threads pay.
+    pub work: Dim,
+    /// Chunks are rounded up to a multiple of this many rows.
+    pub align: i64,
+}
+
+/// An [`Error::Unsupported`] for node `step.node`.
+pub fn unsupported(graph: &Graph, step: &Step, why: impl Into<String>) -> Error {
+    let node = graph.node(step.node);
+    Error::Unsupported {
+        node: node
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("%{}", step.node.index())),
+        op: node.op.name().to_owned(),
+        why: why.into(),
+    }
+}
+
+/// Contiguous (row-major) strides of a shape, in elements.
+pub fn strides(shape: &Shape) -> Vec<Dim> {
+    let mut out = vec![Dim::constant(1); shape.rank()];
+    for a in (0..shape.rank().saturating_sub(1)).rev() {
+        out[a] = out[a + 1].mul(&shape.dims()[a + 1]);
+    }
+    out
+}
+
+/// The strides that read `shape` broadcast (numpy, right-aligned) to an index of rank `rank`.
+pub fn bcast_strides(shape: &Shape, rank: usize) -> Vec<Dim> {
+    let own = strides(shape);
+    let lead = rank - shape.rank().min(rank);
+    let mut out = vec![Dim::constant(0); rank];
+    for a in 0..shape.rank().min(rank) {
+        let d = &shape.dims()[a + shape.rank() - shape.rank().min(rank)];
+        if !d.is(1) {
+            out[lead + a] = own[a + shape.rank() - shape.rank().min(rank)].clone();
+        }
+    }
+    out
+}
+
+/// A product of dims.
+fn product(dims: &[Dim]) -> Dim {
+    dims.iter().fold(Dim::constant(1), |p, d| p.mul(d))
+}
+
+/// The state a kernel body works with.
+pub struct Ctx<'a, 'ctx> {
+    /// The module.
+    pub m: &'a Module<'ctx>,
+    /// The kernel's builder.
+    pub kb: KernelBuilder<'a, 'ctx>,
+    names: &'a [Arc<str>],
+    symbols: PointerValue<'ctx>,
+    error: PointerValue<'ctx>,
+    /// The destination buffer.
+    pub dest: PointerValue<'ctx>,
+    /// The input buffers.
+    pub inputs: Vec<PointerValue<'ctx>>,
+    /// The scratch buffer, if the step has one.
+    pub scratch: Option<PointerValue<'ctx>>,
+    /// The first row of this task.
+    pub r0: IntValue<'ctx>,
+    /// One past the last row of this task.
+    pub r1: IntValue<'ctx>,
+}
+
+impl<'a, 'ctx> Ctx<'a, 'ctx> {
+    fn dims(&self) -> DimEmitter<'_, 'ctx> {
+        DimEmitter::new(self.kb.builder(), self.symbols, self.names, "step")
+    }
+
+    /// The value of a dim.
+    pub fn dim(&self, d: &Dim) -> Result<IntValue<'ctx>> {
+        self.dims().dim(d)
+    }
+
+    fn dim_list(&self, ds: &[Dim]) -> Result<Vec<IntValue<'ctx>>> {
+        ds.iter().map(|d| self.dim(d)).collect()
+    }
+
+    fn b(&self) -> &inkwell::builder::Builder<'ctx> {
+        self.kb.builder()
+    }
+
+    fn add(&self, x: IntValue<'ctx>, y: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+        self.b().build_int_add(x, y, "a").map_err(self.kb.err())
+    }
+
+    fn mul(&self, x: IntValue<'ctx>, y: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+        self.b().build_int_mul(x, y, "m").map_err(self.kb.err())
+    }
+
+    fn div(&self, x: IntValue<'ctx>, y: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+        self.b()
+            .build_int_unsigned_div(x, y, "d")
+            .map_err(self.kb.err())
+    }
+
+    fn rem(&self, x: IntValue<'ctx>, y: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+        self.b()
+            .build_int_unsigned_rem(x, y, "r")
+            .map_err(self.kb.err())
+    }
+
+    fn set_error(&self) -> Result<()> {
+        self.b()
+            .build_store(self.error, self.kb.context().i32_type().const_int(1, false))
+            .map_err(self.kb.err())?;
+        Ok(())
+    }
+
+    /// `for i in start..end { body(i) }`.
+    fn for_range(
+        &self,
+        start: IntValue<'ctx>,
+        end: IntValue<'ctx>,
+        name: &str,
+        body: impl FnOnce(&Self, IntValue<'ctx>) -> Result<()>,
+    ) -> Result<()> {
+        let one = self.kb.i64_const(1);
+        self.kb
+            .for_loop(start, end, one, name, |_, i| body(self, i))
+    }
+
+    /// `if cond { then() }`.
+    fn if_then(&self, cond: IntValue<'ctx>, then: impl FnOnce(&Self) -> Result<()>) -> Result<()> {
+        let yes = self.kb.append_block("then");
+        let done = self.kb.append_block("endif");
+        self.b()
+            .build_conditional_branch(cond, yes, done)
+            .map_err(self.kb.err())?;
+        self.b().position_at_end(yes);
+        then(self)?;
+        self.b()
+            .build_unconditional_branch(done)
+            .map_err(self.kb.err())?;
+        self.b().position_at_end(done);
+        Ok(())
+    }
+
+    /// A stack slot holding a value, for loop-carried accumulators.
+    fn var(&self, init: BasicValueEnum<'ctx>) -> Result<PointerValue<'ctx>> {
+        let entry = self
+            .kb
+            .function()
+            .get_first_basic_block()
+            .ok_or_else(|| self.kb.internal("no entry block"))?;
+        let here = self.kb.current_block()?;
+        let tmp = self.kb.context().create_builder();
+        match entry.get_first_instruction() {
+            Some(i) => tmp.position_before(&i),
+            None => tmp.position_at_end(entry),
+        }
+        let slot = tmp
+            .build_alloca(init.get_type(), "var")
+            .map_err(self.kb.err())?;
+        self.b().position_at_end(here);
+        self.b().build_store(slot, init).map_err(self.kb.err())?;
+        Ok(slot)
+    }
+
+    fn get(
+        &self,
+        slot: PointerValue<'ctx>,
+        like: BasicValueEnum<'ctx>,
+    ) -> Result<BasicValueEnum<'ctx>> {
+        self.b()
+            .build_load(like.get_type(), slot, "v")
+            .map_err(self.kb.err())
+    }
+
+    fn set(&self, slot: PointerValue<'ctx>, v: BasicValueEnum<'ctx>) -> Result<()> {
+        self.b().build_store(slot, v).map_err(self.kb.err())?;
+        Ok(())
+    }
+
+    /// Splits row `r` of a row-major index space with outer dims `outer` into indices.
+    fn unflatten(
+        &self,
+        mut r: IntValue<'ctx>,
+        outer: &[IntValue<'ctx>],
+    ) -> Result<Vec<IntValue<'ctx>>> {
+        let mut idx = vec![self.kb.i64_const(0); outer.len()];
+        for a in (0..outer.len()).rev() {
+            if a == 0 {
+                idx[a] = r;
+            } else {
+                idx[a] = self.rem(r, outer[a])?;
+                r = self.div(r, outer[a])?;
+            }
+        }
+        Ok(idx)
+    }
+
+    /// `sum idx[a] * strides[a]` plus `base`.
+    fn offset(
+        &self,
+        base: IntValue<'ctx>,
+        idx: &[IntValue<'ctx>],
+        strides: &[IntValue<'ctx>],
+    ) -> Result<IntValue<'ctx>> {
+        let mut off = base;
+        for (i, s) in idx.iter().zip(strides) {
+            if s.get_zero_extended_constant() == Some(0) {
+                continue;
+            }
+            let t = self.mul(*i, *s)?;
+            off = self.add(off, t)?;
+        }
+        Ok(off)
+    }
+
+    /// A loop nest over `dims` (rows are the outer axes, split by task): calls
+    /// `body(offsets, index)` with, per access `(base, strides)`, the element offset.
+    #[allow(clippy::type_complexity)]
+    fn strided(
+        &self,
+        dims: &[IntValue<'ctx>],
+        accesses: &[(IntValue<'ctx>, Vec<IntValue<'ctx>>)],
+        r0: IntValue<'ctx>,
+        r1: IntValue<'ctx>,
+        body: &mut dyn FnMut(&Self, &[IntValue<'ctx>], &[IntValue<'ctx>]) -> Result<()>,
+    ) -> Result<()> {
+        let one = self.kb.i64_const(1);
+        let (outer, inner) = match dims.split_last() {
+            Some((last, outer)) => (outer.to_vec(), *last),
+            None => (vec![], one),
+        };
+        let rank = dims.len();
+        self.for_range(r0, r1, "row", |c, r| {
+            let idx = c.unflatten(r, &outer)?;
+            let mut bases = Vec::new();
+            for (base, st) in accesses {
+                bases.push(c.offset(*base, &idx, &st[..outer.len()])?);
+            }
+            c.for_range(c.kb.i64_const(0), inner, "col", |c, j| {
+                let mut offs = Vec::new();
+                for ((_, st), base) in accesses.iter().zip(&bases) {
+                    offs.push(if rank == 0 {
+                        *base
+                    } else {
+                        let s = st[rank - 1];
+                        match s.get_zero_extended_constant() {
+                            Some(0) => *base,
+                            Some(1) => c.add(*base, j)?,
+                            _ => {
+                                let t = c.mul(j, s)?;
+                                c.add(*base, t)?
+                            }
+                        }
+                    });
+                }
+                let mut full = idx.clone();
+                if rank > 0 {
+                    full.push(j);
+                }
+                body(c, &offs, &full)
+            })
+        })
+    }
+}
+
+/// Emits the function of `step` and says how it splits.
+#[allow(clippy::too_many_arguments)]
+pub fn emit_step<'a, 'ctx>(
+    module: &'a Module<'ctx>,
+    target: &'a Target,
+    graph: &Graph,
+    names: &'a [Arc<str>],
+    step: &Step,
+    n_buffers: u32,
+    has_scratch: bool,
+    name: &str,
+) -> Result<(FunctionValue<'ctx>, Parallel)> {
+    let kb = KernelBuilder::new(module, target, name, &[Param::Ptr, Param::I64], 1)?;
+    let ctx_ptr = kb.ptr_param(0)?;
+    let task = kb.int_param(1)?;
+    let context = kb.context();
+    let ptr_t = context.ptr_type(AddressSpace::default());
+    let i64t = context.i64_type();
+    let slot = |k: u32| -> Result<PointerValue<'ctx>> {
+        // SAFETY: the run function builds the context with every slot this reads.
+        unsafe {
+            kb.builder()
+                .build_in_bounds_gep(
+                    i64t,
+                    ctx_ptr,
+                    &[i64t.const_int(u64::from(k), false)],
+                    "slot",
+                )
+                .map_err(kb.err())
+        }
+    };
+    let load_ptr = |k: u32| -> Result<PointerValue<'ctx>> {
+        Ok(kb
+            .builder()
+            .build_load(ptr_t, slot(k)?, "p")
+            .map_err(kb.err())?
+            .into_pointer_value())
+    };
+    let load_int = |k: u32| -> Result<IntValue<'ctx>> {
+        Ok(kb
+            .builder()
+            .build_load(i64t, slot(k)?, "i")
+            .map_err(kb.err())?
+            .into_int_value())
+    };
+    let symbols = load_ptr(CtxSlot::SYMBOLS)?;
+    let error = load_ptr(CtxSlot::ERROR)?;
+    let chunk = load_int(CtxSlot::CHUNK)?;
+    let rows = load_int(CtxSlot::ROWS)?;
+    let dest = load_ptr(CtxSlot::FIRST_BUFFER)?;
+    let mut inputs = Vec::new();
+    for k in 1..n_buffers {
+        inputs.push(load_ptr(CtxSlot::FIRST_BUFFER + k)?);
+    }
+    let scratch = if has_scratch {
+        Some(load_ptr(CtxSlot::FIRST_BUFFER + n_buffers)?)
+    } else {
+        None
+    };
+    let r0 = kb
+        .builder()
+        .build_int_mul(task, chunk, "r0")
+        .map_err(kb.err())?;
+    let r1 = kb
+        .builder()
+        .build_int_add(r0, chunk, "r1")
+        .map_err(kb.err())?;
+    let r1 = kb.min_i64(r1, rows)?;
+    let c = Ctx {
+        m: module,
+        kb,
+        names,
+        symbols,
+        error,
+        dest,
+        inputs,
+        scratch,
+        r0,
+        r1,
+    };
+    let parallel = body(&c, graph, step, target)?;
+    c.kb.builder().build_return(None).map_err(c.kb.err())?;
+    Ok((c.kb.function(), parallel))
+}
+
+/// The runtime-B GEMM layout and scratch (in bytes) for a step, if it has one.
+pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim> {
+    if !matches!(step.kernel, Kernel::MatMul) {
+        return None;
+    }
+    let layout = GemmLayout::for_target(target);
+    let out = &graph.ty(step.node).shape;
+    let r = out.rank();
+    let bty = graph.ty(step.inputs[1]);
+    let k = bty.shape.dims()[bty.rank() - 2].clone();
+    let n = out.dims()[r - 1].clone();
+    let batch = product(&out.dims()[..r - 2]);
+    let nr = Dim::constant(layout.nr() as i64);
+    let panels = n.add(&nr.sub(&Dim::constant(1))).floor_div(&nr);
+    Some(batch.mul(&panels).mul(&nr).mul(&k).mul(&Dim::constant(4)))
+}
+
+fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<Parallel> {
+    let out_ty = graph.ty(step.node);
+    let out_shape = &out_ty.shape;
+    let rank = out_shape.rank();
+    let numel = out_shape.numel();
+    let rows_of = |s: &Shape| -> Dim {
+        match s.dims().split_last() {
+            Some((_, outer)) => product(outer),
+            None => Dim::constant(1),
+        }
+    };
+    let last_of = |s: &Shape| -> Dim { s.dims().last().cloned().unwrap_or(Dim::constant(1)) };
+    let serial = |work: Dim| Parallel {
+        rows: Dim::constant(1),
+        work,
+        align: 1,
+    };
+    let elementwise = Parallel {
+        rows: rows_of(out_shape),
+        work: last_of(out_shape),
+        align: 1,
+    };
+    let zero = c.kb.i64_const(0);
+    match &step.kernel {
+        Kernel::Fused(expr) => {
+            let dims = c.dim_list(out_shape.dims())?;
+            let mut acc = vec![(zero, c.dim_list(&strides(out_shape))?)];
+            for &leaf in &step.inputs {
+                acc.push((
+                    zero,
+                    c.dim_list(&bcast_strides(&graph.ty(leaf).shape, rank))?,
+                ));
+            }
+            let dtype = out_ty.dtype;
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, _| {
+                let mut leaves = Vec::new();
+                for (k, &leaf) in step.inputs.iter().enumerate() {
+                    leaves.push(load(&c.kb, graph.ty(leaf).dtype, c.inputs[k], offs[k + 1])?);
+                }
+                let v = eval(c, expr, &leaves)?;
+                store(&c.kb, dtype, c.dest, offs[0], v)
+            })?;
+            Ok(elementwise)
+        }
+        Kernel::Copy => {
+            let bytes = c.dim(&numel.mul(&Dim::constant(out_ty.dtype.size_bytes() as i64)))?;
+            c.b()
+                .build_memmove(c.dest, 1, c.inputs[0], 1, bytes)
+                .map_err(c.kb.err())?;
+            Ok(serial(numel))
+        }
+        Kernel::GemmConstB {
+            b,
+            bias,
+            activation,
+        } => {
+            let layout = GemmLayout::for_target(target);
+            let (k, n) = (b.shape()[0], b.shape()[1]);
+            let values = b
+                .as_slice::<f32>()
+                .ok_or_else(|| unsupported(graph, step, "B is not f32"))?;
+            let module = c.m;
+            let name = format!("{}.gemm", c.kb.function().get_name().to_string_lossy());
+            let g = gemm::emit_gemm_const_b(
+                module,
+                target,
+                &name,
+                &layout,
+                values,
+                k,
+                n,
+                bias.as_deref(),
+                Epilogue {
+                    alpha: 1.0,
+                    activation: *activation,
+                },
+            )?;
+            let m = rows_of(out_shape);
+            let kk = c.kb.i64_const(k as i64);
+            let nn = c.kb.i64_const(n as i64);
+            let p1 = c.kb.i64_const(layout.panels(n) as i64);
+            c.b()
+                .build_call(
+                    g,
+                    &[
+                        c.inputs[0].into(),
+                        kk.into(),
+                        c.dest.into(),
+                        nn.into(),
+                        c.r0.into(),
+                        c.r1.into(),
+                        zero.into(),
+                        p1.into(),
+                    ],
+                    "",
+                )
+                .map_err(c.kb.err())?;
+            Ok(Parallel {
+                rows: m,
+                work: Dim::constant((k * n) as i64),
+                align: i64::from(layout.mr),
+            })
+        }
+        Kernel::MatMul => matmul(c, graph, step, target),
+        Kernel::Op(op) => op_body(c, graph, step, op, elementwise, serial),
+    }
+}
+
+/// Evaluates a fused expression.
+fn eval<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    e: &Expr,
+    leaves: &[BasicValueEnum<'ctx>],
+) -> Result<BasicValueEnum<'ctx>> {
+    Ok(match e {
+        Expr::Leaf(k, _) => leaves[*k],
+        Expr::Scalar(t) => scalar::constant(&c.kb, t),
+        Expr::Unary(u, x, _) => {
+            let d = x.dtype();
+            scalar::unary(c.m, &c.kb, *u, d, eval(c, x, leaves)?)?
+        }
+        Expr::Binary(op, x, y, _) => {
+            let d = x.dtype();
+            let xv = eval(c, x, leaves)?;
+            let yv = eval(c, y, leaves)?;
+            if *op == tcc_ir::BinaryOp::Pow {
+                // The exponent may be of another dtype than the base.
+                scalar::pow(c.m, &c.kb, d, y.dtype(), xv, yv)?
+            } else {
+                scalar::binary(c.m, &c.kb, *op, d, xv, yv)?
+            }
+        }
+        Expr::Where(parts, _) => {
+            let cond = eval(c, &parts[0], leaves)?.into_int_value();
+            let a = eval(c, &parts[1], leaves)?;
+            let b = eval(c, &parts[2], leaves)?;
+            c.b().build_select(cond, a, b, "w").map_err(c.kb.err())?
+        }
+        Expr::Cast(x, to) => {
+            let from = x.dtype();
+            scalar::cast(&c.kb, from, *to, eval(c, x, leaves)?)?
+        }
+    })
+}
+
+/// The batched product of two runtime operands: one runtime-B GEMM per batch matrix for `f32`
+/// (a row is a batch matrix), else a scalar loop.
+fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<Parallel> {
+    let out = &graph.ty(step.node).shape;
+    let r = out.rank();
+    let (a_ty, b_ty) = (graph.ty(step.inputs[0]), graph.ty(step.inputs[1]));
+    let m = out.dims()[r - 2].clone();
+    let n = out.dims()[r - 1].clone();
+    let k = b_ty.shape.dims()[b_ty.rank() - 2].clone();
+    let batch_dims = &out.dims()[..r - 2];
+    let batch = product(batch_dims);
+    let layout = GemmLayout::for_target(target);
+    let module = c.m;
+    let name = format!("{}.gemm", c.kb.function().get_name().to_string_lossy());
+    let g = gemm::emit_gemm_runtime_b(module, target, &name, &layout, false, Epilogue::default())?;
+    let a_strides = c.dim_list(&bcast_strides(&a_ty.shape, r))?;
+    let b_strides = c.dim_list(&bcast_strides(&b_ty.shape, r))?;
+    let bdims = c.dim_list(batch_dims)?;
+    let (mv, nv, kv) = (c.dim(&m)?, c.dim(&n)?, c.dim(&k)?);
+    let nr = c.kb.i64_const(layout.nr() as i64);
+    let panels = c.div(c.add(nv, c.kb.i64_const(layout.nr() as i64 - 1))?, nr)?;
+    let scratch_len = c.mul(c.mul(panels, nr)?, kv)?;
+    let mn = c.mul(mv, nv)?;
+    let scratch = c
+        .scratch
+        .ok_or_else(|| c.kb.internal("the matmul has no scratch"))?;
+    let null =
+        c.kb.context()
+            .ptr_type(AddressSpace::default())
+            .const_null();
+    let one = c.kb.i64_const(1);
+    c.for_range(c.r0, c.r1, "batch", |c, bi| {
+        let idx = c.unflatten(bi, &bdims)?;
+        let zero = c.kb.i64_const(0);
+        let a_off = c.offset(zero, &idx, &a_strides[..r - 2])?;
+        let b_off = c.offset(zero, &idx, &b_strides[..r - 2])?;
+        let a = scalar::element_ptr(&c.kb, DType::F32, c.inputs[0], a_off)?;
+        let b = scalar::element_ptr(&c.kb, DType::F32, c.inputs[1], b_off)?;
+        let out_off = c.mul(bi, mn)?;
+        let o = scalar::element_ptr(&c.kb, DType::F32, c.dest, out_off)?;
+        let s_off = c.mul(bi, scratch_len)?;
+        let s = scalar::element_ptr(&c.kb, DType::F32, scratch, s_off)?;
+        // B is read with its own strides: rows of k, columns of n.
+        let rs_b = b_strides[r - 2];
+        let cs_b = b_strides[r - 1];
+        let lda = a_strides[r - 2];
+        // A's columns must be contiguous; its stride along k is 1 unless k == 1 (then 0).
+        let _ = one;
+        c.b()
+            .build_call(
+                g,
+                &[
+                    a.into(),
+                    lda.into(),
+                    b.into(),
+                    rs_b.into(),
+                    cs_b.into(),
+                    null.into(),
+                    o.into(),
+                    nv.into(),
+                    s.into(),
+                    zero.into(),
+                    mv.into(),
+                    nv.into(),
+                    kv.into(),
+                    zero.into(),
+                    panels.into(),
+                ],
+                "",
+            )
+            .map_err(c.kb.err())?;
+        Ok(())
+    })?;
+    Ok(Parallel {
+        rows: batch,
+        work: m.mul(&n).mul(&k),
+        align: 1,
+    })
+}
+
+/// `(outer, len, inner)` of an axis.
+fn split_axis(shape: &Shape, axis: usize) -> (Dim, Dim, Dim) {
+    (
+        product(&shape.dims()[..axis]),
+        shape.dims()[axis].clone(),
+        product(&shape.dims()[axis + 1..]),
+    )
+}
+
+/// The resolved index `i` (negative counts from the end) on an axis of size `d`, and whether
+/// it is in range.
+fn resolve<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    i: IntValue<'ctx>,
+    d: IntValue<'ctx>,
+) -> Result<(IntValue<'ctx>, IntValue<'ctx>)> {
+    let b = c.b();
+    let zero = c.kb.i64_const(0);
+    let neg = b
+        .build_int_compare(IntPredicate::SLT, i, zero, "neg")
+        .map_err(c.kb.err())?;
+    let plus = c.add(i, d)?;
+    let j = b
+        .build_select(neg, plus, i, "j")
+        .map_err(c.kb.err())?
+        .into_int_value();
+    let ge = b
+        .build_int_compare(IntPredicate::SGE, j, zero, "ge")
+        .map_err(c.kb.err())?;
+    let lt = b
+        .build_int_compare(IntPredicate::SLT, j, d, "lt")
+        .map_err(c.kb.err())?;
+    let ok = b.build_and(ge, lt, "ok").map_err(c.kb.err())?;
+    Ok((j, ok))
+}
+
+fn f64_of<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    dtype: DType,
+    v: BasicValueEnum<'ctx>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    Ok(scalar::cast(&c.kb, dtype, DType::F64, v)?.into_float_value())
+}
+
+#[allow(clippy::too_many_lines)]
+fn op_body<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    op: &Op,
+    elementwise: Parallel,
+    serial: impl Fn(Dim) -> Parallel,
+) -> Result<Parallel> {
+    let out_ty = graph.ty(step.node);
+    let out_shape = &out_ty.shape;
+    let dtype = out_ty.dtype;
+    let rank = out_shape.rank();
+    let zero = c.kb.i64_const(0);
+    let one = c.kb.i64_const(1);
+    let in_ty = |k: usize| graph.ty(step.inputs[k]);
+    if matches!(dtype, DType::F16 | DType::BF16)
+        || step
+            .inputs
+            .iter()
+            .any(|&i| matches!(graph.ty(i).dtype, DType::F16 | DType::BF16))
+    {
+        return Err(unsupported(
+            graph,
+            step,
+            "16-bit floats are not supported by the code generator yet",
+        ));
+    }
+    let copy_with =
+        |c: &Ctx<'_, 'ctx>, src_base: IntValue<'ctx>, src_strides: Vec<Dim>| -> Result<()> {
+            let _ = src_base;
+            let dims = c.dim_list(out_shape.dims())?;
+            let acc = vec![
+                (zero, c.dim_list(&strides(out_shape))?),
+                (c.kb.i64_const(0), c.dim_list(&src_strides)?),
+            ];
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, _| {
+                let v = load(&c.kb, dtype, c.inputs[0], offs[1])?;
+                store(&c.kb, dtype, c.dest, offs[0], v)
+            })
+        };
+    match op {
+        Op::Transpose { perm } => {
+            let s = strides(&in_ty(0).shape);
+            copy_with(c, zero, perm.iter().map(|&p| s[p].clone()).collect())?;
+            Ok(elementwise)
+        }
+        Op::Expand { .. } => {
+            copy_with(c, zero, bcast_strides(&in_ty(0).shape, rank))?;
+            Ok(elementwise)
+        }
+        Op::Slice {
+            axes,
+            starts,
+            steps,
+            ..
+        } => {
+            let s = strides(&in_ty(0).shape);
+            let mut st = s.clone();
+            let mut base = Dim::constant(0);
+            for (k, &a) in axes.iter().enumerate() {
+                base = base.add(&starts[k].mul(&s[a]));
+                st[a] = s[a].mul(&Dim::constant(steps[k]));
+            }
+            let dims = c.dim_list(out_shape.dims())?;
+            let acc = vec![
+                (zero, c.dim_list(&strides(out_shape))?),
+                (c.dim(&base)?, c.dim_list(&st)?),
+            ];
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, _| {
+                let v = load(&c.kb, dtype, c.inputs[0], offs[1])?;
+                store(&c.kb, dtype, c.dest, offs[0], v)
+            })?;
+            Ok(elementwise)
+        }
+        Op::Concat { axis } => {
+            let os = strides(out_shape);
+            let mut at = Dim::constant(0);
+            for k in 0..step.inputs.len() {
+                let shape = &in_ty(k).shape;
+                let dims = c.dim_list(shape.dims())?;
+                let rows = c.dim(&match shape.dims().split_last() {
+                    Some((_, o)) => product(o),
+                    None => Dim::constant(1),
+                })?;
+                let acc = vec![
+                    (c.dim(&at.mul(&os[*axis]))?, c.dim_list(&os)?),
+                    (zero, c.dim_list(&strides(shape))?),
+                ];
+                c.strided(&dims, &acc, zero, rows, &mut |c, offs, _| {
+                    let v = load(&c.kb, dtype, c.inputs[k], offs[1])?;
+                    store(&c.kb, dtype, c.dest, offs[0], v)
+                })?;
+                at = at.add(&shape.dims()[*axis]);
+            }
+            Ok(serial(out_shape.numel()))
+        }
+        Op::Tile { .. } => {
+            let ishape = &in_ty(0).shape;
+            let idims = c.dim_list(ishape.dims())?;
+            let ist = c.dim_list(&strides(ishape))?;
+            let dims = c.dim_list(out_shape.dims())?;
+            let acc = vec![(zero, c.dim_list(&strides(out_shape))?)];
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, idx| {
+                let mut off = c.kb.i64_const(0);
+                for a in 0..idx.len() {
+                    let i = c.rem(idx[a], idims[a])?;
+                    off = c.add(off, c.mul(i, ist[a])?)?;
+                }
+                let v = load(&c.kb, dtype, c.inputs[0], off)?;
+                store(&c.kb, dtype, c.dest, offs[0], v)
+            })?;
+            Ok(elementwise)
+        }
+        Op::Trilu { upper, k } => {
+            let dims = c.dim_list(out_shape.dims())?;
+            let st = c.dim_list(&strides(out_shape))?;
+            let acc = vec![(zero, st.clone()), (zero, st)];
+            let kv = c.kb.i64_const(*k);
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, idx| {
+                let (i, j) = (idx[rank - 2], idx[rank - 1]);
+                let d = c.b().build_int_sub(j, i, "d").map_err(c.kb.err())?;
+                let p = if *upper {
+                    IntPredicate::SGE
+                } else {
+                    IntPredicate::SLE
+                };
+                let keep = c
+                    .b()
+                    .build_int_compare(p, d, kv, "keep")
+                    .map_err(c.kb.err())?;
+                let v = load(&c.kb, dtype, c.inputs[0], offs[1])?;
+                let z = scalar::zero(&c.kb, dtype);
+                let r = c.b().build_select(keep, v, z, "t").map_err(c.kb.err())?;
+                store(&c.kb, dtype, c.dest, offs[0], r)
+            })?;
+            Ok(elementwise)
+        }
+        Op::Range { start, delta, .. } => {
+            let dims = c.dim_list(out_shape.dims())?;
+            let acc = vec![(zero, vec![one])];
+            let s = c.dim(start)?;
+            let d = c.kb.i64_const(*delta);
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, idx| {
+                let v = c.add(s, c.mul(idx[0], d)?)?;
+                let v = scalar::cast(&c.kb, DType::I64, dtype, v.into())?;
+                store(&c.kb, dtype, c.dest, offs[0], v)
+            })?;
+            Ok(elementwise)
+        }
+        Op::Dims { values, .. } => {
+            for (k, d) in values.iter().enumerate() {
+                let v = c.dim(d)?;
+                let v = scalar::cast(&c.kb, DType::I64, dtype, v.into())?;
+                store(&c.kb, dtype, c.dest, c.kb.i64_const(k as i64), v)?;
+            }
+            Ok(serial(Dim::constant(values.len() as i64)))
+        }
+        Op::ShapeOf { start, end } => {
+            let shape = &in_ty(0).shape;
+            for (k, a) in (*start..*end).enumerate() {
+                let v = c.dim(&shape.dims()[a])?;
+                let v = scalar::cast(&c.kb, DType::I64, dtype, v.into())?;
+                store(&c.kb, dtype, c.dest, c.kb.i64_const(k as i64), v)?;
+            }
+            Ok(serial(Dim::constant(1)))
+        }
+        Op::Gather { axis } => {
+            let dshape = &in_ty(0).shape;
+            let ity = in_ty(1);
+            let (_, d, inner) = split_axis(dshape, *axis);
+            let nidx = ity.shape.numel();
+            let rows = product(&dshape.dims()[..*axis]).mul(&nidx);
+            let (dv, innerv, nidxv) = (c.dim(&d)?, c.dim(&inner)?, c.dim(&nidx)?);
+            let idt = ity.dtype;
+            c.for_range(c.r0, c.r1, "row", |c, r| {
+                let o = c.div(r, nidxv)?;
+                let q = c.rem(r, nidxv)?;
+                let i = load(&c.kb, idt, c.inputs[1], q)?.into_int_value();
+                let (j, ok) = resolve(c, i, dv)?;
+                let bad = c.b().build_not(ok, "bad").map_err(c.kb.err())?;
+                c.if_then(bad, |c| c.set_error())?;
+                c.if_then(ok, |c| {
+                    let src = c.mul(c.add(c.mul(o, dv)?, j)?, innerv)?;
+                    let dst = c.mul(r, innerv)?;
+                    let bytes = c.mul(innerv, c.kb.i64_const(dtype.size_bytes() as i64))?;
+                    let s = scalar::element_ptr(&c.kb, dtype, c.inputs[0], src)?;
+                    let t = scalar::element_ptr(&c.kb, dtype, c.dest, dst)?;
+                    c.b().build_memcpy(t, 1, s, 1, bytes).map_err(c.kb.err())?;
+                    Ok(())
+                })
+            })?;
+            Ok(Parallel {
+                rows,
+                work: inner,
+                align: 1,
+            })
+        }
+        Op::GatherElements { axis } => {
+            let dshape = &in_ty(0).shape;
+            let ity = in_ty(1);
+            let dst = c.dim_list(&strides(dshape))?;
+            let dd = c.dim(&dshape.dims()[*axis])?;
+            let dims = c.dim_list(out_shape.dims())?;
+            let os = c.dim_list(&strides(out_shape))?;
+            let acc = vec![(zero, os)];
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, idx| {
+                let i = load(&c.kb, ity.dtype, c.inputs[1], offs[0])?.into_int_value();
+                let (j, ok) = resolve(c, i, dd)?;
+                let bad = c.b().build_not(ok, "bad").map_err(c.kb.err())?;
+                c.if_then(bad, |c| c.set_error())?;
+                c.if_then(ok, |c| {
+                    let mut off = c.kb.i64_const(0);
+                    for a in 0..idx.len() {
+                        let x = if a == *axis { j } else { idx[a] };
+                        off = c.add(off, c.mul(x, dst[a])?)?;
+                    }
+                    let v = load(&c.kb, dtype, c.inputs[0], off)?;
+                    store(&c.kb, dtype, c.dest, offs[0], v)
+                })
+            })?;
+            Ok(elementwise)
+        }
+        Op::GatherNd { batch_dims } => {
+            let dshape = &in_ty(0).shape;
+            let ishape = &in_ty(1).shape;
+            let ir = ishape.rank();
+            let q = ishape.dims()[ir - 1]
+                .as_const()
+                .ok_or_else(|| unsupported(graph, step, "the index depth is symbolic"))?
+                as usize;
+            let b = *batch_dims;
+            let rows = product(&ishape.dims()[..ir - 1]);
+            let per_batch = product(&ishape.dims()[b..ir - 1]);
+            let slice = product(&dshape.dims()[b + q..]);
+            let batch_size = product(&dshape.dims()[b..]);
+            let ds = c.dim_list(&strides(dshape))?;
+            let ddims = c.dim_list(dshape.dims())?;
+            let (pbv, slv, bsv) = (c.dim(&per_batch)?, c.dim(&slice)?, c.dim(&batch_size)?);
+            let idt = in_ty(1).dtype;
+            let qv = c.kb.i64_const(q as i64);
+            c.for_range(c.r0, c.r1, "row", |c, r| {
+                let bi = c.div(r, pbv)?;
+                let okv = c.var(c.kb.context().bool_type().const_int(1, false).into())?;
+                let mut off = c.mul(bi, bsv)?;
+                for t in 0..q {
+                    let at = c.add(c.mul(r, qv)?, c.kb.i64_const(t as i64))?;
+                    let i = load(&c.kb, idt, c.inputs[1], at)?.into_int_value();
+                    let (j, ok) = resolve(c, i, ddims[b + t])?;
+                    let prev = c.get(okv, ok.into())?.into_int_value();
+                    let both = c.b().build_and(prev, ok, "ok").map_err(c.kb.err())?;
+                    c.set(okv, both.into())?;
+                    let jj = c
+                        .b()
+                        .build_select(ok, j, zero, "jj")
+                        .map_err(c.kb.err())?
+                        .into_int_value();
+                    off = c.add(off, c.mul(jj, ds[b + t])?)?;
+                }
+                let ok = c
+                    .get(okv, c.kb.context().bool_type().const_zero().into())?
+                    .into_int_value();
+                let bad = c.b().build_not(ok, "bad").map_err(c.kb.err())?;
+                c.if_then(bad, |c| c.set_error())?;
+                c.if_then(ok, |c| {
+                    let s = scalar::element_ptr(&c.kb, dtype, c.inputs[0], off)?;
+                    let t = scalar::element_ptr(&c.kb, dtype, c.dest, c.mul(r, slv)?)?;
+                    let bytes = c.mul(slv, c.kb.i64_const(dtype.size_bytes() as i64))?;
+                    c.b().build_memcpy(t, 1, s, 1, bytes).map_err(c.kb.err())?;
+                    Ok(())
+                })
+            })?;
+            Ok(Parallel {
+                rows,
+                work: slice,
+                align: 1,
+            })
+        }
+        Op::Softmax { axis } | Op::LogSoftmax { axis } => {
+            let log = matches!(op, Op::LogSoftmax { .. });
+            if !dtype.is_float() {
+                return Err(unsupported(graph, step, "softmax of integers"));
+            }
+            let (outer, len, inner) = split_axis(out_shape, *axis);
+            let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
+            let f64t = c.kb.context().f64_type();
+            c.for_range(c.r0, c.r1, "row", |c, r| {
+                let o = c.div(r, innerv)?;
+                let i = c.rem(r, innerv)?;
+                let base = c.add(c.mul(c.mul(o, lenv)?, innerv)?, i)?;
+                let max = c.var(f64t.const_float(f64::NEG_INFINITY).into())?;
+                c.for_range(zero, lenv, "max", |c, k| {
+                    let off = c.add(base, c.mul(k, innerv)?)?;
+                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+                    let m = c.get(max, x.into())?.into_float_value();
+                    let f = c.kb.intrinsic("llvm.maxnum", &[f64t.into()])?;
+                    let nm = c.kb.call(f, &[m.into(), x.into()], "mx")?;
+                    // NaN propagates: maxnum ignores it, so OR it back in.
+                    let isnan = c
+                        .b()
+                        .build_float_compare(FloatPredicate::UNO, x, x, "n")
+                        .map_err(c.kb.err())?;
+                    let v = c
+                        .b()
+                        .build_select(isnan, x.into(), nm, "v")
+                        .map_err(c.kb.err())?;
+                    let mnan = c
+                        .b()
+                        .build_float_compare(FloatPredicate::UNO, m, m, "mn")
+                        .map_err(c.kb.err())?;
+                    let v = c
+                        .b()
+                        .build_select(mnan, m.into(), v, "v2")
+                        .map_err(c.kb.err())?;
+                    c.set(max, v)
+                })?;
+                let sum = c.var(f64t.const_zero().into())?;
+                let m = c.get(max, f64t.const_zero().into())?.into_float_value();
+                c.for_range(zero, lenv, "sum", |c, k| {
+                    let off = c.add(base, c.mul(k, innerv)?)?;
+                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+                    let d = c.b().build_float_sub(x, m, "d").map_err(c.kb.err())?;
+                    let e = scalar::call_f64(c.m, &c.kb, "exp", &[d])?;
+                    let s = c.get(sum, e.into())?.into_float_value();
+                    let s = c.b().build_float_add(s, e, "s").map_err(c.kb.err())?;
+                    c.set(sum, s.into())
+                })?;
+                let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
+                let ls = scalar::call_f64(c.m, &c.kb, "log", &[s])?;
+                c.for_range(zero, lenv, "out", |c, k| {
+                    let off = c.add(base, c.mul(k, innerv)?)?;
+                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+                    let d = c.b().build_float_sub(x, m, "d").map_err(c.kb.err())?;
+                    let y = if log {
+                        c.b().build_float_sub(d, ls, "y").map_err(c.kb.err())?
+                    } else {
+                        let e = scalar::call_f64(c.m, &c.kb, "exp", &[d])?;
+                        c.b().build_float_div(e, s, "y").map_err(c.kb.err())?
+                    };
+                    let y = scalar::cast(&c.kb, DType::F64, dtype, y.into())?;
+                    store(&c.kb, dtype, c.dest, off, y)
+                })
+            })?;
+            Ok(Parallel {
+                rows: outer.mul(&inner),
+                work: len,
+                align: 1,
+            })
+        }
+        Op::LayerNorm { axis, epsilon } => {
+            let rows = product(&out_shape.dims()[..*axis]);
+            let len = product(&out_shape.dims()[*axis..]);
+            let lenv = c.dim(&len)?;
+            // Per parameter: None when it has the normalised size (read at the flat index),
+            // else its broadcast strides over the normalised axes (all zero for a scalar).
+            let norm = Shape::from(out_shape.dims()[*axis..].to_vec());
+            let norm_dims = c.dim_list(norm.dims())?;
+            let mut param_strides = Vec::new();
+            for k in 1..3 {
+                let shape = &in_ty(k).shape;
+                if shape.numel() == len {
+                    param_strides.push(None);
+                } else {
+                    param_strides.push(Some(c.dim_list(&bcast_strides(shape, norm.rank()))?));
+                }
+            }
+            let f64t = c.kb.context().f64_type();
+            let lenf = c
+                .b()
+                .build_signed_int_to_float(lenv, f64t, "n")
+                .map_err(c.kb.err())?;
+            let eps = f64t.const_float(f64::from(*epsilon));
+            c.for_range(c.r0, c.r1, "row", |c, r| {
+                let base = c.mul(r, lenv)?;
+                let sum = c.var(f64t.const_zero().into())?;
+                c.for_range(zero, lenv, "sum", |c, j| {
+                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], c.add(base, j)?)?)?;
+                    let s = c.get(sum, x.into())?.into_float_value();
+                    c.set(
+                        sum,
+                        c.b().build_float_add(s, x, "s").map_err(c.kb.err())?.into(),
+                    )
+                })?;
+                let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
+                let mean = c.b().build_float_div(s, lenf, "mean").map_err(c.kb.err())?;
+                let var = c.var(f64t.const_zero().into())?;
+                c.for_range(zero, lenv, "var", |c, j| {
+                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], c.add(base, j)?)?)?;
+                    let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
+                    let d2 = c.b().build_float_mul(d, d, "d2").map_err(c.kb.err())?;
+                    let s = c.get(var, d2.into())?.into_float_value();
+                    c.set(
+                        var,
+                        c.b()
+                            .build_float_add(s, d2, "s")
+                            .map_err(c.kb.err())?
+                            .into(),
+                    )
+                })?;
+                let v = c.get(var, f64t.const_zero().into())?.into_float_value();
+                let v = c.b().build_float_div(v, lenf, "v").map_err(c.kb.err())?;
+                let v = c.b().build_float_add(v, eps, "ve").map_err(c.kb.err())?;
+                let sq = scalar::call_f64(c.m, &c.kb, "sqrt", &[v])?;
+                let inv = c
+                    .b()
+                    .build_float_div(f64t.const_float(1.0), sq, "inv")
+                    .map_err(c.kb.err())?;
+                c.for_range(zero, lenv, "out", |c, j| {
+                    let off = c.add(base, j)?;
+                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+                    let at = |p: &Option<Vec<IntValue<'ctx>>>| -> Result<IntValue<'ctx>> {
+                        match p {
+                            None => Ok(j),
+                            Some(st)
+                                if st.iter().all(|s| s.get_zero_extended_constant() == Some(0)) =>
+                            {
+                                Ok(zero)
+                            }
+                            Some(st) => {
+                                let idx = c.unflatten(j, &norm_dims)?;
+                                c.offset(zero, &idx, st)
+                            }
+                        }
+                    };
+                    let si = at(&param_strides[0])?;
+                    let bi = at(&param_strides[1])?;
+                    let sc = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[1], si)?)?;
+                    let bs = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[2], bi)?)?;
+                    let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
+                    let y = c.b().build_float_mul(d, inv, "y").map_err(c.kb.err())?;
+                    let y = c.b().build_float_mul(y, sc, "ys").map_err(c.kb.err())?;
+                    let y = c.b().build_float_add(y, bs, "yb").map_err(c.kb.err())?;
+                    let y = scalar::cast(&c.kb, DType::F64, dtype, y.into())?;
+                    store(&c.kb, dtype, c.dest, off, y)
+                })
+            })?;
+            Ok(Parallel {
+                rows,
+                work: len,
+                align: 1,
+            })
+        }
+        Op::Reduce { kind, axes, .. } => reduce(c, graph, step, *kind, axes),
+        Op::ArgReduce {
+            max,
+            axis,
+            select_last,
+            ..
+        } => {
+            let ity = in_ty(0);
+            let (outer, len, inner) = split_axis(&ity.shape, *axis);
+            let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
+            let idt = ity.dtype;
+            c.for_range(c.r0, c.r1, "row", |c, r| {
+                let o = c.div(r, innerv)?;
+                let i = c.rem(r, innerv)?;
+                let base = c.add(c.mul(c.mul(o, lenv)?, innerv)?, i)?;
+                let first = load(&c.kb, idt, c.inputs[0], base)?;
+                let best = c.var(first)?;
+                let besti = c.var(zero.into())?;
+                c.for_range(one, lenv, "k", |c, k| {
+                    let x = load(&c.kb, idt, c.inputs[0], c.add(base, c.mul(k, innerv)?)?)?;
+                    let b = c.get(best, x)?;
+                    let op = match (max, select_last) {
+                        (true, false) => tcc_ir::BinaryOp::Greater,
+                        (true, true) => tcc_ir::BinaryOp::GreaterEqual,
+                        (false, false) => tcc_ir::BinaryOp::Less,
+                        (false, true) => tcc_ir::BinaryOp::LessEqual,
+                    };
+                    let better = scalar::binary(c.m, &c.kb, op, idt, x, b)?.into_int_value();
+                    c.if_then(better, |c| {
+                        c.set(best, x)?;
+                        c.set(besti, k.into())
+                    })
+                })?;
+                let bi = c.get(besti, zero.into())?;
+                store(&c.kb, DType::I64, c.dest, r, bi)
+            })?;
+            Ok(Parallel {
+                rows: outer.mul(&inner),
+                work: len,
+                align: 1,
+            })
+        }
+        Op::CumSum {
+            axis,
+            exclusive,
+            reverse,
+        } => {
+            let (outer, len, inner) = split_axis(out_shape, *axis);
+            let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
+            let acc_t = if dtype.is_float() {
+                DType::F64
+            } else {
+                DType::I64
+            };
+            c.for_range(c.r0, c.r1, "row", |c, r| {
+                let o = c.div(r, innerv)?;
+                let i = c.rem(r, innerv)?;
+                let base = c.add(c.mul(c.mul(o, lenv)?, innerv)?, i)?;
+                let acc = c.var(scalar::zero(&c.kb, acc_t))?;
+                c.for_range(zero, lenv, "k", |c, k| {
+                    let kk = if *reverse {
+                        let t = c.b().build_int_sub(lenv, k, "t").map_err(c.kb.err())?;
+                        c.b().build_int_sub(t, one, "kk").map_err(c.kb.err())?
+                    } else {
+                        k
+                    };
+                    let off = c.add(base, c.mul(kk, innerv)?)?;
+                    let x =
+                        scalar::cast(&c.kb, dtype, acc_t, load(&c.kb, dtype, c.inputs[0], off)?)?;
+                    let a = c.get(acc, x)?;
+                    let next = scalar::binary(c.m, &c.kb, tcc_ir::BinaryOp::Add, acc_t, a, x)?;
+                    let y = if *exclusive { a } else { next };
+                    c.set(acc, next)?;
+                    let y = scalar::cast(&c.kb, acc_t, dtype, y)?;
+                    store(&c.kb, dtype, c.dest, off, y)
+                })
+            })?;
+            Ok(Parallel {
+                rows: outer.mul(&inner),
+                work: len,
+                align: 1,
+            })
+        }
+        Op::MatMulInteger { saturate_pairs } => matmul_integer(c, graph, step, *saturate_pairs),
+        Op::MatMul => matmul_scalar(c, graph, step),
+        Op::Pad {
+            mode,
+            pads_begin,
+            pads_end,
+        } => {
+            let ishape = &in_ty(0).shape;
+            let idims = c.dim_list(ishape.dims())?;
+            let ist = c.dim_list(&strides(ishape))?;
+            let pb = c.dim_list(pads_begin)?;
+            let pe = c.dim_list(pads_end)?;
+            let dims = c.dim_list(out_shape.dims())?;
+            let acc = vec![(zero, c.dim_list(&strides(out_shape))?)];
+            let mode = *mode;
+            c.strided(&dims, &acc, c.r0, c.r1, &mut |c, offs, idx| {
+                let d = DimEmitter::new(c.b(), c.symbols, c.names, "pad");
+                let sel = |p: IntPredicate,
+                           x: IntValue<'ctx>,
+                           y: IntValue<'ctx>|
+                 -> Result<IntValue<'ctx>> {
+                    let t = c.b().build_int_compare(p, x, y, "c").map_err(c.kb.err())?;
+                    Ok(c.b()
+                        .build_select(t, x, y, "s")
+                        .map_err(c.kb.err())?
+                        .into_int_value())
+                };
+                let inside = c.var(c.kb.context().bool_type().const_int(1, false).into())?;
+                let mut off = c.kb.i64_const(0);
+                for a in 0..idx.len() {
+                    // The cropped axis: start c0 = max(-pb, 0), size n = d + min(pb, 0) + min(pe, 0).
+                    let npb = c.b().build_int_neg(pb[a], "npb").map_err(c.kb.err())?;
+                    let c0 = sel(IntPredicate::SGT, npb, zero)?;
+                    let mb = sel(IntPredicate::SLT, pb[a], zero)?;
+                    let me = sel(IntPredicate::SLT, pe[a], zero)?;
+                    let n = c.add(c.add(idims[a], mb)?, me)?;
+                    let lead = sel(IntPredicate::SGT, pb[a], zero)?;
+                    let t = c.b().build_int_sub(idx[a], lead, "t").map_err(c.kb.err())?;
+                    let ge = c
+                        .b()
+                        .build_int_compare(IntPredicate::SGE, t, zero, "ge")
+                        .map_err(c.kb.err())?;
+                    let lt = c
+                        .b()
+                        .build_int_compare(IntPredicate::SLT, t, n, "lt")
+                        .map_err(c.kb.err())?;
+                    let ok = c.b().build_and(ge, lt, "ok").map_err(c.kb.err())?;
+                    let src = match mode {
+                        tcc_ir::PadMode::Constant => {
+                            let prev = c.get(inside, ok.into())?.into_int_value();
+                            let both = c.b().build_and(prev, ok, "in").map_err(c.kb.err())?;
+                            c.set(inside, both.into())?;
+                            c.b()
+                                .build_select(ok, t, zero, "tt")
+                                .map_err(c.kb.err())?
+                                .into_int_value()
+                        }
+                        tcc_ir::PadMode::Edge => {
+                            let nm1 = c.b().build_int_sub(n, one, "nm1").map_err(c.kb.err())?;
+                            let lo = sel(IntPredicate::SGT, t, zero)?;
+                            sel(IntPredicate::SLT, lo, nm1)?
+                        }
+                        tcc_ir::PadMode::Wrap => d.floor_mod(t, n)?,
+                        tcc_ir::PadMode::Reflect => {
+                            // Period 2n - 2 (1 when n == 1), mirrored in its second half.
+                            let p = c
+                                .b()
+                                .build_int_sub(c.add(n, n)?, c.kb.i64_const(2), "p")
+                                .map_err(c.kb.err())?;
+                            let p = sel(IntPredicate::SGT, p, one)?;
+                            let u = d.floor_mod(t, p)?;
+                            let m = c.b().build_int_sub(p, u, "m").map_err(c.kb.err())?;
+                            let hi = c
+                                .b()
+                                .build_int_compare(IntPredicate::SGE, u, n, "hi")
+                                .map_err(c.kb.err())?;
+                            c.b()
+                                .build_select(hi, m, u, "r")
+                                .map_err(c.kb.err())?
+                                .into_int_value()
+                        }
+                    };
+                    off = c.add(off, c.mul(c.add(c0, src)?, ist[a])?)?;
+                }
+                let ok = c
+                    .get(inside, c.kb.context().bool_type().const_zero().into())?
+                    .into_int_value();
+                let v = load(&c.kb, dtype, c.inputs[0], off)?;
+                let v = if mode == tcc_ir::PadMode::Constant {
+                    let fill = load(&c.kb, dtype, c.inputs[1], zero)?;
+                    c.b().build_select(ok, v, fill, "pv").map_err(c.kb.err())?
+                } else {
+                    v
+                };
+                store(&c.kb, dtype, c.dest, offs[0], v)
+            })?;
+            Ok(elementwise)
+        }
+        Op::Conv {
+            strides: st,
+            pads_begin,
+            dilations,
+            group,
+            ..
+        } => conv(c, graph, step, st, pads_begin, dilations, *group),
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } => Err(unsupported(
+            graph,
+            step,
+            "this elementwise op on 16-bit floats",
+        )),
+        Op::Input { .. } | Op::Const(_) | Op::Reshape { .. } => {
+            Err(unsupported(graph, step, "not a kernel (internal error)"))
+        }
+    }
+}
+
+fn reduce(
+    c: &Ctx<'_, '_>,
+    graph: &Graph,
+    step: &Step,
+    kind: ReduceKind,
+    axes: &[usize],
+) -> Result<Parallel> {
+    let ity = graph.ty(step.inputs[0]);
+    let dtype = ity.dtype;
+    let ishape = &ity.shape;
+    let kept: Vec<usize> = (0..ishape.rank()).filter(|a| !axes.contains(a)).collect();
+    let ist = strides(ishape);
+    let kept_dims: Vec<Dim> = kept.iter().map(|&a| ishape.dims()[a].clone()).collect();
+    let red_dims: Vec<Dim> = axes.iter().map(|&a| ishape.dims()[a].clone()).collect();
+    let rows = product(&kept_dims);
+    let count = product(&red_dims);
+    let kd = c.dim_list(&kept_dims)?;
+    let ks: Vec<IntValue<'_>> =
+        c.dim_list(&kept.iter().map(|&a| ist[a].clone()).collect::<Vec<_>>())?;
+    let rd = c.dim_list(&red_dims)?;
+    let rs: Vec<IntValue<'_>> =
+        c.dim_list(&axes.iter().map(|&a| ist[a].clone()).collect::<Vec<_>>())?;
+    let trailing = axes
+        .iter()
+        .enumerate()
+        .all(|(k, &a)| a == ishape.rank() - axes.len() + k);
+    let countv = c.dim(&count)?;
+    let float = dtype.is_float();
+    let acc_t = if float { DType::F64 } else { DType::I64 };
+    let out_dtype = graph.ty(step.node).dtype;
+    let zero = c.kb.i64_const(0);
+    let f64t = c.kb.context().f64_type();
+    let init: BasicValueEnum<'_> = match (kind, float) {
+        (ReduceKind::Sum | ReduceKind::Mean, true) => f64t.const_zero().into(),
+        (ReduceKind::Prod, true) => f64t.const_float(1.0).into(),
+        (ReduceKind::Max, true) => f64t.const_float(f64::NEG_INFINITY).into(),
+        (ReduceKind::Min, true) => f64t.const_float(f64::INFINITY).into(),
+        (ReduceKind::Sum | ReduceKind::Mean, false) => zero.into(),
+        (ReduceKind::Prod, false) => c.kb.i64_const(1).into(),
+        (ReduceKind::Max, false) => c.kb.i64_const(int_bounds(dtype).0).into(),
+        (ReduceKind::Min, false) => c.kb.i64_const(int_bounds(dtype).1).into(),
+    };
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let idx = c.unflatten(r, &kd)?;
+        let base = c.offset(zero, &idx, &ks)?;
+        let acc = c.var(init)?;
+        c.for_range(zero, countv, "red", |c, q| {
+            let off = if trailing {
+                c.add(base, q)?
+            } else {
+                let ridx = c.unflatten(q, &rd)?;
+                c.offset(base, &ridx, &rs)?
+            };
+            let x = scalar::cast(&c.kb, dtype, acc_t, load(&c.kb, dtype, c.inputs[0], off)?)?;
+            let a = c.get(acc, x)?;
+            let op = match kind {
+                ReduceKind::Sum | ReduceKind::Mean => tcc_ir::BinaryOp::Add,
+                ReduceKind::Prod => tcc_ir::BinaryOp::Mul,
+                ReduceKind::Max => tcc_ir::BinaryOp::Max,
+                ReduceKind::Min => tcc_ir::BinaryOp::Min,
+            };
+            let n = scalar::binary(c.m, &c.kb, op, acc_t, a, x)?;
+            c.set(acc, n)
+        })?;
+        let mut v = c.get(acc, init)?;
+        if kind == ReduceKind::Mean {
+            v = if float {
+                let n = c
+                    .b()
+                    .build_signed_int_to_float(countv, f64t, "n")
+                    .map_err(c.kb.err())?;
+                c.b()
+                    .build_float_div(v.into_float_value(), n, "mean")
+                    .map_err(c.kb.err())?
+                    .into()
+            } else {
+                scalar::binary(
+                    c.m,
+                    &c.kb,
+                    tcc_ir::BinaryOp::Div,
+                    DType::I64,
+                    v,
+                    countv.into(),
+                )?
+            };
+        }
+        let v = scalar::cast(&c.kb, acc_t, out_dtype, v)?;
+        store(&c.kb, out_dtype, c.dest, r, v)
+    })?;
+    Ok(Parallel {
+        rows,
+        work: count,
+        align: 1,
+    })
+}
+
+fn int_bounds(d: DType) -> (i64, i64) {
+    match d {
+        DType::I32 => (i64::from(i32::MIN), i64::from(i32::MAX)),
+        DType::I8 => (i64::from(i8::MIN), i64::from(i8::MAX)),
+        DType::U8 => (0, i64::from(u8::MAX)),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+/// Per row `(batch, i)`: index vectors `batch ++ [i, j]` for the broadcast operands.
+fn matmul_geometry(graph: &Graph, step: &Step) -> (Dim, Dim, Dim, Vec<Dim>) {
+    let out = &graph.ty(step.node).shape;
+    let r = out.rank();
+    let bty = graph.ty(step.inputs[1]);
+    (
+        out.dims()[r - 2].clone(),
+        out.dims()[r - 1].clone(),
+        bty.shape.dims()[bty.rank() - 2].clone(),
+        out.dims()[..r - 2].to_vec(),
+    )
+}
+
+fn matmul_scalar(c: &Ctx<'_, '_>, graph: &Graph, step: &Step) -> Result<Parallel> {
+    let out = &graph.ty(step.node).shape;
+    let r = out.rank();
+    let dtype = graph.ty(step.node).dtype;
+    let (m, n, k, batch) = matmul_geometry(graph, step);
+    let a_s = c.dim_list(&bcast_strides(&graph.ty(step.inputs[0]).shape, r))?;
+    let b_s = c.dim_list(&bcast_strides(&graph.ty(step.inputs[1]).shape, r))?;
+    let (mv, nv, kv) = (c.dim(&m)?, c.dim(&n)?, c.dim(&k)?);
+    let bd = c.dim_list(&batch)?;
+    let zero = c.kb.i64_const(0);
+    let acc_t = if dtype.is_float() { dtype } else { DType::I64 };
+    c.for_range(c.r0, c.r1, "row", |c, row| {
+        let bi = c.div(row, mv)?;
+        let i = c.rem(row, mv)?;
+        let idx = c.unflatten(bi, &bd)?;
+        let a_base = c.offset(zero, &idx, &a_s[..r - 2])?;
+        let a_base = c.add(a_base, c.mul(i, a_s[r - 2])?)?;
+        let b_base = c.offset(zero, &idx, &b_s[..r - 2])?;
+        c.for_range(zero, nv, "j", |c, j| {
+            let acc = c.var(scalar::zero(&c.kb, acc_t))?;
+            let b_col = c.add(b_base, c.mul(j, b_s[r - 1])?)?;
+            c.for_range(zero, kv, "k", |c, kk| {
+                let x = load(
+                    &c.kb,
+                    dtype,
+                    c.inputs[0],
+                    c.add(a_base, c.mul(kk, a_s[r - 1])?)?,
+                )?;
+                let y = load(
+                    &c.kb,
+                    dtype,
+                    c.inputs[1],
+                    c.add(b_col, c.mul(kk, b_s[r - 2])?)?,
+                )?;
+                let p = scalar::binary(c.m, &c.kb, tcc_ir::BinaryOp::Mul, acc_t, x, y)?;
+                let a = c.get(acc, p)?;
+                c.set(
+                    acc,
+                    scalar::binary(c.m, &c.kb, tcc_ir::BinaryOp::Add, acc_t, a, p)?,
+                )
+            })?;
+            let v = c.get(acc, scalar::zero(&c.kb, acc_t))?;
+            let v = scalar::cast(&c.kb, acc_t, dtype, v)?;
+            store(&c.kb, dtype, c.dest, c.add(c.mul(row, nv)?, j)?, v)
+        })
+    })?;
+    Ok(Parallel {
+        rows: product(&batch).mul(&m),
+        work: n.mul(&k),
+        align: 1,
+    })
+}
+
+fn matmul_integer<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    saturate: bool,
+) -> Result<Parallel> {
+    let out = &graph.ty(step.node).shape;
+    let r = out.rank();
+    let (m, n, k, batch) = matmul_geometry(graph, step);
+    let ty = |i: usize| graph.ty(step.inputs[i]);
+    let a_s = c.dim_list(&bcast_strides(&ty(0).shape, r))?;
+    let b_s = c.dim_list(&bcast_strides(&ty(1).shape, r))?;
+    let az_s = c.dim_list(&bcast_strides(&ty(2).shape, r))?;
+    let bz_s = c.dim_list(&bcast_strides(&ty(3).shape, r))?;
+    let (mv, nv, kv) = (c.dim(&m)?, c.dim(&n)?, c.dim(&k)?);
+    let bd = c.dim_list(&batch)?;
+    let zero = c.kb.i64_const(0);
+    let one = c.kb.i64_const(1);
+    let b = c.b();
+    let i32w = |v: IntValue<'ctx>| scalar::wrap(&c.kb, DType::I32, v);
+    let _ = b;
+    c.for_range(c.r0, c.r1, "row", |c, row| {
+        let bi = c.div(row, mv)?;
+        let i = c.rem(row, mv)?;
+        let idx = c.unflatten(bi, &bd)?;
+        let a_base = c.add(c.offset(zero, &idx, &a_s[..r - 2])?, c.mul(i, a_s[r - 2])?)?;
+        let b_base = c.offset(zero, &idx, &b_s[..r - 2])?;
+        let az_off = c.add(
+            c.offset(zero, &idx, &az_s[..r - 2])?,
+            c.mul(i, az_s[r - 2])?,
+        )?;
+        let za = load(&c.kb, ty(2).dtype, c.inputs[2], az_off)?.into_int_value();
+        let bz_base = c.offset(zero, &idx, &bz_s[..r - 2])?;
+        c.for_range(zero, nv, "j", |c, j| {
+            let zb_off = c.add(bz_base, c.mul(j, bz_s[r - 1])?)?;
+            let zb = load(&c.kb, ty(3).dtype, c.inputs[3], zb_off)?.into_int_value();
+            let b_col = c.add(b_base, c.mul(j, b_s[r - 1])?)?;
+            let acc = c.var(zero.into())?;
+            let asum = c.var(zero.into())?;
+            let bsum = c.var(zero.into())?;
+            let pair = c.var(zero.into())?;
+            c.for_range(zero, kv, "k", |c, kk| {
+                let x = load(
+                    &c.kb,
+                    ty(0).dtype,
+                    c.inputs[0],
+                    c.add(a_base, c.mul(kk, a_s[r - 1])?)?,
+                )?
+                .into_int_value();
+                let y = load(
+                    &c.kb,
+                    ty(1).dtype,
+                    c.inputs[1],
+                    c.add(b_col, c.mul(kk, b_s[r - 2])?)?,
+                )?
+                .into_int_value();
+                let bb = c.b();
+                if saturate {
+                    let p = bb.build_int_mul(x, y, "p").map_err(c.kb.err())?;
+                    let pr = c.get(pair, zero.into())?.into_int_value();
+                    let pr = bb.build_int_add(pr, p, "pr").map_err(c.kb.err())?;
+                    let odd = bb.build_and(kk, one, "odd").map_err(c.kb.err())?;
+                    let last = bb
+                        .build_int_compare(IntPredicate::EQ, c.add(kk, one)?, kv, "last")
+                        .map_err(c.kb.err())?;
+                    let is_odd = bb
+                        .build_int_compare(IntPredicate::EQ, odd, one, "o")
+                        .map_err(c.kb.err())?;
+                    let flush = bb.build_or(is_odd, last, "f").map_err(c.kb.err())?;
+                    let lo = c.kb.i64_const(i64::from(i16::MIN));
+                    let hi = c.kb.i64_const(i64::from(i16::MAX));
+                    let t = bb
+                        .build_int_compare(IntPredicate::SLT, pr, lo, "l")
+                        .map_err(c.kb.err())?;
+                    let s = bb
+                        .build_select(t, lo, pr, "s")
+                        .map_err(c.kb.err())?
+                        .into_int_value();
+                    let t = bb
+                        .build_int_compare(IntPredicate::SGT, s, hi, "h")
+                        .map_err(c.kb.err())?;
+                    let s = bb
+                        .build_select(t, hi, s, "s")
+                        .map_err(c.kb.err())?
+                        .into_int_value();
+                    let a0 = c.get(acc, zero.into())?.into_int_value();
+                    let a1 = i32w(bb.build_int_add(a0, s, "a1").map_err(c.kb.err())?)?;
+                    let na = bb.build_select(flush, a1, a0, "na").map_err(c.kb.err())?;
+                    c.set(acc, na)?;
+                    let np = bb.build_select(flush, zero, pr, "np").map_err(c.kb.err())?;
+                    c.set(pair, np)?;
+                    let s0 = c.get(asum, zero.into())?.into_int_value();
+                    c.set(asum, i32w(c.add(s0, x)?)?.into())?;
+                    let s1 = c.get(bsum, zero.into())?.into_int_value();
+                    c.set(bsum, i32w(c.add(s1, y)?)?.into())?;
+                } else {
+                    let dx = bb.build_int_sub(x, za, "dx").map_err(c.kb.err())?;
+                    let dy = bb.build_int_sub(y, zb, "dy").map_err(c.kb.err())?;
+                    let p = i32w(bb.build_int_mul(dx, dy, "p").map_err(c.kb.err())?)?;
+                    let a0 = c.get(acc, zero.into())?.into_int_value();
+                    c.set(acc, i32w(c.add(a0, p)?)?.into())?;
+                }
+                Ok(())
+            })?;
+            let mut v = c.get(acc, zero.into())?.into_int_value();
+            if saturate {
+                let bb = c.b();
+                let asv = c.get(asum, zero.into())?.into_int_value();
+                let bsv = c.get(bsum, zero.into())?.into_int_value();
+                let t1 = i32w(bb.build_int_mul(za, bsv, "t1").map_err(c.kb.err())?)?;
+                let t2 = i32w(bb.build_int_mul(zb, asv, "t2").map_err(c.kb.err())?)?;
+                let t3 = i32w(
+                    bb.build_int_mul(
+                        i32w(bb.build_int_mul(i32w(kv)?, za, "k").map_err(c.kb.err())?)?,
+                        zb,
+                        "t3",
+                    )
+                    .map_err(c.kb.err())?,
+                )?;
+                v = i32w(bb.build_int_sub(v, t1, "v1").map_err(c.kb.err())?)?;
+                v = i32w(bb.build_int_sub(v, t2, "v2").map_err(c.kb.err())?)?;
+                v = i32w(bb.build_int_add(v, t3, "v3").map_err(c.kb.err())?)?;
+            }
+            store(
+                &c.kb,
+                DType::I32,
+                c.dest,
+                c.add(c.mul(row, nv)?, j)?,
+                v.into(),
+            )
+        })
+    })?;
+    Ok(Parallel {
+        rows: product(&batch).mul(&m),
+        work: n.mul(&k),
+        align: 1,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv(
+    c: &Ctx<'_, '_>,
+    graph: &Graph,
+    step: &Step,
+    st: &[usize],
+    pads_begin: &[Dim],
+    dil: &[usize],
+    group: usize,
+) -> Result<Parallel> {
+    let out = &graph.ty(step.node).shape;
+    let dtype = graph.ty(step.node).dtype;
+    let xs = &graph.ty(step.inputs[0]).shape;
+    let ws = &graph.ty(step.inputs[1]).shape;
+    let sp = out.rank() - 2;
+    let xd = c.dim_list(xs.dims())?;
+    let wd = c.dim_list(ws.dims())?;
+    let od = c.dim_list(out.dims())?;
+    let xst = c.dim_list(&strides(xs))?;
+    let wst = c.dim_list(&strides(ws))?;
+    let pb = c.dim_list(pads_begin)?;
+    let out_sp = product(&out.dims()[2..]);
+    let k_sp = product(&ws.dims()[2..]);
+    let (osv, ksv) = (c.dim(&out_sp)?, c.dim(&k_sp)?);
+    let m = c.dim(&out.dims()[1])?;
+    let cg = wd[1];
+    let mg = c.div(m, c.kb.i64_const(group as i64))?;
+    let zero = c.kb.i64_const(0);
+    c.for_range(c.r0, c.r1, "row", |c, row| {
+        let ni = c.div(row, m)?;
+        let o = c.rem(row, m)?;
+        let g = c.div(o, mg)?;
+        let cbase = c.mul(g, cg)?;
+        c.for_range(zero, osv, "pos", |c, p| {
+            let opos = c.unflatten(p, &od[2..])?;
+            let acc = c.var(scalar::zero(&c.kb, dtype))?;
+            c.for_range(zero, cg, "ci", |c, ci| {
+                c.for_range(zero, ksv, "tap", |c, t| {
+                    let kpos = c.unflatten(t, &wd[2..])?;
+                    let mut ok = c.kb.context().bool_type().const_int(1, false);
+                    let mut xoff = c.add(c.mul(ni, xst[0])?, c.mul(c.add(cbase, ci)?, xst[1])?)?;
+                    for a in 0..sp {
+                        let pos = c.add(
+                            c.mul(opos[a], c.kb.i64_const(st[a] as i64))?,
+                            c.mul(kpos[a], c.kb.i64_const(dil[a] as i64))?,
+                        )?;
+                        let pos = c.b().build_int_sub(pos, pb[a], "pos").map_err(c.kb.err())?;
+                        let ge = c
+                            .b()
+                            .build_int_compare(IntPredicate::SGE, pos, zero, "ge")
+                            .map_err(c.kb.err())?;
+                        let lt = c
+                            .b()
+                            .build_int_compare(IntPredicate::SLT, pos, xd[2 + a], "lt")
+                            .map_err(c.kb.err())?;
+                        ok = c
+                            .b()
+                            .build_and(ok, c.b().build_and(ge, lt, "in").map_err(c.kb.err())?, "ok")
+                            .map_err(c.kb.err())?;
+                        xoff = c.add(xoff, c.mul(pos, xst[2 + a])?)?;
+                    }
+                    c.if_then(ok, |c| {
+                        let woff = c.add(c.add(c.mul(o, wst[0])?, c.mul(ci, wst[1])?)?, t)?;
+                        let x = load(&c.kb, dtype, c.inputs[0], xoff)?;
+                        let w = load(&c.kb, dtype, c.inputs[1], woff)?;
+                        let pr = scalar::binary(c.m, &c.kb, tcc_ir::BinaryOp::Mul, dtype, x, w)?;
+                        let a = c.get(acc, pr)?;
+                        c.set(
+                            acc,
+                            scalar::binary(c.m, &c.kb, tcc_ir::BinaryOp::Add, dtype, a, pr)?,
+                        )
+                    })
+                })
+            })?;
+            let v = c.get(acc, scalar::zero(&c.kb, dtype))?;
+            store(&c.kb, dtype, c.dest, c.add(c.mul(row, osv)?, p)?, v)
+        })
+    })?;
+    let _ = wst;
+    Ok(Parallel {
+        rows: out.dims()[0].mul(&out.dims()[1]),
+        work: out_sp.mul(&k_sp).mul(&ws.dims()[1]),
+        align: 1,
+    })
+}

@@ -1,0 +1,345 @@
+//! The model's entry points: `run`, `output_dims` and `arena_bytes`, with the descriptor's
+//! signatures.
+//!
+//! `run` walks the schedule: for each step it fills one context array on its stack (symbols,
+//! the error flag, the row split, the buffer pointers from the memory plan), then calls the
+//! step's function once on the calling thread when the work is small (below
+//! [`PARALLEL_WORK`] elements or multiply-adds, or one thread), else hands it to
+//! `tcc_rt_parallel_for` with about four tasks per thread (chunks rounded to the kernel's
+//! alignment, such as the GEMM's register tile rows). It returns the error flag: 0, or 1 if a
+//! kernel met bad data (an index out of range).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use inkwell::module::{Linkage, Module};
+use inkwell::values::{FunctionValue, IntValue, PointerValue};
+use inkwell::{AddressSpace, IntPredicate};
+use tcc_ir::{Graph, NodeId};
+
+use super::dims::DimEmitter;
+use super::kernels::{CtxSlot, Parallel};
+use super::plan::{Plan, Storage};
+use super::schedule::{Dest, Step};
+use crate::abi::{self, EntryPoints};
+use crate::error::{Error, Result};
+
+/// Below this much work per step (rows times work per row) a step runs on the calling thread.
+pub const PARALLEL_WORK: i64 = 1 << 15;
+
+/// A step's emitted function and how it splits.
+pub struct StepFunction<'ctx> {
+    /// The task function.
+    pub function: FunctionValue<'ctx>,
+    /// Its row split.
+    pub parallel: Parallel,
+}
+
+/// Emits `run`, `output_dims` and `arena_bytes`.
+pub fn emit_entry_points<'ctx>(
+    module: &Module<'ctx>,
+    graph: &Graph,
+    names: &[Arc<str>],
+    steps: &[Step],
+    functions: &[StepFunction<'ctx>],
+    plan: &Plan,
+) -> Result<EntryPoints<'ctx>> {
+    let context = module.get_context();
+    let ptr_t = context.ptr_type(AddressSpace::default());
+    let i64t = context.i64_type();
+    let i32t = context.i32_type();
+    let err = Error::builder("model_run");
+
+    // output_dims
+    let output_dims =
+        module.add_function("tcc_output_dims", abi::output_dims_fn_type(context), None);
+    {
+        let b = context.create_builder();
+        b.position_at_end(context.append_basic_block(output_dims, "entry"));
+        let symbols = param_ptr(output_dims, 0)?;
+        let dims_out = param_ptr(output_dims, 1)?;
+        let d = DimEmitter::new(&b, symbols, names, "tcc_output_dims");
+        let mut k = 0u64;
+        for (_, id) in graph.outputs() {
+            for dim in graph.ty(*id).shape.dims() {
+                let v = d.dim(dim)?;
+                // SAFETY: the runtime passes room for every output dim.
+                let p = unsafe {
+                    b.build_in_bounds_gep(i64t, dims_out, &[i64t.const_int(k, false)], "d")
+                        .map_err(Error::builder("tcc_output_dims"))?
+                };
+                b.build_store(p, v)
+                    .map_err(Error::builder("tcc_output_dims"))?;
+                k += 1;
+            }
+        }
+        b.build_return(None)
+            .map_err(Error::builder("tcc_output_dims"))?;
+    }
+
+    // arena_bytes
+    let arena_bytes =
+        module.add_function("tcc_arena_bytes", abi::arena_bytes_fn_type(context), None);
+    {
+        let b = context.create_builder();
+        b.position_at_end(context.append_basic_block(arena_bytes, "entry"));
+        let symbols = param_ptr(arena_bytes, 0)?;
+        let d = DimEmitter::new(&b, symbols, names, "tcc_arena_bytes");
+        let v = d.dim(&plan.arena_bytes)?;
+        b.build_return(Some(&v))
+            .map_err(Error::builder("tcc_arena_bytes"))?;
+    }
+
+    // run
+    let run = module.add_function("tcc_run", abi::run_fn_type(context), None);
+    let b = context.create_builder();
+    b.position_at_end(context.append_basic_block(run, "entry"));
+    let pool = param_ptr(run, 0)?;
+    let symbols = param_ptr(run, 1)?;
+    let inputs = param_ptr(run, 2)?;
+    let outputs = param_ptr(run, 3)?;
+    let arena = param_ptr(run, 4)?;
+    let d = DimEmitter::new(&b, symbols, names, "tcc_run");
+    let error = b.build_alloca(i32t, "error").map_err(err)?;
+    b.build_store(error, i32t.const_zero())
+        .map_err(Error::builder("tcc_run"))?;
+    let max_buffers = steps.iter().map(|s| s.inputs.len() + 2).max().unwrap_or(1);
+    let n_slots = CtxSlot::FIRST_BUFFER as usize + max_buffers;
+    let ctx = b
+        .build_array_alloca(i64t, i64t.const_int(n_slots as u64, false), "ctx")
+        .map_err(Error::builder("tcc_run"))?;
+    let parallel_for = abi::declare_parallel_for(module);
+    let num_threads = abi::declare_num_threads(module);
+    let threads = b
+        .build_call(num_threads, &[pool.into()], "threads")
+        .map_err(Error::builder("tcc_run"))?
+        .try_as_basic_value()
+        .basic()
+        .ok_or_else(|| Error::Internal {
+            function: "tcc_run".into(),
+            message: "tcc_rt_num_threads returned void",
+        })?
+        .into_int_value();
+    let threads = b
+        .build_int_s_extend(threads, i64t, "t64")
+        .map_err(Error::builder("tcc_run"))?;
+    let e = || Error::builder("tcc_run");
+    let slot = |k: u32| -> Result<PointerValue<'ctx>> {
+        // SAFETY: k < n_slots.
+        unsafe {
+            b.build_in_bounds_gep(i64t, ctx, &[i64t.const_int(u64::from(k), false)], "slot")
+                .map_err(e())
+        }
+    };
+    let indexed = |base: PointerValue<'ctx>, i: usize| -> Result<PointerValue<'ctx>> {
+        // SAFETY: the runtime passes one pointer per input and output.
+        let p = unsafe {
+            b.build_in_bounds_gep(ptr_t, base, &[i64t.const_int(i as u64, false)], "io")
+                .map_err(e())?
+        };
+        Ok(b.build_load(ptr_t, p, "buf")
+            .map_err(e())?
+            .into_pointer_value())
+    };
+    let mut globals: HashMap<NodeId, PointerValue<'ctx>> = HashMap::new();
+    let unreachable_storage = |id: NodeId| -> Error {
+        Error::Internal {
+            function: format!("tcc_run (node %{}, {})", id.index(), graph.op(id).name()),
+            message: "a value has no storage in the memory plan",
+        }
+    };
+    #[allow(clippy::type_complexity)]
+    let mut buffer_of_impl: Box<
+        dyn FnMut(
+            NodeId,
+            Option<Storage>,
+            &inkwell::builder::Builder<'ctx>,
+        ) -> Result<PointerValue<'ctx>>,
+    > = Box::new(|id, storage, b| match storage {
+        Some(Storage::Input(i)) => indexed(inputs, i),
+        Some(Storage::Output(j)) => indexed(outputs, j),
+        Some(Storage::Arena(s)) => {
+            let off = d.dim(&plan.slot_offsets[s])?;
+            // SAFETY: the arena holds arena_bytes(symbols) bytes, past every slot's end.
+            unsafe {
+                b.build_in_bounds_gep(context.i8_type(), arena, &[off], "slot")
+                    .map_err(e())
+            }
+        }
+        Some(Storage::Const) => {
+            if let Some(p) = globals.get(&id) {
+                return Ok(*p);
+            }
+            let t = graph
+                .const_value(id)
+                .ok_or_else(|| unreachable_storage(id))?;
+            let bytes = t.data().to_le_bytes();
+            let value = context.const_string(&bytes, false);
+            let g = module.add_global(value.get_type(), None, &format!("tcc.const.{}", id.index()));
+            g.set_initializer(&value);
+            g.set_constant(true);
+            g.set_linkage(Linkage::Private);
+            g.set_alignment(64);
+            let p = g.as_pointer_value();
+            globals.insert(id, p);
+            Ok(p)
+        }
+        _ => Err(unreachable_storage(id)),
+    });
+    let mut buffer_of =
+        |id: NodeId, storage: Option<Storage>, b: &inkwell::builder::Builder<'ctx>| {
+            buffer_of_impl(id, storage, b)
+        };
+    for (s, (step, f)) in steps.iter().zip(functions).enumerate() {
+        let dest = match step.dest {
+            Dest::Output(j) => indexed(outputs, j)?,
+            Dest::Node(id) => {
+                let st = plan.storage.get(&id).cloned();
+                buffer_of(id, st, &b)?
+            }
+        };
+        let mut ptrs = vec![dest];
+        for &input in &step.inputs {
+            let mut st = plan.storage.get(&input).cloned();
+            let mut id = input;
+            if let Some(Storage::View(root)) = st {
+                st = plan.storage.get(&root).cloned();
+                id = root;
+            }
+            ptrs.push(buffer_of(id, st, &b)?);
+        }
+        if let Some(&scratch) = plan.scratch.get(&s) {
+            ptrs.push(buffer_of(step.node, Some(Storage::Arena(scratch)), &b)?);
+        }
+        b.build_store(slot(CtxSlot::SYMBOLS)?, symbols)
+            .map_err(e())?;
+        b.build_store(slot(CtxSlot::ERROR)?, error).map_err(e())?;
+        for (k, p) in ptrs.iter().enumerate() {
+            b.build_store(slot(CtxSlot::FIRST_BUFFER + k as u32)?, *p)
+                .map_err(e())?;
+        }
+        let rows = d.dim(&f.parallel.rows)?;
+        let work = d.dim(&f.parallel.work)?;
+        let (chunk, tasks) = split(&b, rows, work, threads, f.parallel.align)?;
+        b.build_store(slot(CtxSlot::CHUNK)?, chunk).map_err(e())?;
+        b.build_store(slot(CtxSlot::ROWS)?, rows).map_err(e())?;
+        let one = i64t.const_int(1, false);
+        let many = b
+            .build_int_compare(IntPredicate::SGT, tasks, one, "many")
+            .map_err(e())?;
+        let par = context.append_basic_block(run, &format!("step{s}.par"));
+        let ser = context.append_basic_block(run, &format!("step{s}.ser"));
+        let next = context.append_basic_block(run, &format!("step{s}.done"));
+        b.build_conditional_branch(many, par, ser).map_err(e())?;
+        b.position_at_end(par);
+        b.build_call(
+            parallel_for,
+            &[
+                pool.into(),
+                tasks.into(),
+                f.function.as_global_value().as_pointer_value().into(),
+                ctx.into(),
+            ],
+            "",
+        )
+        .map_err(e())?;
+        b.build_unconditional_branch(next).map_err(e())?;
+        b.position_at_end(ser);
+        b.build_call(f.function, &[ctx.into(), i64t.const_zero().into()], "")
+            .map_err(e())?;
+        b.build_unconditional_branch(next).map_err(e())?;
+        b.position_at_end(next);
+    }
+    let status = b.build_load(i32t, error, "status").map_err(e())?;
+    b.build_return(Some(&status)).map_err(e())?;
+    Ok(EntryPoints {
+        run,
+        output_dims,
+        arena_bytes,
+    })
+}
+
+/// `(chunk, tasks)` for `rows` rows of `work` each on `threads` threads.
+fn split<'ctx>(
+    b: &inkwell::builder::Builder<'ctx>,
+    rows: IntValue<'ctx>,
+    work: IntValue<'ctx>,
+    threads: IntValue<'ctx>,
+    align: i64,
+) -> Result<(IntValue<'ctx>, IntValue<'ctx>)> {
+    let e = || Error::builder("tcc_run");
+    let i64t = rows.get_type();
+    let c = |v: i64| i64t.const_int(v as u64, true);
+    let sel =
+        |cond: IntValue<'ctx>, x: IntValue<'ctx>, y: IntValue<'ctx>| -> Result<IntValue<'ctx>> {
+            Ok(b.build_select(cond, x, y, "s")
+                .map_err(e())?
+                .into_int_value())
+        };
+    let total = b.build_int_mul(rows, work, "total").map_err(e())?;
+    let small = b
+        .build_int_compare(IntPredicate::SLT, total, c(PARALLEL_WORK), "small")
+        .map_err(e())?;
+    let single = b
+        .build_int_compare(IntPredicate::SLE, threads, c(1), "single")
+        .map_err(e())?;
+    let serial = b.build_or(small, single, "serial").map_err(e())?;
+    let rows1 = sel(
+        b.build_int_compare(IntPredicate::SLT, rows, c(1), "r0")
+            .map_err(e())?,
+        c(1),
+        rows,
+    )?;
+    let target = b.build_int_mul(threads, c(4), "target").map_err(e())?;
+    let target = sel(
+        b.build_int_compare(IntPredicate::SLT, rows1, target, "few")
+            .map_err(e())?,
+        rows1,
+        target,
+    )?;
+    // chunk = ceil(rows / target), rounded up to a multiple of align.
+    let chunk = b
+        .build_int_signed_div(
+            b.build_int_add(
+                rows1,
+                b.build_int_sub(target, c(1), "t1").map_err(e())?,
+                "n",
+            )
+            .map_err(e())?,
+            target,
+            "chunk",
+        )
+        .map_err(e())?;
+    let chunk = b
+        .build_int_mul(
+            b.build_int_signed_div(
+                b.build_int_add(chunk, c(align - 1), "ca").map_err(e())?,
+                c(align),
+                "cq",
+            )
+            .map_err(e())?,
+            c(align),
+            "chunk.a",
+        )
+        .map_err(e())?;
+    let tasks = b
+        .build_int_signed_div(
+            b.build_int_add(rows1, b.build_int_sub(chunk, c(1), "c1").map_err(e())?, "n")
+                .map_err(e())?,
+            chunk,
+            "tasks",
+        )
+        .map_err(e())?;
+    let chunk = sel(serial, rows1, chunk)?;
+    let tasks = sel(serial, c(1), tasks)?;
+    Ok((chunk, tasks))
+}
+
+fn param_ptr<'ctx>(f: FunctionValue<'ctx>, n: u32) -> Result<PointerValue<'ctx>> {
+    f.get_nth_param(n)
+        .map(|p| p.into_pointer_value())
+        .ok_or_else(|| Error::Internal {
+            function: f.get_name().to_string_lossy().into_owned(),
+            message: "missing parameter",
+        })
+}

@@ -1,0 +1,433 @@
+//! The schedule: the graph's nodes grouped into kernels, in an order where every kernel runs
+//! after the kernels it reads.
+//!
+//! [`schedule`] walks [`Graph::topo_order`] and makes one [`Step`] per kernel:
+//! - maximal chains of elementwise ops (`Unary`, `Binary`, `Where`, `Cast`) become one
+//!   [`Kernel::Fused`] loop: an operand is computed inside its user's loop (not materialised)
+//!   when it is elementwise itself, has the user's shape, is not a graph output and has no other
+//!   user; scalar constants become immediates;
+//! - a `MatMul` of an `f32` operand by a constant `f32` matrix becomes [`Kernel::GemmConstB`],
+//!   and absorbs a following `Add` of a constant `[n]` bias and a `Relu` or an exact GELU
+//!   (`x * 0.5 * (1 + erf(x / sqrt 2))`, either association) into the GEMM's epilogue;
+//! - any other `f32` `MatMul` becomes [`Kernel::MatMul`] (runtime `B`);
+//! - `Reshape` is a view (no kernel), `Input` and `Const` need none;
+//! - every other op is [`Kernel::Op`], its own kernel;
+//! - a graph output that is not computed by a kernel into its own buffer (an input, a constant,
+//!   a view, or a node named by two outputs) gets a [`Kernel::Copy`] into the output buffer.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tcc_ir::{BinaryOp, DType, Graph, NodeId, Op, Tensor, TensorData, UnaryOp};
+
+use crate::kernels::gemm::Activation;
+
+/// An elementwise expression over a fused kernel's leaves.
+#[derive(Clone, Debug)]
+pub enum Expr {
+    /// Leaf `i` of the step's inputs, of this dtype.
+    Leaf(usize, DType),
+    /// A scalar constant.
+    Scalar(Arc<Tensor>),
+    /// A unary op; the dtype is the result's.
+    Unary(UnaryOp, Box<Expr>, DType),
+    /// A binary op; the dtype is the result's.
+    Binary(BinaryOp, Box<Expr>, Box<Expr>, DType),
+    /// `where(c, a, b)`; the dtype is the result's.
+    Where(Box<[Expr; 3]>, DType),
+    /// A conversion to the dtype.
+    Cast(Box<Expr>, DType),
+}
+
+impl Expr {
+    /// The element type of the expression's value.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Expr::Leaf(_, d)
+            | Expr::Unary(_, _, d)
+            | Expr::Binary(_, _, _, d)
+            | Expr::Where(_, d)
+            | Expr::Cast(_, d) => *d,
+            Expr::Scalar(t) => t.dtype(),
+        }
+    }
+}
+
+/// What a step computes.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// A fused elementwise loop over the result's index space; inputs are the leaves.
+    Fused(Expr),
+    /// `act(A · B + bias)` with `B` (`k x n`) known at compile time; input 0 is `A`.
+    GemmConstB {
+        /// The constant `B`.
+        b: Arc<Tensor>,
+        /// The bias folded from a following `Add`.
+        bias: Option<Vec<f32>>,
+        /// The activation folded from the following ops.
+        activation: Activation,
+    },
+    /// An `f32` batched matrix product of two runtime operands (inputs 0 and 1).
+    MatMul,
+    /// A copy of input 0 into an output buffer.
+    Copy,
+    /// The node's op on its operands.
+    Op(Op),
+}
+
+/// Where a step's result goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dest {
+    /// The value of this node.
+    Node(NodeId),
+    /// Output `j` of the graph (a copy).
+    Output(usize),
+}
+
+/// One kernel of the schedule.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The value it computes.
+    pub dest: Dest,
+    /// The node whose type the result has (for a copy, the copied node).
+    pub node: NodeId,
+    /// What it computes.
+    pub kernel: Kernel,
+    /// The values it reads, in the kernel's order.
+    pub inputs: Vec<NodeId>,
+}
+
+/// True for the ops a fused elementwise kernel computes.
+pub fn is_elementwise(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. }
+    )
+}
+
+/// The `f32` value of a scalar `f32` constant node.
+fn scalar_f32(graph: &Graph, id: NodeId) -> Option<f32> {
+    let t = graph.const_value(id)?;
+    match t.data() {
+        TensorData::F32(v) if v.len() == 1 => Some(v[0]),
+        _ => None,
+    }
+}
+
+/// The single user of `id` (used once or more by one node), if it is not a graph output.
+fn sole_user(graph: &Graph, id: NodeId) -> Option<NodeId> {
+    if graph.is_output(id) {
+        return None;
+    }
+    let users = graph.users(id);
+    let first = *users.first()?;
+    users.iter().all(|&u| u == first).then_some(first)
+}
+
+/// The other operand of a binary node `id` whose one operand is `x`.
+fn other_operand(graph: &Graph, id: NodeId, x: NodeId) -> Option<NodeId> {
+    let ops = graph.operands(id);
+    match ops.as_slice() {
+        [a, b] if *a == x => Some(*b),
+        [a, b] if *b == x => Some(*a),
+        _ => None,
+    }
+}
+
+fn is_binary(graph: &Graph, id: NodeId, op: BinaryOp) -> bool {
+    graph.op(id) == &Op::Binary(op)
+}
+
+/// Matches `x * 0.5 * (1 + erf(x / sqrt 2))` from `x`: returns the node of the result and the
+/// nodes it covers. Accepts `x / 1.4142135` or `x * 0.70710677`, `erf + 1` either way round,
+/// and `(x * (1 + erf)) * 0.5` or `(x * 0.5) * (1 + erf)`.
+fn match_gelu(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>)> {
+    if graph.is_output(x) {
+        return None;
+    }
+    let users = graph.users(x);
+    if users.len() != 2 || users[0] == users[1] {
+        return None;
+    }
+    let close = |v: Option<f32>, want: f32| v.is_some_and(|v| (v - want).abs() <= 1e-6 * want);
+    let (scaled, other) = if users.iter().any(|&u| {
+        (is_binary(graph, u, BinaryOp::Div)
+            && graph.operands(u)[0] == x
+            && close(
+                scalar_f32(graph, graph.operands(u)[1]),
+                std::f32::consts::SQRT_2,
+            ))
+            || (is_binary(graph, u, BinaryOp::Mul)
+                && close(
+                    other_operand(graph, u, x).and_then(|c| scalar_f32(graph, c)),
+                    std::f32::consts::FRAC_1_SQRT_2,
+                ))
+    }) {
+        let s = users.iter().copied().find(|&u| {
+            is_binary(graph, u, BinaryOp::Div)
+                || close(
+                    other_operand(graph, u, x).and_then(|c| scalar_f32(graph, c)),
+                    std::f32::consts::FRAC_1_SQRT_2,
+                )
+        })?;
+        let o = users.iter().copied().find(|&u| u != s)?;
+        (s, o)
+    } else {
+        return None;
+    };
+    let erf = sole_user(graph, scaled)?;
+    if graph.op(erf) != &Op::Unary(UnaryOp::Erf) {
+        return None;
+    }
+    let plus = sole_user(graph, erf)?;
+    if !is_binary(graph, plus, BinaryOp::Add)
+        || scalar_f32(graph, other_operand(graph, plus, erf)?) != Some(1.0)
+    {
+        return None;
+    }
+    if !is_binary(graph, other, BinaryOp::Mul) {
+        return None;
+    }
+    let shape = &graph.ty(x).shape;
+    let result = if other_operand(graph, other, x) == Some(plus) {
+        // (x * (1 + erf)) * 0.5
+        let half = sole_user(graph, other)?;
+        if !is_binary(graph, half, BinaryOp::Mul)
+            || scalar_f32(graph, other_operand(graph, half, other)?) != Some(0.5)
+        {
+            return None;
+        }
+        if sole_user(graph, plus)? != other {
+            return None;
+        }
+        (half, vec![scaled, erf, plus, other, half])
+    } else if other_operand(graph, other, x).and_then(|c| scalar_f32(graph, c)) == Some(0.5) {
+        // (x * 0.5) * (1 + erf)
+        let last = sole_user(graph, other)?;
+        if sole_user(graph, plus)? != last
+            || !is_binary(graph, last, BinaryOp::Mul)
+            || other_operand(graph, last, other) != Some(plus)
+        {
+            return None;
+        }
+        (last, vec![scaled, erf, plus, other, last])
+    } else {
+        return None;
+    };
+    if result.1.iter().any(|&n| &graph.ty(n).shape != shape) {
+        return None;
+    }
+    Some(result)
+}
+
+/// Builds the schedule of `graph`.
+pub fn schedule(graph: &Graph) -> Vec<Step> {
+    let order = graph.topo_order();
+    let mut covered: HashSet<NodeId> = HashSet::new();
+    let mut steps = Vec::new();
+    // GEMMs first decide what they absorb.
+    let mut gemm_of: std::collections::HashMap<NodeId, Step> = Default::default();
+    for &id in &order {
+        if graph.op(id) != &Op::MatMul {
+            continue;
+        }
+        let ops = graph.operands(id);
+        let (a, b) = (ops[0], ops[1]);
+        let Some(bt) = graph.const_value(b) else {
+            continue;
+        };
+        if bt.shape().len() != 2
+            || bt.dtype() != DType::F32
+            || graph.ty(a).dtype != DType::F32
+            || graph.ty(a).rank() < 2
+        {
+            continue;
+        }
+        let n = bt.shape()[1];
+        let mut result = id;
+        let mut bias = None;
+        let mut activation = Activation::None;
+        if let Some(add) = sole_user(graph, id) {
+            if is_binary(graph, add, BinaryOp::Add) && graph.ty(add).shape == graph.ty(id).shape {
+                if let Some(c) = other_operand(graph, add, id) {
+                    if let Some(ct) = graph.const_value(c) {
+                        if let (TensorData::F32(v), true) = (
+                            ct.data(),
+                            ct.shape().last() == Some(&n)
+                                && ct.shape().iter().rev().skip(1).all(|&d| d == 1),
+                        ) {
+                            bias = Some(v.clone());
+                            covered.insert(add);
+                            result = add;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(relu) = sole_user(graph, result) {
+            if graph.op(relu) == &Op::Unary(UnaryOp::Relu) {
+                covered.insert(relu);
+                result = relu;
+                activation = Activation::Relu;
+            }
+        }
+        if activation == Activation::None {
+            if let Some((end, nodes)) = match_gelu(graph, result) {
+                covered.extend(nodes);
+                result = end;
+                activation = Activation::GeluErf;
+            }
+        }
+        gemm_of.insert(
+            result,
+            Step {
+                dest: Dest::Node(result),
+                node: result,
+                kernel: Kernel::GemmConstB {
+                    b: bt.clone(),
+                    bias,
+                    activation,
+                },
+                inputs: vec![a],
+            },
+        );
+        covered.insert(id);
+    }
+    // A node that will be computed inside its user's fused loop.
+    let inlined = |id: NodeId| -> bool {
+        let node = graph.node(id);
+        if covered.contains(&id) || !is_elementwise(&node.op) || is_half(node.ty.dtype) {
+            return false;
+        }
+        match sole_user(graph, id) {
+            Some(user) => {
+                is_elementwise(graph.op(user))
+                    && graph.ty(user).shape == node.ty.shape
+                    && !is_half(graph.ty(user).dtype)
+            }
+            None => false,
+        }
+    };
+    for &id in &order {
+        if let Some(step) = gemm_of.remove(&id) {
+            steps.push(step);
+            continue;
+        }
+        if covered.contains(&id) {
+            continue;
+        }
+        let node = graph.node(id);
+        match &node.op {
+            Op::Input { .. } | Op::Const(_) | Op::Reshape { .. } => {}
+            op if is_elementwise(op) && !is_half(node.ty.dtype) => {
+                if inlined(id) {
+                    continue;
+                }
+                let mut inputs = Vec::new();
+                let expr = build_expr(graph, id, &inlined, &mut inputs, true);
+                steps.push(Step {
+                    dest: Dest::Node(id),
+                    node: id,
+                    kernel: Kernel::Fused(expr),
+                    inputs,
+                });
+            }
+            Op::MatMul
+                if node.ty.dtype == DType::F32
+                    && graph.operands(id).iter().all(|&o| graph.ty(o).rank() >= 2) =>
+            {
+                steps.push(Step {
+                    dest: Dest::Node(id),
+                    node: id,
+                    kernel: Kernel::MatMul,
+                    inputs: graph.operands(id),
+                });
+            }
+            op => steps.push(Step {
+                dest: Dest::Node(id),
+                node: id,
+                kernel: Kernel::Op(op.clone()),
+                inputs: graph.operands(id),
+            }),
+        }
+    }
+    steps
+}
+
+fn is_half(d: DType) -> bool {
+    matches!(d, DType::F16 | DType::BF16)
+}
+
+/// The expression of `id`, inlining operands as `inlined` says and collecting leaves.
+fn build_expr(
+    graph: &Graph,
+    id: NodeId,
+    inlined: &dyn Fn(NodeId) -> bool,
+    leaves: &mut Vec<NodeId>,
+    root: bool,
+) -> Expr {
+    let node = graph.node(id);
+    if let Some(t) = graph.const_value(id) {
+        if t.len() == 1 && !is_half(t.dtype()) {
+            return Expr::Scalar(t.clone());
+        }
+    }
+    if !root && !inlined(id) {
+        let k = leaves.iter().position(|&l| l == id).unwrap_or_else(|| {
+            leaves.push(id);
+            leaves.len() - 1
+        });
+        return Expr::Leaf(k, node.ty.dtype);
+    }
+    let ops = graph.operands(id);
+    let mut sub = |o: NodeId| build_expr(graph, o, inlined, leaves, false);
+    let d = node.ty.dtype;
+    match &node.op {
+        Op::Unary(u) => Expr::Unary(*u, Box::new(sub(ops[0])), d),
+        Op::Binary(b) => {
+            let x = sub(ops[0]);
+            let y = sub(ops[1]);
+            Expr::Binary(*b, Box::new(x), Box::new(y), d)
+        }
+        Op::Where => {
+            let c = sub(ops[0]);
+            let a = sub(ops[1]);
+            let b = sub(ops[2]);
+            Expr::Where(Box::new([c, a, b]), d)
+        }
+        Op::Cast { to } => Expr::Cast(Box::new(sub(ops[0])), *to),
+        // Only elementwise nodes are roots or inlined.
+        _ => {
+            leaves.push(id);
+            Expr::Leaf(leaves.len() - 1, d)
+        }
+    }
+}
+
+/// Adds a copy step for each output whose value is not written into its buffer by a kernel,
+/// and returns, per output, whether a kernel writes it directly.
+pub fn add_output_copies(graph: &Graph, steps: &mut Vec<Step>) -> Vec<bool> {
+    let computed: HashSet<NodeId> = steps
+        .iter()
+        .filter_map(|s| match s.dest {
+            Dest::Node(n) => Some(n),
+            Dest::Output(_) => None,
+        })
+        .collect();
+    let mut claimed = HashSet::new();
+    let mut direct = Vec::new();
+    for (j, (_, id)) in graph.outputs().iter().enumerate() {
+        if computed.contains(id) && claimed.insert(*id) {
+            direct.push(true);
+        } else {
+            direct.push(false);
+            steps.push(Step {
+                dest: Dest::Output(j),
+                node: *id,
+                kernel: Kernel::Copy,
+                inputs: vec![*id],
+            });
+        }
+    }
+    direct
+}
