@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Benchmarks tcc against ONNX Runtime and numpy's BLAS in one run, on this machine, and prints
+# a markdown report on stdout (progress goes to stderr). See BENCHMARKS.md.
+#
+#     scripts/bench.sh                 # 30 timed runs after 5 warm-up runs per case
+#     RUNS=50 WARMUP=10 scripts/bench.sh
+#
+# What it does:
+#   1. once: a Python venv under the target dir (target/bench-venv) with onnxruntime, numpy
+#      and threadpoolctl from PyPI (nothing else is downloaded);
+#   2. builds tcc and crates/codegen's gemm_bench example in release;
+#   3. minilm-l6 (../shared/models/minilm-l6) at b1_s128, b1_s512 and b8_padded, on the
+#      inputs held by the ref_<case>.npz files: ONNX Runtime (all graph optimisations, 2
+#      intra-op threads) and tcc (`tcc compile` once, then `tcc bench --threads 2`), each the
+#      median of RUNS timed runs after WARMUP untimed ones, one engine at a time; `tcc run`
+#      also writes tcc's outputs, which the report compares with the references;
+#   4. GEMM GFLOP/s at 256, 512 and 1024 cubed: gemm_bench measures the machine's FMA peak and
+#      tcc's GEMM on 1 and 2 threads; numpy's BLAS is measured in the same run, with
+#      OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment only, and
+#      threadpoolctl says which BLAS kernel ran;
+#   5. scripts/bench/report.py turns the raw results (kept in target/bench/) into the report.
+# A step that fails (tcc cannot compile a model yet, say) leaves its rows marked missing with
+# the reason; the script still reports what did run.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+target="${CARGO_TARGET_DIR:-$root/target}"
+venv="$target/bench-venv"
+out="$target/bench"
+runs="${RUNS:-30}"
+warmup="${WARMUP:-5}"
+threads=2
+models="$root/../shared/models"
+cases=(b1_s128 b1_s512 b8_padded)
+
+say() { echo "bench: $*" >&2; }
+die() { echo "bench: error: $*" >&2; exit 1; }
+
+[ "$runs" -ge 20 ] 2>/dev/null || die "RUNS must be a number >= 20, not '$runs'"
+[ "$warmup" -ge 1 ] 2>/dev/null || die "WARMUP must be a number >= 1, not '$warmup'"
+[ -f "$models/minilm-l6/model.onnx" ] || die "$models/minilm-l6/model.onnx is missing"
+
+# 1. The Python environment, made once.
+if ! "$venv/bin/python" -c 'import onnxruntime, numpy, threadpoolctl' 2>/dev/null; then
+  say "creating the Python venv $venv (onnxruntime, numpy, threadpoolctl from PyPI)"
+  command -v python3 >/dev/null || die "python3 is needed to create the venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check onnxruntime numpy threadpoolctl
+fi
+python="$venv/bin/python"
+
+# 2. The binaries.
+say "building tcc and gemm_bench (release)"
+cargo build --release --quiet -p tcc-cli
+tcc="$target/release/tcc"
+gemm_bench="$target/release/examples/gemm_bench"
+rm -rf "$out"
+mkdir -p "$out/minilm-l6"
+if ! cargo build --release --quiet -p tcc-codegen --example gemm_bench 2> "$out/gemm_bench.build.log"; then
+  say "gemm_bench does not build; see $out/gemm_bench.build.log"
+  gemm_bench=""
+fi
+
+# The machine, for the report.
+{
+  echo "cpu=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+  echo "cpu_id=$(awk -F': *' '/^cpu family/ {f=$2} /^model[^ ]*\t*:/ && !/name/ {m=$2} /^stepping/ {s=$2; exit} END {printf "family %s model %s stepping %s", f, m, s}' /proc/cpuinfo)"
+  echo "cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -E 'avx2|fma|avx512f|avx512_bf16|avx512_vnni' | sort -u | tr '\n' ' ' | sed 's/ $//')"
+  echo "logical_cpus=$(nproc)"
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "kernel=$(uname -r)"
+  echo "tcc=$("$tcc" --version)"
+  commit="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  if [ -n "$(git -C "$root" status --porcelain 2>/dev/null | head -n 1)" ]; then
+    commit="$commit with local changes"
+  fi
+  echo "commit=$commit"
+  echo "runs=$runs"
+  echo "warmup=$warmup"
+  echo "threads=$threads"
+  echo "models=$models"
+} > "$out/machine.txt"
+
+# 3. minilm-l6: compile once, then each case with each engine, one at a time.
+so="$out/minilm-l6/minilm-l6.so"
+say "compiling minilm-l6 with tcc"
+if "$tcc" compile "$models/minilm-l6/model.onnx" -o "$so" > "$out/minilm-l6/compile.log" 2>&1; then
+  compiled=1
+else
+  compiled=0
+  say "tcc compile failed: $(tail -n 3 "$out/minilm-l6/compile.log" | tr '\n' ' ')"
+fi
+for case in "${cases[@]}"; do
+  npz="$models/minilm-l6/ref_$case.npz"
+  say "minilm-l6 $case: ONNX Runtime"
+  "$python" scripts/bench/ort_bench.py "$models/minilm-l6/model.onnx" "$npz" \
+    --runs "$runs" --warmup "$warmup" --threads "$threads" \
+    > "$out/minilm-l6/$case.ort.json" 2> "$out/minilm-l6/$case.ort.log" \
+    || say "ONNX Runtime failed on $case: $(tail -n 1 "$out/minilm-l6/$case.ort.log")"
+  if [ "$compiled" = 1 ]; then
+    say "minilm-l6 $case: tcc"
+    "$tcc" bench "$so" --inputs "$npz" --threads "$threads" --runs "$runs" --warmup "$warmup" \
+      > "$out/minilm-l6/$case.tcc.txt" 2> "$out/minilm-l6/$case.tcc.log" \
+      || say "tcc bench failed on $case: $(tail -n 1 "$out/minilm-l6/$case.tcc.log")"
+    # The outputs too, so the report can say how far they are from ONNX Runtime's.
+    "$tcc" run "$so" --inputs "$npz" --output "$out/minilm-l6/$case.tcc-out.npz" --threads "$threads" \
+      2> "$out/minilm-l6/$case.tcc-run.log" \
+      || say "tcc run failed on $case: $(tail -n 1 "$out/minilm-l6/$case.tcc-run.log")"
+  fi
+done
+
+# 4. GEMM: tcc's kernels and the FMA peak, then numpy's BLAS.
+if [ -n "$gemm_bench" ]; then
+  say "GEMM: gemm_bench (FMA peak, tcc on 1 and 2 threads)"
+  "$gemm_bench" 256 512 1024 > "$out/gemm_bench.txt" 2> "$out/gemm_bench.log" \
+    || say "gemm_bench failed: $(tail -n 1 "$out/gemm_bench.log")"
+fi
+say "GEMM: numpy"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$python" scripts/bench/blas_bench.py \
+  --sizes 256 512 1024 --threads 1 2 > "$out/blas.json" 2> "$out/blas.log" \
+  || say "numpy's GEMM failed: $(tail -n 1 "$out/blas.log")"
+
+# 5. The report.
+"$python" scripts/bench/report.py "$out"

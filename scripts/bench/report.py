@@ -1,0 +1,265 @@
+"""Turns the raw results of scripts/bench.sh into a markdown report on stdout.
+
+Usage: report.py DIR, where DIR (target/bench) holds what bench.sh wrote:
+  machine.txt                       key=value lines: CPU, date, runs, warm-up, threads, ...
+  minilm-l6/compile.log             tcc compile's output (its last lines say why it failed)
+  minilm-l6/CASE.ort.json           ort_bench.py's line
+  minilm-l6/CASE.tcc.txt            tcc bench's output; its last line holds the times
+  minilm-l6/CASE.tcc-out.npz        tcc run's outputs, compared with MODELS/minilm-l6/ref_CASE.npz
+  gemm_bench.txt                    crates/codegen's gemm_bench output
+  blas.json                         blas_bench.py's line
+A missing or unreadable result becomes a row marked missing, with the reason where known.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+CASES = ["b1_s128", "b1_s512", "b8_padded"]
+# The issue's targets: tcc at least as fast as ONNX Runtime on these cases.
+SPEED_TARGET_CASES = {"b1_s128", "b1_s512"}
+# The issue's GEMM target: at 1024 cubed, at least this fraction of the FMA peak, and level
+# with the BLAS, read as at least this fraction of numpy's GFLOP/s.
+GEMM_PEAK_TARGET = 0.80
+GEMM_BLAS_TARGET = 0.95
+
+TCC_LINE = re.compile(
+    r"^tcc bench: runs=(\d+) threads=(\d+) min=([\d.]+) median=([\d.]+) max=([\d.]+) ms$"
+)
+PEAK_LINE = re.compile(r"^(\S+) \((\S+), (\d+) lanes\): FMA peak ([\d.]+) GFLOP/s per core")
+GEMM_LINE = re.compile(r"^\s+(\d+)\^3\s+(\d+) threads?\s+([\d.]+) GFLOP/s")
+
+
+def read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def last_lines(path: Path, n: int = 2) -> str:
+    text = read_text(path) or ""
+    lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+    return " / ".join(lines[-n:]) if lines else "no output"
+
+
+def read_json(path: Path) -> dict | None:
+    text = read_text(path)
+    if not text or not text.strip():
+        return None
+    try:
+        return json.loads(text.strip().splitlines()[-1])
+    except json.JSONDecodeError:
+        return None
+
+
+def max_diff(got_path: Path, ref_path: Path) -> str:
+    """The largest |tcc - reference| over the outputs both archives hold, as text."""
+    try:
+        got, ref = np.load(got_path), np.load(ref_path)
+    except OSError:
+        return "—"
+    worst = None
+    for name in got.files:
+        if name not in ref.files:
+            continue
+        a, b = got[name], ref[name]
+        if a.shape != b.shape:
+            return f"shape {list(a.shape)} ≠ {list(b.shape)}"
+        d = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+        worst = d if worst is None else max(worst, d)
+    return "—" if worst is None else f"{worst:.1e}"
+
+
+def ms(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def minilm_section(d: Path, machine: dict) -> list[str]:
+    compile_ok = (d / "minilm-l6" / "minilm-l6.so").exists()
+    compile_reason = None if compile_ok else last_lines(d / "minilm-l6" / "compile.log")
+    threads = machine.get("threads", "2")
+    lines = [
+        f"### minilm-l6, {threads} threads (median of {machine.get('runs', '?')} runs after "
+        f"{machine.get('warmup', '?')} warm-up runs)",
+        "",
+        "| case | inputs | ONNX Runtime median ms (min–max) | tcc median ms (min–max) "
+        "| tcc / ORT | target | tcc max abs diff vs reference |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for case in CASES:
+        ort = read_json(d / "minilm-l6" / f"{case}.ort.json")
+        tcc = None
+        tcc_text = read_text(d / "minilm-l6" / f"{case}.tcc.txt")
+        if tcc_text and tcc_text.strip():
+            m = TCC_LINE.match(tcc_text.strip().splitlines()[-1])
+            if m:
+                tcc = {
+                    "threads": int(m.group(2)),
+                    "min": float(m.group(3)),
+                    "median": float(m.group(4)),
+                    "max": float(m.group(5)),
+                }
+        inputs = (
+            ", ".join(f"{k} {v}" for k, v in sorted(ort["inputs"].items()) if k == "input_ids")
+            if ort
+            else "—"
+        )
+        ort_cell = (
+            f"{ms(ort['median_ms'])} ({ms(ort['min_ms'])}–{ms(ort['max_ms'])})"
+            if ort
+            else "missing"
+        )
+        if tcc:
+            tcc_cell = f"{ms(tcc['median'])} ({ms(tcc['min'])}–{ms(tcc['max'])})"
+        elif not compile_ok:
+            tcc_cell = "missing (tcc compile failed)"
+        else:
+            tcc_cell = "missing (tcc bench failed)"
+            notes.append(
+                f"- tcc bench on {case}: "
+                + last_lines(d / "minilm-l6" / f"{case}.tcc.log")
+            )
+        if not ort:
+            notes.append(
+                f"- ONNX Runtime on {case}: " + last_lines(d / "minilm-l6" / f"{case}.ort.log")
+            )
+        ratio = tcc["median"] / ort["median_ms"] if tcc and ort else None
+        if case in SPEED_TARGET_CASES:
+            target = "tcc/ORT ≤ 1: " + (
+                "—" if ratio is None else ("met" if ratio <= 1.0 else "not met")
+            )
+        else:
+            target = "(none)"
+        diff = max_diff(
+            d / "minilm-l6" / f"{case}.tcc-out.npz",
+            Path(machine.get("models", "")) / "minilm-l6" / f"ref_{case}.npz",
+        )
+        lines.append(
+            f"| {case} | {inputs} | {ort_cell} | {tcc_cell} | "
+            f"{'—' if ratio is None else f'{ratio:.2f}'} | {target} | {diff} |"
+        )
+        if tcc and str(tcc["threads"]) != str(threads):
+            notes.append(f"- tcc ran {case} on {tcc['threads']} threads, not {threads}.")
+    if compile_reason:
+        notes.insert(0, f"- `tcc compile` of minilm-l6 failed: {compile_reason}")
+    if notes:
+        lines += ["", *notes]
+    return lines
+
+
+def gemm_section(d: Path) -> list[str]:
+    text = read_text(d / "gemm_bench.txt") or ""
+    paths = []  # (name, cpu, lanes, peak, {(size, threads): gflops})
+    for line in text.splitlines():
+        if m := PEAK_LINE.match(line):
+            paths.append((m.group(1), m.group(2), int(m.group(3)), float(m.group(4)), {}))
+        elif (m := GEMM_LINE.match(line)) and paths:
+            paths[-1][4][(int(m.group(1)), int(m.group(2)))] = float(m.group(3))
+    blas = read_json(d / "blas.json")
+    numpy = {(r["size"], r["threads"]): r["gflops"] for r in blas["results"]} if blas else {}
+
+    lines = [
+        "### f32 GEMM, N x N x N (GFLOP/s = 2 N³ / best time)",
+        "",
+    ]
+    if not paths:
+        lines.append(
+            "tcc's GEMM and the FMA peak: missing (gemm_bench did not run: "
+            + last_lines(d / "gemm_bench.build.log")
+            + " / "
+            + last_lines(d / "gemm_bench.log")
+            + ")."
+        )
+        lines.append("")
+    for name, cpu, lanes, peak, _ in paths:
+        lines.append(
+            f"- tcc `{name}` path ({cpu}, {lanes} f32 lanes): measured FMA peak "
+            f"**{peak:.1f} GFLOP/s per core**."
+        )
+    if blas:
+        for pool in blas["blas"]:
+            lines.append(
+                f"- numpy {blas['numpy']}: {pool.get('internal_api')} {pool.get('version')} "
+                f"({pool.get('prefix')}), threading {pool.get('threading_layer')}, kernel "
+                f"architecture **{pool.get('architecture')}** (threadpoolctl)"
+                + (f"; environment {blas['env']}" if blas.get("env") else "")
+                + "."
+            )
+    else:
+        lines.append(
+            "- numpy's BLAS: missing (" + last_lines(d / "blas.log") + ")."
+        )
+    lines += [
+        "",
+        "| N | threads | peak (threads × core) | "
+        + " | ".join(f"tcc {name} | % of peak" for name, *_ in paths)
+        + (" | " if paths else "")
+        + "numpy | tcc/numpy | target (1024: ≥ 80% of peak; ≥ 0.95 × numpy) |",
+        "|---|---|---|" + "---|---|" * len(paths) + "---|---|---|",
+    ]
+    for size in (256, 512, 1024):
+        for threads in (1, 2):
+            cells = [str(size), str(threads)]
+            host_peak = paths[0][3] * threads if paths else None
+            cells.append("—" if host_peak is None else f"{host_peak:.1f}")
+            for _, _, _, peak, rows in paths:
+                g = rows.get((size, threads))
+                cells.append("missing" if g is None else f"{g:.1f}")
+                cells.append("—" if g is None else f"{100 * g / (peak * threads):.1f}%")
+            n = numpy.get((size, threads))
+            cells.append("missing" if n is None else f"{n:.1f}")
+            first = paths[0][4].get((size, threads)) if paths else None
+            cells.append("—" if first is None or n is None else f"{first / n:.2f}")
+            if size == 1024 and first is not None and host_peak:
+                peak_ok = first / host_peak >= GEMM_PEAK_TARGET
+                cell = "peak: " + ("met" if peak_ok else "not met")
+                if n is not None:
+                    cell += "; BLAS: " + ("met" if first / n >= GEMM_BLAS_TARGET else "not met")
+                cells.append(cell)
+            else:
+                cells.append("")
+            lines.append("| " + " | ".join(cells) + " |")
+    if paths:
+        lines += [
+            "",
+            f"tcc/numpy and the target use the `{paths[0][0]}` path; its peak is the one in the "
+            "peak column.",
+        ]
+    return lines
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: report.py DIR")
+    d = Path(sys.argv[1])
+    machine = {}
+    for line in (read_text(d / "machine.txt") or "").splitlines():
+        key, _, value = line.partition("=")
+        machine[key] = value
+    ort = next(
+        (j for c in CASES if (j := read_json(d / "minilm-l6" / f"{c}.ort.json"))), None
+    )
+    out = [
+        f"## tcc benchmarks: {machine.get('cpu', 'unknown CPU')}, {machine.get('date', '?')}",
+        "",
+        f"One machine's figures: {machine.get('cpu', '?')} ({machine.get('cpu_id', '?')}; "
+        f"{machine.get('cpu_flags', '?')}), {machine.get('logical_cpus', '?')} "
+        f"logical CPUs, Linux {machine.get('kernel', '?')}; {machine.get('tcc', 'tcc')} at "
+        f"commit {machine.get('commit', '?')}"
+        + (f"; ONNX Runtime {ort['version']}" if ort else "")
+        + ".",
+        "",
+        *minilm_section(d, machine),
+        "",
+        *gemm_section(d),
+    ]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
