@@ -1,5 +1,6 @@
 //! `tcc interpret`: runs a model in the reference interpreter on npz inputs.
 
+use crate::expected::ExpectedArgs;
 use crate::files;
 use crate::import_args::ImportArgs;
 use crate::pipeline::{self, PipelineArgs};
@@ -66,18 +67,8 @@ pub struct Args {
     #[arg(long, short = 'o', value_name = "OUT.npz")]
     pub output: PathBuf,
 
-    /// Compare the outputs with the arrays of the same names in REF.npz.
-    #[arg(long, value_name = "REF.npz")]
-    pub expected: Option<PathBuf>,
-
-    /// The tolerance of --expected, relative to max(1, max|ref|) per output.
-    #[arg(
-        long,
-        value_name = "TOL",
-        default_value_t = 1e-4,
-        requires = "expected"
-    )]
-    pub tolerance: f64,
+    #[command(flatten)]
+    pub expected: ExpectedArgs,
 
     #[command(flatten)]
     pub import: ImportArgs,
@@ -88,20 +79,10 @@ pub struct Args {
 
 /// Runs `tcc interpret`.
 pub fn run(args: Args) -> Result<()> {
-    if args.tolerance.is_nan() || args.tolerance < 0.0 {
-        bail!(
-            "--tolerance must be a non-negative number, not {}",
-            args.tolerance
-        );
-    }
+    let reference = args.expected.read()?;
     let start = Instant::now();
     let (mut graph, import_time) = files::load_graph(&args.model, &args.import.options())?;
     let arrays = files::read_npz(&args.inputs, "the inputs")?;
-    // Read the reference up front, so that a bad path fails before the run.
-    let reference = match &args.expected {
-        Some(path) => Some(files::read_npz(path, "the expected outputs")?),
-        None => None,
-    };
     let inputs = pick_inputs(&graph, arrays, &args.inputs)?;
 
     let t = Instant::now();
@@ -132,83 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         files::ms(pass_time),
         files::ms(run_time),
     );
-    if let (Some(path), Some(reference)) = (&args.expected, reference) {
-        check(&outputs, reference, path, args.tolerance)?;
-    }
-    Ok(())
-}
-
-/// Compares outputs with a reference: a line per output on stderr, and an
-/// error naming every output that differs.
-fn check(
-    outputs: &[(String, Tensor)],
-    reference: Vec<(String, Tensor)>,
-    path: &std::path::Path,
-    tolerance: f64,
-) -> Result<()> {
-    let reference: HashMap<String, Tensor> = reference.into_iter().collect();
-    let mut compared = 0;
-    let mut failures = Vec::new();
-    for (name, got) in outputs {
-        let Some(want) = reference.get(name) else {
-            eprintln!("tcc: {name}: not in `{}`, not checked", path.display());
-            continue;
-        };
-        compared += 1;
-        if got.dtype() != want.dtype() || got.shape() != want.shape() {
-            failures.push(format!(
-                "output `{name}` is {}{:?} but `{}` has {}{:?}",
-                got.dtype(),
-                got.shape(),
-                path.display(),
-                want.dtype(),
-                want.shape()
-            ));
-            continue;
-        }
-        let (g, w) = (got.data().to_f64_vec(), want.data().to_f64_vec());
-        let scale = w
-            .iter()
-            .filter(|x| x.is_finite())
-            .fold(1.0f64, |m, x| m.max(x.abs()));
-        let tol = tolerance * scale;
-        // The worst element; NaN where exactly one side is NaN counts as infinitely far.
-        let (mut at, mut diff) = (0usize, 0.0f64);
-        for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-            let d = if (a.is_nan() && b.is_nan()) || a == b {
-                0.0
-            } else if a.is_nan() || b.is_nan() {
-                f64::INFINITY
-            } else {
-                (a - b).abs()
-            };
-            if d > diff {
-                (at, diff) = (i, d);
-            }
-        }
-        let ok = diff <= tol;
-        eprintln!(
-            "tcc: {name}: max |diff| {diff:.3e} (tolerance {tol:.3e}): {}",
-            if ok { "ok" } else { "MISMATCH" }
-        );
-        if !ok {
-            failures.push(format!(
-                "output `{name}` differs from `{}`: element {at} is {} but should be {} (|diff| {diff:.3e} > {tol:.3e})",
-                path.display(),
-                g[at],
-                w[at]
-            ));
-        }
-    }
-    if compared == 0 {
-        bail!(
-            "no output of the model is in `{}`: nothing was checked",
-            path.display()
-        );
-    }
-    if !failures.is_empty() {
-        bail!("{}", failures.join("; "));
-    }
+    args.expected.check(&outputs, reference)?;
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! `tcc run`: runs a compiled model library on inputs from an npz archive and writes its
 //! outputs to another, through the library's public C API only.
 
+use crate::expected::ExpectedArgs;
 use crate::files;
 use crate::model_lib::ModelLib;
 use anyhow::{Context, Result};
@@ -15,7 +16,11 @@ C API only; its input checks and error messages are reported as they are.
 
 The prefix of the library's functions is found in the library itself (it
 exports exactly one model API); --prefix names it explicitly, which is needed
-only for a library with several models linked in.";
+only for a library with several models linked in.
+
+With --expected REF.npz the outputs are compared with the arrays of the same
+names in REF.npz, as `tcc interpret --expected` does: each element within
+TOL * max(1, max|ref|), TOL 1e-4 unless --tolerance says otherwise.";
 
 /// Arguments of `tcc run`.
 #[derive(clap::Args, Debug)]
@@ -40,10 +45,14 @@ pub struct Args {
     /// The prefix of the library's functions (default: found in the library).
     #[arg(long, value_name = "NAME")]
     pub prefix: Option<String>,
+
+    #[command(flatten)]
+    pub expected: ExpectedArgs,
 }
 
 /// Runs `tcc run`.
 pub fn run(args: Args) -> Result<()> {
+    let reference = args.expected.read()?;
     let lib = ModelLib::load(&args.library, args.prefix.as_deref())?;
     let arrays = files::read_npz(&args.inputs, "the inputs")?;
     let inputs = lib.bind(arrays, &args.inputs)?;
@@ -61,5 +70,5 @@ pub fn run(args: Args) -> Result<()> {
         session.num_threads(),
         files::ms(took)
     );
-    Ok(())
+    args.expected.check(&outputs, reference)
 }

@@ -432,15 +432,21 @@ fn a_missing_npz_is_named() {
 }
 
 #[test]
-fn interpret_checks_against_a_reference() {
+fn interpret_and_run_check_against_a_reference() {
     let dir = scratch("expected");
     let model = example("model.onnx");
     let inputs = example("inputs.npz");
     let out = dir.join("out.npz");
-    let run = |reference: &Path| {
+    let library = dir.join("model.so");
+    let o = tcc(&["compile", p(&model), "-o", p(&library)]);
+    assert!(o.status.success(), "the example compiles:\n{}", stderr(&o));
+    // `interpret` reads the model, `run` the compiled library; both take
+    // `--expected` with the same meaning.
+    let check = |command: &str, reference: &Path| {
+        let subject = if command == "run" { &library } else { &model };
         tcc(&[
-            "interpret",
-            p(&model),
+            command,
+            p(subject),
             "--inputs",
             p(&inputs),
             "--output",
@@ -449,9 +455,6 @@ fn interpret_checks_against_a_reference() {
             p(reference),
         ])
     };
-    let o = run(&example("expected.npz"));
-    assert!(o.status.success(), "the example matches:\n{}", stderr(&o));
-    assert!(stderr(&o).contains("last_hidden_state: max |diff|"));
 
     // A reference with one element moved by 0.01 is caught and named.
     let mut reference = tcc_npz::read_npz(&example("expected.npz")).expect("read");
@@ -464,8 +467,18 @@ fn interpret_checks_against_a_reference() {
     *hidden = Tensor::from_vec(hidden.shape().to_vec(), values).expect("same shape");
     let bad = dir.join("off-by-a-bit.npz");
     tcc_npz::write_npz(&bad, &reference).expect("write");
-    let o = run(&bad);
-    assert_fails_naming(&o, &["last_hidden_state", "off-by-a-bit.npz", "element 5"]);
+
+    for command in ["interpret", "run"] {
+        let o = check(command, &example("expected.npz"));
+        assert!(
+            o.status.success(),
+            "{command}: the example matches:\n{}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("last_hidden_state: max |diff|"));
+        let o = check(command, &bad);
+        assert_fails_naming(&o, &["last_hidden_state", "off-by-a-bit.npz", "element 5"]);
+    }
 }
 
 #[test]
