@@ -75,15 +75,39 @@ pub fn strides(shape: &Shape) -> Vec<Dim> {
 }
 
 /// The strides that read `shape` broadcast (numpy, right-aligned) to an index of rank `rank`.
+///
+/// An axis of size 1 broadcasts with stride 0. A symbolic size may be 1 at run time (the IR
+/// types `[s]` against `[t]` as `[max(s, t)]`, and `[s]` against `[5]` as `[5]`), so its
+/// stride is `stride * min(d - 1, 1)`: 0 when `d` is 1, the stride otherwise (sizes are at
+/// least 1).
 pub fn bcast_strides(shape: &Shape, rank: usize) -> Vec<Dim> {
+    bcast_strides_impl(shape, rank, None)
+}
+
+/// [`bcast_strides`] to the index space `out`: an axis whose size is the output's (the same
+/// [`Dim`]) keeps its plain stride, so a contiguous operand stays contiguous (if the size is 1
+/// at run time, so is the output's, and the index is always 0).
+pub fn bcast_strides_to(shape: &Shape, out: &[Dim]) -> Vec<Dim> {
+    bcast_strides_impl(shape, out.len(), Some(out))
+}
+
+fn bcast_strides_impl(shape: &Shape, rank: usize, out_dims: Option<&[Dim]>) -> Vec<Dim> {
     let own = strides(shape);
     let lead = rank - shape.rank().min(rank);
+    let skip = shape.rank() - shape.rank().min(rank);
     let mut out = vec![Dim::constant(0); rank];
     for a in 0..shape.rank().min(rank) {
-        let d = &shape.dims()[a + shape.rank() - shape.rank().min(rank)];
-        if !d.is(1) {
-            out[lead + a] = own[a + shape.rank() - shape.rank().min(rank)].clone();
-        }
+        let d = &shape.dims()[a + skip];
+        let stride = &own[a + skip];
+        out[lead + a] = match d.as_const() {
+            Some(1) => Dim::constant(0),
+            Some(_) => stride.clone(),
+            None if out_dims.is_some_and(|o| &o[lead + a] == d) => stride.clone(),
+            None => {
+                let one = Dim::constant(1);
+                stride.mul(&d.sub(&one).min_dim(&one))
+            }
+        };
     }
     out
 }
@@ -415,7 +439,6 @@ pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim>
 fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<Parallel> {
     let out_ty = graph.ty(step.node);
     let out_shape = &out_ty.shape;
-    let rank = out_shape.rank();
     let numel = out_shape.numel();
     let rows_of = |s: &Shape| -> Dim {
         match s.dims().split_last() {
@@ -442,7 +465,7 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
             for &leaf in &step.inputs {
                 acc.push((
                     zero,
-                    c.dim_list(&bcast_strides(&graph.ty(leaf).shape, rank))?,
+                    c.dim_list(&bcast_strides_to(&graph.ty(leaf).shape, out_shape.dims()))?,
                 ));
             }
             let dtype = out_ty.dtype;
@@ -729,7 +752,7 @@ fn op_body<'ctx>(
             Ok(elementwise)
         }
         Op::Expand { .. } => {
-            copy_with(c, zero, bcast_strides(&in_ty(0).shape, rank))?;
+            copy_with(c, zero, bcast_strides_to(&in_ty(0).shape, out_shape.dims()))?;
             Ok(elementwise)
         }
         Op::Slice {

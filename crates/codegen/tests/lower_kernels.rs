@@ -1,0 +1,1219 @@
+//! Every lowered kernel against the interpreter, on the host's widest vector path and on AVX2.
+//!
+//! Each test is one [`Case`]: IR text with symbolic dims, compiled once per target by
+//! `lower::compile` into a model library, then run through the C API at a battery of sizes
+//! (1, 7, 17, 33, 127 and larger) on seeded random inputs and compared, output by output, with
+//! `tcc_ir::interp::run`. Several ops share one module where that keeps coverage, since LLVM's
+//! compile time dominates. The tolerance of each family is stated and justified where it is
+//! set.
+//!
+//! Heavy (LLVM at -O3, two targets per case): `cargo test --release -p tcc-codegen --test
+//! lower_kernels`.
+
+#[path = "support/lowered.rs"]
+mod lowered;
+
+use lowered::{Case, Gen, Len, Tol};
+
+/// The sizes a symbolic axis runs at: below, at and above the vector widths and the GEMM tiles.
+const SIZES: [i64; 7] = [1, 7, 17, 33, 127, 300, 1031];
+
+/// Transcendental functions: the kernel calls the C library in `f64` and rounds once, as the
+/// interpreter does, but the interpreter's `erf` is the `libm` crate's (a port of musl) while
+/// the kernel's is glibc's; the two differ by at most an ulp of `f64`, which can flip the
+/// rounding to `f32` by one ulp. Chained through another op the ulp can grow by that op's
+/// condition number, so two ulps (and a tiny absolute floor for results near zero).
+const LIBM: Tol = Tol::Ulps {
+    ulps: 2,
+    abs: 1e-30,
+};
+
+#[test]
+fn fused_arithmetic_broadcasts_exactly() {
+    // `+ - * /`, min, max, neg, abs, relu, sign, floor, ceil, round, sqrt and reciprocal round
+    // once per op in the element type, as the interpreter does (f64 then one rounding gives
+    // the same correctly rounded f32): exact. Operands broadcast over ranks 0 to 4, size-1
+    // axes, a scalar input and scalar constants.
+    Case::new(
+        "fused_arithmetic",
+        r#"
+graph(%a: f32[n, 3, 7, 17], %b: f32[17], %c: f32[n, 1, 1, 17], %d: f32[3, 7, 1], %s: f32[], %e: f32[n, 3, 7, 17]) {
+  %half = const [0.5] : f32[]
+  %t0 = add(%a, %b) : f32[n, 3, 7, 17]
+  %t1 = mul(%t0, %c) : f32[n, 3, 7, 17]
+  %t2 = sub(%t1, %d) : f32[n, 3, 7, 17]
+  %t3 = div(%t2, %s) : f32[n, 3, 7, 17]
+  %t4 = mul(%t3, %half) : f32[n, 3, 7, 17]
+  %t5 = max(%t4, %e) : f32[n, 3, 7, 17]
+  %t6 = min(%t5, %b) : f32[n, 3, 7, 17]
+  %u0 = neg(%t6) : f32[n, 3, 7, 17]
+  %u1 = abs(%t2) : f32[n, 3, 7, 17]
+  %u2 = sqrt(%u1) : f32[n, 3, 7, 17]
+  %u3 = reciprocal(%c) : f32[n, 1, 1, 17]
+  %u4 = floor(%t1) : f32[n, 3, 7, 17]
+  %u5 = ceil(%t1) : f32[n, 3, 7, 17]
+  %u6 = round(%t1) : f32[n, 3, 7, 17]
+  %u7 = sign(%d) : f32[3, 7, 1]
+  %u8 = relu(%t2) : f32[n, 3, 7, 17]
+  %u9 = add(%u8, %u7) : f32[n, 3, 7, 17]
+  %v0 = mod(%a, %d) : f32[n, 3, 7, 17]
+  %v1 = fmod(%a, %d) : f32[n, 3, 7, 17]
+  return %y0 = %u0
+  return %y1 = %u2
+  return %y2 = %u3
+  return %y3 = %u4
+  return %y4 = %u5
+  return %y5 = %u6
+  return %y6 = %u9
+  return %y7 = %v0
+  return %y8 = %v1
+}
+"#,
+    )
+    .sizes("n", &[1, 2, 5, 17, 127])
+    .input("s", Gen::Float(0.25, 2.0))
+    .check();
+}
+
+#[test]
+fn fused_transcendentals() {
+    Case::new(
+        "fused_transcendentals",
+        r#"
+graph(%x: f32[n, 17], %p: f32[n, 17], %w: f64[n]) {
+  %one = const [1.0] : f32[]
+  %e = exp(%x) : f32[n, 17]
+  %ax = abs(%x) : f32[n, 17]
+  %l0 = add(%ax, %one) : f32[n, 17]
+  %l = log(%l0) : f32[n, 17]
+  %t = tanh(%x) : f32[n, 17]
+  %s = sigmoid(%x) : f32[n, 17]
+  %er = erf(%x) : f32[n, 17]
+  %si = sin(%x) : f32[n, 17]
+  %co = cos(%x) : f32[n, 17]
+  %at = atan(%x) : f32[n, 17]
+  %sh = sinh(%x) : f32[n, 17]
+  %as = asinh(%x) : f32[n, 17]
+  %pw = pow(%p, %x) : f32[n, 17]
+  %we = exp(%w) : f64[n]
+  %wt = tanh(%w) : f64[n]
+  return %exp = %e
+  return %log = %l
+  return %tanh = %t
+  return %sigmoid = %s
+  return %erf = %er
+  return %sin = %si
+  return %cos = %co
+  return %atan = %at
+  return %sinh = %sh
+  return %asinh = %as
+  return %pow = %pw
+  return %exp64 = %we
+  return %tanh64 = %wt
+}
+"#,
+    )
+    .sizes("n", &[1, 7, 33])
+    .input("p", Gen::Float(0.1, 4.0))
+    .tol(LIBM)
+    .check();
+}
+
+#[test]
+fn fused_integers_bools_comparisons_where_and_casts() {
+    // Integer ops wrap to the element type after each op and bools are exact: no rounding
+    // anywhere, so exact. Divisors are drawn without zero (`dv` in 1..=9, negated for `dn`).
+    Case::new(
+        "fused_integers",
+        r#"
+graph(%a: i64[n, 5], %dv: i64[5], %c: i32[n, 5], %d: i32[n, 1], %p: i8[n, 5], %q: u8[n, 5], %m: bool[n, 5], %k: bool[5], %x: f32[n, 5], %z: f32[n, 5], %e: i64[n, 5]) {
+  %dn = neg(%dv) : i64[5]
+  %a0 = add(%a, %dv) : i64[n, 5]
+  %a1 = mul(%a0, %a) : i64[n, 5]
+  %a2 = div(%a1, %dn) : i64[n, 5]
+  %a3 = mod(%a1, %dn) : i64[n, 5]
+  %a4 = fmod(%a1, %dn) : i64[n, 5]
+  %a5 = min(%a2, %a3) : i64[n, 5]
+  %a6 = max(%a5, %a4) : i64[n, 5]
+  %a7 = sign(%a6) : i64[n, 5]
+  %a8 = abs(%a1) : i64[n, 5]
+  %a9 = relu(%a2) : i64[n, 5]
+  %b0 = add(%a8, %a9) : i64[n, 5]
+  %b1 = sub(%b0, %a7) : i64[n, 5]
+  %c0 = mul(%c, %c) : i32[n, 5]
+  %c1 = add(%c0, %d) : i32[n, 5]
+  %p0 = mul(%p, %p) : i8[n, 5]
+  %p1 = neg(%p0) : i8[n, 5]
+  %q0 = sub(%q, %q) : u8[n, 5]
+  %q1 = mul(%q, %q) : u8[n, 5]
+  %q2 = sub(%q0, %q1) : u8[n, 5]
+  %lt = less(%x, %z) : bool[n, 5]
+  %ge = greater_equal(%a, %dv) : bool[n, 5]
+  %eq = equal(%c, %d) : bool[n, 5]
+  %l0 = and(%lt, %m) : bool[n, 5]
+  %l1 = or(%l0, %k) : bool[n, 5]
+  %l2 = xor(%l1, %ge) : bool[n, 5]
+  %l3 = not(%l2) : bool[n, 5]
+  %l4 = or(%l3, %eq) : bool[n, 5]
+  %w0 = where(%k, %x, %z) : f32[n, 5]
+  %w1 = where(%l4, %a, %e) : i64[n, 5]
+  %w2 = where(%m, %x, %w0) : f32[n, 5]
+  %pe = const [2] : i64[]
+  %pw = pow(%a, %pe) : i64[n, 5]
+  return %y_b1 = %b1
+  return %y_c1 = %c1
+  return %y_p1 = %p1
+  return %y_q2 = %q2
+  return %y_l4 = %l4
+  return %y_w1 = %w1
+  return %y_w2 = %w2
+  return %y_pw = %pw
+}
+"#,
+    )
+    .sizes("n", &[1, 7, 33, 300])
+    .input("a", Gen::Int(-1000, 1000))
+    .input("dv", Gen::Int(1, 9))
+    .input("c", Gen::Int(-2_000_000_000, 2_000_000_000))
+    .input("d", Gen::Int(-2_000_000_000, 2_000_000_000))
+    .input("p", Gen::Int(-128, 127))
+    .input("q", Gen::Int(0, 255))
+    .input("e", Gen::Int(-3, 3))
+    .input("x", Gen::Float(-2.0, 2.0))
+    .input("z", Gen::Float(-2.0, 2.0))
+    .check();
+}
+
+#[test]
+fn casts_between_every_kind_of_dtype() {
+    // Casts are exact functions of their operand: float to int truncates toward zero and
+    // saturates (then wraps to narrower types), int to float rounds once; exact.
+    Case::new(
+        "casts",
+        r#"
+graph(%x: f32[n, 9], %i: i64[n, 9], %b: bool[n, 9], %h: f64[n, 9], %u: u8[n, 9]) {
+  %x0 = cast<to=i32>(%x) : i32[n, 9]
+  %x1 = cast<to=i8>(%x) : i8[n, 9]
+  %x2 = cast<to=u8>(%x) : u8[n, 9]
+  %x3 = cast<to=i64>(%x) : i64[n, 9]
+  %x4 = cast<to=bool>(%x) : bool[n, 9]
+  %x5 = cast<to=f64>(%x) : f64[n, 9]
+  %i0 = cast<to=f32>(%i) : f32[n, 9]
+  %i1 = cast<to=i8>(%i) : i8[n, 9]
+  %i2 = cast<to=bool>(%i) : bool[n, 9]
+  %b0 = cast<to=f32>(%b) : f32[n, 9]
+  %b1 = cast<to=i64>(%b) : i64[n, 9]
+  %h0 = cast<to=f32>(%h) : f32[n, 9]
+  %h1 = cast<to=i32>(%h) : i32[n, 9]
+  %u0 = cast<to=i8>(%u) : i8[n, 9]
+  %u1 = cast<to=f32>(%u) : f32[n, 9]
+  %s0 = add(%x0, %x0) : i32[n, 9]
+  return %y0 = %s0
+  return %y1 = %x1
+  return %y2 = %x2
+  return %y3 = %x3
+  return %y4 = %x4
+  return %y5 = %x5
+  return %y6 = %i0
+  return %y7 = %i1
+  return %y8 = %i2
+  return %y9 = %b0
+  return %y10 = %b1
+  return %y11 = %h0
+  return %y12 = %h1
+  return %y13 = %u0
+  return %y14 = %u1
+}
+"#,
+    )
+    .sizes("n", &[1, 17, 127])
+    .input("x", Gen::Float(-400.0, 400.0))
+    .input("h", Gen::Float(-1e10, 1e10))
+    .input("i", Gen::Int(-100_000_000_000, 100_000_000_000))
+    .input("u", Gen::Int(0, 255))
+    .check();
+}
+
+#[test]
+fn pow_with_an_exponent_of_another_dtype() {
+    // `pow` takes its exponent in any numeric dtype; a float result rounds once from f64
+    // (LIBM), an integer to a non-negative integer power is exact and wraps (checked exactly:
+    // LIBM's tolerance is in ulps of the result, which for integers is bit-exactness).
+    Case::new(
+        "pow_mixed",
+        r#"
+graph(%x: f32[n, 3], %e: i64[n, 3], %f: f32[3], %c: i32[n, 3], %g: i64[n, 3]) {
+  %p0 = pow(%x, %e) : f32[n, 3]
+  %p1 = pow(%e, %f) : i64[n, 3]
+  %p2 = pow(%c, %g) : i32[n, 3]
+  return %y0 = %p0
+  return %y1 = %p1
+  return %y2 = %p2
+}
+"#,
+    )
+    .sizes("n", &[1, 7, 33])
+    .input("c", Gen::Int(-50, 50))
+    .input("g", Gen::Int(-2, 40))
+    .input("x", Gen::Float(0.5, 2.0))
+    .input("e", Gen::Int(0, 4))
+    .input("f", Gen::Float(0.0, 2.0))
+    .tol(LIBM)
+    .check();
+}
+
+/// One GEMM of [`gemm_const_b_with_epilogues`]: `act(a_k · w_k_n + bias)`.
+struct ConstGemm {
+    k: usize,
+    n: usize,
+    bias: bool,
+    /// `none`, `relu`, `gelu_a` (`(x * 0.5) * (1 + erf(x / sqrt 2))`) or `gelu_b`
+    /// (`(x * (erf(x * 1/sqrt 2) + 1)) * 0.5`).
+    act: &'static str,
+}
+
+#[test]
+fn gemm_const_b_with_epilogues() {
+    // A MatMul by a constant f32 B is the packed-B GEMM, with a following bias Add and a Relu
+    // or exact GELU folded into its epilogue (checked: one step per GEMM). The GEMM sums k
+    // products in f32 with FMA in its own order, the interpreter in order of k without FMA:
+    // each result has at most (k + 2) roundings of relative size 2^-24 on partial sums bounded
+    // by Σ|a·b| + |bias| (the bound graph), so |got - want| <= (k + 2) 2^-24 M. Relu is
+    // 1-Lipschitz. GELU's slope is at most 1.13, and the GEMM's vector erf is within 3e-7 of
+    // the true one, which moves 0.5 x (1 + erf) by at most 1.5e-7 |x| <= 1.5e-7 M; the
+    // interpreter's own roundings of 0.5 x, erf and 1 + erf add about 3 2^-24 M: 2e-7 M in all.
+    let gemms = [
+        ConstGemm {
+            k: 1,
+            n: 1,
+            bias: false,
+            act: "none",
+        },
+        ConstGemm {
+            k: 1,
+            n: 300,
+            bias: true,
+            act: "none",
+        },
+        ConstGemm {
+            k: 7,
+            n: 17,
+            bias: true,
+            act: "relu",
+        },
+        ConstGemm {
+            k: 17,
+            n: 7,
+            bias: false,
+            act: "gelu_a",
+        },
+        ConstGemm {
+            k: 33,
+            n: 127,
+            bias: true,
+            act: "gelu_b",
+        },
+        ConstGemm {
+            k: 127,
+            n: 33,
+            bias: false,
+            act: "relu",
+        },
+        ConstGemm {
+            k: 300,
+            n: 300,
+            bias: true,
+            act: "gelu_a",
+        },
+        ConstGemm {
+            k: 300,
+            n: 1,
+            bias: false,
+            act: "none",
+        },
+        ConstGemm {
+            k: 17,
+            n: 33,
+            bias: true,
+            act: "none",
+        },
+    ];
+    let ks = [1, 7, 17, 33, 127, 300];
+    let mut inputs: Vec<String> = ks.iter().map(|k| format!("%a{k}: f32[m, {k}]")).collect();
+    inputs.push("%ab: f32[b, m, 33]".into());
+    let header = format!("graph({}) {{", inputs.join(", "));
+    let mut ir = vec![
+        header.clone(),
+        "  %half = const [0.5] : f32[]".into(),
+        "  %one = const [1.0] : f32[]".into(),
+        "  %sqrt2 = const [1.4142135] : f32[]".into(),
+        "  %rsqrt2 = const [0.70710677] : f32[]".into(),
+    ];
+    let mut bound = vec![header];
+    let mut returns = Vec::new();
+    let mut bound_returns = Vec::new();
+    let mut weights = Vec::new();
+    let mut tols = Vec::new();
+    for (g, gemm) in gemms.iter().enumerate() {
+        let (k, n) = (gemm.k, gemm.n);
+        let ty = format!("f32[m, {n}]");
+        let w = format!("w{g}");
+        weights.push((w.clone(), lowered::random_f32(&[k, n], &w, -1.0, 1.0)));
+        ir.push(format!("  %{w} = const @\"{w}\" : f32[{k}, {n}]"));
+        ir.push(format!("  %h{g} = matmul(%a{k}, %{w}) : {ty}"));
+        bound.push(format!("  %{w} = const @\"{w}\" : f32[{k}, {n}]"));
+        bound.push(format!("  %aa{g} = abs(%a{k}) : f32[m, {k}]"));
+        bound.push(format!("  %aw{g} = abs(%{w}) : f32[{k}, {n}]"));
+        bound.push(format!("  %m{g} = matmul(%aa{g}, %aw{g}) : {ty}"));
+        let mut x = format!("%h{g}");
+        let mut m = format!("%m{g}");
+        if gemm.bias {
+            let b = format!("bias{g}");
+            let shape = if g % 2 == 0 {
+                format!("[{n}]")
+            } else {
+                format!("[1, {n}]")
+            };
+            let bt = lowered::random_f32(&[n], &b, -1.0, 1.0);
+            let bt = if g % 2 == 0 {
+                bt
+            } else {
+                bt.reshape(vec![1, n]).unwrap()
+            };
+            weights.push((b.clone(), bt));
+            ir.push(format!("  %{b} = const @\"{b}\" : f32{shape}"));
+            ir.push(format!("  %c{g} = add({x}, %{b}) : {ty}"));
+            bound.push(format!("  %{b} = const @\"{b}\" : f32{shape}"));
+            bound.push(format!("  %ab{g} = abs(%{b}) : f32{shape}"));
+            bound.push(format!("  %mb{g} = add({m}, %ab{g}) : {ty}"));
+            x = format!("%c{g}");
+            m = format!("%mb{g}");
+        }
+        let (mut slope, mut extra) = (1.0, 0.0);
+        match gemm.act {
+            "relu" => {
+                ir.push(format!("  %r{g} = relu({x}) : {ty}"));
+                x = format!("%r{g}");
+            }
+            "gelu_a" => {
+                ir.push(format!("  %s{g} = div({x}, %sqrt2) : {ty}"));
+                ir.push(format!("  %e{g} = erf(%s{g}) : {ty}"));
+                ir.push(format!("  %p{g} = add(%e{g}, %one) : {ty}"));
+                ir.push(format!("  %x{g} = mul({x}, %half) : {ty}"));
+                ir.push(format!("  %g{g} = mul(%x{g}, %p{g}) : {ty}"));
+                x = format!("%g{g}");
+                (slope, extra) = (1.13, 2e-7);
+            }
+            "gelu_b" => {
+                ir.push(format!("  %s{g} = mul({x}, %rsqrt2) : {ty}"));
+                ir.push(format!("  %e{g} = erf(%s{g}) : {ty}"));
+                ir.push(format!("  %p{g} = add(%one, %e{g}) : {ty}"));
+                ir.push(format!("  %x{g} = mul({x}, %p{g}) : {ty}"));
+                ir.push(format!("  %g{g} = mul(%x{g}, %half) : {ty}"));
+                x = format!("%g{g}");
+                (slope, extra) = (1.13, 2e-7);
+            }
+            _ => {}
+        }
+        returns.push(format!("  return %y{g} = {x}"));
+        bound_returns.push(format!("  return %y{g} = {m}"));
+        tols.push((
+            format!("y{g}"),
+            Tol::Gemm {
+                k: Len::Fixed(k),
+                slope,
+                extra,
+            },
+        ));
+    }
+    // A batched A (rank 3) by the constant of GEMM 4.
+    ir.push("  %hb = matmul(%ab, %w4) : f32[b, m, 127]".into());
+    returns.push("  return %yb = %hb".into());
+    bound.push("  %aab = abs(%ab) : f32[b, m, 33]".into());
+    bound.push("  %mbb = matmul(%aab, %aw4) : f32[b, m, 127]".into());
+    bound_returns.push("  return %yb = %mbb".into());
+    tols.push(("yb".into(), Tol::gemm(Len::Fixed(33))));
+    ir.extend(returns);
+    ir.push("}".into());
+    bound.extend(bound_returns);
+    bound.push("}".into());
+    let mut case = Case::new("gemm_const_b", &ir.join("\n"))
+        .bound(&bound.join("\n"))
+        .steps(gemms.len() + 1);
+    for (name, t) in weights {
+        case = case.weight(&name, t);
+    }
+    for (name, tol) in tols {
+        case = case.tol_for(&name, tol);
+    }
+    for m in SIZES {
+        case = case.bind(&[("m", m), ("b", 1 + m % 3)]);
+    }
+    case.check();
+}
+
+#[test]
+fn matmul_of_runtime_operands_at_every_size() {
+    // Both operands known at run time: the runtime-B GEMM packs B per call (GEMM tolerance,
+    // see gemm_const_b_with_epilogues). Every m, n, k in {1, 7, 17, 33, 127, 300}, also with
+    // A read through a Transpose node. f64 and i32 products take the scalar loop, which sums
+    // in the interpreter's order without FMA: exact.
+    let graph_inputs = "%a: f32[m, k], %b: f32[k, n], %at: f32[k, m], %d: f64[m, k], \
+                        %e: f64[k, n], %i: i32[m, k], %j: i32[k, n]";
+    let mut case = Case::new(
+        "matmul_runtime_b",
+        &format!(
+            r#"
+graph({graph_inputs}) {{
+  %y = matmul(%a, %b) : f32[m, n]
+  %ta = transpose<perm=[1, 0]>(%at) : f32[m, k]
+  %yt = matmul(%ta, %b) : f32[m, n]
+  %yd = matmul(%d, %e) : f64[m, n]
+  %yi = matmul(%i, %j) : i32[m, n]
+  return %y = %y
+  return %yt = %yt
+  return %yd = %yd
+  return %yi = %yi
+}}
+"#
+        ),
+    )
+    .bound(&format!(
+        r#"
+graph({graph_inputs}) {{
+  %aa = abs(%a) : f32[m, k]
+  %ab = abs(%b) : f32[k, n]
+  %y = matmul(%aa, %ab) : f32[m, n]
+  %ta = transpose<perm=[1, 0]>(%at) : f32[m, k]
+  %taa = abs(%ta) : f32[m, k]
+  %yt = matmul(%taa, %ab) : f32[m, n]
+  return %y = %y
+  return %yt = %yt
+}}
+"#
+    ))
+    .input("i", Gen::Int(-1000, 1000))
+    .input("j", Gen::Int(-1000, 1000))
+    .tol(Tol::gemm(Len::Sym("k")))
+    .tol_for("yd", Tol::Exact)
+    .tol_for("yi", Tol::Exact);
+    let sizes = [1, 7, 17, 33, 127, 300];
+    for m in sizes {
+        for n in sizes {
+            for k in sizes {
+                case = case.bind(&[("m", m), ("n", n), ("k", k)]);
+            }
+        }
+    }
+    case.check();
+}
+
+#[test]
+fn batched_matmul_broadcasts_batches_and_reads_transposed_b() {
+    // Batched runtime products: equal batches, a rank-2 B broadcast over A's batch, batch dims
+    // of size 1 broadcast both ways, and B read through a Transpose node (GEMM tolerance).
+    let graph_inputs =
+        "%a: f32[bt, m, k], %b: f32[bt, k, n], %b2: f32[k, n], %bt_t: f32[bt, n, k], \
+                        %a4: f32[bt, 1, m, k], %b4: f32[1, c, k, n]";
+    let case = Case::new(
+        "matmul_batched",
+        &format!(
+            r#"
+graph({graph_inputs}) {{
+  %y = matmul(%a, %b) : f32[bt, m, n]
+  %y2 = matmul(%a, %b2) : f32[bt, m, n]
+  %tb = transpose<perm=[0, 2, 1]>(%bt_t) : f32[bt, k, n]
+  %yt = matmul(%a, %tb) : f32[bt, m, n]
+  %y4 = matmul(%a4, %b4) : f32[bt, c, m, n]
+  return %y = %y
+  return %y2 = %y2
+  return %yt = %yt
+  return %y4 = %y4
+}}
+"#
+        ),
+    )
+    .bound(&format!(
+        r#"
+graph({graph_inputs}) {{
+  %aa = abs(%a) : f32[bt, m, k]
+  %ab = abs(%b) : f32[bt, k, n]
+  %ab2 = abs(%b2) : f32[k, n]
+  %abt = abs(%bt_t) : f32[bt, n, k]
+  %aa4 = abs(%a4) : f32[bt, 1, m, k]
+  %ab4 = abs(%b4) : f32[1, c, k, n]
+  %y = matmul(%aa, %ab) : f32[bt, m, n]
+  %y2 = matmul(%aa, %ab2) : f32[bt, m, n]
+  %tb = transpose<perm=[0, 2, 1]>(%abt) : f32[bt, k, n]
+  %yt = matmul(%aa, %tb) : f32[bt, m, n]
+  %y4 = matmul(%aa4, %ab4) : f32[bt, c, m, n]
+  return %y = %y
+  return %y2 = %y2
+  return %yt = %yt
+  return %y4 = %y4
+}}
+"#
+    ))
+    .tol(Tol::gemm(Len::Sym("k")));
+    let mut case = case;
+    for (bt, c, m, n, k) in [
+        (1, 1, 1, 1, 1),
+        (3, 2, 7, 17, 33),
+        (2, 3, 33, 7, 17),
+        (5, 1, 17, 33, 7),
+        (2, 2, 127, 33, 127),
+        (1, 2, 300, 127, 33),
+        (4, 1, 33, 300, 300),
+    ] {
+        case = case.bind(&[("bt", bt), ("c", c), ("m", m), ("n", n), ("k", k)]);
+    }
+    case.check();
+}
+
+/// Softmax, layer normalisation and float reductions accumulate in f64 in the interpreter's
+/// order and round once, so they agree exactly unless a libm call or a division rounds an
+/// f64 differently: f64 accumulation of `len` terms errs by at most `len 2^-53 Σ|x|`, far
+/// below half an f32 ulp of the result except after cancellation, so one ulp and an
+/// absolute floor of `2^-40` (for results near zero: len <= 2^10 terms of magnitude <= 2^3).
+const ACCUMULATED: Tol = Tol::Ulps {
+    ulps: 1,
+    abs: 1.0 / (1u64 << 40) as f64,
+};
+
+#[test]
+fn softmax_and_log_softmax_on_every_axis() {
+    let case = Case::new(
+        "softmax",
+        r#"
+graph(%x: f32[n, 7, s], %w: f64[n, s]) {
+  %s2 = softmax<axis=2>(%x) : f32[n, 7, s]
+  %s1 = softmax<axis=1>(%x) : f32[n, 7, s]
+  %s0 = softmax<axis=0>(%x) : f32[n, 7, s]
+  %l2 = log_softmax<axis=2>(%x) : f32[n, 7, s]
+  %l1 = log_softmax<axis=1>(%x) : f32[n, 7, s]
+  %w1 = softmax<axis=1>(%w) : f64[n, s]
+  %v0 = log_softmax<axis=0>(%w) : f64[n, s]
+  return %s2 = %s2
+  return %s1 = %s1
+  return %s0 = %s0
+  return %l2 = %l2
+  return %l1 = %l1
+  return %w1 = %w1
+  return %v0 = %v0
+}
+"#,
+    )
+    .input("x", Gen::Float(-20.0, 20.0))
+    .tol(ACCUMULATED);
+    let mut case = case;
+    for (n, s) in [
+        (1, 1),
+        (1, 7),
+        (3, 17),
+        (2, 33),
+        (1, 127),
+        (2, 300),
+        (1, 1031),
+    ] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn layer_norm_over_trailing_axes() {
+    // Scale and bias of the normalised size, of size 1, and broadcast over a leading
+    // normalised axis (ACCUMULATED tolerance).
+    let case = Case::new(
+        "layer_norm",
+        r#"
+graph(%x: f32[n, s, 17], %g: f32[17], %b: f32[17], %g2: f32[s, 17], %one: f32[1], %h: f64[n, s], %one64: f64[1]) {
+  %y0 = layer_norm<axis=2, epsilon=1e-5>(%x, %g, %b) : f32[n, s, 17]
+  %y1 = layer_norm<axis=1, epsilon=1e-3>(%x, %g2, %one) : f32[n, s, 17]
+  %y2 = layer_norm<axis=1, epsilon=1e-5>(%x, %g, %b) : f32[n, s, 17]
+  %y3 = layer_norm<axis=1, epsilon=1e-12>(%h, %one64, %one64) : f64[n, s]
+  return %y0 = %y0
+  return %y1 = %y1
+  return %y2 = %y2
+  return %y3 = %y3
+}
+"#,
+    )
+    .input("x", Gen::Float(-5.0, 7.0))
+    .input("h", Gen::Float(-5.0, 7.0))
+    .tol(ACCUMULATED);
+    let mut case = case;
+    for (n, s) in [(1, 1), (7, 1), (1, 7), (3, 17), (2, 33), (1, 127), (2, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn reductions_of_every_kind_over_several_axes() {
+    // Float reductions: ACCUMULATED; integer ones wrap exactly.
+    let case = Case::new(
+        "reduce",
+        r#"
+graph(%x: f32[n, 7, s], %p: f32[n, 7, s], %i: i64[n, s], %j: i32[n, 3, s]) {
+  %a = reduce_sum<axes=[2], keep_dims=true>(%x) : f32[n, 7, 1]
+  %b = reduce_sum<axes=[0, 2], keep_dims=false>(%x) : f32[7]
+  %c = reduce_mean<axes=[1], keep_dims=false>(%x) : f32[n, s]
+  %d = reduce_mean<axes=[0, 1, 2], keep_dims=true>(%x) : f32[1, 1, 1]
+  %e = reduce_max<axes=[1, 2], keep_dims=false>(%x) : f32[n]
+  %f = reduce_min<axes=[0], keep_dims=true>(%x) : f32[1, 7, s]
+  %g = reduce_prod<axes=[1], keep_dims=true>(%p) : f32[n, 1, s]
+  %h = reduce_sum<axes=[1], keep_dims=false>(%i) : i64[n]
+  %k = reduce_prod<axes=[0], keep_dims=false>(%j) : i32[3, s]
+  %l = reduce_max<axes=[0, 2], keep_dims=true>(%j) : i32[1, 3, 1]
+  %m = reduce_min<axes=[1], keep_dims=false>(%i) : i64[n]
+  %o = reduce_mean<axes=[0], keep_dims=false>(%i) : i64[s]
+  return %a = %a
+  return %b = %b
+  return %c = %c
+  return %d = %d
+  return %e = %e
+  return %f = %f
+  return %g = %g
+  return %h = %h
+  return %k = %k
+  return %l = %l
+  return %m = %m
+  return %o = %o
+}
+"#,
+    )
+    .input("p", Gen::Float(0.5, 1.5))
+    .input("i", Gen::Int(-1_000_000, 1_000_000))
+    .input("j", Gen::Int(-100_000, 100_000))
+    .tol(ACCUMULATED);
+    let mut case = case;
+    for (n, s) in [(1, 1), (1, 7), (3, 17), (2, 33), (1, 127), (2, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn arg_reductions_and_cumulative_sums() {
+    // Integer inputs in a small range make ties common, so select_last matters; exact. The
+    // f32 cumulative sums accumulate in f64 like the interpreter (ACCUMULATED).
+    let case = Case::new(
+        "arg_cumsum",
+        r#"
+graph(%x: i64[n, 7, s], %f: f32[n, s]) {
+  %a = argmax<axis=2, keep_dims=true, select_last=false>(%x) : i64[n, 7, 1]
+  %b = argmax<axis=1, keep_dims=false, select_last=true>(%x) : i64[n, s]
+  %c = argmin<axis=0, keep_dims=false, select_last=false>(%x) : i64[7, s]
+  %d = argmin<axis=2, keep_dims=true, select_last=true>(%x) : i64[n, 7, 1]
+  %e = argmax<axis=1, keep_dims=false, select_last=false>(%f) : i64[n]
+  %g = cumsum<axis=2, exclusive=false, reverse=false>(%x) : i64[n, 7, s]
+  %h = cumsum<axis=1, exclusive=true, reverse=false>(%x) : i64[n, 7, s]
+  %k = cumsum<axis=0, exclusive=false, reverse=true>(%f) : f32[n, s]
+  %l = cumsum<axis=1, exclusive=true, reverse=true>(%f) : f32[n, s]
+  return %a = %a
+  return %b = %b
+  return %c = %c
+  return %d = %d
+  return %e = %e
+  return %g = %g
+  return %h = %h
+  return %k = %k
+  return %l = %l
+}
+"#,
+    )
+    .input("x", Gen::Int(-3, 3))
+    .tol(ACCUMULATED);
+    let mut case = case;
+    for (n, s) in [(1, 1), (1, 7), (3, 17), (2, 33), (1, 127), (2, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn transposes_slices_concats_expands_tiles() {
+    // Data movement copies elements: exact.
+    let case = Case::new(
+        "movement",
+        r#"
+graph(%x: f32[n, 7, s], %v: f32[n, 2, 3, s], %r: f32[1, s], %k: i64[n, 1, s]) {
+  %t0 = transpose<perm=[1, 0]>(%r) : f32[s, 1]
+  %t1 = transpose<perm=[2, 0, 1]>(%x) : f32[s, n, 7]
+  %t2 = transpose<perm=[0, 2, 1]>(%x) : f32[n, s, 7]
+  %t3 = transpose<perm=[3, 1, 0, 2]>(%v) : f32[s, 2, n, 3]
+  %t4 = transpose<perm=[1, 2, 0]>(%k) : i64[1, s, n]
+  %s0 = slice<axes=[1], starts=[1], ends=[6], steps=[2]>(%x) : f32[n, 3, s]
+  %s1 = slice<axes=[1, 2], starts=[6, s - 1], ends=[-1, -1], steps=[-1, -3]>(%x) : f32[n, 7, max(0, floordiv(s + 2, 3))]
+  %s2 = slice<axes=[2], starts=[0], ends=[s], steps=[2]>(%x) : f32[n, 7, max(0, floordiv(s + 1, 2))]
+  %s3 = slice<axes=[0, 3], starts=[0, 1], ends=[n, s], steps=[1, 1]>(%v) : f32[n, 2, 3, s - 1]
+  %c0 = concat<axis=1>(%x, %s0, %x) : f32[n, 17, s]
+  %c1 = concat<axis=2>(%x, %s2) : f32[n, 7, s + max(0, floordiv(s + 1, 2))]
+  %c2 = concat<axis=0>(%r, %r) : f32[2, s]
+  %e0 = expand<shape=[n, 7, s]>(%r) : f32[n, 7, s]
+  %e1 = expand<shape=[3, n, 1, s]>(%k) : i64[3, n, 1, s]
+  %i0 = tile<repeats=[2, 1, 3]>(%x) : f32[2*n, 7, 3*s]
+  %i1 = tile<repeats=[3, n]>(%r) : f32[3, n*s]
+  return %t0 = %t0
+  return %t1 = %t1
+  return %t2 = %t2
+  return %t3 = %t3
+  return %t4 = %t4
+  return %s0 = %s0
+  return %s1 = %s1
+  return %s2 = %s2
+  return %s3 = %s3
+  return %c0 = %c0
+  return %c1 = %c1
+  return %c2 = %c2
+  return %e0 = %e0
+  return %e1 = %e1
+  return %i0 = %i0
+  return %i1 = %i1
+}
+"#,
+    );
+    let mut case = case;
+    for (n, s) in [(1, 1), (1, 7), (3, 17), (2, 33), (1, 127), (2, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn gathers_with_negative_indices() {
+    // Gathers copy elements: exact. Indices are drawn over the whole valid range, negative
+    // ones included (counted from the end).
+    let case = Case::new(
+        "gathers",
+        r#"
+graph(%emb: f32[50, d], %ids: i64[n, s], %x: f32[n, 7, s], %j: i32[3], %one: i64[], %ge: i64[n, 3, s], %gl: i32[n, 7, 2], %nd: f32[5, 6, s], %ndi: i64[n, 2], %bd: f32[n, 5, 6], %bdi: i32[n, 4, 1]) {
+  %g0 = gather<axis=0>(%emb, %ids) : f32[n, s, d]
+  %g1 = gather<axis=1>(%x, %j) : f32[n, 3, s]
+  %g2 = gather<axis=1>(%x, %one) : f32[n, s]
+  %e1 = gather_elements<axis=1>(%x, %ge) : f32[n, 3, s]
+  %e2 = gather_elements<axis=2>(%x, %gl) : f32[n, 7, 2]
+  %n0 = gather_nd<batch_dims=0>(%nd, %ndi) : f32[n, s]
+  %n1 = gather_nd<batch_dims=1>(%bd, %bdi) : f32[n, 4, 6]
+  return %g0 = %g0
+  return %g1 = %g1
+  return %g2 = %g2
+  return %e1 = %e1
+  return %e2 = %e2
+  return %n0 = %n0
+  return %n1 = %n1
+}
+"#,
+    )
+    .input("ids", Gen::Int(-50, 49))
+    .input("j", Gen::Int(-7, 6))
+    .input("one", Gen::Int(-7, 6))
+    .input("ge", Gen::Int(-7, 6))
+    .input("gl", Gen::Int(-1, 0))
+    .input("ndi", Gen::Int(-5, 4))
+    .input("bdi", Gen::Int(-5, 4));
+    let mut case = case;
+    for (n, s, d) in [
+        (1, 1, 1),
+        (1, 7, 17),
+        (3, 17, 33),
+        (2, 33, 7),
+        (1, 127, 300),
+    ] {
+        case = case.bind(&[("n", n), ("s", s), ("d", d)]);
+    }
+    case.check();
+}
+
+#[test]
+fn a_gather_index_out_of_range_fails_the_run() {
+    // Index 50 of a 50-row table: the interpreter reports an error, the library must fail
+    // with an error code rather than read out of bounds.
+    Case::new(
+        "gather_out_of_range",
+        r#"
+graph(%emb: f32[50, 4], %ids: i64[n]) {
+  %g = gather<axis=0>(%emb, %ids) : f32[n, 4]
+  return %g = %g
+}
+"#,
+    )
+    .input("ids", Gen::Int(50, 50))
+    .sizes("n", &[1, 33])
+    .expect_failure()
+    .check();
+}
+
+#[test]
+fn range_trilu_and_pad_in_every_mode() {
+    // Integer sequences, masks and padding copy or compute exactly: exact.
+    let case = Case::new(
+        "range_trilu_pad",
+        r#"
+graph(%x: f32[n, 7, s], %fill: f32[], %i: i64[n, s]) {
+  %r0 = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]
+  %r1 = range<dtype=i32, start=s, limit=-3, delta=-2> : i32[max(0, floordiv(s + 4, 2))]
+  %r2 = range<dtype=i64, start=2, limit=s + 5, delta=3> : i64[max(0, floordiv(s + 5, 3))]
+  %t0 = trilu<upper=true, k=0>(%x) : f32[n, 7, s]
+  %t1 = trilu<upper=false, k=-1>(%x) : f32[n, 7, s]
+  %t2 = trilu<upper=true, k=2>(%i) : i64[n, s]
+  %t3 = trilu<upper=false, k=3>(%x) : f32[n, 7, s]
+  %p0 = pad<mode=constant, pads_begin=[0, 1, 2], pads_end=[1, 0, 3]>(%x, %fill) : f32[n + 1, 8, s + 5]
+  %p1 = pad<mode=reflect, pads_begin=[0, 2, 1], pads_end=[0, 3, 0]>(%x) : f32[n, 12, s + 1]
+  %p2 = pad<mode=edge, pads_begin=[1, 0, 3], pads_end=[2, 4, 1]>(%x) : f32[n + 3, 11, s + 4]
+  %p3 = pad<mode=wrap, pads_begin=[0, 9, 2], pads_end=[1, 2, 5]>(%x) : f32[n + 1, 18, s + 7]
+  %p4 = pad<mode=constant, pads_begin=[0, -2, 1], pads_end=[0, 1, 0]>(%x, %fill) : f32[n, 6, s + 1]
+  %p5 = pad<mode=edge, pads_begin=[0, -1, 0], pads_end=[0, -3, 2]>(%x) : f32[n, 3, s + 2]
+  %p6 = pad<mode=reflect, pads_begin=[0, 15], pads_end=[1, 0]>(%i) : i64[n + 1, s + 15]
+  return %r0 = %r0
+  return %r1 = %r1
+  return %r2 = %r2
+  return %t0 = %t0
+  return %t1 = %t1
+  return %t2 = %t2
+  return %t3 = %t3
+  return %p0 = %p0
+  return %p1 = %p1
+  return %p2 = %p2
+  return %p3 = %p3
+  return %p4 = %p4
+  return %p5 = %p5
+  return %p6 = %p6
+}
+"#,
+    );
+    let mut case = case;
+    for (n, s) in [(1, 2), (1, 7), (3, 17), (2, 33), (1, 127), (2, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn convolutions_strided_padded_dilated_grouped() {
+    // Each output sums K = (c / group) * taps products in f32 in its own order: the GEMM
+    // bound with k = K, against the same convolution of |x| and |w| (the bound graph).
+    let ir = |abs: bool| {
+        let (x, x1, w0, w1, w2) = if abs {
+            ("%ax", "%ax1", "%aw0", "%aw1", "%aw2")
+        } else {
+            ("%x", "%x1", "%w0", "%w1", "%w2")
+        };
+        format!(
+            r#"
+graph(%x: f32[n, 4, h, w], %x1: f32[n, 3, w]) {{
+  %w0 = const @"w0" : f32[6, 2, 3, 3]
+  %w1 = const @"w1" : f32[5, 3, 4]
+  %w2 = const @"w2" : f32[4, 1, 3, 3]
+  %ax = abs(%x) : f32[n, 4, h, w]
+  %ax1 = abs(%x1) : f32[n, 3, w]
+  %aw0 = abs(%w0) : f32[6, 2, 3, 3]
+  %aw1 = abs(%w1) : f32[5, 3, 4]
+  %aw2 = abs(%w2) : f32[4, 1, 3, 3]
+  %c0 = conv<strides=[2, 1], pads_begin=[1, 0], pads_end=[0, 2], dilations=[1, 2], group=2>({x}, {w0}) : f32[n, 6, floordiv(h - 2, 2) + 1, w - 2]
+  %c1 = conv<strides=[3], pads_begin=[2], pads_end=[1], dilations=[1], group=1>({x1}, {w1}) : f32[n, 5, floordiv(w - 1, 3) + 1]
+  %c2 = conv<strides=[1, 1], pads_begin=[1, 1], pads_end=[1, 1], dilations=[1, 1], group=4>({x}, {w2}) : f32[n, 4, h, w]
+  return %c0 = %c0
+  return %c1 = %c1
+  return %c2 = %c2
+}}
+"#
+        )
+    };
+    let mut case = Case::new("conv", &ir(false))
+        .bound(&ir(true))
+        .weight("w0", lowered::random_f32(&[6, 2, 3, 3], "w0", -1.0, 1.0))
+        .weight("w1", lowered::random_f32(&[5, 3, 4], "w1", -1.0, 1.0))
+        .weight("w2", lowered::random_f32(&[4, 1, 3, 3], "w2", -1.0, 1.0))
+        .tol_for("c0", Tol::gemm(Len::Fixed(18)))
+        .tol_for("c1", Tol::gemm(Len::Fixed(12)))
+        .tol_for("c2", Tol::gemm(Len::Fixed(9)));
+    for (n, h, w) in [(1, 2, 3), (1, 7, 17), (2, 17, 7), (1, 33, 33), (1, 5, 127)] {
+        case = case.bind(&[("n", n), ("h", h), ("w", w)]);
+    }
+    case.check();
+}
+
+#[test]
+fn matmul_integer_exact_and_with_saturated_pairs() {
+    // Integer products accumulate exactly (i32 wrapping): exact. Full 8-bit ranges make the
+    // u8 x i8 pair sums exceed i16, so saturate_pairs is exercised.
+    let case = Case::new(
+        "matmul_integer",
+        r#"
+graph(%a: u8[m, k], %b: i8[k, n], %az: u8[], %bz: i8[n], %c: i8[bt, m, k], %d: i8[k, n], %cz: i8[bt, m, 1], %dz: i8[], %e: u8[k, n], %ez: u8[1, n]) {
+  %y0 = matmul_integer<saturate_pairs=true>(%a, %b, %az, %bz) : i32[m, n]
+  %y1 = matmul_integer<saturate_pairs=false>(%a, %b, %az, %bz) : i32[m, n]
+  %y2 = matmul_integer<saturate_pairs=false>(%c, %d, %cz, %dz) : i32[bt, m, n]
+  %y3 = matmul_integer<saturate_pairs=false>(%a, %e, %az, %ez) : i32[m, n]
+  return %y0 = %y0
+  return %y1 = %y1
+  return %y2 = %y2
+  return %y3 = %y3
+}
+"#,
+    )
+    .input("a", Gen::Int(0, 255))
+    .input("b", Gen::Int(-128, 127))
+    .input("c", Gen::Int(-128, 127))
+    .input("d", Gen::Int(-128, 127))
+    .input("e", Gen::Int(0, 255))
+    .input("az", Gen::Int(0, 255))
+    .input("bz", Gen::Int(-128, 127))
+    .input("cz", Gen::Int(-128, 127))
+    .input("dz", Gen::Int(-128, 127))
+    .input("ez", Gen::Int(0, 255));
+    let mut case = case;
+    for (bt, m, n, k) in [
+        (1, 1, 1, 1),
+        (2, 7, 17, 33),
+        (1, 17, 7, 127),
+        (3, 33, 33, 7),
+        (1, 127, 17, 300),
+        (1, 300, 33, 17),
+    ] {
+        case = case.bind(&[("bt", bt), ("m", m), ("n", n), ("k", k)]);
+    }
+    case.check();
+}
+
+#[test]
+fn reshape_views_feed_kernels_and_outputs_copy_inputs_constants_and_views() {
+    // Views (Reshape) of inputs and of arena values feed a softmax, a transpose and a runtime
+    // matmul; outputs that are an input, a constant, a view, an arena value seen through a
+    // view, and one node returned twice get copy steps. Softmax: ACCUMULATED; the matmul:
+    // GEMM bound with k = 2; the rest moves or rounds once per op: exact.
+    let case = Case::new(
+        "views_and_copies",
+        r#"
+graph(%x: f32[n, 6], %y: f32[n, 2, 3]) {
+  %c = const [1.0, 2.0, 3.0] : f32[3]
+  %r = reshape<shape=[n, 2, 3]>(%x) : f32[n, 2, 3]
+  %s = softmax<axis=2>(%r) : f32[n, 2, 3]
+  %e = exp(%x) : f32[n, 6]
+  %re = reshape<shape=[n, 3, 2]>(%e) : f32[n, 3, 2]
+  %t = transpose<perm=[0, 2, 1]>(%re) : f32[n, 2, 3]
+  %m = matmul(%re, %y) : f32[n, 3, 3]
+  %rr = reshape<shape=[6*n]>(%x) : f32[6*n]
+  %a = add(%r, %c) : f32[n, 2, 3]
+  return %s = %s
+  return %t = %t
+  return %m = %m
+  return %x = %x
+  return %c = %c
+  return %rr = %rr
+  return %s_again = %s
+  return %re = %re
+  return %a = %a
+}
+"#,
+    )
+    .bound(
+        r#"
+graph(%x: f32[n, 6], %y: f32[n, 2, 3]) {
+  %e = exp(%x) : f32[n, 6]
+  %re = reshape<shape=[n, 3, 2]>(%e) : f32[n, 3, 2]
+  %ay = abs(%y) : f32[n, 2, 3]
+  %m = matmul(%re, %ay) : f32[n, 3, 3]
+  return %m = %m
+}
+"#,
+    )
+    .tol_for("s", ACCUMULATED)
+    .tol_for("s_again", ACCUMULATED)
+    .tol_for("m", Tol::gemm(Len::Fixed(2)));
+    case.sizes("n", &[1, 7, 33, 300]).check();
+}
+
+#[test]
+fn a_long_chain_reuses_arena_slots_and_stays_right() {
+    // Many intermediates of a few sizes, some alive across others (the residual `%x1` and the
+    // branch `%b0`), so the plan must reuse slots; every output still matches. Every op is
+    // computed as the interpreter computes it, but a one-ulp difference of a libm call (LIBM)
+    // or an f64 rounding (ACCUMULATED) early in the chain is carried through the later ops,
+    // each of condition number at most about 2 here: 4 ulps, with ACCUMULATED's floor.
+    let case = Case::new(
+        "arena_reuse",
+        r#"
+graph(%x: f32[n, s, 8]) {
+  %g = const [1.0, 0.5, 2.0, 1.5, 1.0, 0.5, 2.0, 1.5] : f32[8]
+  %bb = const [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7] : f32[8]
+  %x1 = tanh(%x) : f32[n, s, 8]
+  %t0 = transpose<perm=[0, 2, 1]>(%x1) : f32[n, 8, s]
+  %s0 = softmax<axis=2>(%t0) : f32[n, 8, s]
+  %t1 = transpose<perm=[0, 2, 1]>(%s0) : f32[n, s, 8]
+  %b0 = layer_norm<axis=2, epsilon=1e-5>(%t1, %g, %bb) : f32[n, s, 8]
+  %r0 = reshape<shape=[n, 8, s]>(%b0) : f32[n, 8, s]
+  %e0 = exp(%r0) : f32[n, 8, s]
+  %q0 = reduce_sum<axes=[2], keep_dims=true>(%e0) : f32[n, 8, 1]
+  %d0 = div(%e0, %q0) : f32[n, 8, s]
+  %t2 = transpose<perm=[0, 2, 1]>(%d0) : f32[n, s, 8]
+  %a0 = add(%t2, %x1) : f32[n, s, 8]
+  %c0 = concat<axis=2>(%a0, %b0) : f32[n, s, 16]
+  %s1 = slice<axes=[2], starts=[3], ends=[11], steps=[1]>(%c0) : f32[n, s, 8]
+  %m0 = mul(%s1, %b0) : f32[n, s, 8]
+  %l1 = layer_norm<axis=2, epsilon=1e-5>(%m0, %g, %bb) : f32[n, s, 8]
+  %o = add(%l1, %a0) : f32[n, s, 8]
+  return %out = %o
+  return %mid = %s0
+}
+"#,
+    )
+    .tol(Tol::Ulps {
+        ulps: 4,
+        abs: 1.0 / (1u64 << 40) as f64,
+    })
+    .reuses_arena();
+    let mut case = case;
+    for (n, s) in [(1, 1), (2, 7), (3, 17), (1, 127), (4, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
+fn scalars_empty_results_and_rank_one_edges() {
+    // Rank-0 results, results with no elements (an empty slice, and kernels reading it),
+    // rank-1 operands of concat, tile, transpose and reductions to a scalar, and sizes as
+    // data (shape, dims). Exact, but the float reductions (ACCUMULATED).
+    Case::new(
+        "edges",
+        r#"
+graph(%s: f32[], %v: f32[n], %c: bool[], %x: f32[n, 5]) {
+  %k = const [1.5, -2.0] : f32[2]
+  %z0 = mul(%s, %s) : f32[]
+  %z1 = where(%c, %v, %s) : f32[n]
+  %z2 = reduce_sum<axes=[0], keep_dims=false>(%v) : f32[]
+  %z3 = reduce_max<axes=[0, 1], keep_dims=false>(%x) : f32[]
+  %z4 = argmin<axis=0, keep_dims=false, select_last=false>(%v) : i64[]
+  %e0 = slice<axes=[1], starts=[3], ends=[3], steps=[1]>(%x) : f32[n, 0]
+  %e1 = exp(%e0) : f32[n, 0]
+  %e2 = reduce_sum<axes=[1], keep_dims=false>(%e0) : f32[n]
+  %e3 = softmax<axis=0>(%e0) : f32[n, 0]
+  %r0 = concat<axis=0>(%v, %k, %v) : f32[2*n + 2]
+  %r1 = tile<repeats=[3]>(%k) : f32[6]
+  %r2 = transpose<perm=[0]>(%v) : f32[n]
+  %r3 = cumsum<axis=0, exclusive=false, reverse=false>(%v) : f32[n]
+  %r4 = gather<axis=0>(%v, %z4) : f32[]
+  %d0 = shape<start=0, end=2>(%x) : i64[2]
+  %d1 = dims<dtype=i32, shape=[3], values=[n, 2*n + 1, 5]> : i32[3]
+  return %d0 = %d0
+  return %d1 = %d1
+  return %z0 = %z0
+  return %z1 = %z1
+  return %z2 = %z2
+  return %z3 = %z3
+  return %z4 = %z4
+  return %e1 = %e1
+  return %e2 = %e2
+  return %e3 = %e3
+  return %r0 = %r0
+  return %r1 = %r1
+  return %r2 = %r2
+  return %r3 = %r3
+  return %r4 = %r4
+}
+"#,
+    )
+    .tol_for("z2", ACCUMULATED)
+    .tol_for("r3", ACCUMULATED)
+    .sizes("n", &[1, 7, 33, 1031])
+    .check();
+}
+
+#[test]
+fn symbolic_dims_that_are_one_at_run_time_broadcast() {
+    // A symbolic dim may be 1 at run time and then broadcasts (the IR types `[s]` against
+    // `[t]` as `[max(s, t)]` and `[s]` against `[5]` as `[5]`): fused elementwise ops, expand,
+    // a batched matmul and a layer norm's scale must read such an operand with stride 0.
+    // Exact, but the matmul (GEMM bound, k = 3) and the layer norm (ACCUMULATED).
+    let mut case = Case::new(
+        "runtime_broadcast",
+        r#"
+graph(%a: f32[s], %b: f32[t], %c: f32[u, 5], %x: f32[u, t, 3], %y: f32[s, 3, 4], %g: f32[s]) {
+  %z0 = add(%a, %b) : f32[max(s, t)]
+  %z1 = mul(%c, %a) : f32[u, 5]
+  %z2 = expand<shape=[u, t]>(%a) : f32[u, max(s, t)]
+  %z3 = matmul(%x, %y) : f32[max(s, u), t, 4]
+  %z4 = layer_norm<axis=1, epsilon=1e-5>(%c, %g, %g) : f32[u, 5]
+  return %z0 = %z0
+  return %z1 = %z1
+  return %z2 = %z2
+  return %z3 = %z3
+  return %z4 = %z4
+}
+"#,
+    )
+    .bound(
+        r#"
+graph(%a: f32[s], %b: f32[t], %c: f32[u, 5], %x: f32[u, t, 3], %y: f32[s, 3, 4], %g: f32[s]) {
+  %ax = abs(%x) : f32[u, t, 3]
+  %ay = abs(%y) : f32[s, 3, 4]
+  %z3 = matmul(%ax, %ay) : f32[max(s, u), t, 4]
+  return %z3 = %z3
+}
+"#,
+    )
+    .tol_for("z3", Tol::gemm(Len::Fixed(3)))
+    .tol_for("z4", ACCUMULATED);
+    for (s, t, u) in [
+        (1, 5, 1),
+        (5, 1, 1),
+        (1, 1, 1),
+        (5, 5, 5),
+        (1, 7, 33),
+        (5, 1, 5),
+    ] {
+        case = case.bind(&[("s", s), ("t", t), ("u", u)]);
+    }
+    case.check();
+}
+
+#[test]
+fn sizes_that_do_not_fit_the_graph_fail_the_run() {
+    // Each input is valid alone, but together they break a constraint the graph's types
+    // assume (broadcast sizes 3 and 5; concat operands of widths 3 and 5; matmul inner sizes
+    // 3 and 5): the interpreter reports an error, and the library must fail with an error
+    // code before any kernel reads or writes out of bounds.
+    let bad = [("s", 3), ("t", 5)];
+    Case::new(
+        "broadcast_mismatch",
+        r#"
+graph(%a: f32[s], %b: f32[t]) {
+  %z = add(%a, %b) : f32[max(s, t)]
+  return %z = %z
+}
+"#,
+    )
+    .bind(&bad)
+    .bind(&[("s", 300), ("t", 7)])
+    .expect_failure()
+    .check();
+    Case::new(
+        "concat_mismatch",
+        r#"
+graph(%a: f32[2, s], %b: f32[2, t]) {
+  %z = concat<axis=0>(%a, %b) : f32[4, s]
+  return %z = %z
+}
+"#,
+    )
+    .bind(&bad)
+    .bind(&[("s", 5), ("t", 300)])
+    .expect_failure()
+    .check();
+    Case::new(
+        "matmul_mismatch",
+        r#"
+graph(%a: f32[4, s], %b: f32[t, 6]) {
+  %z = matmul(%a, %b) : f32[4, 6]
+  return %z = %z
+}
+"#,
+    )
+    .bind(&bad)
+    .bind(&[("s", 300), ("t", 7)])
+    .expect_failure()
+    .check();
+}
