@@ -456,6 +456,18 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
     pub fn vector_loop(
         &self,
         n: IntValue<'ctx>,
+        body: impl FnMut(&Self, IntValue<'ctx>, Option<VectorValue<'ctx>>) -> Result<()>,
+    ) -> Result<()> {
+        self.vector_loop_in(n, body)?;
+        self.builder.build_return(None).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The loop of [`KernelBuilder::vector_loop`] inside a larger body: it leaves the
+    /// builder in the block after the loop, without a terminator, for more code.
+    pub fn vector_loop_in(
+        &self,
+        n: IntValue<'ctx>,
         mut body: impl FnMut(&Self, IntValue<'ctx>, Option<VectorValue<'ctx>>) -> Result<()>,
     ) -> Result<()> {
         let b = &self.builder;
@@ -510,7 +522,6 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         b.build_unconditional_branch(exit).map_err(self.err())?;
 
         b.position_at_end(exit);
-        b.build_return(None).map_err(self.err())?;
         Ok(())
     }
 }
