@@ -113,19 +113,21 @@ fn bcast_strides_impl(shape: &Shape, rank: usize, out_dims: Option<&[Dim]>) -> V
 }
 
 /// Softmax over contiguous f32 rows of `len` elements, rows `c.r0..c.r1`, in the
-/// target's vectors: the row's maximum, then `e = exp(x - max)` (tcc's vector exp,
-/// about 2 ulp) stored and summed in one vector of partial sums per lane, then
-/// `e * (1 / sum)`. Against a computation in f64 each result is within about
-/// `(4 + len / lanes) * 2^-24` relative. A row holding a NaN or an infinity gives
-/// NaN everywhere, as `exp(x - max)` does in exact arithmetic.
+/// target's vectors: the row's maximum; then `d = x - max` exactly, as an f32 pair
+/// `hi + lo` (TwoSum), so that tcc's vector exp (about 2 ulp) sees no rounded argument;
+/// `e = exp(d)` stored in f32 and summed in f64 lanes; then `e * (1 / sum)` in f64, rounded
+/// once. Each result is within about 3 ulp of the exact softmax. A row holding a NaN or an
+/// infinity gives NaN everywhere, as `exp(x - max)` does in exact arithmetic.
 fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
     let f32t = kb.context().f32_type();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
     let maximum = kb.intrinsic("llvm.maximum", &[vt.into()])?;
     let reduce_max = kb.intrinsic("llvm.vector.reduce.fmaximum", &[vt.into()])?;
-    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vt.into()])?;
+    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let neg_inf = kb.f32_splat_const(f32::NEG_INFINITY);
     let zeros = vt.const_zero();
     c.for_range(c.r0, c.r1, "row", |c, r| {
@@ -149,13 +151,19 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
         })?;
         let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
         let max = kb.call(reduce_max, &[m.into()], "max")?.into_float_value();
-        let max_v = kb.splat(max.into(), "max")?;
-        // exp(x - max), stored, and summed per lane.
-        let sum = c.var(zeros.into())?;
+        let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
+        // e = exp(x - max), stored; the sum in f64 lanes.
+        let sum = c.var(vd.const_zero().into())?;
         kb.vector_loop_in(lenv, |kb, i, mask| {
             let x = kb.load_f32(src, i, mask)?;
-            let d = b.build_float_sub(x, max_v, "d").map_err(kb.err())?;
-            let mut e = crate::kernels::gemm::exp_split(kb, d, None)?;
+            // TwoSum: hi + lo == x + (-max) exactly.
+            let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
+            let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
+            let ab = b.build_float_sub(hi, bb, "ab").map_err(kb.err())?;
+            let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
+            let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
+            let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
+            let mut e = crate::kernels::gemm::exp_split(kb, hi, Some(lo))?;
             if let Some(mask) = mask {
                 e = b
                     .build_select(mask, e, zeros, "e")
@@ -163,20 +171,21 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
                     .into_vector_value();
             }
             kb.store_f32(dst, i, e, mask)?;
+            let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
             let s = b
-                .build_load(vt, sum, "s")
+                .build_load(vd, sum, "s")
                 .map_err(kb.err())?
                 .into_vector_value();
-            let s = b.build_float_add(s, e, "s").map_err(kb.err())?;
+            let s = b.build_float_add(s, ed, "s").map_err(kb.err())?;
             b.build_store(sum, s).map_err(kb.err())?;
             Ok(())
         })?;
-        let s = b.build_load(vt, sum, "s").map_err(kb.err())?;
+        let s = b.build_load(vd, sum, "s").map_err(kb.err())?;
         let total = kb
-            .call(reduce_add, &[f32t.const_zero().into(), s.into()], "total")?
+            .call(reduce_add, &[f64t.const_zero().into(), s.into()], "total")?
             .into_float_value();
         let inv = b
-            .build_float_div(f32t.const_float(1.0), total, "inv")
+            .build_float_div(f64t.const_float(1.0), total, "inv")
             .map_err(kb.err())?;
         // max is finite exactly when max - max is 0 (NaN for NaN and the infinities).
         let dm = b.build_float_sub(max, max, "dm").map_err(kb.err())?;
@@ -184,12 +193,14 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
             .build_float_compare(FloatPredicate::OEQ, dm, f32t.const_zero(), "finite")
             .map_err(kb.err())?;
         let inv = b
-            .build_select(finite, inv, f32t.const_float(f64::NAN), "inv")
+            .build_select(finite, inv, f64t.const_float(f64::NAN), "inv")
             .map_err(kb.err())?;
         let inv_v = kb.splat(inv, "inv")?;
         kb.vector_loop_in(lenv, |kb, i, mask| {
             let e = kb.load_f32(dst, i, mask)?;
-            let y = b.build_float_mul(e, inv_v, "y").map_err(kb.err())?;
+            let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
+            let y = b.build_float_mul(ed, inv_v, "y").map_err(kb.err())?;
+            let y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
             kb.store_f32(dst, i, y, mask)
         })
     })

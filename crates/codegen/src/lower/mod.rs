@@ -16,8 +16,8 @@
 //! Numerics follow the interpreter (`tcc_ir::interp`), the oracle of the tests: elementwise
 //! ops round once per op (transcendental functions in `f64` from the C library), reductions,
 //! softmax and layer normalisation accumulate in `f64`, except the softmax of contiguous `f32`
-//! rows (attention's), which runs in the target's vectors with tcc's vector exp and per-lane
-//! partial sums (within `(1 + 4 + len / lanes) 2^-24` absolutely, see `softmax_rows_f32`);
+//! rows (attention's), which runs in the target's vectors with tcc's vector exp on an exact
+//! `x - max` and an f64 sum (within about 3 ulp, see `softmax_rows_f32`);
 //! GEMMs accumulate in `f32` in order of
 //! `k` (as the interpreter's f32 matmul does) with a fused bias, and a GELU folded into a GEMM
 //! uses the GEMM's vector `erf` (about 3e-7 relative).
