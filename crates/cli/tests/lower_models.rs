@@ -1,6 +1,7 @@
-//! End to end through native code: every shared model is compiled once with `tcc compile`
-//! into a `.so`, and `tcc run` of that library on every `ref_*.npz` beside the model must match
-//! ONNX Runtime's outputs within `1e-4 * max(1, max |ref|)` (the check of tests/tests/models.rs).
+//! End to end through native code: every shared model, and every model of `tests/zoo`, is
+//! compiled once with `tcc compile` into a `.so`, and `tcc run` of that library on every
+//! `ref_*.npz` beside the model must match ONNX Runtime's outputs within
+//! `1e-4 * max(1, max |ref|)` (the check of tests/tests/models.rs and zoo.rs).
 //!
 //! Heavy (LLVM at -O3 per model): run with `cargo test --release -p tcc-cli --test lower_models`.
 
@@ -34,23 +35,34 @@ fn values(t: &Tensor) -> Vec<f64> {
     t.data().to_f64_vec()
 }
 
-/// Compiles model `name`, runs it on every reference and returns the failures.
+/// Compiles the shared model `name`, runs it on every reference and returns the failures.
 fn failures(name: &str) -> Vec<String> {
-    let dir = shared().join(name);
+    failures_in(&shared().join(name), name)
+}
+
+/// Compiles the model in `dir` (with the import options of its `import.txt`, if any), runs
+/// it on every reference beside it and returns the failures.
+fn failures_in(dir: &Path, name: &str) -> Vec<String> {
     let work = scratch(name);
     let lib = work.join(format!("{}.so", name.replace('-', "_")));
-    let out = tcc(&[
+    let model = dir.join("model.onnx");
+    let mut args: Vec<&std::ffi::OsStr> = vec![
         "compile".as_ref(),
-        dir.join("model.onnx").as_os_str(),
+        model.as_os_str(),
         "-o".as_ref(),
         lib.as_os_str(),
-    ]);
+    ];
+    let options = std::fs::read_to_string(dir.join("import.txt")).unwrap_or_default();
+    if options.contains("int8_matmul = exact") {
+        args.extend([std::ffi::OsStr::new("--int8-matmul"), std::ffi::OsStr::new("exact")]);
+    }
+    let out = tcc(&args);
     assert!(
         out.status.success(),
         "{name}: compile failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut refs: Vec<PathBuf> = std::fs::read_dir(&dir)
+    let mut refs: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| {
@@ -161,4 +173,32 @@ fn linear_attn() {
 #[test]
 fn minilm_l6() {
     check("minilm-l6");
+}
+
+#[test]
+fn every_zoo_model() {
+    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/zoo");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&zoo)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", zoo.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 18,
+        "only {} models in {}",
+        dirs.len(),
+        zoo.display()
+    );
+    let mut all = Vec::new();
+    for dir in &dirs {
+        let name = format!("zoo-{}", dir.file_name().unwrap().to_string_lossy());
+        all.extend(failures_in(dir, &name));
+    }
+    assert!(
+        all.is_empty(),
+        "{} failure(s):\n{}",
+        all.len(),
+        all.join("\n")
+    );
 }

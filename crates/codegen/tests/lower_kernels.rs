@@ -631,6 +631,40 @@ graph(%x: f32[n, 7, s], %w: f64[n, s]) {
 }
 
 #[test]
+fn masked_softmax_rows_ignore_minus_infinity() {
+    // Attention masks written with -inf (torch's scaled_dot_product_attention export): the
+    // masked positions get exactly 0 in exact arithmetic; the first key of each row stays
+    // unmasked, as in real attention, so no row is all -inf. The mask's own where and the
+    // NaN filter after it are exact; the softmax: SOFTMAX_ROWS_F32.
+    let case = Case::new(
+        "masked_softmax",
+        r#"
+graph(%x: f32[n, 4, s], %keep: bool[n, 1, s]) {
+  %first = range<dtype=i64, start=0, limit=s, delta=1> : i64[s]
+  %zero = const [0] : i64[]
+  %is_first = equal(%first, %zero) : bool[s]
+  %k = or(%keep, %is_first) : bool[n, 1, s]
+  %ninf = const [-inf] : f32[]
+  %masked = where(%k, %x, %ninf) : f32[n, 4, s]
+  %p = softmax<axis=2>(%masked) : f32[n, 4, s]
+  %bad = isnan(%p) : bool[n, 4, s]
+  %z = const [0.0] : f32[]
+  %q = where(%bad, %z, %p) : f32[n, 4, s]
+  return %p = %p
+  return %q = %q
+}
+"#,
+    )
+    .input("x", Gen::Float(-8.0, 8.0))
+    .tol(SOFTMAX_ROWS_F32);
+    let mut case = case;
+    for s in [1, 7, 17, 33, 127] {
+        case = case.bind(&[("n", 2), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
 fn layer_norm_over_trailing_axes() {
     // Scale and bias of the normalised size, of size 1, and broadcast over a leading
     // normalised axis (ACCUMULATED tolerance).

@@ -163,6 +163,16 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
             let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
             let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
             let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
+            // Where hi is infinite (x = -inf: a masked position), TwoSum's lo is NaN:
+            // use 0 there, so that exp sees -inf alone.
+            let hh = b.build_float_sub(hi, hi, "hh").map_err(kb.err())?;
+            let finite = b
+                .build_float_compare(FloatPredicate::OEQ, hh, zeros, "fin")
+                .map_err(kb.err())?;
+            let lo = b
+                .build_select(finite, lo, zeros, "lo")
+                .map_err(kb.err())?
+                .into_vector_value();
             let mut e = crate::kernels::gemm::exp_split(kb, hi, Some(lo))?;
             if let Some(mask) = mask {
                 e = b
