@@ -54,7 +54,10 @@ fn failures_in(dir: &Path, name: &str) -> Vec<String> {
     ];
     let options = std::fs::read_to_string(dir.join("import.txt")).unwrap_or_default();
     if options.contains("int8_matmul = exact") {
-        args.extend([std::ffi::OsStr::new("--int8-matmul"), std::ffi::OsStr::new("exact")]);
+        args.extend([
+            std::ffi::OsStr::new("--int8-matmul"),
+            std::ffi::OsStr::new("exact"),
+        ]);
     }
     let out = tcc(&args);
     assert!(
