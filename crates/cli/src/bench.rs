@@ -28,9 +28,9 @@ found in the file unless --prefix gives it.";
 
 const AFTER_HELP: &str = "\
 Examples:
-  tcc compile examples/tiny-encoder/model.onnx -o /tmp/tiny.so
-  tcc bench /tmp/tiny.so --inputs examples/tiny-encoder/inputs.npz
-  tcc bench /tmp/tiny.so --inputs examples/tiny-encoder/inputs.npz \\
+  tcc compile examples/tiny-encoder/model.onnx -o tiny.so
+  tcc bench tiny.so --inputs examples/tiny-encoder/inputs.npz
+  tcc bench tiny.so --inputs examples/tiny-encoder/inputs.npz \\
       --runs 100 --warmup 10 --threads 2";
 
 /// Arguments of `tcc bench`.

@@ -37,10 +37,10 @@ tcc's rewrites and kernels are checked against.";
 const AFTER_HELP: &str = "\
 Examples:
   tcc interpret examples/tiny-encoder/model.onnx \\
-      --inputs examples/tiny-encoder/inputs.npz --output /tmp/out.npz
+      --inputs examples/tiny-encoder/inputs.npz --output out.npz
   # Check the outputs against ONNX Runtime's:
   tcc interpret examples/tiny-encoder/model.onnx \\
-      --inputs examples/tiny-encoder/inputs.npz --output /tmp/out.npz \\
+      --inputs examples/tiny-encoder/inputs.npz --output out.npz \\
       --expected examples/tiny-encoder/expected.npz
   # Run the graph as imported, to tell an import bug from a pass bug:
   tcc interpret model.onnx --inputs in.npz --output out.npz --no-opt

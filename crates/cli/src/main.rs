@@ -49,7 +49,7 @@ const AFTER_HELP: &str = "\
 Examples:
   tcc inspect examples/tiny-encoder/model.onnx
   tcc interpret examples/tiny-encoder/model.onnx \\
-      --inputs examples/tiny-encoder/inputs.npz --output /tmp/out.npz
+      --inputs examples/tiny-encoder/inputs.npz --output out.npz
   tcc compile examples/tiny-encoder/model.onnx --emit ir --time-passes
 
 Run `tcc help <COMMAND>` for the options of one command.";

@@ -153,22 +153,7 @@ pub fn link_shared_with<P: AsRef<Path>>(linker: &str, objects: &[P], out: &Path)
         command.arg("-shared").arg("-o").arg(tmp);
         command.args(objects.iter().map(AsRef::as_ref));
         command.args(["-lm", "-lpthread"]);
-        let output = command.output().map_err(|source| Error::LinkerNotFound {
-            linker: linker.to_owned(),
-            source,
-        })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(Error::LinkFailed {
-                linker: linker.to_owned(),
-                out: out.to_owned(),
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr)
-                    .trim_end()
-                    .to_owned(),
-            })
-        }
+        crate::link::run_linker(&mut command, linker, out)
     })
 }
 

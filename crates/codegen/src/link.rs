@@ -82,22 +82,7 @@ pub fn link_model_with<P: AsRef<Path>>(
             "-lm",
             "-lpthread",
         ]);
-        let output = command.output().map_err(|source| Error::LinkerNotFound {
-            linker: linker.to_owned(),
-            source,
-        })?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(Error::LinkFailed {
-                linker: linker.to_owned(),
-                out: out.to_owned(),
-                status: output.status,
-                stderr: String::from_utf8_lossy(&output.stderr)
-                    .trim_end()
-                    .to_owned(),
-            })
-        }
+        run_linker(&mut command, linker, out)
     })
 }
 
@@ -130,6 +115,27 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         // Best effort: a leftover scratch directory in /tmp is harmless.
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs a prepared linker command for the output `out`: a linker that cannot be started is
+/// [`Error::LinkerNotFound`], a failing one [`Error::LinkFailed`] with its stderr.
+pub(crate) fn run_linker(command: &mut Command, linker: &str, out: &Path) -> Result<()> {
+    let output = command.output().map_err(|source| Error::LinkerNotFound {
+        linker: linker.to_owned(),
+        source,
+    })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::LinkFailed {
+            linker: linker.to_owned(),
+            out: out.to_owned(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr)
+                .trim_end()
+                .to_owned(),
+        })
     }
 }
 
