@@ -5,9 +5,9 @@ Not needed at run time or by the tests: its outputs are committed. Run it again
 only to change the example, in a virtual environment with the `onnx`, `numpy`
 and `onnxruntime` packages:
 
-    python3 -m venv /tmp/tcc-venv
-    /tmp/tcc-venv/bin/pip install onnx numpy onnxruntime
-    /tmp/tcc-venv/bin/python examples/tiny-encoder/make_model.py
+    python3 -m venv target/example-venv
+    target/example-venv/bin/pip install onnx numpy onnxruntime
+    target/example-venv/bin/python examples/tiny-encoder/make_model.py
 
 The model is one BERT-style transformer encoder block written node by node the
 way the torch.onnx TorchScript exporter writes it at opset 17: token and

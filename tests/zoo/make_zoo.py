@@ -4,9 +4,9 @@ torch.onnx really exports them, with ONNX Runtime references.
 A one-off generator, not needed to build or test tcc. It needs torch,
 transformers, onnxscript (for the dynamo exporter), onnx and onnxruntime:
 
-    python3 -m venv /tmp/zoo-venv
-    /tmp/zoo-venv/bin/pip install torch transformers onnxscript onnx onnxruntime
-    /tmp/zoo-venv/bin/python tests/zoo/make_zoo.py
+    python3 -m venv target/zoo-venv
+    target/zoo-venv/bin/pip install torch transformers onnxscript onnx onnxruntime
+    target/zoo-venv/bin/python tests/zoo/make_zoo.py
 
 Every model has random weights (seeded), tiny sizes, symbolic batch (and seq
 for text models), and is exported by the TorchScript exporter (opset 17, and
