@@ -185,6 +185,11 @@ typedef struct {
 } tcc_tensor_desc;
 
 /* A model. Every symbol appears in at least one input dim, so inputs bind all of them. */
+/* The return codes of a model's run function. */
+#define TCC_RUN_OK 0
+#define TCC_RUN_INDEX_OUT_OF_RANGE 1
+#define TCC_RUN_SIZES_DISAGREE 2
+
 typedef struct {
   uint32_t abi_version;                   /* TCC_ABI_VERSION */
   int32_t n_inputs;
@@ -198,8 +203,12 @@ typedef struct {
   /* The activation arena, in bytes, a run with these symbol values needs. */
   uint64_t (*arena_bytes)(const int64_t *symbols);
   /* Computes the outputs. inputs[i] and outputs[i] point to dense buffers of the validated
-   * shapes; arena is 64-byte aligned with at least arena_bytes(symbols) bytes. Returns 0 on
-   * success; anything else is reported as TCC_ERR_INTERNAL. */
+   * shapes; arena is 64-byte aligned with at least arena_bytes(symbols) bytes. Returns
+   * TCC_RUN_OK; TCC_RUN_INDEX_OUT_OF_RANGE (reported as TCC_ERR_INVALID_ARGUMENT) when an index
+   * read from an input (a token id, a position) is out of range; TCC_RUN_SIZES_DISAGREE
+   * (reported as TCC_ERR_SHAPE) when input sizes that the model's operations need to agree
+   * (broadcasting, a matrix product's inner size, a concatenation) do not; anything else is
+   * reported as TCC_ERR_INTERNAL. */
   int32_t (*run)(tcc_rt_pool *pool, const int64_t *symbols, const void *const *inputs,
                  void *const *outputs, uint8_t *arena);
 } tcc_model_desc;

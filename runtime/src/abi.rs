@@ -17,6 +17,13 @@ pub const MAX_THREADS: usize = 1024;
 /// `TCC_DIM_COMPUTED`: an output dim that only `output_dims` knows.
 pub const DIM_COMPUTED: i64 = i64::MIN;
 
+/// `TCC_RUN_OK`: a run function's return code for success.
+pub const RUN_OK: i32 = 0;
+/// `TCC_RUN_INDEX_OUT_OF_RANGE`: an index read from an input is out of range.
+pub const RUN_INDEX_OUT_OF_RANGE: i32 = 1;
+/// `TCC_RUN_SIZES_DISAGREE`: input sizes that the model's operations need to agree do not.
+pub const RUN_SIZES_DISAGREE: i32 = 2;
+
 /// `tcc_status`: what every fallible API call returns.
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -19,7 +19,7 @@ use std::ptr;
 
 use crate::abi::{
     Dtype, ModelDesc, Output, RtPool, Status, Tensor, TensorDesc, ABI_VERSION, DIM_COMPUTED,
-    MAX_RANK,
+    MAX_RANK, RUN_INDEX_OUT_OF_RANGE, RUN_OK, RUN_SIZES_DISAGREE,
 };
 use crate::arena::Arena;
 use crate::pool::{default_num_threads, resolve_num_threads, Pool, ENV_NUM_THREADS};
@@ -812,11 +812,30 @@ unsafe fn run_checked(
             arena.as_ptr(),
         )
     };
-    if code != 0 {
-        return fail(
-            Status::Internal,
-            format!("the model's run function failed with code {code}"),
-        );
+    match code {
+        RUN_OK => {}
+        RUN_INDEX_OUT_OF_RANGE => {
+            return fail(
+                Status::InvalidArgument,
+                "an index read from the inputs (a token id or a position) is out of range for \
+                 the model"
+                    .to_string(),
+            )
+        }
+        RUN_SIZES_DISAGREE => {
+            return fail(
+                Status::Shape,
+                "the inputs' sizes do not fit together: sizes that the model's operations need \
+                 to agree (broadcasting, a matrix product, a concatenation) differ"
+                    .to_string(),
+            )
+        }
+        _ => {
+            return fail(
+                Status::Internal,
+                format!("the model's run function failed with code {code}"),
+            )
+        }
     }
     for (out, &ptr) in outputs.iter_mut().zip(&s.output_ptrs) {
         out.data = ptr;

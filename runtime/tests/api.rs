@@ -402,6 +402,22 @@ fn a_failing_model_is_an_internal_error() {
 }
 
 #[test]
+fn run_codes_for_bad_indices_and_disagreeing_sizes_are_input_errors() {
+    expect_error(
+        Status::InvalidArgument,
+        &["index", "out of range"],
+        |i, _| {
+            static IDS: [i64; 3] = [INDEX_ID, 0, 0];
+            i[1].data = IDS.as_ptr().cast();
+        },
+    );
+    expect_error(Status::Shape, &["sizes do not fit together"], |i, _| {
+        static IDS: [i64; 3] = [SIZES_ID, 0, 0];
+        i[1].data = IDS.as_ptr().cast();
+    });
+}
+
+#[test]
 fn errors_stay_until_the_next_failure_and_sessions_keep_their_own() {
     let a = session(&DESC, 1);
     let b = session(&DESC, 1);

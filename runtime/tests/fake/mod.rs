@@ -21,6 +21,10 @@ use tcc_runtime::api::*;
 
 /// `ids[0]` that makes the fake model's run fail.
 pub const FAIL_ID: i64 = -999;
+/// An `ids[0]` that makes `run` report an index out of range (`TCC_RUN_INDEX_OUT_OF_RANGE`).
+pub const INDEX_ID: i64 = -998;
+/// An `ids[0]` that makes `run` report sizes that disagree (`TCC_RUN_SIZES_DISAGREE`).
+pub const SIZES_ID: i64 = -997;
 /// The code the fake model's run returns then.
 pub const FAIL_CODE: i32 = 42;
 
@@ -137,6 +141,12 @@ unsafe extern "C" fn fake_run(
         let ids = *inputs.add(1) as *const i64;
         if *ids == FAIL_ID {
             return FAIL_CODE;
+        }
+        if *ids == INDEX_ID {
+            return 1;
+        }
+        if *ids == SIZES_ID {
+            return 2;
         }
         let ctx = Ctx {
             x: *inputs as *const f32,

@@ -8,7 +8,7 @@
 //! `tcc_rt_parallel_for` with about four tasks per thread (chunks rounded to the kernel's
 //! alignment, such as the GEMM's register tile rows). It returns the error flag: 0, or 1 if a
 //! kernel met bad data (an index out of range); before any kernel it checks the sizes the
-//! graph's types assume fit (see [`shape_constraints`]) and returns 2 if they do not.
+//! graph's types assume fit (see [`shape_constraints`]) and returns 2 (`TCC_RUN_SIZES_DISAGREE`, which the runtime reports as `TCC_ERR_SHAPE`) if they do not.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -343,7 +343,7 @@ fn shape_constraints(graph: &Graph) -> Vec<(Dim, Dim, bool)> {
     out
 }
 
-/// Emits the checks of [`shape_constraints`]: `run` returns 2 before any kernel if one fails.
+/// Emits the checks of [`shape_constraints`]: `run` returns 2 (`TCC_RUN_SIZES_DISAGREE`) before any kernel if one fails.
 fn emit_shape_checks<'ctx>(
     context: inkwell::context::ContextRef<'ctx>,
     b: &inkwell::builder::Builder<'ctx>,
