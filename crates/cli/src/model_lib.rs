@@ -16,47 +16,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
+use tcc_codegen::abi::dtype_code;
 use tcc_ir::{with_data, DType, Tensor, TensorData};
 
-/// The largest output rank (`TCC_MAX_RANK`).
-const MAX_RANK: usize = 8;
-
-/// `tcc_tensor`: an input as the caller describes it.
-#[repr(C)]
-struct RawTensor {
-    dtype: i32,
-    rank: i32,
-    dims: *const i64,
-    data: *const c_void,
-}
-
-/// `tcc_output`: where an output goes, and what it turned out to be.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RawOutput {
-    buffer: *mut c_void,
-    capacity: u64,
-    data: *mut c_void,
-    size: u64,
-    dtype: i32,
-    rank: i32,
-    dims: [i64; MAX_RANK],
-}
-
-impl RawOutput {
-    /// An output asking for a session-owned buffer.
-    fn session_owned() -> RawOutput {
-        RawOutput {
-            buffer: std::ptr::null_mut(),
-            capacity: 0,
-            data: std::ptr::null_mut(),
-            size: 0,
-            dtype: 0,
-            rank: 0,
-            dims: [0; MAX_RANK],
-        }
-    }
-}
+// The C API's structs, as the runtime defines them (runtime/src/abi.rs mirrors
+// runtime/include/tcc_model.h): one definition for the library, its tests and this loader.
+use tcc_runtime::abi::{Output as RawOutput, Tensor as RawTensor, MAX_RANK};
 
 /// The opaque `tcc_session`.
 #[repr(C)]
@@ -151,21 +116,6 @@ pub struct ModelLib {
     outputs: Vec<OutputInfo>,
     // Dropped last: every function pointer above points into it.
     _library: libloading::Library,
-}
-
-/// The dtype code of the C API (`tcc_dtype`).
-fn dtype_code(dtype: DType) -> i32 {
-    match dtype {
-        DType::F32 => 1,
-        DType::F64 => 2,
-        DType::F16 => 3,
-        DType::BF16 => 4,
-        DType::I64 => 5,
-        DType::I32 => 6,
-        DType::I8 => 7,
-        DType::U8 => 8,
-        DType::Bool => 9,
-    }
 }
 
 /// The dtype of a C API dtype code, if it is one.
@@ -473,7 +423,7 @@ impl ModelLib {
         Ok(Session {
             lib: self,
             raw,
-            outputs: vec![RawOutput::session_owned(); self.outputs.len()],
+            outputs: vec![RawOutput::SESSION_OWNED; self.outputs.len()],
             ran: false,
         })
     }
@@ -541,7 +491,7 @@ impl Session<'_> {
         }
         self.ran = false;
         for out in &mut self.outputs {
-            *out = RawOutput::session_owned();
+            *out = RawOutput::SESSION_OWNED;
         }
         // SAFETY: a live session used by this thread only; the input descriptions point to
         // live tensors of the sizes they state; every output asks for a session-owned buffer.

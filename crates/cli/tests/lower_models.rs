@@ -8,8 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tcc_ir::Tensor;
-
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
 }
@@ -29,10 +27,6 @@ fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.data().to_f64_vec()
 }
 
 /// Compiles the shared model `name`, runs it on every reference and returns the failures.
@@ -103,40 +97,10 @@ fn failures_in(dir: &Path, name: &str) -> Vec<String> {
                 failures.push(format!("{}: output `{k}` has no reference", r.display()));
                 continue;
             };
-            if t.shape() != e.shape() {
-                failures.push(format!(
-                    "{}: `{k}` has shape {:?}, reference {:?}",
-                    r.display(),
-                    t.shape(),
-                    e.shape()
-                ));
-                continue;
-            }
-            let (a, b) = (values(t), values(e));
-            let scale = b.iter().fold(1f64, |m, x| m.max(x.abs()));
-            let worst = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| {
-                    if x.is_nan() != y.is_nan() {
-                        f64::INFINITY
-                    } else if x.is_nan() {
-                        0.0
-                    } else {
-                        (x - y).abs()
-                    }
-                })
-                .fold(0f64, f64::max);
-            eprintln!(
-                "{}: `{k}` worst difference {worst:e} (scale {scale:e})",
-                r.display()
-            );
-            if worst > 1e-4 * scale {
-                failures.push(format!(
-                    "{}: `{k}` differs by {worst:e} (tolerance {:e})",
-                    r.display(),
-                    1e-4 * scale
-                ));
+            // The same check as the interpreter's model tests (tests/src/lib.rs).
+            match tcc_tests::compare_model_output(t, e) {
+                Ok(worst) => eprintln!("{}: `{k}` worst difference {worst:e}", r.display()),
+                Err(why) => failures.push(format!("{}: `{k}`: {why}", r.display())),
             }
         }
     }

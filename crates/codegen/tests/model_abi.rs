@@ -25,6 +25,7 @@ use tcc_codegen::emit::{emit_to_file, EmitKind};
 use tcc_codegen::link::{link_model, RUNTIME_STATICLIB};
 use tcc_codegen::{Context, Target};
 use tcc_ir::DType;
+use tcc_runtime::abi::{Output, Tensor};
 
 /// Elements per `parallel_for` index in the tiny model.
 const CHUNK: u64 = 256;
@@ -520,27 +521,6 @@ type FreeFn = unsafe extern "C" fn(*mut c_void);
 type RunFn = unsafe extern "C" fn(*mut c_void, *const Tensor, i32, *mut Output, i32) -> i32;
 type ErrorFn = unsafe extern "C" fn(*const c_void) -> *const c_char;
 
-/// `tcc_tensor`, as the generated header declares it.
-#[repr(C)]
-struct Tensor {
-    dtype: i32,
-    rank: i32,
-    dims: *const i64,
-    data: *const c_void,
-}
-
-/// `tcc_output`, as the generated header declares it.
-#[repr(C)]
-struct Output {
-    buffer: *mut c_void,
-    capacity: u64,
-    data: *mut c_void,
-    size: u64,
-    dtype: i32,
-    rank: i32,
-    dims: [i64; 8],
-}
-
 /// A model library loaded with libloading, and its API.
 struct Model {
     _library: libloading::Library,
@@ -596,15 +576,7 @@ impl Model {
                 dims: dims.as_ptr(),
                 data: x.as_ptr().cast(),
             };
-            let mut output = Output {
-                buffer: std::ptr::null_mut(),
-                capacity: 0,
-                data: std::ptr::null_mut(),
-                size: 0,
-                dtype: 0,
-                rank: 0,
-                dims: [0; 8],
-            };
+            let mut output = Output::SESSION_OWNED;
             // SAFETY: a live session used by this thread only; one input, one output.
             let status = unsafe { (self.run)(session, &input, 1, &mut output, 1) };
             if status != 0 {

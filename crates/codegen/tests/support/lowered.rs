@@ -21,6 +21,7 @@ use tcc_codegen::emit::EmitKind;
 use tcc_codegen::lower::{self, CompileOptions, Compiled};
 use tcc_codegen::Target;
 use tcc_ir::{DType, Graph, Tensor, TensorData};
+use tcc_runtime::abi::{Output as COutput, Tensor as CTensor};
 
 /// The targets every case runs on, by `Target::named`: the host (AVX-512 on the test machine)
 /// and `x86-64-v3` (AVX2).
@@ -515,27 +516,6 @@ type FreeFn = unsafe extern "C" fn(*mut c_void);
 type RunFn = unsafe extern "C" fn(*mut c_void, *const CTensor, i32, *mut COutput, i32) -> i32;
 type ErrorFn = unsafe extern "C" fn(*const c_void) -> *const c_char;
 
-/// `tcc_tensor` of runtime/include/tcc_model.h.
-#[repr(C)]
-struct CTensor {
-    dtype: i32,
-    rank: i32,
-    dims: *const i64,
-    data: *const c_void,
-}
-
-/// `tcc_output` of runtime/include/tcc_model.h.
-#[repr(C)]
-struct COutput {
-    buffer: *mut c_void,
-    capacity: u64,
-    data: *mut c_void,
-    size: u64,
-    dtype: i32,
-    rank: i32,
-    dims: [i64; 8],
-}
-
 /// A compiled model library, loaded.
 pub struct Library {
     _library: libloading::Library,
@@ -638,17 +618,7 @@ impl Session<'_> {
                 data: aligned[i].as_ptr().cast(),
             })
             .collect();
-        let mut outputs: Vec<COutput> = (0..n_outputs)
-            .map(|_| COutput {
-                buffer: std::ptr::null_mut(),
-                capacity: 0,
-                data: std::ptr::null_mut(),
-                size: 0,
-                dtype: 0,
-                rank: 0,
-                dims: [0; 8],
-            })
-            .collect();
+        let mut outputs = vec![COutput::SESSION_OWNED; n_outputs];
         // SAFETY: a live session used by this thread only; the counts match the arrays.
         let status = unsafe {
             (self.lib.run)(
