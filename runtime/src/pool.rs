@@ -2,21 +2,36 @@
 //!
 //! A pool of `t` threads is the caller's thread plus `t - 1` workers spawned when the session is
 //! created and joined when it is freed. [`Pool::parallel_for`] publishes one job (the task, its
-//! context, the index count) under a mutex, wakes the workers, takes part itself, and returns
-//! once every worker has reported that it is done with the job. Indices are claimed from one
-//! atomic counter in contiguous chunks, so threads that finish early take more work.
+//! context, the index count), takes part itself, and returns once every worker has reported
+//! that it is done with the job. Indices are claimed from one atomic counter in contiguous
+//! chunks, so threads that finish early take more work.
 //!
-//! The hot path allocates nothing: the job lives in the pool's shared state, and the mutex and
-//! condition variables are futex-based. A nested call (a task calling `parallel_for` on the
-//! same pool) or a concurrent one (two threads sharing a session, which the contract forbids)
-//! finds the pool busy and runs its loop serially on the calling thread instead of
-//! deadlocking.
+//! A model run is a sequence of short parallel steps (tens of microseconds each), so handing a
+//! job over must cost far less than a futex wake-up, which in a virtual machine can take as
+//! long as a step. Both sides therefore spin before they block: a worker that has finished a
+//! job watches the job counter for [`SPIN`] before it sleeps on a condition variable, and the
+//! publisher watches the count of unfinished workers for as long before it sleeps. Within a
+//! run the workers never sleep; an idle session's workers sleep after [`SPIN`]. Spinning
+//! first busy-waits with the CPU's pause hint, then yields the core to other threads, so an
+//! oversubscribed machine (more runnable threads than cores) still makes progress.
+//!
+//! Sleeping without losing a wake-up: a worker registers in `sleepers` and re-checks the job
+//! counter while holding the mutex; the publisher bumps the counter, then takes the mutex to
+//! notify if it sees a sleeper (all sequentially consistent, so one of the two sees the
+//! other's write). Completion uses the same handshake with `waiting` and `done`.
+//!
+//! The hot path allocates nothing and takes no lock. A nested call (a task calling
+//! `parallel_for` on the same pool) or a concurrent one (two threads sharing a session, which
+//! the contract forbids) finds the pool busy and runs its loop serially on the calling thread
+//! instead of deadlocking.
 
+use std::cell::UnsafeCell;
 use std::ffi::c_void;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::abi::{TaskFn, MAX_THREADS};
 
@@ -26,6 +41,13 @@ pub const ENV_NUM_THREADS: &str = "TCC_NUM_THREADS";
 /// How many chunks per thread `parallel_for` aims for: more balances uneven tasks better,
 /// fewer costs fewer atomic operations.
 const CHUNKS_PER_THREAD: u64 = 4;
+
+/// How long a thread waits actively (for a new job, or for the workers to finish one) before
+/// it sleeps.
+pub const SPIN: Duration = Duration::from_millis(2);
+
+/// Busy-wait rounds (each a pause hint) before spinning yields the core between checks.
+const PAUSE_ROUNDS: u32 = 1 << 12;
 
 /// One `parallel_for` call, as the workers see it.
 #[derive(Clone, Copy)]
@@ -53,7 +75,7 @@ impl Job {
         let Some(task) = self.task else { return };
         loop {
             // Relaxed suffices: the counter only hands out disjoint ranges; the results are
-            // published by the mutex the worker takes to report completion.
+            // published by the release of `remaining` when the worker reports completion.
             let start = next.fetch_add(self.chunk, Ordering::Relaxed);
             if start >= self.n {
                 return;
@@ -68,30 +90,61 @@ impl Job {
     }
 }
 
-/// The state workers wait on.
-struct State {
-    /// Bumped for every job; a worker runs each generation once.
-    generation: u64,
-    job: Job,
-    /// Workers that have not yet finished the current job.
-    remaining: usize,
-    shutdown: bool,
-}
-
 struct Shared {
-    state: Mutex<State>,
-    /// Signalled when a job is published or the pool shuts down.
-    wake: Condvar,
-    /// Signalled when the last worker finishes a job.
-    done: Condvar,
+    /// The current job. Written only by the publisher, between the moment every worker has
+    /// finished the previous job (`remaining` reached 0) and the bump of `generation` that
+    /// hands it over; read by each worker once, after it saw that bump.
+    job: UnsafeCell<Job>,
+    /// Bumped for every job; a worker runs each generation once.
+    generation: AtomicU64,
+    /// Workers that have not yet finished the current job.
+    remaining: AtomicUsize,
     /// The next unclaimed index of the current job.
     next: AtomicU64,
+    shutdown: AtomicBool,
+    /// Workers asleep on `wake`, or about to be.
+    sleepers: AtomicUsize,
+    /// True while the publisher sleeps on `done`, or is about to.
+    waiting: AtomicBool,
+    /// Guards the sleeps on `wake` and `done`.
+    lock: Mutex<()>,
+    /// Signalled when a job is published or the pool shuts down, if a worker sleeps.
+    wake: Condvar,
+    /// Signalled when the last worker finishes a job, if the publisher sleeps.
+    done: Condvar,
 }
 
+// SAFETY: `job` is the only field that is not thread-safe by itself; the protocol above
+// orders its writes (by the publisher) before its reads (by the workers) through
+// `generation`, and its reads before the next write through `remaining`.
+unsafe impl Sync for Shared {}
+// SAFETY: as for Sync; the raw pointer in `Job` is only dereferenced by the task.
+unsafe impl Send for Shared {}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, ()> {
         // No code panics while holding the lock, so poisoning cannot happen; recover anyway.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.lock.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Waits actively until `ready()` holds or [`SPIN`] has passed; returns whether it holds.
+fn spin_until(ready: impl Fn() -> bool) -> bool {
+    for _ in 0..PAUSE_ROUNDS {
+        if ready() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    let start = Instant::now();
+    loop {
+        if ready() {
+            return true;
+        }
+        if start.elapsed() >= SPIN {
+            return false;
+        }
+        std::thread::yield_now();
     }
 }
 
@@ -117,15 +170,16 @@ impl Pool {
     pub fn new(num_threads: usize) -> std::io::Result<Pool> {
         let num_threads = num_threads.clamp(1, MAX_THREADS);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                generation: 0,
-                job: Job::NONE,
-                remaining: 0,
-                shutdown: false,
-            }),
+            job: UnsafeCell::new(Job::NONE),
+            generation: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+            next: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
+            lock: Mutex::new(()),
             wake: Condvar::new(),
             done: Condvar::new(),
-            next: AtomicU64::new(0),
         });
         let mut pool = Pool {
             shared,
@@ -175,33 +229,41 @@ impl Pool {
             serial.work(&AtomicU64::new(0));
             return;
         }
-        {
-            let mut state = self.shared.lock();
-            self.shared.next.store(0, Ordering::Relaxed);
-            state.job = job;
-            state.remaining = self.workers.len();
-            state.generation += 1;
+        let shared = &*self.shared;
+        // Every worker finished the previous job (the last call waited for it), so none reads
+        // `job` now.
+        // SAFETY: see `Shared::job`; `busy` makes this the only publisher.
+        unsafe { *shared.job.get() = job };
+        shared.next.store(0, Ordering::Relaxed);
+        shared
+            .remaining
+            .store(self.workers.len(), Ordering::Relaxed);
+        shared.generation.fetch_add(1, Ordering::SeqCst);
+        if shared.sleepers.load(Ordering::SeqCst) > 0 {
+            let _guard = shared.lock();
+            shared.wake.notify_all();
         }
-        self.shared.wake.notify_all();
-        job.work(&self.shared.next);
-        let mut state = self.shared.lock();
-        while state.remaining > 0 {
-            state = self
-                .shared
-                .done
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+        job.work(&shared.next);
+        let finished = || shared.remaining.load(Ordering::Acquire) == 0;
+        if !spin_until(finished) {
+            let mut guard = shared.lock();
+            shared.waiting.store(true, Ordering::SeqCst);
+            while shared.remaining.load(Ordering::SeqCst) != 0 {
+                guard = shared.done.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+            shared.waiting.store(false, Ordering::SeqCst);
         }
-        state.job = Job::NONE;
-        drop(state);
         self.busy.store(false, Ordering::Release);
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.shared.lock().shutdown = true;
-        self.shared.wake.notify_all();
+        {
+            let _guard = self.shared.lock();
+            self.shared.shutdown.store(true, Ordering::SeqCst);
+            self.shared.wake.notify_all();
+        }
         for worker in self.workers.drain(..) {
             // A worker cannot panic (tasks are `extern "C"` and abort instead), so join only
             // fails if it did anyway; there is nothing more to clean up then.
@@ -214,22 +276,33 @@ impl Drop for Pool {
 fn worker_loop(shared: &Shared) {
     let mut seen = 0;
     loop {
-        let job = {
-            let mut state = shared.lock();
-            while state.generation == seen && !state.shutdown {
-                state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
-            }
-            if state.shutdown {
-                return;
-            }
-            seen = state.generation;
-            state.job
+        let fresh = || {
+            shared.generation.load(Ordering::Acquire) != seen
+                || shared.shutdown.load(Ordering::Acquire)
         };
+        if !spin_until(fresh) {
+            let mut guard = shared.lock();
+            shared.sleepers.fetch_add(1, Ordering::SeqCst);
+            while shared.generation.load(Ordering::SeqCst) == seen
+                && !shared.shutdown.load(Ordering::SeqCst)
+            {
+                guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+            }
+            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+        if shared.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        seen = shared.generation.load(Ordering::Acquire);
+        // SAFETY: see `Shared::job`: the publisher wrote it before bumping `generation`, and
+        // writes the next one only after this worker decrements `remaining`.
+        let job = unsafe { *shared.job.get() };
         job.work(&shared.next);
-        let mut state = shared.lock();
-        state.remaining -= 1;
-        if state.remaining == 0 {
-            shared.done.notify_one();
+        if shared.remaining.fetch_sub(1, Ordering::SeqCst) == 1
+            && shared.waiting.load(Ordering::SeqCst)
+        {
+            let _guard = shared.lock();
+            shared.done.notify_all();
         }
     }
 }
@@ -301,6 +374,38 @@ pub fn physical_cores(sys_cpu: &Path) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    unsafe extern "C" fn count(ctx: *mut c_void, i: i64) {
+        // SAFETY: the tests pass a slice of counters at least `i + 1` long.
+        let counters = unsafe { &*ctx.cast::<Vec<AtomicU64>>() };
+        counters[i as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every index runs exactly once per call, whether the workers are spinning (calls back to
+    /// back) or asleep (a pause longer than [`SPIN`] before the call).
+    #[test]
+    fn every_index_runs_once_whether_workers_spin_or_sleep() {
+        for threads in [2, 3] {
+            let pool = Pool::new(threads).unwrap();
+            let counters: Vec<AtomicU64> = (0..97).map(|_| AtomicU64::new(0)).collect();
+            let ctx = std::ptr::from_ref(&counters).cast_mut().cast::<c_void>();
+            let mut expected = vec![0u64; counters.len()];
+            for round in 0..2000 {
+                let n = 1 + round % counters.len();
+                if round % 500 == 499 {
+                    std::thread::sleep(SPIN * 3);
+                }
+                // SAFETY: `count` indexes counters below n <= len.
+                unsafe { pool.parallel_for(n as i64, Some(count), ctx) };
+                for e in &mut expected[..n] {
+                    *e += 1;
+                }
+                // parallel_for returned, so every call it made is visible.
+                let got: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+                assert_eq!(got, expected, "{threads} threads, round {round}");
+            }
+        }
+    }
 
     #[test]
     fn an_explicit_count_wins_over_the_environment() {

@@ -3,7 +3,8 @@
 //! two threads (split by rows), for the host's widest vector path and for AVX2 (`x86-64-v3`).
 //!
 //! Run with `cargo run --release -p tcc-codegen --example gemm_bench`. Arguments: sizes to run
-//! instead of the default ones. `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` overrides the host
+//! instead of the default ones, each `N` (an `N x N x N` product) or `MxKxN` (`A` is `M x K`,
+//! `B` is `K x N`), such as `128x384x1536` (a transformer's feed-forward layer). `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` overrides the host
 //! path's blocking, to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each GEMM's assembly to
 //! `PREFIX.NAME.s`.
 
@@ -34,12 +35,12 @@ type PeakFn = unsafe extern "C" fn(*mut f32, i64);
 type GemmFn = unsafe extern "C" fn(*const f32, i64, *mut f32, i64, i64, i64, i64, i64);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<usize> = std::env::args()
+    let sizes: Vec<[usize; 3]> = std::env::args()
         .skip(1)
-        .map(|s| s.parse())
+        .map(|s| parse_size(&s))
         .collect::<Result<_, _>>()?;
     let sizes = if sizes.is_empty() {
-        vec![256, 512, 1024]
+        vec![[256; 3], [512; 3], [1024; 3]]
     } else {
         sizes
     };
@@ -75,8 +76,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let gemm = build_gemm(&target, &layout, dir.path(), cpu, size)?;
             for threads in [1, 2] {
                 let gflops = gemm.measure(threads);
+                let shape = match size {
+                    [m, k, n] if m == k && k == n => format!("{m:>5}^3"),
+                    [m, k, n] => format!("{m}x{k}x{n}"),
+                };
                 println!(
-                    "  {size:>5}^3  {threads} thread{}  {gflops:7.1} GFLOP/s  {:5.1}% of {} x peak",
+                    "  {shape}  {threads} thread{}  {gflops:7.1} GFLOP/s  {:5.1}% of {} x peak",
                     if threads == 1 { " " } else { "s" },
                     100.0 * gflops / (peak * threads as f64),
                     threads
@@ -85,6 +90,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// `N` or `MxKxN`.
+fn parse_size(s: &str) -> Result<[usize; 3], Box<dyn std::error::Error>> {
+    let v: Vec<usize> = s.split('x').map(str::parse).collect::<Result<_, _>>()?;
+    match v[..] {
+        [n] => Ok([n; 3]),
+        [m, k, n] => Ok([m, k, n]),
+        _ => Err(format!("a size is N or MxKxN, not `{s}`").into()),
+    }
 }
 
 /// Emits, builds and runs the FMA loop; returns GFLOP/s on one thread.
@@ -168,7 +183,7 @@ fn build(
 struct Gemm {
     _library: libloading::Library,
     kernel: GemmFn,
-    size: usize,
+    size: [usize; 3],
     a: Vec<f32>,
     c: Vec<f32>,
     mr: usize,
@@ -179,12 +194,13 @@ fn build_gemm(
     layout: &GemmLayout,
     dir: &Path,
     tag: &str,
-    size: usize,
+    size: [usize; 3],
 ) -> Result<Gemm, Box<dyn std::error::Error>> {
-    let name = format!("gemm_{}_{size}", tag.replace('-', "_"));
+    let [m, k, n] = size;
+    let name = format!("gemm_{}_{m}_{k}_{n}", tag.replace('-', "_"));
     let context = Context::create();
     let module = context.create_module(&name);
-    let b: Vec<f32> = (0..size * size)
+    let b: Vec<f32> = (0..k * n)
         .map(|i| ((i * 7919) % 13) as f32 * 0.01)
         .collect();
     emit_gemm_const_b(
@@ -193,8 +209,8 @@ fn build_gemm(
         &name,
         layout,
         &b,
-        size,
-        size,
+        k,
+        n,
         None,
         Epilogue::default(),
     )?;
@@ -209,10 +225,8 @@ fn build_gemm(
         _library: library,
         kernel,
         size,
-        a: (0..size * size)
-            .map(|i| ((i * 31) % 17) as f32 * 0.01)
-            .collect(),
-        c: vec![0.0; size * size],
+        a: (0..m * k).map(|i| ((i * 31) % 17) as f32 * 0.01).collect(),
+        c: vec![0.0; m * n],
         mr: layout.mr as usize,
     })
 }
@@ -220,21 +234,21 @@ fn build_gemm(
 impl Gemm {
     /// GFLOP/s of `C = A·B` split by rows over `threads` threads, best of several runs.
     fn measure(&self, threads: usize) -> f64 {
-        let n = self.size;
+        let [m, k, n] = self.size;
         let a = self.a.as_ptr() as usize;
         let c = self.c.as_ptr() as usize;
         let kernel = self.kernel;
         // Row ranges on multiples of MR, so every thread's tiles are full.
-        let blocks = n.div_ceil(self.mr);
+        let blocks = m.div_ceil(self.mr);
         let bounds: Vec<usize> = (0..=threads)
-            .map(|t| (blocks * t / threads * self.mr).min(n))
+            .map(|t| (blocks * t / threads * self.mr).min(m))
             .collect();
         let call = move |m0: usize, m1: usize| {
-            // SAFETY: A and C are n x n; concurrent calls write disjoint row ranges.
+            // SAFETY: A is m x k and C is m x n; concurrent calls write disjoint row ranges.
             unsafe {
                 kernel(
                     a as *const f32,
-                    n as i64,
+                    k as i64,
                     c as *mut f32,
                     n as i64,
                     m0 as i64,
@@ -245,7 +259,7 @@ impl Gemm {
             }
         };
         if threads == 1 {
-            return 2.0 * (n * n * n) as f64 / best_time(|| call(0, n)) / 1e9;
+            return 2.0 * (m * k * n) as f64 / best_time(|| call(0, m)) / 1e9;
         }
         let seconds = best_time(|| {
             std::thread::scope(|scope| {
@@ -255,7 +269,7 @@ impl Gemm {
                 }
             })
         });
-        2.0 * (n * n * n) as f64 / seconds / 1e9
+        2.0 * (m * k * n) as f64 / seconds / 1e9
     }
 }
 
