@@ -337,6 +337,20 @@ fn gemm_const_b_with_epilogues() {
             bias: true,
             act: "none",
         },
+        // Enough panels that large steps split by columns over the session's 3 threads: 768
+        // columns are 24 panels of 32 (48 of 16), 96 are 3 (6).
+        ConstGemm {
+            k: 33,
+            n: 768,
+            bias: true,
+            act: "gelu_b",
+        },
+        ConstGemm {
+            k: 300,
+            n: 96,
+            bias: false,
+            act: "relu",
+        },
     ];
     let ks = [1, 7, 17, 33, 127, 300];
     let mut inputs: Vec<String> = ks.iter().map(|k| format!("%a{k}: f32[m, {k}]")).collect();

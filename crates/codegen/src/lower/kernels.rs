@@ -37,8 +37,13 @@ impl CtxSlot {
     pub const CHUNK: u32 = 2;
     /// Rows in all.
     pub const ROWS: u32 = 3;
+    /// Column groups: task `t` computes row chunk `t / COL_GROUPS` and column group
+    /// `t % COL_GROUPS` (1 for a step split by rows only).
+    pub const COL_GROUPS: u32 = 4;
+    /// Column units (such as a GEMM's panels) per column group.
+    pub const COL_CHUNK: u32 = 5;
     /// The destination buffer; the inputs follow, then the scratch if any.
-    pub const FIRST_BUFFER: u32 = 4;
+    pub const FIRST_BUFFER: u32 = 6;
 }
 
 /// How a step splits into tasks.
@@ -50,6 +55,9 @@ pub struct Parallel {
     pub work: Dim,
     /// Chunks are rounded up to a multiple of this many rows.
     pub align: i64,
+    /// Units along the columns the step can also be split into (a GEMM's panels of `B`), or 1.
+    /// The kernel reads its range as [`Ctx::c0`]`..`[`Ctx::c1`] (clamped to this count).
+    pub cols: i64,
 }
 
 /// An [`Error::Unsupported`] for node `step.node`.
@@ -240,6 +248,10 @@ pub struct Ctx<'a, 'ctx> {
     pub r0: IntValue<'ctx>,
     /// One past the last row of this task.
     pub r1: IntValue<'ctx>,
+    /// The first column unit of this task (see [`Parallel::cols`]).
+    pub c0: IntValue<'ctx>,
+    /// One past the last column unit of this task (may exceed [`Parallel::cols`]).
+    pub c1: IntValue<'ctx>,
 }
 
 impl<'a, 'ctx> Ctx<'a, 'ctx> {
@@ -503,9 +515,22 @@ pub fn emit_step<'a, 'ctx>(
     } else {
         None
     };
+    let groups = load_int(CtxSlot::COL_GROUPS)?;
+    let col_chunk = load_int(CtxSlot::COL_CHUNK)?;
+    let bld = kb.builder();
+    let row_task = bld
+        .build_int_signed_div(task, groups, "row.task")
+        .map_err(kb.err())?;
+    let col_task = bld
+        .build_int_signed_rem(task, groups, "col.task")
+        .map_err(kb.err())?;
+    let c0 = bld
+        .build_int_mul(col_task, col_chunk, "c0")
+        .map_err(kb.err())?;
+    let c1 = bld.build_int_add(c0, col_chunk, "c1").map_err(kb.err())?;
     let r0 = kb
         .builder()
-        .build_int_mul(task, chunk, "r0")
+        .build_int_mul(row_task, chunk, "r0")
         .map_err(kb.err())?;
     let r1 = kb
         .builder()
@@ -523,6 +548,8 @@ pub fn emit_step<'a, 'ctx>(
         scratch,
         r0,
         r1,
+        c0,
+        c1,
     };
     let parallel = body(&c, graph, step, target)?;
     c.kb.builder().build_return(None).map_err(c.kb.err())?;
@@ -561,11 +588,13 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
         rows: Dim::constant(1),
         work,
         align: 1,
+        cols: 1,
     };
     let elementwise = Parallel {
         rows: rows_of(out_shape),
         work: last_of(out_shape),
         align: 1,
+        cols: 1,
     };
     let zero = c.kb.i64_const(0);
     match &step.kernel {
@@ -636,8 +665,8 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
                         nn.into(),
                         c.r0.into(),
                         c.r1.into(),
-                        zero.into(),
-                        p1.into(),
+                        c.c0.into(),
+                        c.kb.min_i64(c.c1, p1)?.into(),
                     ],
                     "",
                 )
@@ -646,6 +675,7 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
                 rows: m,
                 work: Dim::constant((k * n) as i64),
                 align: i64::from(layout.mr),
+                cols: layout.panels(n) as i64,
             })
         }
         Kernel::MatMul => matmul(c, graph, step, target),
@@ -767,6 +797,7 @@ fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Resul
         rows: batch,
         work: m.mul(&n).mul(&k),
         align: 1,
+        cols: 1,
     })
 }
 
@@ -1010,6 +1041,7 @@ fn op_body<'ctx>(
                 rows,
                 work: inner,
                 align: 1,
+                cols: 1,
             })
         }
         Op::GatherElements { axis } => {
@@ -1090,6 +1122,7 @@ fn op_body<'ctx>(
                 rows,
                 work: slice,
                 align: 1,
+                cols: 1,
             })
         }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
@@ -1106,6 +1139,7 @@ fn op_body<'ctx>(
                     rows: outer,
                     work: len,
                     align: 1,
+                    cols: 1,
                 });
             }
             let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
@@ -1171,6 +1205,7 @@ fn op_body<'ctx>(
                 rows: outer.mul(&inner),
                 work: len,
                 align: 1,
+                cols: 1,
             })
         }
         Op::LayerNorm { axis, epsilon } => {
@@ -1264,6 +1299,7 @@ fn op_body<'ctx>(
                 rows,
                 work: len,
                 align: 1,
+                cols: 1,
             })
         }
         Op::Reduce { kind, axes, .. } => reduce(c, graph, step, *kind, axes),
@@ -1306,6 +1342,7 @@ fn op_body<'ctx>(
                 rows: outer.mul(&inner),
                 work: len,
                 align: 1,
+                cols: 1,
             })
         }
         Op::CumSum {
@@ -1347,6 +1384,7 @@ fn op_body<'ctx>(
                 rows: outer.mul(&inner),
                 work: len,
                 align: 1,
+                cols: 1,
             })
         }
         Op::MatMulInteger { saturate_pairs } => matmul_integer(c, graph, step, *saturate_pairs),
@@ -1558,6 +1596,7 @@ fn reduce(
         rows,
         work: count,
         align: 1,
+        cols: 1,
     })
 }
 
@@ -1633,6 +1672,7 @@ fn matmul_scalar(c: &Ctx<'_, '_>, graph: &Graph, step: &Step) -> Result<Parallel
         rows: product(&batch).mul(&m),
         work: n.mul(&k),
         align: 1,
+        cols: 1,
     })
 }
 
@@ -1772,6 +1812,7 @@ fn matmul_integer<'ctx>(
         rows: product(&batch).mul(&m),
         work: n.mul(&k),
         align: 1,
+        cols: 1,
     })
 }
 
@@ -1858,5 +1899,6 @@ fn conv(
         rows: out.dims()[0].mul(&out.dims()[1]),
         work: out_sp.mul(&k_sp).mul(&ws.dims()[1]),
         align: 1,
+        cols: 1,
     })
 }

@@ -222,8 +222,13 @@ pub fn emit_entry_points<'ctx>(
         }
         let rows = d.dim(&f.parallel.rows)?;
         let work = d.dim(&f.parallel.work)?;
-        let (chunk, tasks) = split(&b, rows, work, threads, f.parallel.align)?;
+        let (chunk, tasks, groups, col_chunk) =
+            split(&b, rows, work, threads, f.parallel.align, f.parallel.cols)?;
         b.build_store(slot(CtxSlot::CHUNK)?, chunk).map_err(e())?;
+        b.build_store(slot(CtxSlot::COL_GROUPS)?, groups)
+            .map_err(e())?;
+        b.build_store(slot(CtxSlot::COL_CHUNK)?, col_chunk)
+            .map_err(e())?;
         b.build_store(slot(CtxSlot::ROWS)?, rows).map_err(e())?;
         let one = i64t.const_int(1, false);
         let many = b
@@ -380,14 +385,29 @@ fn emit_shape_checks<'ctx>(
     Ok(())
 }
 
-/// `(chunk, tasks)` for `rows` rows of `work` each on `threads` threads.
+/// How a step of `rows` rows of `work` each, and `cols` column units, splits on `threads`
+/// threads: `(chunk, tasks, groups, col_chunk)`, rows per task, tasks, column groups and column
+/// units per group.
+///
+/// Small steps (below [`PARALLEL_WORK`]) and one thread run as one task. A step that splits
+/// along its columns (a GEMM's panels) into a multiple of the thread count, or into at least
+/// eight units per thread, gives each thread one column group and every row: each thread then
+/// reads only its share of the GEMM's weights, once, and the threads' shares are equal (or
+/// within an eighth). Otherwise rows split into about four chunks per thread, rounded to
+/// `align`, and the pool balances them.
 fn split<'ctx>(
     b: &inkwell::builder::Builder<'ctx>,
     rows: IntValue<'ctx>,
     work: IntValue<'ctx>,
     threads: IntValue<'ctx>,
     align: i64,
-) -> Result<(IntValue<'ctx>, IntValue<'ctx>)> {
+    cols: i64,
+) -> Result<(
+    IntValue<'ctx>,
+    IntValue<'ctx>,
+    IntValue<'ctx>,
+    IntValue<'ctx>,
+)> {
     let e = || Error::builder("tcc_run");
     let i64t = rows.get_type();
     let c = |v: i64| i64t.const_int(v as u64, true);
@@ -453,7 +473,56 @@ fn split<'ctx>(
         .map_err(e())?;
     let chunk = sel(serial, rows1, chunk)?;
     let tasks = sel(serial, c(1), tasks)?;
-    Ok((chunk, tasks))
+    // Everything in one column group unless the columns split well.
+    let all_cols = c(cols.max(1));
+    if cols < 2 {
+        return Ok((chunk, tasks, c(1), all_cols));
+    }
+    let even = b
+        .build_int_compare(
+            IntPredicate::EQ,
+            b.build_int_signed_rem(c(cols), threads, "rem")
+                .map_err(e())?,
+            c(0),
+            "even",
+        )
+        .map_err(e())?;
+    let many = b
+        .build_int_compare(
+            IntPredicate::SGE,
+            c(cols),
+            b.build_int_mul(threads, c(8), "t8").map_err(e())?,
+            "many",
+        )
+        .map_err(e())?;
+    let fits = b
+        .build_int_compare(IntPredicate::SLE, threads, c(cols), "fits")
+        .map_err(e())?;
+    let by_cols = b
+        .build_and(
+            b.build_and(fits, b.build_or(even, many, "ok").map_err(e())?, "f")
+                .map_err(e())?,
+            b.build_not(serial, "par").map_err(e())?,
+            "by.cols",
+        )
+        .map_err(e())?;
+    // Guard the division for the case that does not use it (threads may exceed cols).
+    let groups = sel(by_cols, threads, c(1))?;
+    let col_chunk = b
+        .build_int_signed_div(
+            b.build_int_add(
+                c(cols),
+                b.build_int_sub(groups, c(1), "g1").map_err(e())?,
+                "n",
+            )
+            .map_err(e())?,
+            groups,
+            "col.chunk",
+        )
+        .map_err(e())?;
+    let chunk = sel(by_cols, rows1, chunk)?;
+    let tasks = sel(by_cols, threads, tasks)?;
+    Ok((chunk, tasks, groups, col_chunk))
 }
 
 fn param_ptr<'ctx>(f: FunctionValue<'ctx>, n: u32) -> Result<PointerValue<'ctx>> {
