@@ -1276,3 +1276,65 @@ graph(%a: f32[4, s], %b: f32[t, 6]) {
     .expect_failure()
     .check();
 }
+
+/// Attention as torch exports it (`Q`, `K` read through transposes, a scale, an additive
+/// `-inf` padding mask, softmax, `where(isnan(p), 0, p)`, `· V`, the result transposed back)
+/// is one fused kernel (checked: four steps, the other three making `Q`, `K` and the mask),
+/// at lengths that take one and several blocks of query rows and more than one k-block of
+/// `P·V`. `Q` and `K` hold small integers, so the scores are exact whatever the order of the
+/// sums; the softmax is within 4 ulp (see `softmax_rows_f32`), fully masked rows give NaN and
+/// then 0 exactly; `P·V` sums `s` products: the GEMM bound over `Σ|p·v|` (the bound graph),
+/// plus the probabilities' own 4 ulp (relative 4 · 2^-23) carried through the sum.
+#[test]
+fn fused_attention_matches_the_unfused_graph() {
+    let head = "graph(%qi: i32[b, s, 2, 16], %ki: i32[b, s, 2, 16], %v: f32[b, 2, s, 8], %mask: bool[b, 1, 1, s]) {";
+    let probs = r#"
+  %zero = const [0.0] : f32[]
+  %ninf = const [-inf] : f32[]
+  %scale = const [0.125] : f32[]
+  %q = cast<to=f32>(%qi) : f32[b, s, 2, 16]
+  %k = cast<to=f32>(%ki) : f32[b, s, 2, 16]
+  %qt = transpose<perm=[0, 2, 1, 3]>(%q) : f32[b, 2, s, 16]
+  %kt = transpose<perm=[0, 2, 3, 1]>(%k) : f32[b, 2, 16, s]
+  %sc = matmul(%qt, %kt) : f32[b, 2, s, s]
+  %ss = mul(%sc, %scale) : f32[b, 2, s, s]
+  %mf = where(%mask, %zero, %ninf) : f32[b, 1, 1, s]
+  %sm = add(%ss, %mf) : f32[b, 2, s, s]
+  %p = softmax<axis=3>(%sm) : f32[b, 2, s, s]
+  %nan = isnan(%p) : bool[b, 2, s, s]
+  %pp = where(%nan, %zero, %p) : f32[b, 2, s, s]"#;
+    let ir = format!(
+        "{head}{probs}
+  %o = matmul(%pp, %v) : f32[b, 2, s, 8]
+  %ot = transpose<perm=[0, 2, 1, 3]>(%o) : f32[b, s, 2, 8]
+  return %y = %ot
+}}"
+    );
+    let bound = format!(
+        "{head}{probs}
+  %ap = abs(%pp) : f32[b, 2, s, s]
+  %av = abs(%v) : f32[b, 2, s, 8]
+  %m = matmul(%ap, %av) : f32[b, 2, s, 8]
+  %mt = transpose<perm=[0, 2, 1, 3]>(%m) : f32[b, s, 2, 8]
+  return %y = %mt
+}}"
+    );
+    let mut case = Case::new("fused_attention", &ir)
+        .bound(&bound)
+        .steps(4)
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("v", Gen::Float(-1.0, 1.0))
+        .tol_for(
+            "y",
+            Tol::Gemm {
+                k: Len::Sym("s"),
+                slope: 1.0,
+                extra: 4.0 * f64::powi(2.0, -23),
+            },
+        );
+    for s in [1, 7, 17, 48, 49, 127, 300, 600] {
+        case = case.bind(&[("b", 1 + s % 3), ("s", s)]);
+    }
+    case.check();
+}

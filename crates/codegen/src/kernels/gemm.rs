@@ -359,6 +359,88 @@ pub fn emit_gemm_runtime_b<'ctx>(
     Ok(kb.function())
 }
 
+/// Emits the packing of a strided runtime `B` on its own:
+///
+/// `void name(const float *b, int64_t rs_b, int64_t cs_b, int64_t n, int64_t k, float *packed)`
+///
+/// packs every panel of the `k x n` matrix `B[kk, j] = b[kk * rs_b + j * cs_b]` into `packed`
+/// ([`GemmLayout::packed_b_len`] floats), as [`emit_gemm_runtime_b`] does before its product,
+/// for [`emit_gemm_packed_b`] to use as often as needed.
+pub fn emit_pack_b_fn<'ctx>(
+    module: &Module<'ctx>,
+    target: &Target,
+    name: &str,
+    layout: &GemmLayout,
+) -> Result<FunctionValue<'ctx>> {
+    layout.check(name)?;
+    use Param::{Ptr, I64};
+    let kb = KernelBuilder::new(
+        module,
+        target,
+        name,
+        &[Ptr, I64, I64, I64, I64, Ptr],
+        layout.lanes,
+    )?;
+    mark_noalias(&kb, &[5]);
+    let n = kb.int_param(3)?;
+    let panels = panel_count(&kb, layout, n)?;
+    emit_pack_b(
+        &kb,
+        layout,
+        kb.ptr_param(0)?,
+        kb.int_param(1)?,
+        kb.int_param(2)?,
+        n,
+        kb.int_param(4)?,
+        kb.i64_const(0),
+        panels,
+        kb.ptr_param(5)?,
+    )?;
+    kb.builder().build_return(None).map_err(kb.err())?;
+    Ok(kb.function())
+}
+
+/// Emits a GEMM whose `B` was packed by [`emit_pack_b_fn`]:
+///
+/// `void name(const float *a, int64_t lda, const float *packed, float *c, int64_t ldc,
+///            int64_t m0, int64_t m1, int64_t n, int64_t k)`
+///
+/// computes rows `m0..m1` of `C = act(alpha * A·B)` (all `n` columns), with the same blocking
+/// and rounding as [`emit_gemm_runtime_b`]: the two give identical results. `C` must overlap
+/// neither `A` nor `packed`.
+pub fn emit_gemm_packed_b<'ctx>(
+    module: &Module<'ctx>,
+    target: &Target,
+    name: &str,
+    layout: &GemmLayout,
+    epilogue: Epilogue,
+) -> Result<FunctionValue<'ctx>> {
+    layout.check(name)?;
+    use Param::{Ptr, I64};
+    let params = [Ptr, I64, Ptr, Ptr, I64, I64, I64, I64, I64];
+    let kb = KernelBuilder::new(module, target, name, &params, layout.lanes)?;
+    mark_noalias(&kb, &[3]);
+    let n = kb.int_param(7)?;
+    let operands = Operands {
+        a: kb.ptr_param(0)?,
+        lda: kb.int_param(1)?,
+        c: kb.ptr_param(3)?,
+        ldc: kb.int_param(4)?,
+        m0: kb.int_param(5)?,
+        m1: kb.int_param(6)?,
+        p0: kb.i64_const(0),
+        p1: panel_count(&kb, layout, n)?,
+        n,
+        k: kb.int_param(8)?,
+        b_packed: kb.ptr_param(2)?,
+        b_first_panel: kb.i64_const(0),
+        bias: None,
+    };
+    emit_driver(&kb, layout, &operands, epilogue)?;
+    kb.builder().build_return(None).map_err(kb.err())?;
+    Ok(kb.function())
+}
+
 /// Where the epilogue reads the bias.
 #[derive(Clone, Copy)]
 enum Bias<'ctx> {

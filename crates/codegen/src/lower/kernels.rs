@@ -15,7 +15,7 @@ use std::sync::Arc;
 use inkwell::module::Module;
 use inkwell::values::{BasicValueEnum, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
-use tcc_ir::{DType, Dim, Graph, Op, ReduceKind, Shape};
+use tcc_ir::{DType, Dim, Graph, NodeId, Op, ReduceKind, Shape};
 
 use super::dims::DimEmitter;
 use super::scalar::{self, load, store};
@@ -100,7 +100,21 @@ pub fn bcast_strides_to(shape: &Shape, out: &[Dim]) -> Vec<Dim> {
 }
 
 fn bcast_strides_impl(shape: &Shape, rank: usize, out_dims: Option<&[Dim]>) -> Vec<Dim> {
-    let own = strides(shape);
+    bcast_strides_from(shape, &strides(shape), rank, out_dims)
+}
+
+/// [`bcast_strides`] of a view of `shape` whose own strides are `own` (not contiguous, such as
+/// a transposed view of a buffer).
+pub fn bcast_strides_with(shape: &Shape, own: &[Dim], rank: usize) -> Vec<Dim> {
+    bcast_strides_from(shape, own, rank, None)
+}
+
+fn bcast_strides_from(
+    shape: &Shape,
+    own: &[Dim],
+    rank: usize,
+    out_dims: Option<&[Dim]>,
+) -> Vec<Dim> {
     let lead = rank - shape.rank().min(rank);
     let skip = shape.rank() - shape.rank().min(rank);
     let mut out = vec![Dim::constant(0); rank];
@@ -127,6 +141,22 @@ fn bcast_strides_impl(shape: &Shape, rank: usize, out_dims: Option<&[Dim]>) -> V
 /// once. Each result is within about 3 ulp of the exact softmax. A row holding a NaN or an
 /// infinity gives NaN everywhere, as `exp(x - max)` does in exact arithmetic.
 fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()> {
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let base = c.mul(r, lenv)?;
+        let src = c.kb.f32_element_ptr(c.inputs[0], base)?;
+        let dst = c.kb.f32_element_ptr(c.dest, base)?;
+        softmax_row_f32(c, src, dst, lenv)
+    })
+}
+
+/// The softmax of one contiguous f32 row of `len` elements from `src` into `dst` (which may
+/// be `src`), as [`softmax_rows_f32`] describes.
+fn softmax_row_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    dst: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+) -> Result<()> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
@@ -138,10 +168,7 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
     let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let neg_inf = kb.f32_splat_const(f32::NEG_INFINITY);
     let zeros = vt.const_zero();
-    c.for_range(c.r0, c.r1, "row", |c, r| {
-        let base = c.mul(r, lenv)?;
-        let src = kb.f32_element_ptr(c.inputs[0], base)?;
-        let dst = kb.f32_element_ptr(c.dest, base)?;
+    {
         // The maximum, NaN-propagating (llvm.maximum).
         let acc = c.var(neg_inf.into())?;
         kb.vector_loop_in(lenv, |kb, i, mask| {
@@ -221,7 +248,7 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
             let y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
             kb.store_f32(dst, i, y, mask)
         })
-    })
+    }
 }
 
 /// A product of dims.
@@ -558,13 +585,21 @@ pub fn emit_step<'a, 'ctx>(
 
 /// The runtime-B GEMM layout and scratch (in bytes) for a step, if it has one.
 pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim> {
-    if !matches!(step.kernel, Kernel::MatMul) {
-        return None;
+    if let Kernel::Attention { .. } = step.kernel {
+        let a = AttentionDims::of(graph, step)?;
+        return Some(
+            a.batch
+                .mul(&a.scratch_floats(target))
+                .mul(&Dim::constant(4)),
+        );
     }
+    let Kernel::MatMul { mm, .. } = step.kernel else {
+        return None;
+    };
     let layout = GemmLayout::for_target(target);
-    let out = &graph.ty(step.node).shape;
+    let out = &graph.ty(mm).shape;
     let r = out.rank();
-    let bty = graph.ty(step.inputs[1]);
+    let bty = graph.ty(graph.operands(mm)[1]);
     let k = bty.shape.dims()[bty.rank() - 2].clone();
     let n = out.dims()[r - 1].clone();
     let batch = product(&out.dims()[..r - 2]);
@@ -678,7 +713,12 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
                 cols: layout.panels(n) as i64,
             })
         }
-        Kernel::MatMul => matmul(c, graph, step, target),
+        Kernel::MatMul {
+            mm,
+            perms,
+            out_perm,
+        } => matmul(c, graph, step, target, *mm, perms, out_perm.as_deref()),
+        Kernel::Attention { .. } => attention(c, graph, step, target),
         Kernel::Op(op) => op_body(c, graph, step, op, elementwise, serial),
     }
 }
@@ -720,29 +760,73 @@ fn eval<'ctx>(
     })
 }
 
-/// The batched product of two runtime operands: one runtime-B GEMM per batch matrix for `f32`
-/// (a row is a batch matrix), else a scalar loop.
-fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<Parallel> {
-    let out = &graph.ty(step.node).shape;
+/// The batched product of two runtime operands: one runtime-B GEMM per batch matrix (a row is
+/// a batch matrix). Operands are read, and the result written, through strides, so transposed
+/// operands and a transposed result (see [`Kernel::MatMul`]) need no copies.
+fn matmul(
+    c: &Ctx<'_, '_>,
+    graph: &Graph,
+    step: &Step,
+    target: &Target,
+    mm: NodeId,
+    perms: &[Option<Vec<usize>>; 2],
+    out_perm: Option<&[usize]>,
+) -> Result<Parallel> {
+    let out = &graph.ty(mm).shape;
     let r = out.rank();
-    let (a_ty, b_ty) = (graph.ty(step.inputs[0]), graph.ty(step.inputs[1]));
+    let ops = graph.operands(mm);
+    let (a_ty, b_ty) = (graph.ty(ops[0]), graph.ty(ops[1]));
     let m = out.dims()[r - 2].clone();
     let n = out.dims()[r - 1].clone();
     let k = b_ty.shape.dims()[b_ty.rank() - 2].clone();
     let batch_dims = &out.dims()[..r - 2];
     let batch = product(batch_dims);
+    // The strides of each operand's logical (transposed) view of its source buffer.
+    let operand_strides = |i: usize, shape: &Shape| -> Vec<Dim> {
+        let src = strides(&graph.ty(step.inputs[i]).shape);
+        let own = match &perms[i] {
+            Some(p) => p.iter().map(|&a| src[a].clone()).collect(),
+            None => src,
+        };
+        bcast_strides_with(shape, &own, r)
+    };
+    let a_strides = operand_strides(0, &a_ty.shape);
+    let b_strides = operand_strides(1, &b_ty.shape);
+    // The product's strides in the destination: a transposed result puts the product's axis
+    // perm[a] at the destination's axis a.
+    let out_strides = match out_perm {
+        Some(p) => {
+            let dst = strides(&graph.ty(step.node).shape);
+            let mut st = vec![Dim::constant(0); r];
+            for (a, &from) in p.iter().enumerate() {
+                st[from] = dst[a].clone();
+            }
+            st
+        }
+        None => strides(out),
+    };
+    if a_strides[r - 1].as_const().is_some_and(|s| s != 1) && k.as_const() != Some(1) {
+        return Err(unsupported(graph, step, "A's rows are not contiguous"));
+    }
+    if out_strides[r - 1].as_const() != Some(1) {
+        return Err(unsupported(
+            graph,
+            step,
+            "the result's rows are not contiguous",
+        ));
+    }
     let layout = GemmLayout::for_target(target);
     let module = c.m;
     let name = format!("{}.gemm", c.kb.function().get_name().to_string_lossy());
     let g = gemm::emit_gemm_runtime_b(module, target, &name, &layout, false, Epilogue::default())?;
-    let a_strides = c.dim_list(&bcast_strides(&a_ty.shape, r))?;
-    let b_strides = c.dim_list(&bcast_strides(&b_ty.shape, r))?;
+    let a_strides = c.dim_list(&a_strides)?;
+    let b_strides = c.dim_list(&b_strides)?;
+    let out_strides = c.dim_list(&out_strides)?;
     let bdims = c.dim_list(batch_dims)?;
     let (mv, nv, kv) = (c.dim(&m)?, c.dim(&n)?, c.dim(&k)?);
     let nr = c.kb.i64_const(layout.nr() as i64);
     let panels = c.div(c.add(nv, c.kb.i64_const(layout.nr() as i64 - 1))?, nr)?;
     let scratch_len = c.mul(c.mul(panels, nr)?, kv)?;
-    let mn = c.mul(mv, nv)?;
     let scratch = c
         .scratch
         .ok_or_else(|| c.kb.internal("the matmul has no scratch"))?;
@@ -750,7 +834,6 @@ fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Resul
         c.kb.context()
             .ptr_type(AddressSpace::default())
             .const_null();
-    let one = c.kb.i64_const(1);
     c.for_range(c.r0, c.r1, "batch", |c, bi| {
         let idx = c.unflatten(bi, &bdims)?;
         let zero = c.kb.i64_const(0);
@@ -758,16 +841,15 @@ fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Resul
         let b_off = c.offset(zero, &idx, &b_strides[..r - 2])?;
         let a = scalar::element_ptr(&c.kb, DType::F32, c.inputs[0], a_off)?;
         let b = scalar::element_ptr(&c.kb, DType::F32, c.inputs[1], b_off)?;
-        let out_off = c.mul(bi, mn)?;
+        let out_off = c.offset(zero, &idx, &out_strides[..r - 2])?;
         let o = scalar::element_ptr(&c.kb, DType::F32, c.dest, out_off)?;
+        let ldc = out_strides[r - 2];
         let s_off = c.mul(bi, scratch_len)?;
         let s = scalar::element_ptr(&c.kb, DType::F32, scratch, s_off)?;
         // B is read with its own strides: rows of k, columns of n.
         let rs_b = b_strides[r - 2];
         let cs_b = b_strides[r - 1];
         let lda = a_strides[r - 2];
-        // A's columns must be contiguous; its stride along k is 1 unless k == 1 (then 0).
-        let _ = one;
         c.b()
             .build_call(
                 g,
@@ -779,7 +861,7 @@ fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Resul
                     cs_b.into(),
                     null.into(),
                     o.into(),
-                    nv.into(),
+                    ldc.into(),
                     s.into(),
                     zero.into(),
                     mv.into(),
@@ -796,6 +878,286 @@ fn matmul(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Resul
     Ok(Parallel {
         rows: batch,
         work: m.mul(&n).mul(&k),
+        align: 1,
+        cols: 1,
+    })
+}
+
+/// Query rows per block of the fused attention kernel: the block's scores (`ROWS x n` floats)
+/// stay in L2 between `Q·K`, the softmax and `· V`. A multiple of every GEMM tile's rows.
+const ATTENTION_ROWS: i64 = 48;
+
+/// The sizes of a [`Kernel::Attention`] step.
+struct AttentionDims {
+    /// `[.., m, n]`: the scores.
+    scores: Shape,
+    /// Batch matrices.
+    batch: Dim,
+    m: Dim,
+    n: Dim,
+    /// `Q`'s and `K`'s inner size.
+    dk: Dim,
+    /// `V`'s columns.
+    dv: Dim,
+}
+
+impl AttentionDims {
+    fn of(graph: &Graph, step: &Step) -> Option<AttentionDims> {
+        let Kernel::Attention {
+            qk, softmax, pv, ..
+        } = &step.kernel
+        else {
+            return None;
+        };
+        let scores = graph.ty(*softmax).shape.clone();
+        let r = scores.rank();
+        let k = graph.ty(graph.operands(*qk)[1]);
+        let v = graph.ty(graph.operands(*pv)[1]);
+        Some(AttentionDims {
+            batch: product(&scores.dims()[..r - 2]),
+            m: scores.dims()[r - 2].clone(),
+            n: scores.dims()[r - 1].clone(),
+            dk: k.shape.dims()[k.rank() - 2].clone(),
+            dv: v.shape.dims()[v.rank() - 1].clone(),
+            scores,
+        })
+    }
+
+    /// Scratch floats per batch matrix: packed `K`, packed `V` and one block of scores.
+    fn scratch_floats(&self, target: &Target) -> Dim {
+        let layout = GemmLayout::for_target(target);
+        let nr = Dim::constant(layout.nr() as i64);
+        let panels = |d: &Dim| d.add(&nr.sub(&Dim::constant(1))).floor_div(&nr);
+        panels(&self.n)
+            .mul(&nr)
+            .mul(&self.dk)
+            .add(&panels(&self.dv).mul(&nr).mul(&self.n))
+            .add(&Dim::constant(ATTENTION_ROWS).mul(&self.n))
+    }
+}
+
+/// Fused attention (see [`Kernel::Attention`]); a task is one batch matrix.
+fn attention<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    target: &Target,
+) -> Result<Parallel> {
+    let Kernel::Attention {
+        qk,
+        pv,
+        expr,
+        post,
+        pre_leaves,
+        perms,
+        out_perm,
+        ..
+    } = &step.kernel
+    else {
+        return Err(c.kb.internal("not an attention step"));
+    };
+    let dims =
+        AttentionDims::of(graph, step).ok_or_else(|| c.kb.internal("not an attention step"))?;
+    let scores = &dims.scores;
+    let r = scores.rank();
+    let qk_ops = graph.operands(*qk);
+    let logical = [
+        graph.ty(qk_ops[0]).shape.clone(),
+        graph.ty(qk_ops[1]).shape.clone(),
+        graph.ty(graph.operands(*pv)[1]).shape.clone(),
+    ];
+    // Q, K and V through their sources' (permuted) strides, broadcast to rank r.
+    let mut st = Vec::new();
+    for i in 0..3 {
+        let src = strides(&graph.ty(step.inputs[i]).shape);
+        let own: Vec<Dim> = match &perms[i] {
+            Some(p) => p.iter().map(|&a| src[a].clone()).collect(),
+            None => src,
+        };
+        st.push(bcast_strides_with(&logical[i], &own, r));
+    }
+    let out_strides = match out_perm {
+        Some(p) => {
+            let dst = strides(&graph.ty(step.node).shape);
+            let mut o = vec![Dim::constant(0); r];
+            for (a, &from) in p.iter().enumerate() {
+                o[from] = dst[a].clone();
+            }
+            o
+        }
+        None => strides(&graph.ty(*pv).shape),
+    };
+    if st[0][r - 1].as_const().is_some_and(|s| s != 1) && dims.dk.as_const() != Some(1) {
+        return Err(unsupported(graph, step, "Q's rows are not contiguous"));
+    }
+    if out_strides[r - 1].as_const() != Some(1) {
+        return Err(unsupported(
+            graph,
+            step,
+            "the result's rows are not contiguous",
+        ));
+    }
+    // The other leaves of f (inputs 3..3 + pre_leaves) and g (the rest), read at the scores'
+    // index.
+    let leaf_strides: Vec<Vec<Dim>> = step.inputs[3..]
+        .iter()
+        .map(|&l| bcast_strides_to(&graph.ty(l).shape, scores.dims()))
+        .collect();
+    let pre = 3..3 + pre_leaves;
+
+    let layout = GemmLayout::for_target(target);
+    let base = c.kb.function().get_name().to_string_lossy().into_owned();
+    let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
+    let gemm = gemm::emit_gemm_packed_b(
+        c.m,
+        target,
+        &format!("{base}.gemm"),
+        &layout,
+        Epilogue::default(),
+    )?;
+    let st: Vec<Vec<IntValue>> = st.iter().map(|s| c.dim_list(s)).collect::<Result<_>>()?;
+    let out_st = c.dim_list(&out_strides)?;
+    let leaf_st: Vec<Vec<IntValue>> = leaf_strides
+        .iter()
+        .map(|s| c.dim_list(s))
+        .collect::<Result<_>>()?;
+    let bdims = c.dim_list(&scores.dims()[..r - 2])?;
+    let (mv, nv, dkv, dvv) = (
+        c.dim(&dims.m)?,
+        c.dim(&dims.n)?,
+        c.dim(&dims.dk)?,
+        c.dim(&dims.dv)?,
+    );
+    let nr = layout.nr() as i64;
+    let padded = |d| -> Result<IntValue> {
+        let up = c.add(d, c.kb.i64_const(nr - 1))?;
+        c.mul(c.div(up, c.kb.i64_const(nr))?, c.kb.i64_const(nr))
+    };
+    let k_len = c.mul(padded(nv)?, dkv)?;
+    let v_len = c.mul(padded(dvv)?, nv)?;
+    let s_len = c.mul(c.kb.i64_const(ATTENTION_ROWS), nv)?;
+    let per_task = c.add(c.add(k_len, v_len)?, s_len)?;
+    let scratch = c
+        .scratch
+        .ok_or_else(|| c.kb.internal("the attention has no scratch"))?;
+    let rows_step = c.kb.i64_const(ATTENTION_ROWS);
+    c.for_range(c.r0, c.r1, "batch", |c, bi| {
+        let zero = c.kb.i64_const(0);
+        let idx = c.unflatten(bi, &bdims)?;
+        let off = |i: usize| c.offset(zero, &idx, &st[i][..r - 2]);
+        let q = scalar::element_ptr(&c.kb, DType::F32, c.inputs[0], off(0)?)?;
+        let k = scalar::element_ptr(&c.kb, DType::F32, c.inputs[1], off(1)?)?;
+        let v = scalar::element_ptr(&c.kb, DType::F32, c.inputs[2], off(2)?)?;
+        let o_off = c.offset(zero, &idx, &out_st[..r - 2])?;
+        let o = scalar::element_ptr(&c.kb, DType::F32, c.dest, o_off)?;
+        let leaf_base: Vec<IntValue> = leaf_st
+            .iter()
+            .map(|s| c.offset(zero, &idx, &s[..r - 2]))
+            .collect::<Result<_>>()?;
+        let task_scratch = c.mul(bi, per_task)?;
+        let sk = scalar::element_ptr(&c.kb, DType::F32, scratch, task_scratch)?;
+        let sv = scalar::element_ptr(&c.kb, DType::F32, sk, k_len)?;
+        let sblk = scalar::element_ptr(&c.kb, DType::F32, sv, v_len)?;
+        // K (dk x n) and V (n x dv), packed once per batch matrix.
+        let call = |f, args: &[inkwell::values::BasicMetadataValueEnum]| {
+            c.b()
+                .build_call(f, args, "")
+                .map_err(c.kb.err())
+                .map(|_| ())
+        };
+        call(
+            pack,
+            &[
+                k.into(),
+                st[1][r - 2].into(),
+                st[1][r - 1].into(),
+                nv.into(),
+                dkv.into(),
+                sk.into(),
+            ],
+        )?;
+        call(
+            pack,
+            &[
+                v.into(),
+                st[2][r - 2].into(),
+                st[2][r - 1].into(),
+                dvv.into(),
+                nv.into(),
+                sv.into(),
+            ],
+        )?;
+        c.kb.for_loop(zero, mv, rows_step, "qblock", |_, rb| {
+            let left = c.b().build_int_sub(mv, rb, "left").map_err(c.kb.err())?;
+            let rows = c.kb.min_i64(left, rows_step)?;
+            let q_blk = scalar::element_ptr(&c.kb, DType::F32, q, c.mul(rb, st[0][r - 2])?)?;
+            // S = Q_blk · K.
+            call(
+                gemm,
+                &[
+                    q_blk.into(),
+                    st[0][r - 2].into(),
+                    sk.into(),
+                    sblk.into(),
+                    nv.into(),
+                    zero.into(),
+                    rows.into(),
+                    nv.into(),
+                    dkv.into(),
+                ],
+            )?;
+            // S = softmax(f(S)), row by row.
+            c.for_range(zero, rows, "qrow", |c, i| {
+                let row = c.mul(i, nv)?;
+                let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, row)?;
+                let qi = c.add(rb, i)?;
+                // Applies `e` to the row in place; `leaf_range` are its other leaves' inputs.
+                let apply = |c: &Ctx<'_, 'ctx>, e: &Expr, leaf_range: std::ops::Range<usize>| {
+                    let bases: Vec<IntValue> = leaf_range
+                        .clone()
+                        .map(|t| c.add(leaf_base[t - 3], c.mul(qi, leaf_st[t - 3][r - 2])?))
+                        .collect::<Result<_>>()?;
+                    c.for_range(zero, nv, "col", |c, j| {
+                        let mut leaves = vec![load(&c.kb, DType::F32, srow, j)?];
+                        for (t, base) in leaf_range.clone().zip(&bases) {
+                            let o = c.add(*base, c.mul(j, leaf_st[t - 3][r - 1])?)?;
+                            let dt = graph.ty(step.inputs[t]).dtype;
+                            leaves.push(load(&c.kb, dt, c.inputs[t], o)?);
+                        }
+                        let y = eval(c, e, &leaves)?;
+                        store(&c.kb, DType::F32, srow, j, y)
+                    })
+                };
+                if !matches!(expr, Expr::Leaf(0, _)) {
+                    apply(c, expr, pre.clone())?;
+                }
+                softmax_row_f32(c, srow, srow, nv)?;
+                if let Some(g) = post {
+                    apply(c, g, pre.end..step.inputs.len())?;
+                }
+                Ok(())
+            })?;
+            // O_blk = P_blk · V.
+            let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, out_st[r - 2])?)?;
+            call(
+                gemm,
+                &[
+                    sblk.into(),
+                    nv.into(),
+                    sv.into(),
+                    o_blk.into(),
+                    out_st[r - 2].into(),
+                    zero.into(),
+                    rows.into(),
+                    dvv.into(),
+                    nv.into(),
+                ],
+            )
+        })
+    })?;
+    Ok(Parallel {
+        rows: dims.batch.clone(),
+        work: dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
         align: 1,
         cols: 1,
     })

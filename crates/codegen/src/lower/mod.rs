@@ -170,7 +170,17 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
                 schedule::Kernel::GemmConstB {
                     activation, bias, ..
                 } => format!("gemm {activation:?} bias={}", bias.is_some()),
-                schedule::Kernel::MatMul => "matmul".into(),
+                schedule::Kernel::Attention {
+                    expr,
+                    perms,
+                    out_perm,
+                    ..
+                } => format!("attention f={expr:?} perms={perms:?} out_perm={out_perm:?}"),
+                schedule::Kernel::MatMul {
+                    perms, out_perm, ..
+                } => {
+                    format!("matmul perms={perms:?} out_perm={out_perm:?}")
+                }
                 schedule::Kernel::Copy => "copy".into(),
                 schedule::Kernel::Op(op) => op.name().into(),
             };

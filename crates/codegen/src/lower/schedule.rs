@@ -9,7 +9,12 @@
 //! - a `MatMul` of an `f32` operand by a constant `f32` matrix becomes [`Kernel::GemmConstB`],
 //!   and absorbs a following `Add` of a constant `[n]` bias and a `Relu` or an exact GELU
 //!   (`x * 0.5 * (1 + erf(x / sqrt 2))`, either association) into the GEMM's epilogue;
-//! - any other `f32` `MatMul` becomes [`Kernel::MatMul`] (runtime `B`);
+//! - any other `f32` `MatMul` becomes [`Kernel::MatMul`] (runtime `B`), which reads
+//!   transposed operands in place and writes a transposed result in place: a `Transpose`
+//!   operand whose users are all such products is read through permuted strides (for `A`,
+//!   only if its last axis stays last: the GEMM copies rows of `A`), and a sole `Transpose`
+//!   user that keeps the last axis last receives the product directly (attention's
+//!   `[b, s, h, d]` to `[b, h, s, d]` and back cost no copies);
 //! - `Reshape` is a view (no kernel), `Input` and `Const` need none;
 //! - every other op is [`Kernel::Op`], its own kernel;
 //! - a graph output that is not computed by a kernel into its own buffer (an input, a constant,
@@ -67,8 +72,45 @@ pub enum Kernel {
         /// The activation folded from the following ops.
         activation: Activation,
     },
-    /// An `f32` batched matrix product of two runtime operands (inputs 0 and 1).
-    MatMul,
+    /// An `f32` batched matrix product of two runtime operands (inputs 0 and 1, the sources of
+    /// the operands): `mm` is the `MatMul` node, whose operand `i` is `inputs[i]` transposed by
+    /// `perms[i]` if given; the result is written transposed by `out_perm` if given (the step's
+    /// node is then that `Transpose`).
+    MatMul {
+        /// The `MatMul` node.
+        mm: NodeId,
+        /// Per operand, the permutation that makes it from its source.
+        perms: [Option<Vec<usize>>; 2],
+        /// The permutation applied to the product.
+        out_perm: Option<Vec<usize>>,
+    },
+    /// Attention, `g(softmax(f(Q·K))) · V` over the last axis, without materialising the
+    /// scores: per batch matrix, `K` and `V` are packed once, then blocks of query rows go
+    /// through `Q·K`, `f` (an elementwise expression of the scores, such as a scale and a
+    /// mask), the softmax and `g` (an elementwise expression of the probabilities, such as
+    /// torch's `where(isnan(p), 0, p)`) in a scratch block, and straight on into `· V`.
+    /// Inputs: the sources of `Q`, `K` and `V`, then the other leaves of `f` (leaf 0 of `f` is
+    /// the scores), then those of `g` (leaf 0 of `g` is the probabilities). Each value is
+    /// computed by the same code, in the same order, as the unfused kernels would: the results
+    /// are identical.
+    Attention {
+        /// The `Q·K` `MatMul`.
+        qk: NodeId,
+        /// The `Softmax`.
+        softmax: NodeId,
+        /// The `P·V` `MatMul`.
+        pv: NodeId,
+        /// The expression between `Q·K` and the softmax (`f`).
+        expr: Expr,
+        /// The expression between the softmax and `· V` (`g`), if any.
+        post: Option<Expr>,
+        /// How many leaves `f` has besides the scores (inputs `3..3 + pre_leaves`).
+        pre_leaves: usize,
+        /// The permutations that make `Q`, `K` and `V` from their sources.
+        perms: [Option<Vec<usize>>; 3],
+        /// The permutation applied to the result (the step's node is then that `Transpose`).
+        out_perm: Option<Vec<usize>>,
+    },
     /// A copy of input 0 into an output buffer.
     Copy,
     /// The node's op on its operands.
@@ -293,6 +335,13 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
         );
         covered.insert(id);
     }
+    // Attention: softmax(f(Q·K)) · V in one kernel.
+    for &id in &order {
+        if let Some((step, nodes)) = match_attention(graph, id) {
+            covered.extend(nodes);
+            gemm_of.insert(id, step);
+        }
+    }
     // A node that will be computed inside its user's fused loop.
     let inlined = |id: NodeId| -> bool {
         let node = graph.node(id);
@@ -332,17 +381,39 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
                     inputs,
                 });
             }
-            Op::MatMul
-                if node.ty.dtype == DType::F32
-                    && graph.operands(id).iter().all(|&o| graph.ty(o).rank() >= 2) =>
-            {
+            Op::MatMul if runtime_matmul(graph, id) => {
+                let ops = graph.operands(id);
+                let mut inputs = Vec::new();
+                let mut perms = [None, None];
+                for (i, &o) in ops.iter().enumerate() {
+                    match folded_transpose(graph, o, i) {
+                        Some((src, perm)) => {
+                            inputs.push(src);
+                            perms[i] = Some(perm);
+                        }
+                        None => inputs.push(o),
+                    }
+                }
+                let (dest, out_perm) = match output_transpose(graph, id) {
+                    Some((t, perm)) => (t, Some(perm)),
+                    None => (id, None),
+                };
                 steps.push(Step {
-                    dest: Dest::Node(id),
-                    node: id,
-                    kernel: Kernel::MatMul,
-                    inputs: graph.operands(id),
+                    dest: Dest::Node(dest),
+                    node: dest,
+                    kernel: Kernel::MatMul {
+                        mm: id,
+                        perms,
+                        out_perm,
+                    },
+                    inputs,
                 });
             }
+            Op::Transpose { .. } if folded_everywhere(graph, id) => {}
+            Op::Transpose { .. }
+                if graph.operands(id).first().is_some_and(|&m| {
+                    output_transpose(graph, m) == Some((id, perm_of(graph, id)))
+                }) => {}
             op => steps.push(Step {
                 dest: Dest::Node(id),
                 node: id,
@@ -352,6 +423,252 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
         }
     }
     steps
+}
+
+/// Matches attention at its `P·V` product `pv`: `pv = softmax(f(qk)) · V`, with `qk` a runtime
+/// `MatMul`, `f` a tree of elementwise ops of the scores' shape (or nothing), a softmax over
+/// the last axis, every intermediate used once and not a graph output, all `f32`. Returns the
+/// step and the nodes it covers (the step is scheduled at `pv`).
+fn match_attention(graph: &Graph, pv: NodeId) -> Option<(Step, Vec<NodeId>)> {
+    if !runtime_matmul(graph, pv) {
+        return None;
+    }
+    let [y, v] = graph.operands(pv)[..] else {
+        return None;
+    };
+    // g: elementwise f32 nodes of y's shape from y down to the softmax, every user of each in
+    // the tree (or pv, for y).
+    let mut post_tree = Vec::new();
+    let mut sm = None;
+    let mut stack = vec![y];
+    while let Some(n) = stack.pop() {
+        if post_tree.contains(&n) {
+            continue;
+        }
+        let node = graph.node(n);
+        if matches!(node.op, Op::Softmax { .. }) {
+            if sm.is_some_and(|s| s != n) {
+                return None;
+            }
+            sm = Some(n);
+            continue;
+        }
+        if graph.is_output(n) {
+            continue;
+        }
+        let users = graph.users(n);
+        let inner = if n == y {
+            users.iter().all(|&u| u == pv)
+        } else {
+            users.iter().all(|&u| post_tree.contains(&u))
+        };
+        // Inner nodes may be of other types (a mask's booleans), the root is f32.
+        if inner
+            && is_elementwise(&node.op)
+            && !is_half(node.ty.dtype)
+            && (n != y || node.ty.dtype == DType::F32)
+            && node.ty.shape == graph.ty(y).shape
+        {
+            post_tree.push(n);
+            stack.extend(graph.operands(n));
+        }
+    }
+    let sm = sm?;
+    let sm_users = graph.users(sm);
+    let post_ok = if y == sm {
+        sole_user(graph, sm) == Some(pv)
+    } else {
+        !post_tree.is_empty()
+            && !graph.is_output(sm)
+            && sm_users.iter().all(|&u| post_tree.contains(&u))
+    };
+    if !post_ok || v == y {
+        return None;
+    }
+    let Op::Softmax { axis } = graph.op(sm) else {
+        return None;
+    };
+    let scores = graph.ty(sm);
+    let r = scores.rank();
+    if r < 2 || *axis != r - 1 || scores.dtype != DType::F32 {
+        return None;
+    }
+    if graph.ty(y).shape != scores.shape
+        || graph.ty(pv).shape.dims()[..r - 2] != scores.shape.dims()[..r - 2]
+    {
+        return None;
+    }
+    // The tree of f: elementwise f32 nodes of the scores' shape, each used once, down to qk.
+    let x = graph.operands(sm)[0];
+    let mut tree = Vec::new();
+    let mut qk = None;
+    let mut stack = vec![x];
+    while let Some(n) = stack.pop() {
+        let node = graph.node(n);
+        if runtime_matmul(graph, n) && node.ty.shape == scores.shape {
+            if qk.is_some() {
+                return None;
+            }
+            qk = Some(n);
+            continue;
+        }
+        let inner = if n == x {
+            sole_user(graph, x) == Some(sm)
+        } else {
+            sole_user(graph, n).is_some_and(|u| tree.contains(&u))
+        };
+        if inner
+            && is_elementwise(&node.op)
+            && !is_half(node.ty.dtype)
+            && (n != x || node.ty.dtype == DType::F32)
+            && node.ty.shape == scores.shape
+        {
+            tree.push(n);
+            stack.extend(graph.operands(n));
+        }
+    }
+    let qk = qk?;
+    let user = sole_user(graph, qk)?;
+    if !(user == sm || tree.contains(&user)) {
+        return None;
+    }
+    if tree.is_empty() && x != qk {
+        return None;
+    }
+    let mut leaves = vec![qk];
+    let expr = if tree.is_empty() {
+        Expr::Leaf(0, DType::F32)
+    } else {
+        let inlined = |n: NodeId| tree.contains(&n);
+        build_expr(graph, x, &inlined, &mut leaves, true)
+    };
+    if leaves.iter().skip(1).any(|&l| l == qk) {
+        return None;
+    }
+    let [q, k] = graph.operands(qk)[..] else {
+        return None;
+    };
+    let mut inputs = Vec::new();
+    let mut perms = [None, None, None];
+    for (i, (o, operand)) in [(q, 0), (k, 1), (v, 1)].into_iter().enumerate() {
+        match folded_transpose(graph, o, operand) {
+            Some((src, perm)) => {
+                inputs.push(src);
+                perms[i] = Some(perm);
+            }
+            None => inputs.push(o),
+        }
+    }
+    inputs.extend(&leaves[1..]);
+    let post = if y == sm {
+        None
+    } else {
+        let mut post_leaves = vec![sm];
+        let inlined = |n: NodeId| post_tree.contains(&n);
+        let e = build_expr(graph, y, &inlined, &mut post_leaves, true);
+        if post_leaves[1..]
+            .iter()
+            .any(|l| tree.contains(l) || *l == qk)
+        {
+            return None;
+        }
+        inputs.extend(&post_leaves[1..]);
+        Some(e)
+    };
+    let (dest, out_perm) = match output_transpose(graph, pv) {
+        Some((t, perm)) => (t, Some(perm)),
+        None => (pv, None),
+    };
+    let pre_leaves = leaves.len() - 1;
+    let mut covered = tree;
+    covered.extend(post_tree);
+    covered.extend([qk, sm, pv]);
+    Some((
+        Step {
+            dest: Dest::Node(dest),
+            node: dest,
+            kernel: Kernel::Attention {
+                qk,
+                softmax: sm,
+                pv,
+                expr,
+                post,
+                pre_leaves,
+                perms,
+                out_perm,
+            },
+            inputs,
+        },
+        covered,
+    ))
+}
+
+/// True for a `MatMul` that becomes [`Kernel::MatMul`]: `f32`, operands of rank 2 or more,
+/// not a GEMM with a constant `B` (those are scheduled first).
+fn runtime_matmul(graph: &Graph, id: NodeId) -> bool {
+    graph.op(id) == &Op::MatMul
+        && graph.ty(id).dtype == DType::F32
+        && graph
+            .operands(id)
+            .iter()
+            .all(|&o| graph.ty(o).rank() >= 2 && graph.ty(o).dtype == DType::F32)
+}
+
+fn perm_of(graph: &Graph, id: NodeId) -> Vec<usize> {
+    match graph.op(id) {
+        Op::Transpose { perm } => perm.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// If operand `i` of a runtime `MatMul` (`o`) is a `Transpose` the product can read in place:
+/// its source and permutation. `A` (operand 0) must keep its last axis last.
+fn folded_transpose(graph: &Graph, o: NodeId, i: usize) -> Option<(NodeId, Vec<usize>)> {
+    let Op::Transpose { perm } = graph.op(o) else {
+        return None;
+    };
+    let r = perm.len();
+    if r < 2 || (i == 0 && perm[r - 1] != r - 1) {
+        return None;
+    }
+    let src = graph.operands(o)[0];
+    // A product that writes its result into this Transpose leaves no source to read.
+    if output_transpose(graph, src).is_some_and(|(t, _)| t == o) {
+        return None;
+    }
+    Some((src, perm.clone()))
+}
+
+/// True if every user of the `Transpose` `id` reads it in place (a runtime `MatMul` folding it),
+/// so it needs no kernel of its own.
+fn folded_everywhere(graph: &Graph, id: NodeId) -> bool {
+    if graph.is_output(id) {
+        return false;
+    }
+    let users = graph.users(id);
+    !users.is_empty()
+        && users.iter().all(|&u| {
+            runtime_matmul(graph, u)
+                && graph
+                    .operands(u)
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &o)| o != id || folded_transpose(graph, o, i).is_some())
+        })
+}
+
+/// If the runtime `MatMul` `id` has one user, a `Transpose` that keeps the last axis last, and
+/// is not a graph output: that `Transpose` and its permutation (the product is written there).
+fn output_transpose(graph: &Graph, id: NodeId) -> Option<(NodeId, Vec<usize>)> {
+    if !runtime_matmul(graph, id) {
+        return None;
+    }
+    let t = sole_user(graph, id)?;
+    let Op::Transpose { perm } = graph.op(t) else {
+        return None;
+    };
+    let r = perm.len();
+    (r >= 2 && perm[r - 1] == r - 1 && graph.operands(t)[0] == id).then(|| (t, perm.clone()))
 }
 
 fn is_half(d: DType) -> bool {
