@@ -58,6 +58,10 @@ pub struct Parallel {
     /// Units along the columns the step can also be split into (a GEMM's panels of `B`), or 1.
     /// The kernel reads its range as [`Ctx::c0`]`..`[`Ctx::c1`] (clamped to this count).
     pub cols: i64,
+    /// The column split is used only up to this many rows. Splitting a GEMM by columns makes
+    /// every thread read all of `A` (`rows x k`), splitting by rows makes every thread read all
+    /// of `B` (`k x n`): the columns pay while `rows <= n`.
+    pub col_max_rows: i64,
 }
 
 /// An [`Error::Unsupported`] for node `step.node`.
@@ -249,6 +253,112 @@ fn softmax_row_f32<'ctx>(
             kb.store_f32(dst, i, y, mask)
         })
     }
+}
+
+/// Layer normalisation of contiguous f32 rows of `len` elements, rows `c.r0..c.r1`, in the
+/// target's vectors, computed as the scalar kernel does: the mean and the variance
+/// (`Σ (x - mean)² / len`) accumulated in f64 lanes (reassociated: within `len 2^-53 Σ|x|`
+/// of the interpreter's sequential f64 sums), `1 / sqrt(var + eps)` in f64, then
+/// `(x - mean) * inv * scale + bias` in f64, rounded once. `scalar[k]` says whether the scale
+/// (k = 0) and the bias (k = 1) are one element rather than `len`.
+fn layer_norm_rows_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    lenv: IntValue<'ctx>,
+    eps: inkwell::values::FloatValue<'ctx>,
+    scalar: [bool; 2],
+) -> Result<()> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
+    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
+    let zero = kb.i64_const(0);
+    let lenf = b
+        .build_signed_int_to_float(lenv, f64t, "n")
+        .map_err(kb.err())?;
+    let ext = |v| b.build_float_ext(v, vd, "xd").map_err(kb.err());
+    // Input k's (1: the scale, 2: the bias) vector at column i: loaded, or its one element
+    // splat.
+    let param = |k: usize, i: IntValue<'ctx>, mask| -> Result<inkwell::values::VectorValue<'ctx>> {
+        if scalar[k - 1] {
+            let one = load(kb, DType::F32, c.inputs[k], zero)?;
+            let one = b
+                .build_float_ext(one.into_float_value(), f64t, "p")
+                .map_err(kb.err())?;
+            kb.splat(one.into(), "p")
+        } else {
+            ext(kb.load_f32(c.inputs[k], i, mask)?)
+        }
+    };
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let base = c.mul(r, lenv)?;
+        let src = kb.f32_element_ptr(c.inputs[0], base)?;
+        let dst = kb.f32_element_ptr(c.dest, base)?;
+        let sum = c.var(vd.const_zero().into())?;
+        kb.vector_loop_in(lenv, |kb, i, mask| {
+            // Masked-off lanes load as 0.
+            let x = ext(kb.load_f32(src, i, mask)?)?;
+            let s = b
+                .build_load(vd, sum, "s")
+                .map_err(kb.err())?
+                .into_vector_value();
+            let s = b.build_float_add(s, x, "s").map_err(kb.err())?;
+            b.build_store(sum, s).map_err(kb.err())?;
+            Ok(())
+        })?;
+        let s = b.build_load(vd, sum, "s").map_err(kb.err())?;
+        let total = kb
+            .call(reduce_add, &[f64t.const_zero().into(), s.into()], "total")?
+            .into_float_value();
+        let mean = b.build_float_div(total, lenf, "mean").map_err(kb.err())?;
+        let mean_v = kb.splat(mean.into(), "mean")?;
+        let var = c.var(vd.const_zero().into())?;
+        kb.vector_loop_in(lenv, |kb, i, mask| {
+            let x = ext(kb.load_f32(src, i, mask)?)?;
+            let d = b.build_float_sub(x, mean_v, "d").map_err(kb.err())?;
+            let mut d2 = b.build_float_mul(d, d, "d2").map_err(kb.err())?;
+            if let Some(mask) = mask {
+                // Masked-off lanes hold (0 - mean)²: drop them.
+                d2 = b
+                    .build_select(mask, d2, vd.const_zero(), "d2")
+                    .map_err(kb.err())?
+                    .into_vector_value();
+            }
+            let v = b
+                .build_load(vd, var, "v")
+                .map_err(kb.err())?
+                .into_vector_value();
+            let v = b.build_float_add(v, d2, "v").map_err(kb.err())?;
+            b.build_store(var, v).map_err(kb.err())?;
+            Ok(())
+        })?;
+        let v = b.build_load(vd, var, "v").map_err(kb.err())?;
+        let v = kb
+            .call(reduce_add, &[f64t.const_zero().into(), v.into()], "var")?
+            .into_float_value();
+        let v = b.build_float_div(v, lenf, "v").map_err(kb.err())?;
+        let v = b.build_float_add(v, eps, "ve").map_err(kb.err())?;
+        let sq = scalar::call_f64(c.m, kb, "sqrt", &[v])?;
+        let inv = b
+            .build_float_div(f64t.const_float(1.0), sq, "inv")
+            .map_err(kb.err())?;
+        let inv_v = kb.splat(inv.into(), "inv")?;
+        kb.vector_loop_in(lenv, |kb, i, mask| {
+            let x = ext(kb.load_f32(src, i, mask)?)?;
+            let d = b.build_float_sub(x, mean_v, "d").map_err(kb.err())?;
+            let y = b.build_float_mul(d, inv_v, "y").map_err(kb.err())?;
+            let y = b
+                .build_float_mul(y, param(1, i, mask)?, "ys")
+                .map_err(kb.err())?;
+            let y = b
+                .build_float_add(y, param(2, i, mask)?, "yb")
+                .map_err(kb.err())?;
+            let y = b
+                .build_float_trunc(y, kb.f32_vector(), "y")
+                .map_err(kb.err())?;
+            kb.store_f32(dst, i, y, mask)
+        })
+    })
 }
 
 /// A product of dims.
@@ -624,12 +734,14 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
         work,
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     };
     let elementwise = Parallel {
         rows: rows_of(out_shape),
         work: last_of(out_shape),
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     };
     let zero = c.kb.i64_const(0);
     match &step.kernel {
@@ -711,6 +823,7 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
                 work: Dim::constant((k * n) as i64),
                 align: i64::from(layout.mr),
                 cols: layout.panels(n) as i64,
+                col_max_rows: n as i64,
             })
         }
         Kernel::MatMul {
@@ -880,6 +993,7 @@ fn matmul(
         work: m.mul(&n).mul(&k),
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     })
 }
 
@@ -1160,6 +1274,7 @@ fn attention<'ctx>(
         work: dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     })
 }
 
@@ -1404,6 +1519,7 @@ fn op_body<'ctx>(
                 work: inner,
                 align: 1,
                 cols: 1,
+                col_max_rows: 0,
             })
         }
         Op::GatherElements { axis } => {
@@ -1485,6 +1601,7 @@ fn op_body<'ctx>(
                 work: slice,
                 align: 1,
                 cols: 1,
+                col_max_rows: 0,
             })
         }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
@@ -1502,6 +1619,7 @@ fn op_body<'ctx>(
                     work: len,
                     align: 1,
                     cols: 1,
+                    col_max_rows: 0,
                 });
             }
             let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
@@ -1568,6 +1686,7 @@ fn op_body<'ctx>(
                 work: len,
                 align: 1,
                 cols: 1,
+                col_max_rows: 0,
             })
         }
         Op::LayerNorm { axis, epsilon } => {
@@ -1593,6 +1712,26 @@ fn op_body<'ctx>(
                 .build_signed_int_to_float(lenv, f64t, "n")
                 .map_err(c.kb.err())?;
             let eps = f64t.const_float(f64::from(*epsilon));
+            // Parameters of the normalised size or scalars: f32 rows in vectors.
+            let simple = |p: &Option<Vec<IntValue<'ctx>>>| match p {
+                None => Some(false),
+                Some(st) if st.iter().all(|s| s.get_zero_extended_constant() == Some(0)) => {
+                    Some(true)
+                }
+                Some(_) => None,
+            };
+            if let (DType::F32, Some(scale_scalar), Some(bias_scalar)) =
+                (dtype, simple(&param_strides[0]), simple(&param_strides[1]))
+            {
+                layer_norm_rows_f32(c, lenv, eps, [scale_scalar, bias_scalar])?;
+                return Ok(Parallel {
+                    rows,
+                    work: len,
+                    align: 1,
+                    cols: 1,
+                    col_max_rows: 0,
+                });
+            }
             c.for_range(c.r0, c.r1, "row", |c, r| {
                 let base = c.mul(r, lenv)?;
                 let sum = c.var(f64t.const_zero().into())?;
@@ -1662,6 +1801,7 @@ fn op_body<'ctx>(
                 work: len,
                 align: 1,
                 cols: 1,
+                col_max_rows: 0,
             })
         }
         Op::Reduce { kind, axes, .. } => reduce(c, graph, step, *kind, axes),
@@ -1705,6 +1845,7 @@ fn op_body<'ctx>(
                 work: len,
                 align: 1,
                 cols: 1,
+                col_max_rows: 0,
             })
         }
         Op::CumSum {
@@ -1747,6 +1888,7 @@ fn op_body<'ctx>(
                 work: len,
                 align: 1,
                 cols: 1,
+                col_max_rows: 0,
             })
         }
         Op::MatMulInteger { saturate_pairs } => matmul_integer(c, graph, step, *saturate_pairs),
@@ -1959,6 +2101,7 @@ fn reduce(
         work: count,
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     })
 }
 
@@ -2035,6 +2178,7 @@ fn matmul_scalar(c: &Ctx<'_, '_>, graph: &Graph, step: &Step) -> Result<Parallel
         work: n.mul(&k),
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     })
 }
 
@@ -2175,6 +2319,7 @@ fn matmul_integer<'ctx>(
         work: n.mul(&k),
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     })
 }
 
@@ -2262,5 +2407,6 @@ fn conv(
         work: out_sp.mul(&k_sp).mul(&ws.dims()[1]),
         align: 1,
         cols: 1,
+        col_max_rows: 0,
     })
 }

@@ -222,8 +222,7 @@ pub fn emit_entry_points<'ctx>(
         }
         let rows = d.dim(&f.parallel.rows)?;
         let work = d.dim(&f.parallel.work)?;
-        let (chunk, tasks, groups, col_chunk) =
-            split(&b, rows, work, threads, f.parallel.align, f.parallel.cols)?;
+        let (chunk, tasks, groups, col_chunk) = split(&b, rows, work, threads, &f.parallel)?;
         b.build_store(slot(CtxSlot::CHUNK)?, chunk).map_err(e())?;
         b.build_store(slot(CtxSlot::COL_GROUPS)?, groups)
             .map_err(e())?;
@@ -391,23 +390,23 @@ fn emit_shape_checks<'ctx>(
 ///
 /// Small steps (below [`PARALLEL_WORK`]) and one thread run as one task. A step that splits
 /// along its columns (a GEMM's panels) into a multiple of the thread count, or into at least
-/// eight units per thread, gives each thread one column group and every row: each thread then
-/// reads only its share of the GEMM's weights, once, and the threads' shares are equal (or
-/// within an eighth). Otherwise rows split into about four chunks per thread, rounded to
+/// eight units per thread, and has at most [`Parallel::col_max_rows`] rows, gives each thread
+/// one column group and every row: each thread then reads only its share of the GEMM's
+/// weights, once, and the threads' shares are equal (or within an eighth). Otherwise rows split into about four chunks per thread, rounded to
 /// `align`, and the pool balances them.
 fn split<'ctx>(
     b: &inkwell::builder::Builder<'ctx>,
     rows: IntValue<'ctx>,
     work: IntValue<'ctx>,
     threads: IntValue<'ctx>,
-    align: i64,
-    cols: i64,
+    parallel: &Parallel,
 ) -> Result<(
     IntValue<'ctx>,
     IntValue<'ctx>,
     IntValue<'ctx>,
     IntValue<'ctx>,
 )> {
+    let (align, cols) = (parallel.align, parallel.cols);
     let e = || Error::builder("tcc_run");
     let i64t = rows.get_type();
     let c = |v: i64| i64t.const_int(v as u64, true);
@@ -496,7 +495,13 @@ fn split<'ctx>(
         )
         .map_err(e())?;
     let fits = b
-        .build_int_compare(IntPredicate::SLE, threads, c(cols), "fits")
+        .build_and(
+            b.build_int_compare(IntPredicate::SLE, threads, c(cols), "fits")
+                .map_err(e())?,
+            b.build_int_compare(IntPredicate::SLE, rows, c(parallel.col_max_rows), "short")
+                .map_err(e())?,
+            "fits",
+        )
         .map_err(e())?;
     let by_cols = b
         .build_and(
