@@ -691,20 +691,25 @@ fn emit_driver<'ctx>(
             let last_row = bld
                 .build_int_sub(rows, kb.i64_const(1), "row.last")
                 .map_err(kb.err())?;
-            let bytes = bld
-                .build_int_mul(kc, kb.i64_const(4), "bytes")
-                .map_err(kb.err())?;
+            let mut rows_src = Vec::new();
             for i in 0..mr {
                 // Rows past m1 repeat the last valid row; their results are never stored.
                 let row = kb.min_i64(kb.i64_const(i), last_row)?;
                 let row = bld.build_int_add(ib, row, "row").map_err(kb.err())?;
                 let src = bld.build_int_mul(row, ops.lda, "src").map_err(kb.err())?;
                 let src = bld.build_int_add(src, k0, "src").map_err(kb.err())?;
-                let src = kb.f32_element_ptr(ops.a, src)?;
-                let dst = kb.f32_element_ptr(a_block, kb.i64_const(i * kc_max))?;
-                bld.build_memcpy(dst, 64, src, F32_ALIGN, bytes)
-                    .map_err(|_| kb.internal("could not copy a row of A"))?;
+                rows_src.push(kb.f32_element_ptr(ops.a, src)?);
             }
+            // The rows' copies, in vectors, all rows per step (inline: a call per row of a
+            // short k costs more than the copy).
+            kb.vector_loop_in(kc, |kb, j, mask| {
+                for (i, &src) in rows_src.iter().enumerate() {
+                    let v = kb.load_f32(src, j, mask)?;
+                    let dst = kb.f32_element_ptr(a_block, kb.i64_const(i as i64 * kc_max))?;
+                    kb.store_f32(dst, j, v, mask)?;
+                }
+                Ok(())
+            })?;
             let c_row = bld.build_int_mul(ib, ops.ldc, "c.row").map_err(kb.err())?;
             kb.for_loop(nb, nb_end, kb.i64_const(1), "p", |kb, p| {
                 let bld = kb.builder();
