@@ -173,22 +173,55 @@ fn softmax_row_f32<'ctx>(
     let neg_inf = kb.f32_splat_const(f32::NEG_INFINITY);
     let zeros = vt.const_zero();
     {
-        // The maximum, NaN-propagating (llvm.maximum).
-        let acc = c.var(neg_inf.into())?;
-        kb.vector_loop_in(lenv, |kb, i, mask| {
-            let mut x = kb.load_f32(src, i, mask)?;
+        // The maximum, NaN-propagating (llvm.maximum), exact in any order: four independent
+        // accumulators over blocks of four vectors (one would wait on its own latency), then
+        // the rest of the row into the first.
+        let unroll = 4;
+        let block = i64::from(kb.lanes()) * unroll;
+        let accs: Vec<PointerValue> = (0..unroll)
+            .map(|_| c.var(neg_inf.into()))
+            .collect::<Result<_>>()?;
+        let rem = b
+            .build_int_signed_rem(lenv, kb.i64_const(block), "rem")
+            .map_err(kb.err())?;
+        let blocked = b.build_int_sub(lenv, rem, "blocked").map_err(kb.err())?;
+        kb.for_loop(
+            kb.i64_const(0),
+            blocked,
+            kb.i64_const(block),
+            "max4",
+            |kb, i| {
+                for (u, &acc) in accs.iter().enumerate() {
+                    let at = b
+                        .build_int_add(i, kb.i64_const(u as i64 * i64::from(kb.lanes())), "at")
+                        .map_err(kb.err())?;
+                    let x = kb.load_f32(src, at, None)?;
+                    let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
+                    let m = kb.call(maximum, &[m.into(), x.into()], "m")?;
+                    b.build_store(acc, m).map_err(kb.err())?;
+                }
+                Ok(())
+            },
+        )?;
+        let tail = kb.f32_element_ptr(src, blocked)?;
+        kb.vector_loop_in(rem, |kb, i, mask| {
+            let mut x = kb.load_f32(tail, i, mask)?;
             if let Some(mask) = mask {
                 x = b
                     .build_select(mask, x, neg_inf, "x")
                     .map_err(kb.err())?
                     .into_vector_value();
             }
-            let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
+            let m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
             let m = kb.call(maximum, &[m.into(), x.into()], "m")?;
-            b.build_store(acc, m).map_err(kb.err())?;
+            b.build_store(accs[0], m).map_err(kb.err())?;
             Ok(())
         })?;
-        let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
+        let mut m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
+        for &acc in &accs[1..] {
+            let other = b.build_load(vt, acc, "m").map_err(kb.err())?;
+            m = kb.call(maximum, &[m.into(), other.into()], "m")?;
+        }
         let max = kb.call(reduce_max, &[m.into()], "max")?.into_float_value();
         let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
         // e = exp(x - max), stored; the sum in f64 lanes.
