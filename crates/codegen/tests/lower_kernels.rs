@@ -1338,3 +1338,74 @@ fn fused_attention_matches_the_unfused_graph() {
     }
     case.check();
 }
+
+/// Deterministic `i8` weights over the whole range.
+fn random_i8(shape: &[usize], seed: u64) -> tcc_ir::Tensor {
+    let n: usize = shape.iter().product();
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let values: Vec<i8> = (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8 as i8
+        })
+        .collect();
+    tcc_ir::Tensor::from_vec(shape.to_vec(), values).expect("a consistent tensor")
+}
+
+/// `MatMulInteger` of a runtime `u8` `A` by constant `i8` weights (dynamic quantisation's
+/// form) runs the vector kernel (vpmaddubsw / vpmaddwd) on the host and on AVX2, in both
+/// arithmetics, with a per-tensor and a per-column `B` zero point, `k` odd and even, column
+/// counts off the panel width, and rows off the tile: exact (integer arithmetic, i32
+/// wrapping), against the interpreter. Full 8-bit ranges make the pair sums exceed i16, so
+/// the saturation is exercised.
+#[test]
+fn matmul_integer_with_constant_weights() {
+    let shapes = [
+        (1usize, 1usize),
+        (7, 17),
+        (33, 65),
+        (64, 128),
+        (300, 33),
+        (127, 200),
+    ];
+    let mut inputs = Vec::new();
+    let mut ir = Vec::new();
+    let mut returns = Vec::new();
+    let mut weights = Vec::new();
+    for (g, &(k, n)) in shapes.iter().enumerate() {
+        inputs.push(format!("%a{g}: u8[b, m, {k}]"));
+        ir.push(format!("  %w{g} = const @\"w{g}\" : i8[{k}, {n}]"));
+        weights.push((format!("w{g}"), random_i8(&[k, n], g as u64 + 1)));
+        ir.push(format!("  %zc{g} = const @\"zc{g}\" : i8[{n}]"));
+        weights.push((format!("zc{g}"), random_i8(&[n], g as u64 + 100)));
+        for (mode, sat) in [("s", true), ("e", false)] {
+            ir.push(format!(
+                "  %{mode}t{g} = matmul_integer<saturate_pairs={sat}>(%a{g}, %w{g}, %za, %zt) : i32[b, m, {n}]"
+            ));
+            ir.push(format!(
+                "  %{mode}c{g} = matmul_integer<saturate_pairs={sat}>(%a{g}, %w{g}, %za, %zc{g}) : i32[b, m, {n}]"
+            ));
+            returns.push(format!("  return %y{mode}t{g} = %{mode}t{g}"));
+            returns.push(format!("  return %y{mode}c{g} = %{mode}c{g}"));
+        }
+    }
+    let text = format!(
+        "graph({}, %za: u8[]) {{\n  %zt = const [-3] : i8[]\n{}\n{}\n}}",
+        inputs.join(", "),
+        ir.join("\n"),
+        returns.join("\n")
+    );
+    let mut case = Case::new("matmul_integer_const_b", &text).input("za", Gen::Int(0, 255));
+    for g in 0..shapes.len() {
+        case = case.input(&format!("a{g}"), Gen::Int(0, 255));
+    }
+    for (name, t) in weights {
+        case = case.weight(&name, t);
+    }
+    for (b, m) in [(1, 1), (1, 5), (2, 7), (1, 33), (3, 17)] {
+        case = case.bind(&[("b", b), ("m", m)]);
+    }
+    case.check();
+}

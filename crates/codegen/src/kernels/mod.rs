@@ -14,6 +14,7 @@
 
 pub mod elementwise;
 pub mod gemm;
+pub mod int8;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;

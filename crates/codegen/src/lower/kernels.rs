@@ -153,6 +153,80 @@ fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()>
     })
 }
 
+/// The maximum (`max`) or minimum of a contiguous f32 row of `len` elements, NaN-propagating
+/// (`llvm.maximum` / `llvm.minimum`, which order -0 below +0), exact in any order: four
+/// independent vector accumulators over blocks of four vectors (one would wait on its own
+/// latency), then the rest of the row into the first. `-inf` (`+inf`) for an empty row.
+fn row_extreme_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+    max: bool,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let vt = kb.f32_vector();
+    let (op, reduce, identity) = if max {
+        (
+            "llvm.maximum",
+            "llvm.vector.reduce.fmaximum",
+            f32::NEG_INFINITY,
+        )
+    } else {
+        ("llvm.minimum", "llvm.vector.reduce.fminimum", f32::INFINITY)
+    };
+    let extreme = kb.intrinsic(op, &[vt.into()])?;
+    let reduce = kb.intrinsic(reduce, &[vt.into()])?;
+    let identity = kb.f32_splat_const(identity);
+    let unroll = 4;
+    let block = i64::from(kb.lanes()) * unroll;
+    let accs: Vec<PointerValue> = (0..unroll)
+        .map(|_| c.var(identity.into()))
+        .collect::<Result<_>>()?;
+    let rem = b
+        .build_int_signed_rem(lenv, kb.i64_const(block), "rem")
+        .map_err(kb.err())?;
+    let blocked = b.build_int_sub(lenv, rem, "blocked").map_err(kb.err())?;
+    kb.for_loop(
+        kb.i64_const(0),
+        blocked,
+        kb.i64_const(block),
+        "ext4",
+        |kb, i| {
+            for (u, &acc) in accs.iter().enumerate() {
+                let at = b
+                    .build_int_add(i, kb.i64_const(u as i64 * i64::from(kb.lanes())), "at")
+                    .map_err(kb.err())?;
+                let x = kb.load_f32(src, at, None)?;
+                let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
+                let m = kb.call(extreme, &[m.into(), x.into()], "m")?;
+                b.build_store(acc, m).map_err(kb.err())?;
+            }
+            Ok(())
+        },
+    )?;
+    let tail = kb.f32_element_ptr(src, blocked)?;
+    kb.vector_loop_in(rem, |kb, i, mask| {
+        let mut x = kb.load_f32(tail, i, mask)?;
+        if let Some(mask) = mask {
+            x = b
+                .build_select(mask, x, identity, "x")
+                .map_err(kb.err())?
+                .into_vector_value();
+        }
+        let m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
+        let m = kb.call(extreme, &[m.into(), x.into()], "m")?;
+        b.build_store(accs[0], m).map_err(kb.err())?;
+        Ok(())
+    })?;
+    let mut m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
+    for &acc in &accs[1..] {
+        let other = b.build_load(vt, acc, "m").map_err(kb.err())?;
+        m = kb.call(extreme, &[m.into(), other.into()], "m")?;
+    }
+    Ok(kb.call(reduce, &[m.into()], "ext")?.into_float_value())
+}
+
 /// The softmax of one contiguous f32 row of `len` elements from `src` into `dst` (which may
 /// be `src`), as [`softmax_rows_f32`] describes.
 fn softmax_row_f32<'ctx>(
@@ -167,62 +241,10 @@ fn softmax_row_f32<'ctx>(
     let f32t = kb.context().f32_type();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let maximum = kb.intrinsic("llvm.maximum", &[vt.into()])?;
-    let reduce_max = kb.intrinsic("llvm.vector.reduce.fmaximum", &[vt.into()])?;
     let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
-    let neg_inf = kb.f32_splat_const(f32::NEG_INFINITY);
     let zeros = vt.const_zero();
     {
-        // The maximum, NaN-propagating (llvm.maximum), exact in any order: four independent
-        // accumulators over blocks of four vectors (one would wait on its own latency), then
-        // the rest of the row into the first.
-        let unroll = 4;
-        let block = i64::from(kb.lanes()) * unroll;
-        let accs: Vec<PointerValue> = (0..unroll)
-            .map(|_| c.var(neg_inf.into()))
-            .collect::<Result<_>>()?;
-        let rem = b
-            .build_int_signed_rem(lenv, kb.i64_const(block), "rem")
-            .map_err(kb.err())?;
-        let blocked = b.build_int_sub(lenv, rem, "blocked").map_err(kb.err())?;
-        kb.for_loop(
-            kb.i64_const(0),
-            blocked,
-            kb.i64_const(block),
-            "max4",
-            |kb, i| {
-                for (u, &acc) in accs.iter().enumerate() {
-                    let at = b
-                        .build_int_add(i, kb.i64_const(u as i64 * i64::from(kb.lanes())), "at")
-                        .map_err(kb.err())?;
-                    let x = kb.load_f32(src, at, None)?;
-                    let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
-                    let m = kb.call(maximum, &[m.into(), x.into()], "m")?;
-                    b.build_store(acc, m).map_err(kb.err())?;
-                }
-                Ok(())
-            },
-        )?;
-        let tail = kb.f32_element_ptr(src, blocked)?;
-        kb.vector_loop_in(rem, |kb, i, mask| {
-            let mut x = kb.load_f32(tail, i, mask)?;
-            if let Some(mask) = mask {
-                x = b
-                    .build_select(mask, x, neg_inf, "x")
-                    .map_err(kb.err())?
-                    .into_vector_value();
-            }
-            let m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
-            let m = kb.call(maximum, &[m.into(), x.into()], "m")?;
-            b.build_store(accs[0], m).map_err(kb.err())?;
-            Ok(())
-        })?;
-        let mut m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
-        for &acc in &accs[1..] {
-            let other = b.build_load(vt, acc, "m").map_err(kb.err())?;
-            m = kb.call(maximum, &[m.into(), other.into()], "m")?;
-        }
-        let max = kb.call(reduce_max, &[m.into()], "max")?.into_float_value();
+        let max = row_extreme_f32(c, src, lenv, true)?;
         let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
         // e = exp(x - max), stored; the sum in f64 lanes.
         let sum = c.var(vd.const_zero().into())?;
@@ -865,7 +887,7 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
             out_perm,
         } => matmul(c, graph, step, target, *mm, perms, out_perm.as_deref()),
         Kernel::Attention { .. } => attention(c, graph, step, target),
-        Kernel::Op(op) => op_body(c, graph, step, op, elementwise, serial),
+        Kernel::Op(op) => op_body(c, graph, step, target, op, elementwise, serial),
     }
 }
 
@@ -1356,10 +1378,12 @@ fn f64_of<'ctx>(
 }
 
 #[allow(clippy::too_many_lines)]
+#[allow(clippy::too_many_arguments)]
 fn op_body<'ctx>(
     c: &Ctx<'_, 'ctx>,
     graph: &Graph,
     step: &Step,
+    target: &Target,
     op: &Op,
     elementwise: Parallel,
     serial: impl Fn(Dim) -> Parallel,
@@ -1924,7 +1948,12 @@ fn op_body<'ctx>(
                 col_max_rows: 0,
             })
         }
-        Op::MatMulInteger { saturate_pairs } => matmul_integer(c, graph, step, *saturate_pairs),
+        Op::MatMulInteger { saturate_pairs } => {
+            match matmul_integer_const_b(c, graph, step, target, *saturate_pairs)? {
+                Some(parallel) => Ok(parallel),
+                None => matmul_integer(c, graph, step, *saturate_pairs),
+            }
+        }
         Op::MatMul => matmul_scalar(c, graph, step),
         Op::Pad {
             mode,
@@ -2082,6 +2111,24 @@ fn reduce(
         (ReduceKind::Max, false) => c.kb.i64_const(int_bounds(dtype).0).into(),
         (ReduceKind::Min, false) => c.kb.i64_const(int_bounds(dtype).1).into(),
     };
+    if dtype == DType::F32 && trailing && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        // Max and min are exact: f32 vectors over the contiguous reduced extent.
+        c.for_range(c.r0, c.r1, "row", |c, r| {
+            let idx = c.unflatten(r, &kd)?;
+            let base = c.offset(zero, &idx, &ks)?;
+            let src = c.kb.f32_element_ptr(c.inputs[0], base)?;
+            let v = row_extreme_f32(c, src, countv, kind == ReduceKind::Max)?;
+            let v = scalar::cast(&c.kb, DType::F32, out_dtype, v.into())?;
+            store(&c.kb, out_dtype, c.dest, r, v)
+        })?;
+        return Ok(Parallel {
+            rows,
+            work: count,
+            align: 1,
+            cols: 1,
+            col_max_rows: 0,
+        });
+    }
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let idx = c.unflatten(r, &kd)?;
         let base = c.offset(zero, &idx, &ks)?;
@@ -2213,6 +2260,79 @@ fn matmul_scalar(c: &Ctx<'_, '_>, graph: &Graph, step: &Step) -> Result<Parallel
         cols: 1,
         col_max_rows: 0,
     })
+}
+
+/// `MatMulInteger` of a `u8` `A` (rows contiguous) by a constant 2-D `i8` `B`, with one `A`
+/// zero point and constant `B` zero points (one, or one per column), on a target with the
+/// int8 dot-product instructions: the vector kernel of [`crate::kernels::int8`]. `None` if
+/// the step is not of that form.
+fn matmul_integer_const_b(
+    c: &Ctx<'_, '_>,
+    graph: &Graph,
+    step: &Step,
+    target: &Target,
+    saturate: bool,
+) -> Result<Option<Parallel>> {
+    use crate::kernels::int8;
+    let Some(layout) = int8::Int8Layout::for_target(target) else {
+        return Ok(None);
+    };
+    let ty = |i: usize| graph.ty(step.inputs[i]);
+    let out = &graph.ty(step.node).shape;
+    let r = out.rank();
+    let Some(bt) = graph.const_value(step.inputs[1]) else {
+        return Ok(None);
+    };
+    let (Some(b), Some(zb)) = (
+        bt.as_slice::<i8>(),
+        graph
+            .const_value(step.inputs[3])
+            .and_then(|z| z.as_slice::<i8>().map(|v| v.to_vec())),
+    ) else {
+        return Ok(None);
+    };
+    if bt.shape().len() != 2 || ty(0).dtype != DType::U8 || ty(2).dtype != DType::U8 {
+        return Ok(None);
+    }
+    let (k, n) = (bt.shape()[0], bt.shape()[1]);
+    let zb_shape = &ty(3).shape;
+    let zb_ok = zb.len() == 1
+        || (zb.len() == n && zb_shape.dims().last().and_then(|d| d.as_const()) == Some(n as i64));
+    // A must be [batch.., m, k] exactly, so its rows are k bytes apart.
+    let mut a_dims = out.dims().to_vec();
+    a_dims[r - 1] = Dim::constant(k as i64);
+    if !zb_ok || ty(2).shape.numel().as_const() != Some(1) || ty(0).shape.dims() != a_dims {
+        return Ok(None);
+    }
+    let name = format!("{}.int8", c.kb.function().get_name().to_string_lossy());
+    let f = int8::emit_matmul_u8i8_const_b(c.m, target, &name, &layout, b, k, n, &zb, saturate)?;
+    let za = load(&c.kb, DType::U8, c.inputs[2], c.kb.i64_const(0))?.into_int_value();
+    let za = c
+        .b()
+        .build_int_z_extend(za, c.kb.context().i64_type(), "za")
+        .map_err(c.kb.err())?;
+    c.b()
+        .build_call(
+            f,
+            &[
+                c.inputs[0].into(),
+                c.kb.i64_const(k as i64).into(),
+                za.into(),
+                c.dest.into(),
+                c.kb.i64_const(n as i64).into(),
+                c.r0.into(),
+                c.r1.into(),
+            ],
+            "",
+        )
+        .map_err(c.kb.err())?;
+    Ok(Some(Parallel {
+        rows: product(&out.dims()[..r - 1]),
+        work: Dim::constant((k * n) as i64),
+        align: i64::from(layout.mr),
+        cols: 1,
+        col_max_rows: 0,
+    }))
 }
 
 fn matmul_integer<'ctx>(
