@@ -11,7 +11,9 @@ transformers, onnxscript (for the dynamo exporter), onnx and onnxruntime:
 Every model has random weights (seeded), tiny sizes, symbolic batch (and seq
 for text models), and is exported by the TorchScript exporter (opset 17, and
 14 for bert, gpt2 and vit) and the dynamo exporter (opset 18) where that
-exporter accepts the model (t5's encoder it does not).
+exporter accepts the model (t5's encoder it does not), and by the dynamo
+exporter at opset 23 (where attention becomes the ONNX Attention op) for bert,
+distilbert, gpt2 and vit.
 Each gets two reference cases at different sizes, padded where the model
 takes an attention mask.
 
@@ -161,13 +163,17 @@ def export(name, model, exporter, opset):
     return d, cases
 
 
-def main():
+def main(only=None):
     torch.manual_seed(0)
     for name, model in families().items():
         model.eval()
         # Opset 14 (LayerNorm written out in primitive ops) for a few families.
         variants = [("ts", 17), ("dynamo", 18)] + ([("ts", 14)] if name in ("bert", "gpt2", "vit") else [])
+        # Opset 23: the dynamo exporter writes scaled_dot_product_attention as ONNX Attention.
+        variants += [("dynamo", 23)] if name in ("bert", "distilbert", "gpt2", "vit") else []
         for exporter, opset in variants:
+            if only is not None and (exporter, opset) not in only:
+                continue
             try:
                 d, cases = export(name, model, exporter, opset)
                 print("made", os.path.relpath(d, HERE))
@@ -191,4 +197,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    # `make_zoo.py dynamo23` makes only those variants (the models are the same: one seed).
+    main({(a.rstrip("0123456789"), int(a[len(a.rstrip("0123456789")):])) for a in sys.argv[1:]} or None)

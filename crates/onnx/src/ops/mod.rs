@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use tcc_ir::NodeId;
 
 mod activation;
+mod attention;
 mod conv;
 mod conv_integer;
 mod einsum;
@@ -65,6 +66,7 @@ pub fn registry() -> HashMap<&'static str, Importer> {
     conv_integer::register(&mut r);
     pad::register(&mut r);
     einsum::register(&mut r);
+    attention::register(&mut r);
     r
 }
 
