@@ -430,7 +430,12 @@ fn split<'ctx>(
         c(1),
         rows,
     )?;
-    let target = b.build_int_mul(threads, c(4), "target").map_err(e())?;
+    // Chunks per thread: four, for the pool to balance; one for a GEMM (a step with column
+    // units), since each chunk reads all of B again.
+    let per_thread = if cols >= 2 { 1 } else { 4 };
+    let target = b
+        .build_int_mul(threads, c(per_thread), "target")
+        .map_err(e())?;
     let target = sel(
         b.build_int_compare(IntPredicate::SLT, rows1, target, "few")
             .map_err(e())?,
