@@ -1279,7 +1279,8 @@ graph(%a: f32[4, s], %b: f32[t, 6]) {
 
 /// Attention as torch exports it (`Q`, `K` read through transposes, a scale, an additive
 /// `-inf` padding mask, softmax, `where(isnan(p), 0, p)`, `· V`, the result transposed back)
-/// is one fused kernel (checked: four steps, the other three making `Q`, `K` and the mask),
+/// is one fused kernel (checked: five steps, the other three making `Q`, `K` and the mask;
+/// a second attention with a boolean `where` mask is the fifth),
 /// at lengths that take one and several blocks of query rows and more than one k-block of
 /// `P·V`. `Q` and `K` hold small integers, so the scores are exact whatever the order of the
 /// sums; the softmax is within 4 ulp (see `softmax_rows_f32`), fully masked rows give NaN and
@@ -1303,25 +1304,43 @@ fn fused_attention_matches_the_unfused_graph() {
   %p = softmax<axis=3>(%sm) : f32[b, 2, s, s]
   %nan = isnan(%p) : bool[b, 2, s, s]
   %pp = where(%nan, %zero, %p) : f32[b, 2, s, s]"#;
+    // A second attention whose mask is a boolean `where` of the scores (as GPT-2's causal
+    // mask is written), without the NaN filter.
+    let probs2 = r#"
+  %sc2 = matmul(%qt, %kt) : f32[b, 2, s, s]
+  %ss2 = mul(%sc2, %scale) : f32[b, 2, s, s]
+  %sm2 = where(%mask, %ss2, %ninf) : f32[b, 2, s, s]
+  %p2 = softmax<axis=3>(%sm2) : f32[b, 2, s, s]"#;
     let ir = format!(
-        "{head}{probs}
+        "{head}{probs}{probs2}
   %o = matmul(%pp, %v) : f32[b, 2, s, 8]
   %ot = transpose<perm=[0, 2, 1, 3]>(%o) : f32[b, s, 2, 8]
+  %o2 = matmul(%p2, %v) : f32[b, 2, s, 8]
   return %y = %ot
+  return %y2 = %o2
 }}"
     );
     let bound = format!(
-        "{head}{probs}
+        "{head}{probs}{probs2}
   %ap = abs(%pp) : f32[b, 2, s, s]
   %av = abs(%v) : f32[b, 2, s, 8]
   %m = matmul(%ap, %av) : f32[b, 2, s, 8]
   %mt = transpose<perm=[0, 2, 1, 3]>(%m) : f32[b, s, 2, 8]
+  %ap2 = abs(%p2) : f32[b, 2, s, s]
+  %m2 = matmul(%ap2, %av) : f32[b, 2, s, 8]
   return %y = %mt
+  return %y2 = %m2
 }}"
     );
+    let gemm_tol = Tol::Gemm {
+        k: Len::Sym("s"),
+        slope: 1.0,
+        extra: 4.0 * f64::powi(2.0, -23),
+    };
     let mut case = Case::new("fused_attention", &ir)
         .bound(&bound)
-        .steps(4)
+        .steps(5)
+        .tol_for("y2", gemm_tol)
         .input("qi", Gen::Int(-3, 3))
         .input("ki", Gen::Int(-3, 3))
         .input("v", Gen::Float(-1.0, 1.0))

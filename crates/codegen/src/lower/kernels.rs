@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use inkwell::module::Module;
-use inkwell::values::{BasicValueEnum, FunctionValue, IntValue, PointerValue};
+use inkwell::values::{BasicValue, BasicValueEnum, FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use tcc_ir::{DType, Dim, Graph, NodeId, Op, ReduceKind, Shape};
 
@@ -162,6 +162,7 @@ fn row_extreme_f32<'ctx>(
     src: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
     max: bool,
+    pre: Option<&RowMap<'_, 'ctx>>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
     let kb = &c.kb;
     let b = kb.builder();
@@ -197,7 +198,11 @@ fn row_extreme_f32<'ctx>(
                 let at = b
                     .build_int_add(i, kb.i64_const(u as i64 * i64::from(kb.lanes())), "at")
                     .map_err(kb.err())?;
-                let x = kb.load_f32(src, at, None)?;
+                let mut x = kb.load_f32(src, at, None)?;
+                if let Some(pre) = pre {
+                    x = pre(kb, at, x, None)?;
+                    kb.store_f32(src, at, x, None)?;
+                }
                 let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
                 let m = kb.call(extreme, &[m.into(), x.into()], "m")?;
                 b.build_store(acc, m).map_err(kb.err())?;
@@ -208,6 +213,11 @@ fn row_extreme_f32<'ctx>(
     let tail = kb.f32_element_ptr(src, blocked)?;
     kb.vector_loop_in(rem, |kb, i, mask| {
         let mut x = kb.load_f32(tail, i, mask)?;
+        if let Some(pre) = pre {
+            let at = b.build_int_add(blocked, i, "at").map_err(kb.err())?;
+            x = pre(kb, at, x, mask)?;
+            kb.store_f32(tail, i, x, mask)?;
+        }
         if let Some(mask) = mask {
             x = b
                 .build_select(mask, x, identity, "x")
@@ -235,6 +245,30 @@ fn softmax_row_f32<'ctx>(
     dst: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
 ) -> Result<()> {
+    softmax_row_mapped_f32(c, src, dst, lenv, None, None)
+}
+
+/// A map of a row's vector at column `j` (masked to the row's tail, or whole): `f(kb, j, x,
+/// mask)`.
+type RowMap<'a, 'ctx> = dyn Fn(
+        &KernelBuilder<'_, 'ctx>,
+        IntValue<'ctx>,
+        inkwell::values::VectorValue<'ctx>,
+        Option<inkwell::values::VectorValue<'ctx>>,
+    ) -> Result<inkwell::values::VectorValue<'ctx>>
+    + 'a;
+
+/// [`softmax_row_f32`] of `pre(x)`, stored as `post(softmax)`: `pre` is applied to `src` in
+/// place during the pass that finds the maximum, `post` to each result before its store. The
+/// values are those of the three steps apart, in one pass fewer each.
+fn softmax_row_mapped_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    dst: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+    pre: Option<&RowMap<'_, 'ctx>>,
+    post: Option<&RowMap<'_, 'ctx>>,
+) -> Result<()> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
@@ -244,7 +278,7 @@ fn softmax_row_f32<'ctx>(
     let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let zeros = vt.const_zero();
     {
-        let max = row_extreme_f32(c, src, lenv, true)?;
+        let max = row_extreme_f32(c, src, lenv, true, pre)?;
         let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
         // e = exp(x - max), stored; the sum in f64 lanes.
         let sum = c.var(vd.const_zero().into())?;
@@ -304,7 +338,10 @@ fn softmax_row_f32<'ctx>(
             let e = kb.load_f32(dst, i, mask)?;
             let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
             let y = b.build_float_mul(ed, inv_v, "y").map_err(kb.err())?;
-            let y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
+            let mut y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
+            if let Some(post) = post {
+                y = post(kb, i, y, mask)?;
+            }
             kb.store_f32(dst, i, y, mask)
         })
     }
@@ -1056,6 +1093,180 @@ fn matmul(
 /// stay in L2 between `Q·K`, the softmax and `· V`. A multiple of every GEMM tile's rows.
 const ATTENTION_ROWS: i64 = 48;
 
+/// A leaf of a row expression in vectors: its element at the row's start, and whether it
+/// runs along the row (stride 1) or is one value for the whole row (stride 0).
+#[derive(Clone, Copy)]
+struct RowLeafRef<'ctx> {
+    ptr: PointerValue<'ctx>,
+    dtype: DType,
+    contiguous: bool,
+}
+
+/// Whether [`vec_eval`] computes `e`: f32 and bool values only, the ops below; `leaf_ok(k)`
+/// says whether leaf `k` can be read in vectors.
+fn vec_supported(e: &Expr, leaf_ok: &dyn Fn(usize) -> bool) -> bool {
+    use tcc_ir::{BinaryOp as B, UnaryOp as U};
+    let vt = |d: DType| matches!(d, DType::F32 | DType::Bool);
+    match e {
+        Expr::Leaf(k, d) => vt(*d) && leaf_ok(*k),
+        Expr::Scalar(t) => vt(t.dtype()) && t.len() == 1,
+        Expr::Unary(u, x, d) => {
+            vt(*d)
+                && matches!(
+                    (u, x.dtype()),
+                    (U::Neg | U::Abs | U::IsNaN, DType::F32) | (U::Not, DType::Bool)
+                )
+                && vec_supported(x, leaf_ok)
+        }
+        Expr::Binary(op, x, y, d) => {
+            vt(*d)
+                && x.dtype() == y.dtype()
+                && matches!(
+                    (op, x.dtype()),
+                    (
+                        B::Add
+                            | B::Sub
+                            | B::Mul
+                            | B::Div
+                            | B::Min
+                            | B::Max
+                            | B::Equal
+                            | B::Less
+                            | B::LessEqual
+                            | B::Greater
+                            | B::GreaterEqual,
+                        DType::F32,
+                    ) | (B::And | B::Or | B::Xor, DType::Bool)
+                )
+                && vec_supported(x, leaf_ok)
+                && vec_supported(y, leaf_ok)
+        }
+        Expr::Where(parts, d) => vt(*d) && parts.iter().all(|p| vec_supported(p, leaf_ok)),
+        Expr::Cast(..) => false,
+    }
+}
+
+/// Evaluates `e` (checked by [`vec_supported`]) on one vector of a row at column `j`: leaf 0
+/// is `x`, leaf `k` is `leaves[k - 1]`. Each op is the IEEE operation the scalar kernel emits
+/// (the same predicates, `llvm.minimum` / `llvm.maximum`), lane by lane.
+fn vec_eval<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    e: &Expr,
+    x: inkwell::values::VectorValue<'ctx>,
+    leaves: &[RowLeafRef<'ctx>],
+    j: IntValue<'ctx>,
+    mask: Option<inkwell::values::VectorValue<'ctx>>,
+) -> Result<inkwell::values::VectorValue<'ctx>> {
+    use inkwell::values::VectorValue as V;
+    use tcc_ir::{BinaryOp as B, UnaryOp as U};
+    let b = kb.builder();
+    let ctx = kb.context();
+    let lanes = kb.lanes();
+    let i8v = ctx.i8_type().vec_type(lanes);
+    let to_bool = |v: V<'ctx>| -> Result<V<'ctx>> {
+        b.build_int_compare(IntPredicate::NE, v, i8v.const_zero(), "b")
+            .map_err(kb.err())
+    };
+    let rec = |e: &Expr| vec_eval(kb, e, x, leaves, j, mask);
+    Ok(match e {
+        Expr::Leaf(0, _) => x,
+        Expr::Leaf(k, _) => {
+            let leaf = leaves[*k - 1];
+            match (leaf.dtype, leaf.contiguous) {
+                (DType::F32, true) => kb.load_f32(leaf.ptr, j, mask)?,
+                (DType::Bool, true) => {
+                    // SAFETY: j is a column of the row the leaf covers.
+                    let p = unsafe { b.build_in_bounds_gep(ctx.i8_type(), leaf.ptr, &[j], "lp") }
+                        .map_err(kb.err())?;
+                    let raw = match mask {
+                        None => {
+                            let l = b.build_load(i8v, p, "lb").map_err(kb.err())?;
+                            // Bytes of a bool tensor: only 1-byte alignment is known.
+                            l.as_instruction_value()
+                                .ok_or_else(|| kb.internal("a load is not an instruction"))?
+                                .set_alignment(1)
+                                .map_err(|_| kb.internal("could not set a load's alignment"))?;
+                            l.into_vector_value()
+                        }
+                        Some(m) => {
+                            let f = kb.intrinsic(
+                                "llvm.masked.load",
+                                &[i8v.into(), p.get_type().into()],
+                            )?;
+                            kb.call(
+                                f,
+                                &[
+                                    p.into(),
+                                    ctx.i32_type().const_int(1, false).into(),
+                                    m.into(),
+                                    i8v.const_zero().into(),
+                                ],
+                                "lb",
+                            )?
+                            .into_vector_value()
+                        }
+                    };
+                    to_bool(raw)?
+                }
+                (d, _) => {
+                    let one = load(kb, d, leaf.ptr, kb.i64_const(0))?;
+                    kb.splat(one, "ls")?
+                }
+            }
+        }
+        Expr::Scalar(t) => kb.splat(scalar::constant(kb, t), "sc")?,
+        Expr::Unary(u, a, _) => {
+            let a = rec(a)?;
+            match u {
+                U::Neg => b.build_float_neg(a, "neg").map_err(kb.err())?,
+                U::Abs => {
+                    let f = kb.intrinsic("llvm.fabs", &[a.get_type().into()])?;
+                    kb.call(f, &[a.into()], "abs")?.into_vector_value()
+                }
+                U::IsNaN => b
+                    .build_float_compare(FloatPredicate::UNO, a, a, "nan")
+                    .map_err(kb.err())?,
+                _ => b.build_not(a, "not").map_err(kb.err())?,
+            }
+        }
+        Expr::Binary(op, p, q, _) => {
+            let (p, q) = (rec(p)?, rec(q)?);
+            let fcmp = |pred| b.build_float_compare(pred, p, q, "cmp").map_err(kb.err());
+            match op {
+                B::Add => b.build_float_add(p, q, "add").map_err(kb.err())?,
+                B::Sub => b.build_float_sub(p, q, "sub").map_err(kb.err())?,
+                B::Mul => b.build_float_mul(p, q, "mul").map_err(kb.err())?,
+                B::Div => b.build_float_div(p, q, "div").map_err(kb.err())?,
+                B::Min | B::Max => {
+                    let name = if *op == B::Min {
+                        "llvm.minimum"
+                    } else {
+                        "llvm.maximum"
+                    };
+                    let f = kb.intrinsic(name, &[p.get_type().into()])?;
+                    kb.call(f, &[p.into(), q.into()], "mm")?.into_vector_value()
+                }
+                B::Equal => fcmp(FloatPredicate::OEQ)?,
+                B::Less => fcmp(FloatPredicate::OLT)?,
+                B::LessEqual => fcmp(FloatPredicate::OLE)?,
+                B::Greater => fcmp(FloatPredicate::OGT)?,
+                B::GreaterEqual => fcmp(FloatPredicate::OGE)?,
+                B::And => b.build_and(p, q, "and").map_err(kb.err())?,
+                B::Or => b.build_or(p, q, "or").map_err(kb.err())?,
+                _ => b.build_xor(p, q, "xor").map_err(kb.err())?,
+            }
+        }
+        Expr::Where(parts, _) => {
+            let cnd = rec(&parts[0])?;
+            let (p, q) = (rec(&parts[1])?, rec(&parts[2])?);
+            b.build_select(cnd, p, q, "w")
+                .map_err(kb.err())?
+                .into_vector_value()
+        }
+        Expr::Cast(..) => return Err(kb.internal("a cast in a vector row expression")),
+    })
+}
+
 /// The sizes of a [`Kernel::Attention`] step.
 struct AttentionDims {
     /// `[.., m, n]`: the scores.
@@ -1297,7 +1508,65 @@ fn attention<'ctx>(
                         store(&c.kb, DType::F32, srow, j, y)
                     })
                 };
-                if !matches!(expr, Expr::Leaf(0, _)) {
+                // f and g in vectors inside the softmax's passes when they can be: leaves
+                // read along the row contiguously or as one value.
+                let row_leaf = |t: usize| -> Option<bool> {
+                    let dt = graph.ty(step.inputs[t]).dtype;
+                    let stride = leaf_st[t - 3][r - 1].get_zero_extended_constant();
+                    match (dt, stride) {
+                        (DType::F32 | DType::Bool, Some(0)) => Some(false),
+                        (DType::F32 | DType::Bool, Some(1)) => Some(true),
+                        _ => None,
+                    }
+                };
+                let vector_ok = |e: &Expr, range: &std::ops::Range<usize>| {
+                    vec_supported(e, &|k| k == 0 || row_leaf(range.start + k - 1).is_some())
+                };
+                let post_range = pre.end..step.inputs.len();
+                let trivial_pre = matches!(expr, Expr::Leaf(0, _));
+                if vector_ok(expr, &pre) && post.as_ref().is_none_or(|g| vector_ok(g, &post_range))
+                {
+                    let leaves_of = |range: &std::ops::Range<usize>| -> Result<Vec<RowLeafRef>> {
+                        range
+                            .clone()
+                            .map(|t| {
+                                let base =
+                                    c.add(leaf_base[t - 3], c.mul(qi, leaf_st[t - 3][r - 2])?)?;
+                                let dt = graph.ty(step.inputs[t]).dtype;
+                                Ok(RowLeafRef {
+                                    ptr: scalar::element_ptr(&c.kb, dt, c.inputs[t], base)?,
+                                    dtype: dt,
+                                    contiguous: row_leaf(t) == Some(true),
+                                })
+                            })
+                            .collect()
+                    };
+                    let pre_leaves = leaves_of(&pre)?;
+                    let post_leaves = leaves_of(&post_range)?;
+                    let f_map =
+                        |kb: &KernelBuilder<'_, 'ctx>,
+                         j: IntValue<'ctx>,
+                         x: inkwell::values::VectorValue<'ctx>,
+                         mask: Option<inkwell::values::VectorValue<'ctx>>| {
+                            vec_eval(kb, expr, x, &pre_leaves, j, mask)
+                        };
+                    let g_map =
+                        |kb: &KernelBuilder<'_, 'ctx>,
+                         j: IntValue<'ctx>,
+                         x: inkwell::values::VectorValue<'ctx>,
+                         mask: Option<inkwell::values::VectorValue<'ctx>>| {
+                            match &post {
+                                Some(g) => vec_eval(kb, g, x, &post_leaves, j, mask),
+                                None => Ok(x),
+                            }
+                        };
+                    let f_ref: Option<&RowMap<'_, 'ctx>> =
+                        if trivial_pre { None } else { Some(&f_map) };
+                    let g_ref: Option<&RowMap<'_, 'ctx>> =
+                        if post.is_some() { Some(&g_map) } else { None };
+                    return softmax_row_mapped_f32(c, srow, srow, nv, f_ref, g_ref);
+                }
+                if !trivial_pre {
                     apply(c, expr, pre.clone())?;
                 }
                 softmax_row_f32(c, srow, srow, nv)?;
@@ -2117,7 +2386,7 @@ fn reduce(
             let idx = c.unflatten(r, &kd)?;
             let base = c.offset(zero, &idx, &ks)?;
             let src = c.kb.f32_element_ptr(c.inputs[0], base)?;
-            let v = row_extreme_f32(c, src, countv, kind == ReduceKind::Max)?;
+            let v = row_extreme_f32(c, src, countv, kind == ReduceKind::Max, None)?;
             let v = scalar::cast(&c.kb, DType::F32, out_dtype, v.into())?;
             store(&c.kb, out_dtype, c.dest, r, v)
         })?;
