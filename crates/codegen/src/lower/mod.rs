@@ -163,6 +163,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
     let mut steps = schedule::schedule(graph);
     let direct = schedule::add_output_copies(graph, &mut steps);
     let target = &opts.target;
+    // Documented in ARCHITECTURE.md (Code generation): the schedule, one line per step.
     if std::env::var_os("TCC_DEBUG_SCHEDULE").is_some() {
         for (k, s) in steps.iter().enumerate() {
             let kind = match &s.kernel {
