@@ -698,6 +698,15 @@ pub fn emit_step<'a, 'ctx>(
         &[Param::Ptr, Param::I64],
         target.f32_lanes(),
     )?;
+    // Kept out of `run`: inlined there (each step is called once on the serial path) the steps
+    // of a large model made one function of hundreds of thousands of instructions, which LLVM
+    // optimises in superlinear time (minutes for an int8 BERT-base); a call per step costs
+    // nothing measurable.
+    let noinline = inkwell::attributes::Attribute::get_named_enum_kind_id("noinline");
+    kb.function().add_attribute(
+        inkwell::attributes::AttributeLoc::Function,
+        kb.context().create_enum_attribute(noinline, 0),
+    );
     let ctx_ptr = kb.ptr_param(0)?;
     let task = kb.int_param(1)?;
     let context = kb.context();
