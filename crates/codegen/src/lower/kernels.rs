@@ -2389,6 +2389,52 @@ fn reduce(
         (ReduceKind::Max, false) => c.kb.i64_const(int_bounds(dtype).0).into(),
         (ReduceKind::Min, false) => c.kb.i64_const(int_bounds(dtype).1).into(),
     };
+    if dtype == DType::F32 && trailing && matches!(kind, ReduceKind::Sum | ReduceKind::Mean) {
+        // Sums of contiguous f32 in f64 lanes: reassociated, within `len 2^-53 Σ|x|` of the
+        // interpreter's sequential f64 sum, far below half an f32 ulp of the result except
+        // after cancellation (as for layer norm).
+        let kb = &c.kb;
+        let vd = f64t.vec_type(kb.lanes());
+        let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
+        c.for_range(c.r0, c.r1, "row", |c, r| {
+            let idx = c.unflatten(r, &kd)?;
+            let base = c.offset(zero, &idx, &ks)?;
+            let src = c.kb.f32_element_ptr(c.inputs[0], base)?;
+            let acc = c.var(vd.const_zero().into())?;
+            let b = c.b();
+            c.kb.vector_loop_in(countv, |kb, i, mask| {
+                // Masked-off lanes load as 0.
+                let x = kb.load_f32(src, i, mask)?;
+                let x = b.build_float_ext(x, vd, "xd").map_err(kb.err())?;
+                let s = b
+                    .build_load(vd, acc, "s")
+                    .map_err(kb.err())?
+                    .into_vector_value();
+                let s = b.build_float_add(s, x, "s").map_err(kb.err())?;
+                b.build_store(acc, s).map_err(kb.err())?;
+                Ok(())
+            })?;
+            let s = b.build_load(vd, acc, "s").map_err(c.kb.err())?;
+            let mut v =
+                c.kb.call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
+                    .into_float_value();
+            if kind == ReduceKind::Mean {
+                let n = b
+                    .build_signed_int_to_float(countv, f64t, "n")
+                    .map_err(c.kb.err())?;
+                v = b.build_float_div(v, n, "mean").map_err(c.kb.err())?;
+            }
+            let v = scalar::cast(&c.kb, DType::F64, out_dtype, v.into())?;
+            store(&c.kb, out_dtype, c.dest, r, v)
+        })?;
+        return Ok(Parallel {
+            rows,
+            work: count,
+            align: 1,
+            cols: 1,
+            col_max_rows: 0,
+        });
+    }
     if dtype == DType::F32 && trailing && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
         // Max and min are exact: f32 vectors over the contiguous reduced extent.
         c.for_range(c.r0, c.r1, "row", |c, r| {
