@@ -351,6 +351,18 @@ fn gemm_const_b_with_epilogues() {
             bias: false,
             act: "relu",
         },
+        ConstGemm {
+            k: 33,
+            n: 65,
+            bias: true,
+            act: "gelu_c",
+        },
+        ConstGemm {
+            k: 17,
+            n: 70,
+            bias: true,
+            act: "tanh",
+        },
     ];
     let ks = [1, 7, 17, 33, 127, 300];
     let mut inputs: Vec<String> = ks.iter().map(|k| format!("%a{k}: f32[m, {k}]")).collect();
@@ -362,8 +374,16 @@ fn gemm_const_b_with_epilogues() {
         "  %one = const [1.0] : f32[]".into(),
         "  %sqrt2 = const [1.4142135] : f32[]".into(),
         "  %rsqrt2 = const [0.70710677] : f32[]".into(),
+        "  %three = const [3.0] : f32[]".into(),
+        "  %kcube = const [0.044715] : f32[]".into(),
+        "  %sqrt2pi = const [0.7978846] : f32[]".into(),
     ];
-    let mut bound = vec![header];
+    let mut bound = vec![
+        header,
+        "  %one = const [1.0] : f32[]".into(),
+        "  %two = const [2.0] : f32[]".into(),
+        "  %kcube = const [0.044715] : f32[]".into(),
+    ];
     let mut returns = Vec::new();
     let mut bound_returns = Vec::new();
     let mut weights = Vec::new();
@@ -426,6 +446,42 @@ fn gemm_const_b_with_epilogues() {
                 ir.push(format!("  %g{g} = mul(%x{g}, %half) : {ty}"));
                 x = format!("%g{g}");
                 (slope, extra) = (1.13, 2e-7);
+            }
+            "gelu_c" => {
+                // torch's dynamo exporter: x * (0.5 * (1 + erf(x / sqrt 2))).
+                ir.push(format!("  %s{g} = div({x}, %sqrt2) : {ty}"));
+                ir.push(format!("  %e{g} = erf(%s{g}) : {ty}"));
+                ir.push(format!("  %p{g} = add(%e{g}, %one) : {ty}"));
+                ir.push(format!("  %h{g}h = mul(%half, %p{g}) : {ty}"));
+                ir.push(format!("  %g{g} = mul({x}, %h{g}h) : {ty}"));
+                x = format!("%g{g}");
+                (slope, extra) = (1.13, 2e-7);
+            }
+            "tanh" => {
+                // GPT-2's gelu_new: (x * 0.5) * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+                // The epilogue computes x / (1 + exp(-2u)), within (3e-7 + 2.4e-7 |2u|) of
+                // the true value relatively (crates/codegen/tests/gemm.rs), |2u| <= 1.6 (|x| +
+                // 0.045 |x|^3); the interpreter's 1 + tanh rounds near 1 (6e-8 absolute, times
+                // 0.5 |x|). With |x| <= M, the bound graph's B = M (1 + 2 (M + 0.045 M^3))
+                // and 4e-7 B cover both.
+                ir.push(format!("  %c{g}c = pow({x}, %three) : {ty}"));
+                ir.push(format!("  %k{g}k = mul(%c{g}c, %kcube) : {ty}"));
+                ir.push(format!("  %i{g}i = add({x}, %k{g}k) : {ty}"));
+                ir.push(format!("  %u{g}u = mul(%i{g}i, %sqrt2pi) : {ty}"));
+                ir.push(format!("  %t{g}t = tanh(%u{g}u) : {ty}"));
+                ir.push(format!("  %p{g} = add(%t{g}t, %one) : {ty}"));
+                ir.push(format!("  %x{g} = mul({x}, %half) : {ty}"));
+                ir.push(format!("  %g{g} = mul(%x{g}, %p{g}) : {ty}"));
+                x = format!("%g{g}");
+                bound.push(format!("  %b{g}3 = mul({m}, {m}) : {ty}"));
+                bound.push(format!("  %b{g}4 = mul(%b{g}3, {m}) : {ty}"));
+                bound.push(format!("  %b{g}5 = mul(%b{g}4, %kcube) : {ty}"));
+                bound.push(format!("  %b{g}6 = add(%b{g}5, {m}) : {ty}"));
+                bound.push(format!("  %b{g}7 = mul(%b{g}6, %two) : {ty}"));
+                bound.push(format!("  %b{g}8 = add(%b{g}7, %one) : {ty}"));
+                bound.push(format!("  %b{g}9 = mul(%b{g}8, {m}) : {ty}"));
+                m = format!("%b{g}9");
+                (slope, extra) = (1.13, 4e-7);
             }
             _ => {}
         }

@@ -7,8 +7,10 @@
 //!   when it is elementwise itself, has the user's shape, is not a graph output and has no other
 //!   user; scalar constants become immediates;
 //! - a `MatMul` of an `f32` operand by a constant `f32` matrix becomes [`Kernel::GemmConstB`],
-//!   and absorbs a following `Add` of a constant `[n]` bias and a `Relu` or an exact GELU
-//!   (`x * 0.5 * (1 + erf(x / sqrt 2))`, either association) into the GEMM's epilogue;
+//!   and absorbs a following `Add` of a constant `[n]` bias and a `Relu` or a GELU (exact,
+//!   `x * 0.5 * (1 + erf(x / sqrt 2))`, or tanh's, `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715
+//!   x^3)))`, in any association, also read through a reshape that keeps the rows) into the
+//!   GEMM's epilogue;
 //! - any other `f32` `MatMul` becomes [`Kernel::MatMul`] (runtime `B`), which reads
 //!   transposed operands in place and writes a transposed result in place: a `Transpose`
 //!   operand whose users are all such products is read through permuted strides (for `A`,
@@ -262,6 +264,146 @@ fn match_gelu(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>)> {
     Some(result)
 }
 
+/// A scalar f32 constant close to `want` (relative 1e-6).
+fn is_const_near(graph: &Graph, id: NodeId, want: f32) -> bool {
+    scalar_f32(graph, id).is_some_and(|v| (v - want).abs() <= 1e-6 * want.abs())
+}
+
+/// A binary node `id` of `op` with `x` as one operand and a scalar constant near `c` as the
+/// other (either order for commutative ops; `x` first for `Div` and `Pow`).
+fn is_binary_with_const(graph: &Graph, id: NodeId, op: BinaryOp, x: NodeId, c: f32) -> bool {
+    if !is_binary(graph, id, op) {
+        return false;
+    }
+    let ops = graph.operands(id);
+    match op {
+        BinaryOp::Div | BinaryOp::Pow => ops[0] == x && is_const_near(graph, ops[1], c),
+        _ => other_operand(graph, id, x).is_some_and(|o| o != x && is_const_near(graph, o, c)),
+    }
+}
+
+/// Matches the GELUs that [`match_gelu`] does not, by their structure around the `1 + f`
+/// factor, in any association of the product `0.5 · x · (1 + f)`:
+/// - erf: `f = erf(x / sqrt 2)` or `erf(x * (1 / sqrt 2))`, as torch's dynamo exporter writes
+///   `x * (0.5 * (1 + erf))`;
+/// - tanh: `f = tanh(sqrt(2 / pi) · (x + 0.044715 · x^3))`, `x^3` as `pow(x, 3)` or products
+///   (GPT-2's `gelu_new`, torch's `gelu(approximate="tanh")`).
+///
+/// Every node between `x` and the result must have its one user inside the pattern, and
+/// every user of `x` must be in it. Returns the result, the nodes covered and the activation.
+fn match_gelu_product(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>, Activation)> {
+    if graph.is_output(x) {
+        return None;
+    }
+    let shape = graph.ty(x).shape.clone();
+    let x_users = graph.users(x);
+    // The `1 + f` factor: an Add of 1 and an Erf or Tanh whose argument comes from x.
+    for &start in &x_users {
+        let mut nodes: Vec<NodeId> = Vec::new();
+        let (f, act) =
+            if is_binary_with_const(graph, start, BinaryOp::Div, x, std::f32::consts::SQRT_2)
+                || is_binary_with_const(
+                    graph,
+                    start,
+                    BinaryOp::Mul,
+                    x,
+                    std::f32::consts::FRAC_1_SQRT_2,
+                )
+            {
+                let erf = sole_user(graph, start)?;
+                if graph.op(erf) != &Op::Unary(UnaryOp::Erf) {
+                    continue;
+                }
+                nodes.extend([start, erf]);
+                (erf, Activation::GeluErf)
+            } else {
+                // tanh: start is x^3 (pow, or x*x then *x) or the inner `x + k x^3`.
+                let cube = if is_binary_with_const(graph, start, BinaryOp::Pow, x, 3.0) {
+                    nodes.push(start);
+                    start
+                } else if is_binary(graph, start, BinaryOp::Mul)
+                    && graph.operands(start).iter().all(|&o| o == x)
+                {
+                    let c3 = sole_user(graph, start)?;
+                    if !is_binary(graph, c3, BinaryOp::Mul)
+                        || other_operand(graph, c3, start) != Some(x)
+                    {
+                        continue;
+                    }
+                    nodes.extend([start, c3]);
+                    c3
+                } else {
+                    continue;
+                };
+                let scaled = sole_user(graph, cube)?;
+                if !is_binary_with_const(graph, scaled, BinaryOp::Mul, cube, 0.044715) {
+                    continue;
+                }
+                let inner = sole_user(graph, scaled)?;
+                if !is_binary(graph, inner, BinaryOp::Add)
+                    || other_operand(graph, inner, scaled) != Some(x)
+                {
+                    continue;
+                }
+                let arg = sole_user(graph, inner)?;
+                if !is_binary_with_const(graph, arg, BinaryOp::Mul, inner, 0.797_884_6) {
+                    continue;
+                }
+                let tanh = sole_user(graph, arg)?;
+                if graph.op(tanh) != &Op::Unary(UnaryOp::Tanh) {
+                    continue;
+                }
+                nodes.extend([scaled, inner, arg, tanh]);
+                (tanh, Activation::GeluTanh)
+            };
+        let plus = sole_user(graph, f)?;
+        if !is_binary_with_const(graph, plus, BinaryOp::Add, f, 1.0) {
+            continue;
+        }
+        nodes.push(plus);
+        // The product of {x, 0.5, plus}, in any association.
+        let m1 = sole_user(graph, plus)?;
+        if !is_binary(graph, m1, BinaryOp::Mul) {
+            continue;
+        }
+        let o1 = other_operand(graph, m1, plus)?;
+        let result = if o1 == x {
+            let m2 = sole_user(graph, m1)?;
+            if !is_binary_with_const(graph, m2, BinaryOp::Mul, m1, 0.5) {
+                continue;
+            }
+            nodes.extend([m1, m2]);
+            m2
+        } else if is_const_near(graph, o1, 0.5) {
+            let m2 = sole_user(graph, m1)?;
+            if !is_binary(graph, m2, BinaryOp::Mul) || other_operand(graph, m2, m1) != Some(x) {
+                continue;
+            }
+            nodes.extend([m1, m2]);
+            m2
+        } else if is_binary_with_const(graph, o1, BinaryOp::Mul, x, 0.5)
+            && sole_user(graph, o1) == Some(m1)
+        {
+            nodes.extend([o1, m1]);
+            m1
+        } else {
+            continue;
+        };
+        // Every inner node used once, inside; every user of x inside; one shape throughout.
+        let inside = |n: NodeId| nodes.contains(&n);
+        let ok = nodes.iter().all(|&n| {
+            graph.ty(n).shape == shape
+                && graph.ty(n).dtype == DType::F32
+                && (n == result
+                    || (!graph.is_output(n) && graph.users(n).iter().all(|&u| inside(u))))
+        }) && x_users.iter().all(|&u| inside(u));
+        if ok {
+            return Some((result, nodes, act));
+        }
+    }
+    None
+}
+
 /// Builds the schedule of `graph`.
 pub fn schedule(graph: &Graph) -> Vec<Step> {
     let order = graph.topo_order();
@@ -314,10 +456,25 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
             }
         }
         if activation == Activation::None {
-            if let Some((end, nodes)) = match_gelu(graph, result) {
-                covered.extend(nodes);
-                result = end;
-                activation = Activation::GeluErf;
+            // The GELU may read the product through a reshape that keeps its rows (GPT-2's
+            // Conv1D views its 2-D product back as [batch, seq, n]): the same buffer.
+            let view = sole_user(graph, result).filter(|&r| {
+                matches!(graph.op(r), Op::Reshape { .. })
+                    && graph.ty(r).shape.dims().last() == graph.ty(result).shape.dims().last()
+            });
+            let candidates = std::iter::once((result, None)).chain(view.map(|v| (v, Some(v))));
+            for (x, via) in candidates {
+                let found = match match_gelu(graph, x) {
+                    Some((end, nodes)) => Some((end, nodes, Activation::GeluErf)),
+                    None => match_gelu_product(graph, x),
+                };
+                if let Some((end, nodes, act)) = found {
+                    covered.extend(nodes);
+                    covered.extend(via);
+                    result = end;
+                    activation = act;
+                    break;
+                }
             }
         }
         gemm_of.insert(
