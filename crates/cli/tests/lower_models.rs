@@ -1,16 +1,13 @@
 //! End to end through native code: every shared model, and every model of `tests/zoo`, is
 //! compiled once with `tcc compile` into a `.so`, and `tcc run` of that library on every
 //! `ref_*.npz` beside the model must match ONNX Runtime's outputs within
-//! `1e-4 * max(1, max |ref|)` (the check of tests/tests/models.rs and zoo.rs).
+//! `1e-4 * max(1, max |ref|)` (the check of tests/tests/models.rs and zoo.rs; models, their
+//! references and import options are found by the tests crate, as those tests find them).
 //!
 //! Heavy (LLVM at -O3 per model): run with `cargo test --release -p tcc-cli --test lower_models`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
-}
 
 fn tcc(args: &[&std::ffi::OsStr]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tcc"))
@@ -31,23 +28,27 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Compiles the shared model `name`, runs it on every reference and returns the failures.
 fn failures(name: &str) -> Vec<String> {
-    failures_in(&shared().join(name), name)
+    let models = tcc_tests::discover_models();
+    let model = models
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("the shared model `{name}` is missing"));
+    failures_in(model, name)
 }
 
-/// Compiles the model in `dir` (with the import options of its `import.txt`, if any), runs
-/// it on every reference beside it and returns the failures.
-fn failures_in(dir: &Path, name: &str) -> Vec<String> {
+/// Compiles `model` (with its import options), runs it on every reference beside it and
+/// returns the failures; `name` names its scratch directory.
+fn failures_in(model: &tcc_tests::ModelDir, name: &str) -> Vec<String> {
     let work = scratch(name);
     let lib = work.join(format!("{}.so", name.replace('-', "_")));
-    let model = dir.join("model.onnx");
+    let onnx = model.dir.join("model.onnx");
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "compile".as_ref(),
-        model.as_os_str(),
+        onnx.as_os_str(),
         "-o".as_ref(),
         lib.as_os_str(),
     ];
-    let options = std::fs::read_to_string(dir.join("import.txt")).unwrap_or_default();
-    if options.contains("int8_matmul = exact") {
+    if model.options.int8_matmul == tcc_onnx::Int8MatMul::Exact {
         args.extend([
             std::ffi::OsStr::new("--int8-matmul"),
             std::ffi::OsStr::new("exact"),
@@ -59,19 +60,9 @@ fn failures_in(dir: &Path, name: &str) -> Vec<String> {
         "{name}: compile failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut refs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("ref_") && n.ends_with(".npz"))
-        })
-        .collect();
-    refs.sort();
-    assert!(!refs.is_empty(), "{name}: no references");
+    assert!(!model.cases.is_empty(), "{name}: no references");
     let mut failures = Vec::new();
-    for r in refs {
+    for (_, r) in &model.cases {
         let result = work.join(format!("out_{}", r.file_name().unwrap().to_string_lossy()));
         let run = tcc(&[
             "run".as_ref(),
@@ -89,7 +80,7 @@ fn failures_in(dir: &Path, name: &str) -> Vec<String> {
             ));
             continue;
         }
-        let expected = tcc_npz::read_npz(&r).unwrap();
+        let expected = tcc_npz::read_npz(r).unwrap();
         let got = tcc_npz::read_npz(&result).unwrap();
         assert!(!got.is_empty(), "{}: no outputs", r.display());
         for (k, t) in &got {
@@ -144,23 +135,11 @@ fn minilm_l6() {
 
 #[test]
 fn every_zoo_model() {
-    let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/zoo");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&zoo)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", zoo.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    dirs.sort();
-    assert!(
-        dirs.len() >= 18,
-        "only {} models in {}",
-        dirs.len(),
-        zoo.display()
-    );
+    let zoo = tcc_tests::discover_zoo();
+    assert!(zoo.len() >= 22, "only {} models in tests/zoo", zoo.len());
     let mut all = Vec::new();
-    for dir in &dirs {
-        let name = format!("zoo-{}", dir.file_name().unwrap().to_string_lossy());
-        all.extend(failures_in(dir, &name));
+    for model in &zoo {
+        all.extend(failures_in(model, &format!("zoo-{}", model.name)));
     }
     assert!(
         all.is_empty(),

@@ -40,12 +40,12 @@
 //! bias, so its error is at most about `(k + 2) * 2^-24 * (|alpha| * sum |a*b| + |bias|)`.
 
 use inkwell::attributes::{Attribute, AttributeLoc};
-use inkwell::module::{Linkage, Module};
+use inkwell::module::Module;
 use inkwell::values::{BasicValue, FunctionValue, IntValue, PointerValue, VectorValue};
 use inkwell::{FloatPredicate, IntPredicate};
 
 use crate::error::{Error, Result};
-use crate::kernels::{KernelBuilder, Param, F32_ALIGN};
+use crate::kernels::{constant_global, KernelBuilder, Param, F32_ALIGN};
 use crate::target::Target;
 
 /// How many k steps ahead the micro-kernel prefetches its panel of `B`.
@@ -272,10 +272,10 @@ pub fn emit_gemm_const_b<'ctx>(
     ];
     let kb = KernelBuilder::new(module, target, name, &params, layout.lanes)?;
     mark_noalias(&kb, &[2]);
-    let b_global = constant_f32_global(module, &format!("{name}.b"), &packed);
+    let b_global = constant_global(module, &format!("{name}.b"), &f32_bytes(&packed));
     let bias_global = padded_bias
         .as_deref()
-        .map(|bias| constant_f32_global(module, &format!("{name}.bias"), bias));
+        .map(|bias| constant_global(module, &format!("{name}.bias"), &f32_bytes(bias)));
     let k = to_i64(&kb, k)?;
     let n = to_i64(&kb, n)?;
     let operands = Operands {
@@ -501,22 +501,8 @@ fn mark_noalias(kb: &KernelBuilder<'_, '_>, params: &[u32]) {
     }
 }
 
-/// A private constant global holding `values`, 64-byte aligned.
-fn constant_f32_global<'ctx>(
-    module: &Module<'ctx>,
-    name: &str,
-    values: &[f32],
-) -> PointerValue<'ctx> {
-    let context = module.get_context();
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let init = context.const_string(&bytes, false);
-    let global = module.add_global(init.get_type(), None, name);
-    global.set_initializer(&init);
-    global.set_constant(true);
-    global.set_linkage(Linkage::Private);
-    global.set_unnamed_addr(true);
-    global.set_alignment(64);
-    global.as_pointer_value()
+fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// `ceil(n / NR)`.
@@ -630,15 +616,6 @@ fn emit_driver<'ctx>(
     epilogue: Epilogue,
 ) -> Result<()> {
     let bld = kb.builder();
-    // Keep the A-block copy below a vector loop: LLVM would otherwise turn it back into one
-    // memcpy call per row (12 calls per row block; for attention's k = 32 each copies 128
-    // bytes). On minilm-l6 the two measure level; the loop keeps the copy visible in profiles
-    // as the GEMM's own time.
-    kb.function().add_attribute(
-        AttributeLoc::Function,
-        kb.context()
-            .create_string_attribute("no-builtin-memcpy", ""),
-    );
     let mr = i64::from(layout.mr);
     let nr = layout.nr() as i64;
     let kc_max = i64::from(layout.kc);
@@ -700,25 +677,20 @@ fn emit_driver<'ctx>(
             let last_row = bld
                 .build_int_sub(rows, kb.i64_const(1), "row.last")
                 .map_err(kb.err())?;
-            let mut rows_src = Vec::new();
+            let bytes = bld
+                .build_int_mul(kc, kb.i64_const(4), "bytes")
+                .map_err(kb.err())?;
             for i in 0..mr {
                 // Rows past m1 repeat the last valid row; their results are never stored.
                 let row = kb.min_i64(kb.i64_const(i), last_row)?;
                 let row = bld.build_int_add(ib, row, "row").map_err(kb.err())?;
                 let src = bld.build_int_mul(row, ops.lda, "src").map_err(kb.err())?;
                 let src = bld.build_int_add(src, k0, "src").map_err(kb.err())?;
-                rows_src.push(kb.f32_element_ptr(ops.a, src)?);
+                let src = kb.f32_element_ptr(ops.a, src)?;
+                let dst = kb.f32_element_ptr(a_block, kb.i64_const(i * kc_max))?;
+                bld.build_memcpy(dst, 64, src, F32_ALIGN, bytes)
+                    .map_err(|_| kb.internal("could not copy a row of A"))?;
             }
-            // The rows' copies, in vectors, all rows per step (inline: see `no-builtin-memcpy`
-            // above).
-            kb.vector_loop_in(kc, |kb, j, mask| {
-                for (i, &src) in rows_src.iter().enumerate() {
-                    let v = kb.load_f32(src, j, mask)?;
-                    let dst = kb.f32_element_ptr(a_block, kb.i64_const(i as i64 * kc_max))?;
-                    kb.store_f32(dst, j, v, mask)?;
-                }
-                Ok(())
-            })?;
             let c_row = bld.build_int_mul(ib, ops.ldc, "c.row").map_err(kb.err())?;
             kb.for_loop(nb, nb_end, kb.i64_const(1), "p", |kb, p| {
                 let bld = kb.builder();

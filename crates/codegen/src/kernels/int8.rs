@@ -21,12 +21,12 @@
 //! interpreter's lone last product). The micro-tile is `MR` rows by `NV` vectors of `i32`
 //! accumulators.
 
-use inkwell::module::{Linkage, Module};
+use inkwell::module::Module;
 use inkwell::types::VectorType;
 use inkwell::values::{BasicValue, FunctionValue, IntValue, PointerValue, VectorValue};
 
 use crate::error::{Error, Result};
-use crate::kernels::{KernelBuilder, Param};
+use crate::kernels::{constant_global, KernelBuilder, Param};
 use crate::target::Target;
 
 /// The vector shape of the int8 kernel on a target, or `None` where it has no such
@@ -170,16 +170,8 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
     let v32 = i32t.vec_type(lanes);
     let v16 = i16t.vec_type(lanes * 2);
     let v8 = i8t.vec_type(lanes * 4);
-    let bytes_global = |suffix: &str, data: Vec<u8>| -> PointerValue<'ctx> {
-        let init = ctx.const_string(&data, false);
-        let global = module.add_global(init.get_type(), None, &format!("{name}.{suffix}"));
-        global.set_initializer(&init);
-        global.set_constant(true);
-        global.set_linkage(Linkage::Private);
-        global.set_unnamed_addr(true);
-        global.set_alignment(64);
-        global.as_pointer_value()
-    };
+    let bytes_global =
+        |suffix: &str, data: Vec<u8>| constant_global(module, &format!("{name}.{suffix}"), &data);
     let i32_bytes = |v: &[i32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let b_global = bytes_global("b", packed);
     let colsum_global = bytes_global("colsum", i32_bytes(&colsum));

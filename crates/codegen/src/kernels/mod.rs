@@ -526,3 +526,20 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         Ok(())
     }
 }
+
+/// A private, 64-byte aligned constant global holding `bytes` (packed weights and their
+/// per-column tables), named `name`.
+pub fn constant_global<'ctx>(
+    module: &inkwell::module::Module<'ctx>,
+    name: &str,
+    bytes: &[u8],
+) -> PointerValue<'ctx> {
+    let init = module.get_context().const_string(bytes, false);
+    let global = module.add_global(init.get_type(), None, name);
+    global.set_initializer(&init);
+    global.set_constant(true);
+    global.set_linkage(inkwell::module::Linkage::Private);
+    global.set_unnamed_addr(true);
+    global.set_alignment(64);
+    global.as_pointer_value()
+}

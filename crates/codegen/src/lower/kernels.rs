@@ -64,6 +64,19 @@ pub struct Parallel {
     pub col_max_rows: i64,
 }
 
+impl Parallel {
+    /// `rows` rows of `work` each, split by rows only, in any chunks.
+    pub fn rows(rows: Dim, work: Dim) -> Parallel {
+        Parallel {
+            rows,
+            work,
+            align: 1,
+            cols: 1,
+            col_max_rows: 0,
+        }
+    }
+}
+
 /// An [`Error::Unsupported`] for node `step.node`.
 pub fn unsupported(graph: &Graph, step: &Step, why: impl Into<String>) -> Error {
     let node = graph.node(step.node);
@@ -237,6 +250,41 @@ fn row_extreme_f32<'ctx>(
     Ok(kb.call(reduce, &[m.into()], "ext")?.into_float_value())
 }
 
+/// `Σ term(i)` over a row of `len` elements in the target's vectors, summed in f64 lanes
+/// (reassociated: within `len 2^-53 Σ|term|` of a sequential f64 sum): `term(kb, i, mask)`
+/// gives the f64 vector of the terms at column `i`, zero in masked-off lanes (it may also
+/// store results of its own).
+fn sum_f64_lanes<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    lenv: IntValue<'ctx>,
+    mut term: impl FnMut(
+        &KernelBuilder<'_, 'ctx>,
+        IntValue<'ctx>,
+        Option<inkwell::values::VectorValue<'ctx>>,
+    ) -> Result<inkwell::values::VectorValue<'ctx>>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
+    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
+    let acc = c.var(vd.const_zero().into())?;
+    kb.vector_loop_in(lenv, |kb, i, mask| {
+        let t = term(kb, i, mask)?;
+        let s = b
+            .build_load(vd, acc, "s")
+            .map_err(kb.err())?
+            .into_vector_value();
+        let s = b.build_float_add(s, t, "s").map_err(kb.err())?;
+        b.build_store(acc, s).map_err(kb.err())?;
+        Ok(())
+    })?;
+    let s = b.build_load(vd, acc, "s").map_err(kb.err())?;
+    Ok(kb
+        .call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
+        .into_float_value())
+}
+
 /// The softmax of one contiguous f32 row of `len` elements from `src` into `dst` (which may
 /// be `src`), as [`softmax_rows_f32`] describes.
 fn softmax_row_f32<'ctx>(
@@ -275,14 +323,12 @@ fn softmax_row_mapped_f32<'ctx>(
     let f32t = kb.context().f32_type();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let zeros = vt.const_zero();
     {
         let max = row_extreme_f32(c, src, lenv, true, pre)?;
         let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
         // e = exp(x - max), stored; the sum in f64 lanes.
-        let sum = c.var(vd.const_zero().into())?;
-        kb.vector_loop_in(lenv, |kb, i, mask| {
+        let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
             let x = kb.load_f32(src, i, mask)?;
             // TwoSum: hi + lo == x + (-max) exactly.
             let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
@@ -309,19 +355,8 @@ fn softmax_row_mapped_f32<'ctx>(
                     .into_vector_value();
             }
             kb.store_f32(dst, i, e, mask)?;
-            let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
-            let s = b
-                .build_load(vd, sum, "s")
-                .map_err(kb.err())?
-                .into_vector_value();
-            let s = b.build_float_add(s, ed, "s").map_err(kb.err())?;
-            b.build_store(sum, s).map_err(kb.err())?;
-            Ok(())
+            b.build_float_ext(e, vd, "ed").map_err(kb.err())
         })?;
-        let s = b.build_load(vd, sum, "s").map_err(kb.err())?;
-        let total = kb
-            .call(reduce_add, &[f64t.const_zero().into(), s.into()], "total")?
-            .into_float_value();
         let inv = b
             .build_float_div(f64t.const_float(1.0), total, "inv")
             .map_err(kb.err())?;
@@ -363,7 +398,6 @@ fn layer_norm_rows_f32<'ctx>(
     let b = kb.builder();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let zero = kb.i64_const(0);
     let lenf = b
         .build_signed_int_to_float(lenv, f64t, "n")
@@ -386,48 +420,23 @@ fn layer_norm_rows_f32<'ctx>(
         let base = c.mul(r, lenv)?;
         let src = kb.f32_element_ptr(c.inputs[0], base)?;
         let dst = kb.f32_element_ptr(c.dest, base)?;
-        let sum = c.var(vd.const_zero().into())?;
-        kb.vector_loop_in(lenv, |kb, i, mask| {
-            // Masked-off lanes load as 0.
-            let x = ext(kb.load_f32(src, i, mask)?)?;
-            let s = b
-                .build_load(vd, sum, "s")
-                .map_err(kb.err())?
-                .into_vector_value();
-            let s = b.build_float_add(s, x, "s").map_err(kb.err())?;
-            b.build_store(sum, s).map_err(kb.err())?;
-            Ok(())
-        })?;
-        let s = b.build_load(vd, sum, "s").map_err(kb.err())?;
-        let total = kb
-            .call(reduce_add, &[f64t.const_zero().into(), s.into()], "total")?
-            .into_float_value();
+        // Masked-off lanes load as 0.
+        let total = sum_f64_lanes(c, lenv, |kb, i, mask| ext(kb.load_f32(src, i, mask)?))?;
         let mean = b.build_float_div(total, lenf, "mean").map_err(kb.err())?;
         let mean_v = kb.splat(mean.into(), "mean")?;
-        let var = c.var(vd.const_zero().into())?;
-        kb.vector_loop_in(lenv, |kb, i, mask| {
+        let v = sum_f64_lanes(c, lenv, |kb, i, mask| {
             let x = ext(kb.load_f32(src, i, mask)?)?;
             let d = b.build_float_sub(x, mean_v, "d").map_err(kb.err())?;
-            let mut d2 = b.build_float_mul(d, d, "d2").map_err(kb.err())?;
-            if let Some(mask) = mask {
+            let d2 = b.build_float_mul(d, d, "d2").map_err(kb.err())?;
+            Ok(match mask {
                 // Masked-off lanes hold (0 - mean)²: drop them.
-                d2 = b
+                Some(mask) => b
                     .build_select(mask, d2, vd.const_zero(), "d2")
                     .map_err(kb.err())?
-                    .into_vector_value();
-            }
-            let v = b
-                .build_load(vd, var, "v")
-                .map_err(kb.err())?
-                .into_vector_value();
-            let v = b.build_float_add(v, d2, "v").map_err(kb.err())?;
-            b.build_store(var, v).map_err(kb.err())?;
-            Ok(())
+                    .into_vector_value(),
+                None => d2,
+            })
         })?;
-        let v = b.build_load(vd, var, "v").map_err(kb.err())?;
-        let v = kb
-            .call(reduce_add, &[f64t.const_zero().into(), v.into()], "var")?
-            .into_float_value();
         let v = b.build_float_div(v, lenf, "v").map_err(kb.err())?;
         let v = b.build_float_add(v, eps, "ve").map_err(kb.err())?;
         let sq = scalar::call_f64(c.m, kb, "sqrt", &[v])?;
@@ -830,20 +839,8 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
         }
     };
     let last_of = |s: &Shape| -> Dim { s.dims().last().cloned().unwrap_or(Dim::constant(1)) };
-    let serial = |work: Dim| Parallel {
-        rows: Dim::constant(1),
-        work,
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    };
-    let elementwise = Parallel {
-        rows: rows_of(out_shape),
-        work: last_of(out_shape),
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    };
+    let serial = |work: Dim| Parallel::rows(Dim::constant(1), work);
+    let elementwise = Parallel::rows(rows_of(out_shape), last_of(out_shape));
     let zero = c.kb.i64_const(0);
     match &step.kernel {
         Kernel::Fused(expr) => {
@@ -1089,13 +1086,7 @@ fn matmul(
             .map_err(c.kb.err())?;
         Ok(())
     })?;
-    Ok(Parallel {
-        rows: batch,
-        work: m.mul(&n).mul(&k),
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    })
+    Ok(Parallel::rows(batch, m.mul(&n).mul(&k)))
 }
 
 /// Query rows per block of the fused attention kernel: the block's scores (`ROWS x n` floats)
@@ -1602,13 +1593,10 @@ fn attention<'ctx>(
             )
         })
     })?;
-    Ok(Parallel {
-        rows: dims.batch.clone(),
-        work: dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    })
+    Ok(Parallel::rows(
+        dims.batch.clone(),
+        dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
+    ))
 }
 
 /// `(outer, len, inner)` of an axis.
@@ -1849,13 +1837,7 @@ fn op_body<'ctx>(
                     Ok(())
                 })
             })?;
-            Ok(Parallel {
-                rows,
-                work: inner,
-                align: 1,
-                cols: 1,
-                col_max_rows: 0,
-            })
+            Ok(Parallel::rows(rows, inner))
         }
         Op::GatherElements { axis } => {
             let dshape = &in_ty(0).shape;
@@ -1931,13 +1913,7 @@ fn op_body<'ctx>(
                     Ok(())
                 })
             })?;
-            Ok(Parallel {
-                rows,
-                work: slice,
-                align: 1,
-                cols: 1,
-                col_max_rows: 0,
-            })
+            Ok(Parallel::rows(rows, slice))
         }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             let log = matches!(op, Op::LogSoftmax { .. });
@@ -1949,13 +1925,7 @@ fn op_body<'ctx>(
                 // Attention's softmax: f32 rows, contiguous.
                 let lenv = c.dim(&len)?;
                 softmax_rows_f32(c, lenv)?;
-                return Ok(Parallel {
-                    rows: outer,
-                    work: len,
-                    align: 1,
-                    cols: 1,
-                    col_max_rows: 0,
-                });
+                return Ok(Parallel::rows(outer, len));
             }
             let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
             let f64t = c.kb.context().f64_type();
@@ -2016,13 +1986,7 @@ fn op_body<'ctx>(
                     store(&c.kb, dtype, c.dest, off, y)
                 })
             })?;
-            Ok(Parallel {
-                rows: outer.mul(&inner),
-                work: len,
-                align: 1,
-                cols: 1,
-                col_max_rows: 0,
-            })
+            Ok(Parallel::rows(outer.mul(&inner), len))
         }
         Op::LayerNorm { axis, epsilon } => {
             let rows = product(&out_shape.dims()[..*axis]);
@@ -2059,13 +2023,7 @@ fn op_body<'ctx>(
                 (dtype, simple(&param_strides[0]), simple(&param_strides[1]))
             {
                 layer_norm_rows_f32(c, lenv, eps, [scale_scalar, bias_scalar])?;
-                return Ok(Parallel {
-                    rows,
-                    work: len,
-                    align: 1,
-                    cols: 1,
-                    col_max_rows: 0,
-                });
+                return Ok(Parallel::rows(rows, len));
             }
             c.for_range(c.r0, c.r1, "row", |c, r| {
                 let base = c.mul(r, lenv)?;
@@ -2131,13 +2089,7 @@ fn op_body<'ctx>(
                     store(&c.kb, dtype, c.dest, off, y)
                 })
             })?;
-            Ok(Parallel {
-                rows,
-                work: len,
-                align: 1,
-                cols: 1,
-                col_max_rows: 0,
-            })
+            Ok(Parallel::rows(rows, len))
         }
         Op::Reduce { kind, axes, .. } => reduce(c, graph, step, *kind, axes),
         Op::ArgReduce {
@@ -2175,13 +2127,7 @@ fn op_body<'ctx>(
                 let bi = c.get(besti, zero.into())?;
                 store(&c.kb, DType::I64, c.dest, r, bi)
             })?;
-            Ok(Parallel {
-                rows: outer.mul(&inner),
-                work: len,
-                align: 1,
-                cols: 1,
-                col_max_rows: 0,
-            })
+            Ok(Parallel::rows(outer.mul(&inner), len))
         }
         Op::CumSum {
             axis,
@@ -2218,13 +2164,7 @@ fn op_body<'ctx>(
                     store(&c.kb, dtype, c.dest, off, y)
                 })
             })?;
-            Ok(Parallel {
-                rows: outer.mul(&inner),
-                work: len,
-                align: 1,
-                cols: 1,
-                col_max_rows: 0,
-            })
+            Ok(Parallel::rows(outer.mul(&inner), len))
         }
         Op::MatMulInteger { saturate_pairs } => {
             match matmul_integer_const_b(c, graph, step, target, *saturate_pairs)? {
@@ -2395,29 +2335,16 @@ fn reduce(
         // after cancellation (as for layer norm).
         let kb = &c.kb;
         let vd = f64t.vec_type(kb.lanes());
-        let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
         c.for_range(c.r0, c.r1, "row", |c, r| {
             let idx = c.unflatten(r, &kd)?;
             let base = c.offset(zero, &idx, &ks)?;
             let src = c.kb.f32_element_ptr(c.inputs[0], base)?;
-            let acc = c.var(vd.const_zero().into())?;
             let b = c.b();
-            c.kb.vector_loop_in(countv, |kb, i, mask| {
-                // Masked-off lanes load as 0.
+            // Masked-off lanes load as 0.
+            let mut v = sum_f64_lanes(c, countv, |kb, i, mask| {
                 let x = kb.load_f32(src, i, mask)?;
-                let x = b.build_float_ext(x, vd, "xd").map_err(kb.err())?;
-                let s = b
-                    .build_load(vd, acc, "s")
-                    .map_err(kb.err())?
-                    .into_vector_value();
-                let s = b.build_float_add(s, x, "s").map_err(kb.err())?;
-                b.build_store(acc, s).map_err(kb.err())?;
-                Ok(())
+                b.build_float_ext(x, vd, "xd").map_err(kb.err())
             })?;
-            let s = b.build_load(vd, acc, "s").map_err(c.kb.err())?;
-            let mut v =
-                c.kb.call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
-                    .into_float_value();
             if kind == ReduceKind::Mean {
                 let n = b
                     .build_signed_int_to_float(countv, f64t, "n")
@@ -2427,13 +2354,7 @@ fn reduce(
             let v = scalar::cast(&c.kb, DType::F64, out_dtype, v.into())?;
             store(&c.kb, out_dtype, c.dest, r, v)
         })?;
-        return Ok(Parallel {
-            rows,
-            work: count,
-            align: 1,
-            cols: 1,
-            col_max_rows: 0,
-        });
+        return Ok(Parallel::rows(rows, count));
     }
     if dtype == DType::F32 && trailing && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
         // Max and min are exact: f32 vectors over the contiguous reduced extent.
@@ -2445,13 +2366,7 @@ fn reduce(
             let v = scalar::cast(&c.kb, DType::F32, out_dtype, v.into())?;
             store(&c.kb, out_dtype, c.dest, r, v)
         })?;
-        return Ok(Parallel {
-            rows,
-            work: count,
-            align: 1,
-            cols: 1,
-            col_max_rows: 0,
-        });
+        return Ok(Parallel::rows(rows, count));
     }
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let idx = c.unflatten(r, &kd)?;
@@ -2500,13 +2415,7 @@ fn reduce(
         let v = scalar::cast(&c.kb, acc_t, out_dtype, v)?;
         store(&c.kb, out_dtype, c.dest, r, v)
     })?;
-    Ok(Parallel {
-        rows,
-        work: count,
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    })
+    Ok(Parallel::rows(rows, count))
 }
 
 fn int_bounds(d: DType) -> (i64, i64) {
@@ -2577,13 +2486,7 @@ fn matmul_scalar(c: &Ctx<'_, '_>, graph: &Graph, step: &Step) -> Result<Parallel
             store(&c.kb, dtype, c.dest, c.add(c.mul(row, nv)?, j)?, v)
         })
     })?;
-    Ok(Parallel {
-        rows: product(&batch).mul(&m),
-        work: n.mul(&k),
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    })
+    Ok(Parallel::rows(product(&batch).mul(&m), n.mul(&k)))
 }
 
 /// `MatMulInteger` of a `u8` `A` (rows contiguous) by a constant 2-D `i8` `B`, with one `A`
@@ -2791,13 +2694,7 @@ fn matmul_integer<'ctx>(
             )
         })
     })?;
-    Ok(Parallel {
-        rows: product(&batch).mul(&m),
-        work: n.mul(&k),
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    })
+    Ok(Parallel::rows(product(&batch).mul(&m), n.mul(&k)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -2879,11 +2776,8 @@ fn conv(
         })
     })?;
     let _ = wst;
-    Ok(Parallel {
-        rows: out.dims()[0].mul(&out.dims()[1]),
-        work: out_sp.mul(&k_sp).mul(&ws.dims()[1]),
-        align: 1,
-        cols: 1,
-        col_max_rows: 0,
-    })
+    Ok(Parallel::rows(
+        out.dims()[0].mul(&out.dims()[1]),
+        out_sp.mul(&k_sp).mul(&ws.dims()[1]),
+    ))
 }

@@ -182,88 +182,6 @@ fn is_binary(graph: &Graph, id: NodeId, op: BinaryOp) -> bool {
     graph.op(id) == &Op::Binary(op)
 }
 
-/// Matches `x * 0.5 * (1 + erf(x / sqrt 2))` from `x`: returns the node of the result and the
-/// nodes it covers. Accepts `x / 1.4142135` or `x * 0.70710677`, `erf + 1` either way round,
-/// and `(x * (1 + erf)) * 0.5` or `(x * 0.5) * (1 + erf)`.
-fn match_gelu(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>)> {
-    if graph.is_output(x) {
-        return None;
-    }
-    let users = graph.users(x);
-    if users.len() != 2 || users[0] == users[1] {
-        return None;
-    }
-    let close = |v: Option<f32>, want: f32| v.is_some_and(|v| (v - want).abs() <= 1e-6 * want);
-    let (scaled, other) = if users.iter().any(|&u| {
-        (is_binary(graph, u, BinaryOp::Div)
-            && graph.operands(u)[0] == x
-            && close(
-                scalar_f32(graph, graph.operands(u)[1]),
-                std::f32::consts::SQRT_2,
-            ))
-            || (is_binary(graph, u, BinaryOp::Mul)
-                && close(
-                    other_operand(graph, u, x).and_then(|c| scalar_f32(graph, c)),
-                    std::f32::consts::FRAC_1_SQRT_2,
-                ))
-    }) {
-        let s = users.iter().copied().find(|&u| {
-            is_binary(graph, u, BinaryOp::Div)
-                || close(
-                    other_operand(graph, u, x).and_then(|c| scalar_f32(graph, c)),
-                    std::f32::consts::FRAC_1_SQRT_2,
-                )
-        })?;
-        let o = users.iter().copied().find(|&u| u != s)?;
-        (s, o)
-    } else {
-        return None;
-    };
-    let erf = sole_user(graph, scaled)?;
-    if graph.op(erf) != &Op::Unary(UnaryOp::Erf) {
-        return None;
-    }
-    let plus = sole_user(graph, erf)?;
-    if !is_binary(graph, plus, BinaryOp::Add)
-        || scalar_f32(graph, other_operand(graph, plus, erf)?) != Some(1.0)
-    {
-        return None;
-    }
-    if !is_binary(graph, other, BinaryOp::Mul) {
-        return None;
-    }
-    let shape = &graph.ty(x).shape;
-    let result = if other_operand(graph, other, x) == Some(plus) {
-        // (x * (1 + erf)) * 0.5
-        let half = sole_user(graph, other)?;
-        if !is_binary(graph, half, BinaryOp::Mul)
-            || scalar_f32(graph, other_operand(graph, half, other)?) != Some(0.5)
-        {
-            return None;
-        }
-        if sole_user(graph, plus)? != other {
-            return None;
-        }
-        (half, vec![scaled, erf, plus, other, half])
-    } else if other_operand(graph, other, x).and_then(|c| scalar_f32(graph, c)) == Some(0.5) {
-        // (x * 0.5) * (1 + erf)
-        let last = sole_user(graph, other)?;
-        if sole_user(graph, plus)? != last
-            || !is_binary(graph, last, BinaryOp::Mul)
-            || other_operand(graph, last, other) != Some(plus)
-        {
-            return None;
-        }
-        (last, vec![scaled, erf, plus, other, last])
-    } else {
-        return None;
-    };
-    if result.1.iter().any(|&n| &graph.ty(n).shape != shape) {
-        return None;
-    }
-    Some(result)
-}
-
 /// A scalar f32 constant close to `want` (relative 1e-6).
 fn is_const_near(graph: &Graph, id: NodeId, want: f32) -> bool {
     scalar_f32(graph, id).is_some_and(|v| (v - want).abs() <= 1e-6 * want.abs())
@@ -282,16 +200,16 @@ fn is_binary_with_const(graph: &Graph, id: NodeId, op: BinaryOp, x: NodeId, c: f
     }
 }
 
-/// Matches the GELUs that [`match_gelu`] does not, by their structure around the `1 + f`
-/// factor, in any association of the product `0.5 · x · (1 + f)`:
-/// - erf: `f = erf(x / sqrt 2)` or `erf(x * (1 / sqrt 2))`, as torch's dynamo exporter writes
-///   `x * (0.5 * (1 + erf))`;
+/// Matches a GELU of `x` by its structure around the `1 + f` factor (`f + 1` too), in any
+/// association of the product `0.5 · x · (1 + f)` (TorchScript's `(x * 0.5) * (1 + erf)` and
+/// `(x * (1 + erf)) * 0.5`, dynamo's `x * (0.5 * (1 + erf))`, ...):
+/// - erf: `f = erf(x / sqrt 2)` or `erf(x * (1 / sqrt 2))`;
 /// - tanh: `f = tanh(sqrt(2 / pi) · (x + 0.044715 · x^3))`, `x^3` as `pow(x, 3)` or products
 ///   (GPT-2's `gelu_new`, torch's `gelu(approximate="tanh")`).
 ///
 /// Every node between `x` and the result must have its one user inside the pattern, and
 /// every user of `x` must be in it. Returns the result, the nodes covered and the activation.
-fn match_gelu_product(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>, Activation)> {
+fn match_gelu(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>, Activation)> {
     if graph.is_output(x) {
         return None;
     }
@@ -464,11 +382,7 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
             });
             let candidates = std::iter::once((result, None)).chain(view.map(|v| (v, Some(v))));
             for (x, via) in candidates {
-                let found = match match_gelu(graph, x) {
-                    Some((end, nodes)) => Some((end, nodes, Activation::GeluErf)),
-                    None => match_gelu_product(graph, x),
-                };
-                if let Some((end, nodes, act)) = found {
+                if let Some((end, nodes, act)) = match_gelu(graph, x) {
                     covered.extend(nodes);
                     covered.extend(via);
                     result = end;

@@ -166,8 +166,7 @@ fn attention(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let past_len = past_key.map(|p| c.shape(p)[2].clone());
 
     // The additive bias, [q, kv] broadcast with the masks.
-    let bias_dtype = dtype;
-    let zeros_qk = c.constant(Tensor::zeros(bias_dtype, vec![1, 1]))?;
+    let zeros_qk = c.constant(Tensor::zeros(dtype, vec![1, 1]))?;
     let zeros_qk = c.add(
         Op::Expand {
             shape: Shape::from(vec![q_len.clone(), kv_len.clone()]),
@@ -185,10 +184,9 @@ fn attention(c: &mut Ctx) -> Result<Vec<NodeId>> {
             let mut m = m;
             if md[last] != kv_len {
                 let pad = kv_len.sub(&md[last]);
-                let mut begin = vec![Dim::constant(0); md.len()];
+                let begin = vec![Dim::constant(0); md.len()];
                 let mut end = begin.clone();
                 end[last] = pad;
-                begin[last] = Dim::constant(0);
                 let fill = if c.dtype(m) == DType::Bool {
                     c.constant(Tensor::from_vec(vec![], vec![false]).map_err(|e| c.err(e))?)?
                 } else {
@@ -204,7 +202,7 @@ fn attention(c: &mut Ctx) -> Result<Vec<NodeId>> {
                 )?;
             }
             Some(if c.dtype(m) == DType::Bool {
-                bias_of(c, m, bias_dtype)?
+                bias_of(c, m, dtype)?
             } else {
                 m
             })
@@ -235,7 +233,7 @@ fn attention(c: &mut Ctx) -> Result<Vec<NodeId>> {
     let per_batch = offset.as_ref().is_some_and(|(_, p)| *p);
     // A [q, kv] or [b, q, kv] bias, made [b, 1, q, kv] per batch.
     let shape_bias = |c: &mut Ctx, allowed: NodeId| -> Result<NodeId> {
-        let b = bias_of(c, allowed, bias_dtype)?;
+        let b = bias_of(c, allowed, dtype)?;
         if per_batch {
             c.reshape(
                 b,
@@ -299,7 +297,7 @@ fn attention(c: &mut Ctx) -> Result<Vec<NodeId>> {
                 kv_len.clone(),
             ],
         )?;
-        let pad = bias_of(c, inside, bias_dtype)?;
+        let pad = bias_of(c, inside, dtype)?;
         bias = c.binary(BinaryOp::Add, bias, pad)?;
     }
     let masked = mask.is_some() || is_causal || windowed || nonpad.is_some();
@@ -377,7 +375,7 @@ fn attention(c: &mut Ctx) -> Result<Vec<NodeId>> {
             },
             &[bias],
         )?;
-        let ninf = c.scalar(f64::NEG_INFINITY, bias_dtype)?;
+        let ninf = c.scalar(f64::NEG_INFINITY, dtype)?;
         let empty = c.binary(BinaryOp::Equal, bmax, ninf)?;
         let zero = c.scalar(0.0, c.dtype(probs))?;
         probs = c.add(Op::Where, &[empty, zero, probs])?;
