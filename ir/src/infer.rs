@@ -13,6 +13,26 @@ use crate::op::{BinaryOp, Op, PadMode, UnaryOp};
 use crate::shape::{broadcast, Shape, TensorType};
 use crate::tensor::TensorData;
 
+/// Infers the types of a fused op's expansion.
+struct TypeBuilder;
+
+impl crate::fused::Builder for TypeBuilder {
+    type Value = TensorType;
+
+    fn op(&mut self, op: Op, args: &[TensorType]) -> Result<TensorType> {
+        let tys: Vec<&TensorType> = args.iter().collect();
+        Ok(infer(&op, &tys, &vec![None; args.len()])?.0)
+    }
+
+    fn constant(&mut self, value: crate::tensor::Tensor) -> Result<TensorType> {
+        Ok(TensorType::new(value.dtype(), Shape::fixed(value.shape())))
+    }
+
+    fn rank(&self, value: &TensorType) -> usize {
+        value.rank()
+    }
+}
+
 /// Integer tensors with at most this many elements carry known values.
 pub const KNOWN_LIMIT: usize = 256;
 
@@ -60,6 +80,17 @@ pub fn infer(
     };
 
     let out: (TensorType, Option<Known>) = match op {
+        Op::Gemm { .. }
+        | Op::Attention { .. }
+        | Op::AddLayerNorm { .. }
+        | Op::RmsNorm { .. }
+        | Op::Fused { .. } => {
+            let dtype = t0.map(|t| t.dtype).unwrap_or(DType::F32);
+            let args: Vec<TensorType> = tys.iter().map(|t| (*t).clone()).collect();
+            let ty = crate::fused::expand(op, &args, dtype, &mut TypeBuilder)
+                .map_err(|e| err(format!("in its expansion: {e}")))?;
+            (ty, None)
+        }
         Op::Input { .. } => return Err(err("inputs have no operands to infer from".into())),
         Op::Const(c) => {
             let v = &c.value;

@@ -14,6 +14,7 @@
 pub mod dim;
 pub mod dtype;
 pub mod error;
+pub mod fused;
 pub mod graph;
 pub mod infer;
 pub mod op;
@@ -23,6 +24,7 @@ pub mod tensor;
 pub use dim::Dim;
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use fused::{Activation, Body, ScoreScale};
 pub use graph::{Graph, Node, NodeId};
 pub use infer::Known;
 pub use op::{BinaryOp, Constant, Op, PadMode, ReduceKind, UnaryOp};

@@ -11,6 +11,7 @@
 
 use crate::dim::Dim;
 use crate::dtype::DType;
+use crate::fused::{Activation, Body, ScoreScale};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use std::fmt::Write;
@@ -552,6 +553,66 @@ pub enum Op {
         /// Diagonal offset.
         k: i64,
     },
+    /// Fused: a matrix product and its epilogue, one kernel,
+    /// `perm_out(act(perm_a(a) · perm_b(b) + bias))`, where `perm_x(t)` is `t` transposed by
+    /// `perm_x` if given (read or written in place, never copied). Operands: `a`, `b`, and
+    /// `bias` (broadcast to the product) if `bias` is set. See [`crate::fused::expand`].
+    Gemm {
+        /// The activation of the epilogue.
+        activation: Activation,
+        /// Whether operand 2, added to the product, is there.
+        bias: bool,
+        /// The permutation that makes the product's `A` from operand 0.
+        perm_a: Option<Vec<usize>>,
+        /// The permutation that makes the product's `B` from operand 1.
+        perm_b: Option<Vec<usize>>,
+        /// The permutation applied to the result.
+        perm_out: Option<Vec<usize>>,
+    },
+    /// Fused: scaled dot-product attention, one kernel whose scores never reach memory:
+    /// `perm_out(filter(softmax(scale(Q · Kt) + mask)) · V)` with the softmax over the last
+    /// axis, `Q = perm_q(q)`, `Kt = perm_k(kt)` (`[.., d, keys]`: `K` transposed, as a
+    /// `matmul` takes it) and `V = perm_v(v)`; `filter` is torch's `where(isnan(p), 0, p)`
+    /// when `nan_filter` is set. Operands: `q`, `kt`, `v`, and an additive `mask` (broadcast
+    /// to the scores) if `mask` is set. See [`crate::fused::expand`].
+    Attention {
+        /// How the scores are scaled.
+        scale: ScoreScale,
+        /// Whether operand 3, added to the scaled scores, is there.
+        mask: bool,
+        /// Whether NaN probabilities (rows masked whole) become 0.
+        nan_filter: bool,
+        /// The permutation that makes `Q` from operand 0.
+        perm_q: Option<Vec<usize>>,
+        /// The permutation that makes `Kt` from operand 1.
+        perm_k: Option<Vec<usize>>,
+        /// The permutation that makes `V` from operand 2.
+        perm_v: Option<Vec<usize>>,
+        /// The permutation applied to the result.
+        perm_out: Option<Vec<usize>>,
+    },
+    /// Fused: a residual add and layer normalisation, `layer_norm(x + r, scale, bias)`.
+    /// Operands: `x`, `r`, `scale`, `bias`.
+    AddLayerNorm {
+        /// The first normalised axis.
+        axis: usize,
+        /// Added to the variance.
+        epsilon: f32,
+    },
+    /// Fused: RMS normalisation over the axes `axis..rank`,
+    /// `x / sqrt(mean(x * x) + epsilon) * scale`. Operands: `x`, `scale`.
+    RmsNorm {
+        /// The first normalised axis.
+        axis: usize,
+        /// Added to the mean square.
+        epsilon: f32,
+    },
+    /// Fused: an elementwise expression over the operands, one loop; `body` reads operand
+    /// `k` as `$k`, broadcast to the result's shape (the broadcast of all operands).
+    Fused {
+        /// The expression.
+        body: Arc<Body>,
+    },
 }
 
 /// How many operands an op takes.
@@ -597,6 +658,11 @@ impl Op {
             Op::Range { .. } => "range",
             Op::ShapeOf { .. } => "shape",
             Op::Trilu { .. } => "trilu",
+            Op::Gemm { .. } => "gemm",
+            Op::Attention { .. } => "attention",
+            Op::AddLayerNorm { .. } => "add_layer_norm",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Fused { .. } => "fused",
         }
     }
 
@@ -615,7 +681,11 @@ impl Op {
                 ..
             } => Arity::Exact(2),
             Op::Where | Op::LayerNorm { .. } => Arity::Exact(3),
-            Op::MatMulInteger { .. } => Arity::Exact(4),
+            Op::MatMulInteger { .. } | Op::AddLayerNorm { .. } => Arity::Exact(4),
+            Op::RmsNorm { .. } => Arity::Exact(2),
+            Op::Gemm { bias, .. } => Arity::Exact(2 + usize::from(*bias)),
+            Op::Attention { mask, .. } => Arity::Exact(3 + usize::from(*mask)),
+            Op::Fused { body } => Arity::Exact(body.operand_count()),
             Op::Concat { .. } => Arity::AtLeast(1),
             _ => Arity::Exact(1),
         }
@@ -736,6 +806,58 @@ impl Op {
                 vec![("start", start.to_string()), ("end", end.to_string())]
             }
             Op::Trilu { upper, k } => vec![("upper", upper.to_string()), ("k", k.to_string())],
+            Op::Gemm {
+                activation,
+                bias,
+                perm_a,
+                perm_b,
+                perm_out,
+            } => {
+                let mut v = vec![
+                    ("activation", activation.name().to_string()),
+                    ("bias", bias.to_string()),
+                ];
+                for (key, p) in [
+                    ("perm_a", perm_a),
+                    ("perm_b", perm_b),
+                    ("perm_out", perm_out),
+                ] {
+                    if let Some(p) = p {
+                        v.push((key, list(p)));
+                    }
+                }
+                v
+            }
+            Op::Attention {
+                scale,
+                mask,
+                nan_filter,
+                perm_q,
+                perm_k,
+                perm_v,
+                perm_out,
+            } => {
+                let mut v = vec![
+                    ("scale", scale.to_string()),
+                    ("mask", mask.to_string()),
+                    ("nan_filter", nan_filter.to_string()),
+                ];
+                for (key, p) in [
+                    ("perm_q", perm_q),
+                    ("perm_k", perm_k),
+                    ("perm_v", perm_v),
+                    ("perm_out", perm_out),
+                ] {
+                    if let Some(p) = p {
+                        v.push((key, list(p)));
+                    }
+                }
+                v
+            }
+            Op::AddLayerNorm { axis, epsilon } | Op::RmsNorm { axis, epsilon } => {
+                vec![("axis", axis.to_string()), ("epsilon", fmt_f32(*epsilon))]
+            }
+            Op::Fused { body } => vec![("body", body.to_string())],
         }
     }
 
@@ -855,6 +977,42 @@ impl Op {
                 upper: a.bool("upper")?,
                 k: a.parse("k")?,
             },
+            "gemm" => Op::Gemm {
+                activation: {
+                    let v = a.raw("activation")?;
+                    Activation::from_name(v).ok_or_else(|| {
+                        format!("attribute `activation` of `gemm`: unknown activation `{v}`")
+                    })?
+                },
+                bias: a.bool("bias")?,
+                perm_a: a.opt_usizes("perm_a")?,
+                perm_b: a.opt_usizes("perm_b")?,
+                perm_out: a.opt_usizes("perm_out")?,
+            },
+            "attention" => Op::Attention {
+                scale: ScoreScale::parse(a.raw("scale")?)
+                    .map_err(|e| format!("attribute `scale` of `attention`: {e}"))?,
+                mask: a.bool("mask")?,
+                nan_filter: a.bool("nan_filter")?,
+                perm_q: a.opt_usizes("perm_q")?,
+                perm_k: a.opt_usizes("perm_k")?,
+                perm_v: a.opt_usizes("perm_v")?,
+                perm_out: a.opt_usizes("perm_out")?,
+            },
+            "add_layer_norm" => Op::AddLayerNorm {
+                axis: a.usize("axis")?,
+                epsilon: a.parse("epsilon")?,
+            },
+            "rms_norm" => Op::RmsNorm {
+                axis: a.usize("axis")?,
+                epsilon: a.parse("epsilon")?,
+            },
+            "fused" => Op::Fused {
+                body: Arc::new(
+                    Body::parse(a.raw("body")?)
+                        .map_err(|e| format!("attribute `body` of `fused`: {e}"))?,
+                ),
+            },
             _ => return Err(format!("unknown op `{name}`")),
         })
     }
@@ -964,6 +1122,15 @@ impl Attrs<'_> {
                     .map_err(|e| format!("attribute `{key}` of `{}`: `{s}`: {e}", self.op))
             })
             .collect()
+    }
+
+    /// An optional list: `None` if the key is absent.
+    fn opt_usizes(&self, key: &str) -> Result<Option<Vec<usize>>, String> {
+        if self.attrs.iter().any(|(k, _)| k == key) {
+            self.usizes(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     fn dims(&self, key: &str) -> Result<Vec<Dim>, String> {

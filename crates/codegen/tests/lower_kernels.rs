@@ -1514,3 +1514,534 @@ graph(%x: f32[n], %y: f32[n], %z: f32[12]) {
     .tol(LIBM)
     .check();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fused ops (`gemm`, `attention`, `fused`, `add_layer_norm`, `rms_norm`): each is one kernel,
+// checked against the interpreter, which evaluates the op's expansion into core ops.
+// ---------------------------------------------------------------------------------------------
+
+/// One `gemm` of [`fused_op_gemm_const_b_every_activation_with_and_without_bias`].
+struct FusedGemm {
+    k: usize,
+    n: usize,
+    act: &'static str,
+    /// The bias's shape, if any: `[n]` or `[1, n]`.
+    bias: Option<&'static str>,
+}
+
+/// `gemm` by a constant `[k, n]` B is the packed-B GEMM with the bias and the activation in its
+/// epilogue (checked: one step each), every activation with and without a bias of shape `[n]`
+/// or `[1, n]`, k and n off the tiles, enough columns to split by columns, and a rank-3 A.
+/// The kernel is the one the matched MatMul + Add + activation patterns use, so are the
+/// tolerances (see `gemm_const_b_with_epilogues`): the GEMM bound over `Σ|a·w| + |bias|` with
+/// slope 1 for none and relu, 1.13 and 2e-7 for the exact GELU (its vector erf), 1.13 and
+/// 4e-7 over the tanh bound graph `M (1 + 2 (M + 0.045 M^3))` for the tanh GELU.
+#[test]
+fn fused_op_gemm_const_b_every_activation_with_and_without_bias() {
+    let gemms = [
+        FusedGemm {
+            k: 1,
+            n: 1,
+            act: "none",
+            bias: None,
+        },
+        FusedGemm {
+            k: 7,
+            n: 300,
+            act: "none",
+            bias: Some("[n]"),
+        },
+        FusedGemm {
+            k: 127,
+            n: 33,
+            act: "relu",
+            bias: None,
+        },
+        FusedGemm {
+            k: 17,
+            n: 33,
+            act: "relu",
+            bias: Some("[1, n]"),
+        },
+        FusedGemm {
+            k: 17,
+            n: 7,
+            act: "gelu_erf",
+            bias: None,
+        },
+        FusedGemm {
+            k: 300,
+            n: 65,
+            act: "gelu_erf",
+            bias: Some("[n]"),
+        },
+        FusedGemm {
+            k: 33,
+            n: 70,
+            act: "gelu_tanh",
+            bias: None,
+        },
+        // 768 columns: 24 panels of 32 (48 of 16), split by columns over 3 threads.
+        FusedGemm {
+            k: 33,
+            n: 768,
+            act: "gelu_tanh",
+            bias: Some("[1, n]"),
+        },
+    ];
+    let ks = [1, 7, 17, 33, 127, 300];
+    let mut inputs: Vec<String> = ks.iter().map(|k| format!("%a{k}: f32[m, {k}]")).collect();
+    inputs.push("%ab: f32[b, m, 17]".into());
+    let header = format!("graph({}) {{", inputs.join(", "));
+    let mut ir = vec![header.clone()];
+    let mut bound = vec![
+        header,
+        "  %one = const [1.0] : f32[]".into(),
+        "  %two = const [2.0] : f32[]".into(),
+        "  %kcube = const [0.044715] : f32[]".into(),
+    ];
+    let (mut returns, mut bound_returns, mut weights, mut tols) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (g, gemm) in gemms.iter().enumerate() {
+        let (k, n) = (gemm.k, gemm.n);
+        let ty = format!("f32[m, {n}]");
+        let w = format!("w{g}");
+        weights.push((w.clone(), lowered::random_f32(&[k, n], &w, -1.0, 1.0)));
+        ir.push(format!("  %{w} = const @\"{w}\" : f32[{k}, {n}]"));
+        bound.push(format!("  %{w} = const @\"{w}\" : f32[{k}, {n}]"));
+        bound.push(format!("  %aa{g} = abs(%a{k}) : f32[m, {k}]"));
+        bound.push(format!("  %aw{g} = abs(%{w}) : f32[{k}, {n}]"));
+        bound.push(format!("  %m{g} = matmul(%aa{g}, %aw{g}) : {ty}"));
+        let mut m = format!("%m{g}");
+        let mut args = format!("%a{k}, %{w}");
+        if let Some(shape) = gemm.bias {
+            let b = format!("bias{g}");
+            let dims: Vec<usize> = if shape == "[n]" { vec![n] } else { vec![1, n] };
+            let shape = shape.replace('n', &n.to_string());
+            weights.push((b.clone(), lowered::random_f32(&dims, &b, -1.0, 1.0)));
+            ir.push(format!("  %{b} = const @\"{b}\" : f32{shape}"));
+            bound.push(format!("  %{b} = const @\"{b}\" : f32{shape}"));
+            bound.push(format!("  %ab{g} = abs(%{b}) : f32{shape}"));
+            bound.push(format!("  %mb{g} = add({m}, %ab{g}) : {ty}"));
+            m = format!("%mb{g}");
+            args = format!("{args}, %{b}");
+        }
+        ir.push(format!(
+            "  %y{g} = gemm<activation={}, bias={}>({args}) : {ty}",
+            gemm.act,
+            gemm.bias.is_some()
+        ));
+        let (slope, extra) = match gemm.act {
+            "gelu_erf" => (1.13, 2e-7),
+            "gelu_tanh" => {
+                bound.push(format!("  %b{g}3 = mul({m}, {m}) : {ty}"));
+                bound.push(format!("  %b{g}4 = mul(%b{g}3, {m}) : {ty}"));
+                bound.push(format!("  %b{g}5 = mul(%b{g}4, %kcube) : {ty}"));
+                bound.push(format!("  %b{g}6 = add(%b{g}5, {m}) : {ty}"));
+                bound.push(format!("  %b{g}7 = mul(%b{g}6, %two) : {ty}"));
+                bound.push(format!("  %b{g}8 = add(%b{g}7, %one) : {ty}"));
+                bound.push(format!("  %b{g}9 = mul(%b{g}8, {m}) : {ty}"));
+                m = format!("%b{g}9");
+                (1.13, 4e-7)
+            }
+            _ => (1.0, 0.0),
+        };
+        returns.push(format!("  return %y{g} = %y{g}"));
+        bound_returns.push(format!("  return %y{g} = {m}"));
+        tols.push((
+            format!("y{g}"),
+            Tol::Gemm {
+                k: Len::Fixed(k),
+                slope,
+                extra,
+            },
+        ));
+    }
+    // A batched A (rank 3) by the constant and bias of GEMM 3, with a relu.
+    ir.push("  %yb = gemm<activation=relu, bias=true>(%ab, %w3, %bias3) : f32[b, m, 33]".into());
+    returns.push("  return %yb = %yb".into());
+    bound.push("  %aab = abs(%ab) : f32[b, m, 17]".into());
+    bound.push("  %mbb = matmul(%aab, %aw3) : f32[b, m, 33]".into());
+    bound.push("  %mbb2 = add(%mbb, %ab3) : f32[b, m, 33]".into());
+    bound_returns.push("  return %yb = %mbb2".into());
+    tols.push(("yb".into(), Tol::gemm(Len::Fixed(17))));
+    ir.extend(returns);
+    ir.push("}".into());
+    bound.extend(bound_returns);
+    bound.push("}".into());
+    let mut case = Case::new("fused_gemm_const_b", &ir.join("\n"))
+        .bound(&bound.join("\n"))
+        .steps(gemms.len() + 1);
+    for (name, t) in weights {
+        case = case.weight(&name, t);
+    }
+    for (name, tol) in tols {
+        case = case.tol_for(&name, tol);
+    }
+    for m in SIZES {
+        case = case.bind(&[("m", m), ("b", 1 + m % 3)]);
+    }
+    case.check();
+}
+
+/// `gemm` of runtime operands (or a constant B read through `perm_b`) is the runtime-B
+/// product, reading A and B through `perm_a` and `perm_b` and writing through `perm_out` in
+/// place (checked: one step each): each permutation alone, all three as attention's head
+/// split, and B broadcast over A's batch. The kernel and its tolerance are the runtime
+/// matmul's (see `matmul_of_runtime_operands_at_every_size`): the GEMM bound over `Σ|a·b|`,
+/// computed by the same gemms on `|a|` and `|b|` (the bound graph).
+#[test]
+fn fused_op_gemm_runtime_operands_through_permutations() {
+    let graph_inputs = "%a: f32[m, k], %b: f32[k, n], %a3: f32[m, bt, k], %ab3: f32[bt, m, k], \
+                        %b3: f32[bt, k, n], %bt3: f32[bt, n, k], %q4: f32[bt, m, 2, k], \
+                        %k4: f32[bt, n, 2, k], %a33: f32[m, 33]";
+    let body = |p: &str| {
+        format!(
+            r#"
+  %wt = const @"wt" : f32[40, 33]
+  %y0 = gemm<activation=none, bias=false>({p}a, {p}b) : f32[m, n]
+  %y1 = gemm<activation=none, bias=false, perm_a=[1, 0, 2]>({p}a3, {p}b3) : f32[bt, m, n]
+  %y2 = gemm<activation=none, bias=false, perm_b=[0, 2, 1]>({p}ab3, {p}bt3) : f32[bt, m, n]
+  %y3 = gemm<activation=none, bias=false, perm_out=[1, 0, 2]>({p}ab3, {p}b3) : f32[m, bt, n]
+  %y4 = gemm<activation=none, bias=false, perm_a=[0, 2, 1, 3], perm_b=[0, 2, 3, 1], perm_out=[0, 2, 1, 3]>({p}q4, {p}k4) : f32[bt, m, 2, n]
+  %y5 = gemm<activation=none, bias=false>({p}a, {p}b3) : f32[bt, m, n]
+  %y6 = gemm<activation=none, bias=false, perm_b=[1, 0]>({p}a33, {p}wt) : f32[m, 40]
+  return %y0 = %y0
+  return %y1 = %y1
+  return %y2 = %y2
+  return %y3 = %y3
+  return %y4 = %y4
+  return %y5 = %y5
+  return %y6 = %y6
+}}
+"#
+        )
+    };
+    let ir = format!("graph({graph_inputs}) {{{}", body("%"));
+    let abs = "
+  %Aa = abs(%a) : f32[m, k]
+  %Ab = abs(%b) : f32[k, n]
+  %Aa3 = abs(%a3) : f32[m, bt, k]
+  %Aab3 = abs(%ab3) : f32[bt, m, k]
+  %Ab3 = abs(%b3) : f32[bt, k, n]
+  %Abt3 = abs(%bt3) : f32[bt, n, k]
+  %Aq4 = abs(%q4) : f32[bt, m, 2, k]
+  %Ak4 = abs(%k4) : f32[bt, n, 2, k]
+  %Aa33 = abs(%a33) : f32[m, 33]";
+    // The bound reads |wt|: the constant's absolute value, folded into the weight.
+    let bound = format!("graph({graph_inputs}) {{{abs}{}", body("%A"))
+        .replace("%Awt", "%wt")
+        .replace("const @\"wt\"", "const @\"wt_abs\"");
+    let wt = lowered::random_f32(&[40, 33], "wt", -1.0, 1.0);
+    let wt_abs = tcc_ir::Tensor::new(
+        vec![40, 33],
+        tcc_ir::TensorData::F32(
+            wt.as_slice::<f32>()
+                .expect("f32")
+                .iter()
+                .map(|x| x.abs())
+                .collect(),
+        ),
+    )
+    .expect("a consistent tensor");
+    let mut case = Case::new("fused_gemm_runtime", &ir)
+        .bound(&bound)
+        .weight("wt", wt)
+        .weight("wt_abs", wt_abs)
+        .steps(7)
+        .tol(Tol::gemm(Len::Sym("k")))
+        .tol_for("y6", Tol::gemm(Len::Fixed(33)));
+    for (bt, m, n, k) in [
+        (1, 1, 1, 1),
+        (3, 7, 17, 33),
+        (2, 33, 7, 17),
+        (1, 17, 33, 7),
+        (2, 127, 33, 127),
+        (1, 300, 127, 33),
+        (2, 33, 300, 300),
+    ] {
+        case = case.bind(&[("bt", bt), ("m", m), ("n", n), ("k", k)]);
+    }
+    case.check();
+}
+
+/// `attention` is the fused attention kernel (checked: one step each, besides the casts, the
+/// mask and two transposes that make operands): torch's form (Q, K, V and the result through
+/// permutations, `/ sqrt(d)`, an additive `-inf` padding mask broadcast over heads and
+/// queries, the NaN filter), a `* 0.125` scale with no mask or filter and no permutations,
+/// no scale with the mask and only K permuted (fully masked rows give NaN, as the
+/// interpreter's), and a float mask per query row broadcast over heads with V permuted. `Q`
+/// and `K` hold small integers, so the scores are exact before the scale, which both sides
+/// apply as the same f32 operation. The kernel and its tolerance are those of the matched
+/// attention (see `fused_attention_matches_the_unfused_graph`): the GEMM bound over `Σ|p·v|`
+/// plus the probabilities' own 4 ulp (relative `4 · 2^-23`) carried through the sum.
+#[test]
+fn fused_op_attention_scales_masks_filter_and_permutations() {
+    let head = "graph(%qi: i32[b, s, 2, 16], %ki: i32[b, s, 2, 16], %v: f32[b, s, 2, 8], \
+                %v2: f32[b, 2, s, 8], %mask: bool[b, 1, 1, s], %m4: f32[b, 1, s, s]) {";
+    let common = r#"
+  %zero = const [0.0] : f32[]
+  %ninf = const [-inf] : f32[]
+  %q = cast<to=f32>(%qi) : f32[b, s, 2, 16]
+  %k = cast<to=f32>(%ki) : f32[b, s, 2, 16]
+  %mf = where(%mask, %zero, %ninf) : f32[b, 1, 1, s]
+  %qt = transpose<perm=[0, 2, 1, 3]>(%q) : f32[b, 2, s, 16]
+  %kt = transpose<perm=[0, 2, 3, 1]>(%k) : f32[b, 2, 16, s]"#;
+    let ir = format!(
+        "{head}{common}
+  %o1 = attention<scale=div(5.656854), mask=true, nan_filter=true, perm_q=[0, 2, 1, 3], perm_k=[0, 2, 3, 1], perm_v=[0, 2, 1, 3], perm_out=[0, 2, 1, 3]>(%q, %k, %v, %mf) : f32[b, s, 2, 8]
+  %o2 = attention<scale=mul(0.125), mask=false, nan_filter=false>(%qt, %kt, %v2) : f32[b, 2, s, 8]
+  %o3 = attention<scale=none, mask=true, nan_filter=false, perm_k=[0, 2, 3, 1]>(%qt, %k, %v2, %mf) : f32[b, 2, s, 8]
+  %o4 = attention<scale=div(4.0), mask=true, nan_filter=true, perm_v=[0, 2, 1, 3]>(%qt, %kt, %v, %m4) : f32[b, 2, s, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+  return %o3 = %o3
+  return %o4 = %o4
+}}"
+    );
+    // The probabilities by core ops, their absolute values times |V|.
+    let bound = format!(
+        "{head}{common}
+  %c1 = const [5.656854] : f32[]
+  %c2 = const [0.125] : f32[]
+  %c4 = const [4.0] : f32[]
+  %sc = matmul(%qt, %kt) : f32[b, 2, s, s]
+  %vt = transpose<perm=[0, 2, 1, 3]>(%v) : f32[b, 2, s, 8]
+  %av = abs(%vt) : f32[b, 2, s, 8]
+  %av2 = abs(%v2) : f32[b, 2, s, 8]
+  %s1 = div(%sc, %c1) : f32[b, 2, s, s]
+  %a1 = add(%s1, %mf) : f32[b, 2, s, s]
+  %p1 = softmax<axis=3>(%a1) : f32[b, 2, s, s]
+  %n1 = isnan(%p1) : bool[b, 2, s, s]
+  %f1 = where(%n1, %zero, %p1) : f32[b, 2, s, s]
+  %e1 = abs(%f1) : f32[b, 2, s, s]
+  %m1 = matmul(%e1, %av) : f32[b, 2, s, 8]
+  %o1 = transpose<perm=[0, 2, 1, 3]>(%m1) : f32[b, s, 2, 8]
+  %s2 = mul(%sc, %c2) : f32[b, 2, s, s]
+  %p2 = softmax<axis=3>(%s2) : f32[b, 2, s, s]
+  %e2 = abs(%p2) : f32[b, 2, s, s]
+  %o2 = matmul(%e2, %av2) : f32[b, 2, s, 8]
+  %a3 = add(%sc, %mf) : f32[b, 2, s, s]
+  %p3 = softmax<axis=3>(%a3) : f32[b, 2, s, s]
+  %e3 = abs(%p3) : f32[b, 2, s, s]
+  %o3 = matmul(%e3, %av2) : f32[b, 2, s, 8]
+  %s4 = div(%sc, %c4) : f32[b, 2, s, s]
+  %a4 = add(%s4, %m4) : f32[b, 2, s, s]
+  %p4 = softmax<axis=3>(%a4) : f32[b, 2, s, s]
+  %n4 = isnan(%p4) : bool[b, 2, s, s]
+  %f4 = where(%n4, %zero, %p4) : f32[b, 2, s, s]
+  %e4 = abs(%f4) : f32[b, 2, s, s]
+  %o4 = matmul(%e4, %av) : f32[b, 2, s, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+  return %o3 = %o3
+  return %o4 = %o4
+}}"
+    );
+    let mut case = Case::new("fused_attention_op", &ir)
+        .bound(&bound)
+        // Two casts, the mask, two transposes and four attentions.
+        .steps(9)
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("v", Gen::Float(-1.0, 1.0))
+        .input("v2", Gen::Float(-1.0, 1.0))
+        .tol(Tol::Gemm {
+            k: Len::Sym("s"),
+            slope: 1.0,
+            extra: 4.0 * f64::powi(2.0, -23),
+        });
+    for s in [1, 7, 17, 48, 49, 127, 300] {
+        case = case.bind(&[("b", 1 + s % 3), ("s", s)]);
+    }
+    case.check();
+}
+
+/// `fused` is one elementwise loop over the result (checked: one step each), its operands read
+/// broadcast: arithmetic with a broadcast row and scalar constants, a comparison choosing
+/// between a cast integer and a negation, bool logic, integer arithmetic, `isnan` and `where`,
+/// a cast through f64 to i32, pow with an integer exponent, f64, and a fused op reading two
+/// others. Each op rounds once to its dtype, as the interpreter's do: exact, but `erf` and
+/// `pow`, which call the C library in f64 (LIBM).
+#[test]
+fn fused_op_elementwise_bodies() {
+    Case::new(
+        "fused_bodies",
+        r#"
+graph(%a: f32[n, 3, 17], %b: f32[17], %c: f32[n, 1, 17], %i: i32[n, 3, 17], %j: i64[n, 1, 1], %m: bool[3, 17], %d: f64[n, 3, 17], %e: i64[n, 3, 17], %p: f32[n, 3, 17]) {
+  %f0 = fused<body=mul(add(erf($0), f32(1.0)), $1)>(%a, %b) : f32[n, 3, 17]
+  %f1 = fused<body=where(less($0, $1), cast(f32, $2), neg($0))>(%a, %c, %i) : f32[n, 3, 17]
+  %f2 = fused<body=and(greater_equal($0, f32(0.5)), not($1))>(%a, %m) : bool[n, 3, 17]
+  %f3 = fused<body=add(mul($0, $1), i64(3))>(%e, %j) : i64[n, 3, 17]
+  %f4 = fused<body=where(isnan(sqrt($0)), $1, min($0, $1))>(%a, %c) : f32[n, 3, 17]
+  %f5 = fused<body=cast(i32, mul(cast(f64, $0), $1))>(%a, %d) : i32[n, 3, 17]
+  %f6 = fused<body=pow($0, $1)>(%p, %j) : f32[n, 3, 17]
+  %f7 = fused<body=div(sub(f64(1.5), $0), f64(3.0))>(%d) : f64[n, 3, 17]
+  %f8 = fused<body=add(mul($0, f32(0.5)), $1)>(%f1, %f4) : f32[n, 3, 17]
+  return %f0 = %f0
+  return %f1 = %f1
+  return %f2 = %f2
+  return %f3 = %f3
+  return %f4 = %f4
+  return %f5 = %f5
+  return %f6 = %f6
+  return %f7 = %f7
+  return %f8 = %f8
+}
+"#,
+    )
+    .sizes("n", &[1, 2, 7, 33, 127])
+    .input("i", Gen::Int(-1000, 1000))
+    .input("j", Gen::Int(0, 4))
+    .input("p", Gen::Float(0.1, 4.0))
+    .input("d", Gen::Float(-100.0, 100.0))
+    .tol_for("f0", LIBM)
+    .tol_for("f6", LIBM)
+    .steps(9)
+    .check();
+}
+
+/// RMS normalisation in f32: the kernel sums the exact squares in f64 and computes
+/// `x / sqrt(ms + eps) * scale` in f64, rounded once, while the interpreter rounds each op of
+/// the expansion (`mul`, `reduce_mean`, `add`, `sqrt`, `div`, `mul`) to f32: the two differ
+/// by at most about `5.5 · 2^-24 |y|`, under 5.5 ulp of the result (the analysis is at
+/// `rms_norm_rows_f32`), so 6 ulp; the floor only admits exact zeros' neighbours.
+const RMS_NORM_F32: Tol = Tol::Ulps {
+    ulps: 6,
+    abs: 1e-30,
+};
+
+/// `add_layer_norm` and `rms_norm`, one kernel each (checked: one step each). The residual
+/// add rounds to the dtype first, then the layer norm is the layer norm kernel's: f32 rows in
+/// vectors (scale and bias of the normalised size, or one element), and the scalar loop when
+/// `r` broadcasts to `x` or for f64, so its tolerance is the layer norm's (ACCUMULATED).
+/// `rms_norm` in f32 with a scale of the normalised size, one element, or broadcast over the
+/// rows (the scalar loop): RMS_NORM_F32. In f64 the scalar loop does the interpreter's
+/// arithmetic op for op, in its order: exact.
+#[test]
+fn fused_op_add_layer_norm_and_rms_norm() {
+    let case = Case::new(
+        "fused_norms",
+        r#"
+graph(%x: f32[n, s, 17], %r: f32[n, s, 17], %rb: f32[s, 17], %g: f32[17], %b: f32[17], %g2: f32[s, 17], %one: f32[1], %h: f64[n, s], %hr: f64[n, s], %one64: f64[1], %g64: f64[s]) {
+  %y0 = add_layer_norm<axis=2, epsilon=1e-12>(%x, %r, %g, %b) : f32[n, s, 17]
+  %y1 = add_layer_norm<axis=1, epsilon=1e-5>(%x, %rb, %g2, %one) : f32[n, s, 17]
+  %y2 = add_layer_norm<axis=1, epsilon=1e-3>(%x, %r, %one, %one) : f32[n, s, 17]
+  %y3 = add_layer_norm<axis=1, epsilon=1e-12>(%h, %hr, %one64, %one64) : f64[n, s]
+  %z0 = rms_norm<axis=2, epsilon=1e-6>(%x, %g) : f32[n, s, 17]
+  %z1 = rms_norm<axis=1, epsilon=1e-5>(%x, %one) : f32[n, s, 17]
+  %z2 = rms_norm<axis=2, epsilon=1e-6>(%x, %g2) : f32[n, s, 17]
+  %z3 = rms_norm<axis=1, epsilon=1e-6>(%h, %g64) : f64[n, s]
+  return %y0 = %y0
+  return %y1 = %y1
+  return %y2 = %y2
+  return %y3 = %y3
+  return %z0 = %z0
+  return %z1 = %z1
+  return %z2 = %z2
+  return %z3 = %z3
+}
+"#,
+    )
+    .input("x", Gen::Float(-5.0, 7.0))
+    .input("h", Gen::Float(-5.0, 7.0))
+    .tol(ACCUMULATED)
+    .tol_for("z0", RMS_NORM_F32)
+    .tol_for("z1", RMS_NORM_F32)
+    .tol_for("z2", RMS_NORM_F32)
+    .tol_for("z3", Tol::Exact)
+    .steps(8);
+    let mut case = case;
+    for (n, s) in [(1, 1), (7, 1), (1, 7), (3, 17), (2, 33), (1, 127), (2, 300)] {
+        case = case.bind(&[("n", n), ("s", s)]);
+    }
+    case.check();
+}
+
+/// Fused ops check their operands' sizes at run time as their expansions do: a `fused` body
+/// broadcasting `[s]` against `[t]` and a runtime `gemm` with inner sizes `s` and `t` fail the
+/// run when the sizes disagree, in the interpreter and in the library.
+#[test]
+fn fused_op_sizes_that_do_not_fit_fail_the_run() {
+    let bad = [("s", 3), ("t", 5)];
+    Case::new(
+        "fused_broadcast_mismatch",
+        r#"
+graph(%a: f32[s], %b: f32[t]) {
+  %z = fused<body=add($0, $1)>(%a, %b) : f32[max(s, t)]
+  return %z = %z
+}
+"#,
+    )
+    .bind(&bad)
+    .bind(&[("s", 300), ("t", 7)])
+    .expect_failure()
+    .check();
+    Case::new(
+        "fused_gemm_mismatch",
+        r#"
+graph(%a: f32[4, s], %b: f32[t, 6]) {
+  %z = gemm<activation=none, bias=false>(%a, %b) : f32[4, 6]
+  return %z = %z
+}
+"#,
+    )
+    .bind(&bad)
+    .bind(&[("s", 300), ("t", 7)])
+    .expect_failure()
+    .check();
+}
+
+/// The forms of the fused ops no kernel computes are errors naming the node, the op and why
+/// (the optimiser must not produce them): a runtime `gemm` with a bias or an activation, a
+/// `perm_a` that moves A's last axis, a constant-B `gemm` whose bias is not a constant, and an
+/// `attention` whose `perm_q` moves Q's last axis.
+#[test]
+fn fused_op_unsupported_forms_are_named_errors() {
+    let cases = [
+        (
+            "graph(%a: f32[4, 8], %b: f32[8, 6], %c: f32[6]) {\n  %z = gemm<activation=none, bias=true>(%a, %b, %c) : f32[4, 6]\n  return %z = %z\n}",
+            "no epilogue",
+        ),
+        (
+            "graph(%a: f32[4, 8], %b: f32[8, 6]) {\n  %z = gemm<activation=relu, bias=false>(%a, %b) : f32[4, 6]\n  return %z = %z\n}",
+            "no epilogue",
+        ),
+        (
+            "graph(%a: f32[8, 4], %b: f32[8, 6]) {\n  %z = gemm<activation=none, bias=false, perm_a=[1, 0]>(%a, %b) : f32[4, 6]\n  return %z = %z\n}",
+            "perm_a",
+        ),
+        (
+            "graph(%a: f32[4, 8], %c: f32[6]) {\n  %w = const [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0] : f32[8, 6]\n  %z = gemm<activation=gelu_erf, bias=true>(%a, %w, %c) : f32[4, 6]\n  return %z = %z\n}",
+            "constant f32",
+        ),
+        (
+            "graph(%q: f32[2, 16, 4], %k: f32[2, 16, 4], %v: f32[2, 4, 8]) {\n  %z = attention<scale=none, mask=false, nan_filter=false, perm_q=[0, 2, 1]>(%q, %k, %v) : f32[2, 4, 8]\n  return %z = %z\n}",
+            "perm_q",
+        ),
+    ];
+    for (text, why) in cases {
+        let graph = tcc_ir::text::parse(text, &|_| None)
+            .unwrap_or_else(|e| panic!("the IR does not parse: {e}\n{text}"));
+        let opts = tcc_codegen::lower::CompileOptions {
+            target: tcc_codegen::Target::named("x86-64-v3").expect("a target"),
+            prefix: "m".into(),
+            emit: tcc_codegen::emit::EmitKind::LlvmIr,
+        };
+        match tcc_codegen::lower::compile(&graph, &opts) {
+            Ok(_) => panic!("compiled an unsupported form:\n{text}"),
+            Err(e) => {
+                let msg = e.to_string();
+                let op = if text.contains("attention<") {
+                    "(attention)"
+                } else {
+                    "(gemm)"
+                };
+                assert!(
+                    msg.contains("cannot compile node `%") && msg.contains(op) && msg.contains(why),
+                    "unexpected error `{msg}` for\n{text}"
+                );
+            }
+        }
+    }
+}

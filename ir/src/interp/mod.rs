@@ -79,6 +79,34 @@ impl Bindings {
 /// The result of evaluating one op, before the node's context is added.
 pub(crate) type OpResult<T> = std::result::Result<T, String>;
 
+/// Evaluates a fused op's expansion, one core op at a time: a fused op means exactly this.
+struct TensorBuilder<'a> {
+    env: &'a Bindings,
+}
+
+impl crate::fused::Builder for TensorBuilder<'_> {
+    type Value = Tensor;
+
+    fn op(&mut self, op: Op, args: &[Tensor]) -> Result<Tensor> {
+        let tys: Vec<TensorType> = args
+            .iter()
+            .map(|t| TensorType::new(t.dtype(), Shape::fixed(t.shape())))
+            .collect();
+        let refs: Vec<&TensorType> = tys.iter().collect();
+        let (ty, _) = crate::infer::infer(&op, &refs, &vec![None; args.len()])?;
+        let operands: Vec<&Tensor> = args.iter().collect();
+        eval(&op, &operands, &ty, self.env)
+    }
+
+    fn constant(&mut self, value: Tensor) -> Result<Tensor> {
+        Ok(value)
+    }
+
+    fn rank(&self, value: &Tensor) -> usize {
+        value.shape().len()
+    }
+}
+
 /// Runs `graph` on `inputs` (keyed by input name) and returns the outputs in
 /// graph order with their names.
 ///
@@ -398,6 +426,16 @@ fn eval_op(op: &Op, x: &[&Tensor], ty: &TensorType, env: &Bindings) -> OpResult<
         } => shape_ops::range(*dtype, env.eval_dim(start)?, env.eval_dim(limit)?, *delta),
         Op::ShapeOf { start, end } => shape_ops::shape_of(x[0], *start, *end),
         Op::Trilu { upper, k } => movement::trilu(x[0], *upper, *k),
+        Op::Gemm { .. }
+        | Op::Attention { .. }
+        | Op::AddLayerNorm { .. }
+        | Op::RmsNorm { .. }
+        | Op::Fused { .. } => {
+            let dtype = x.first().map(|t| t.dtype()).unwrap_or(ty.dtype);
+            let args: Vec<Tensor> = x.iter().map(|t| (*t).clone()).collect();
+            crate::fused::expand(op, &args, dtype, &mut TensorBuilder { env })
+                .map_err(|e| format!("in its expansion: {e}"))
+        }
     }
     .and_then(|t| {
         // The op decides the result's dtype; the node's type must agree.

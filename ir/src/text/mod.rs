@@ -32,6 +32,7 @@
 //! Origins are not printed. The parser builds the graph with [`Graph::add`],
 //! so every type is inferred again and checked against the one stated.
 
+mod dot;
 mod parse;
 mod print;
 
@@ -44,6 +45,7 @@ use crate::tensor::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub use dot::dot_cluster;
 pub use parse::parse;
 pub use print::print;
 

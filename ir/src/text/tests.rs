@@ -4,7 +4,8 @@ use super::*;
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::error::Error;
-use crate::op::{BinaryOp, ReduceKind, UnaryOp};
+use crate::fused::Body;
+use crate::op::{BinaryOp, PadMode, ReduceKind, UnaryOp};
 use crate::shape::{Shape, TensorType};
 use half::{bf16, f16};
 
@@ -467,4 +468,752 @@ fn symbolic_types_compare_as_polynomials() {
         g.ty(g.outputs()[0].1).shape.dims()[0],
         Dim::parse("3*seq").unwrap()
     );
+}
+
+// ------------------------------------------------- every `Op` variant, fused ops included
+
+/// Declares, from one list, [`OP_VARIANTS`] (every variant's name) and [`op_variant`] (the
+/// variant of an op), a `match` without a wildcard arm: a new `Op` variant does not compile
+/// until it is added here, and once it is, [`every_op_variant_round_trips_to_an_identical_graph`]
+/// fails until the round-trip graphs use it.
+macro_rules! op_variants {
+    ($($name:literal: $p:pat),* $(,)?) => {
+        const OP_VARIANTS: &[&str] = &[$($name),*];
+
+        fn op_variant(op: &Op) -> &'static str {
+            match op {
+                $($p => $name),*
+            }
+        }
+    };
+}
+
+op_variants! {
+    "Input": Op::Input { .. },
+    "Const": Op::Const(_),
+    "Dims": Op::Dims { .. },
+    "Unary": Op::Unary(_),
+    "Binary": Op::Binary(_),
+    "Where": Op::Where,
+    "Cast": Op::Cast { .. },
+    "MatMul": Op::MatMul,
+    "MatMulInteger": Op::MatMulInteger { .. },
+    "Conv": Op::Conv { .. },
+    "Pad": Op::Pad { .. },
+    "Softmax": Op::Softmax { .. },
+    "LogSoftmax": Op::LogSoftmax { .. },
+    "LayerNorm": Op::LayerNorm { .. },
+    "Reduce": Op::Reduce { .. },
+    "ArgReduce": Op::ArgReduce { .. },
+    "CumSum": Op::CumSum { .. },
+    "Reshape": Op::Reshape { .. },
+    "Transpose": Op::Transpose { .. },
+    "Expand": Op::Expand { .. },
+    "Concat": Op::Concat { .. },
+    "Slice": Op::Slice { .. },
+    "Gather": Op::Gather { .. },
+    "GatherElements": Op::GatherElements { .. },
+    "GatherNd": Op::GatherNd { .. },
+    "Tile": Op::Tile { .. },
+    "Range": Op::Range { .. },
+    "ShapeOf": Op::ShapeOf { .. },
+    "Trilu": Op::Trilu { .. },
+    "Gemm": Op::Gemm { .. },
+    "Attention": Op::Attention { .. },
+    "AddLayerNorm": Op::AddLayerNorm { .. },
+    "RmsNorm": Op::RmsNorm { .. },
+    "Fused": Op::Fused { .. },
+}
+
+fn body(s: &str) -> Arc<Body> {
+    Arc::new(Body::parse(s).unwrap_or_else(|e| panic!("{s}: {e}")))
+}
+
+/// A graph of the ops [`every_op`] leaves out (kept apart so that its snapshot stays as it
+/// is): `matmul_integer`, `conv`, `pad` in every mode, and every fused op with every form
+/// of its attributes.
+fn every_other_op() -> Graph {
+    let mut g = Graph::new();
+    let x = g.add_input("x", ty(DType::F32, "batch, seq, 8"));
+    let xt = g.add_input("xt", ty(DType::F32, "batch, 8, seq"));
+    let q = g.add_input("q", ty(DType::F32, "batch, heads, seq, 4"));
+    let kt = g.add_input("kt", ty(DType::F32, "batch, heads, 4, seq"));
+    let v = g.add_input("v", ty(DType::F32, "batch, heads, seq, 4"));
+    let mask = g.add_input("mask", ty(DType::F32, "batch, 1, 1, seq"));
+    // The same heads, as `[batch, seq, heads, 4]` before the split's transpose.
+    let hs = g.add_input("hs", ty(DType::F32, "batch, seq, heads, 4"));
+    let keep = g.add_input("keep", ty(DType::Bool, "batch, seq, 1"));
+    let ids = g.add_input("ids", ty(DType::I64, "seq, 1"));
+    let qa = g.add_input("qa", ty(DType::U8, "batch, seq, 8"));
+    let img = g.add_input("img", ty(DType::F32, "n, 4, h, w"));
+    let mut outs = Vec::new();
+    let add = |g: &mut Graph, op: Op, xs: &[NodeId]| {
+        g.add(op.clone(), xs)
+            .unwrap_or_else(|e| panic!("{op:?}: {e}"))
+    };
+    let w = g.add_const(
+        Tensor::from_vec(vec![8, 4], (0..32).map(|i| i as f32 * 0.125).collect()).unwrap(),
+        Some("fc.w".into()),
+    );
+    let w_t = g.add_const(
+        Tensor::from_vec(vec![4, 8], (0..32).map(|i| i as f32 * -0.5).collect()).unwrap(),
+        Some("fc.w_t".into()),
+    );
+    let b4 = g.add_const(
+        Tensor::from_vec(vec![4], vec![0.5f32, -1.0, 2.0, 0.0]).unwrap(),
+        None,
+    );
+    let scale = g.add_const(Tensor::from_vec(vec![8], vec![1.5f32; 8]).unwrap(), None);
+    let bias = g.add_const(Tensor::from_vec(vec![8], vec![-0.25f32; 8]).unwrap(), None);
+
+    // matmul_integer, with and without saturating pairs.
+    let qb = g.add_const(
+        Tensor::from_vec(vec![8, 4], (0..32).map(|i| (i as i8) - 16).collect()).unwrap(),
+        Some("q.w".into()),
+    );
+    let a_zp = g.add_const(Tensor::scalar(128u8), None);
+    let b_zp = g.add_const(Tensor::scalar(-3i8), None);
+    for saturate_pairs in [false, true] {
+        let op = Op::MatMulInteger { saturate_pairs };
+        outs.push(add(&mut g, op, &[qa, qb, a_zp, b_zp]));
+    }
+
+    // conv, with symbolic and constant pads.
+    let k = g.add_const(
+        Tensor::from_vec(vec![6, 2, 3, 2], (0..72).map(|i| i as f32 / 8.0).collect()).unwrap(),
+        Some("conv.w".into()),
+    );
+    let op = Op::Conv {
+        strides: vec![1, 2],
+        pads_begin: vec![Dim::constant(1), Dim::constant(0)],
+        pads_end: vec![Dim::constant(2), Dim::constant(1)],
+        dilations: vec![2, 1],
+        group: 2,
+    };
+    outs.push(add(&mut g, op, &[img, k]));
+
+    // pad, in every mode; negative and symbolic amounts.
+    let fill = g.add_const(Tensor::scalar(-7.5f32), None);
+    for mode in PadMode::ALL {
+        let op = Op::Pad {
+            mode,
+            pads_begin: vec![Dim::constant(0), Dim::constant(-1), Dim::constant(2)],
+            pads_end: vec![Dim::constant(1), Dim::sym("seq"), Dim::constant(-3)],
+        };
+        let xs: &[NodeId] = if mode == PadMode::Constant {
+            &[x, fill]
+        } else {
+            &[x]
+        };
+        outs.push(add(&mut g, op, xs));
+    }
+
+    // gemm: every activation, with and without a bias, with and without each perm.
+    for (i, activation) in crate::fused::Activation::ALL.into_iter().enumerate() {
+        for with_bias in [false, true] {
+            let op = Op::Gemm {
+                activation,
+                bias: with_bias,
+                perm_a: None,
+                perm_b: None,
+                perm_out: None,
+            };
+            let xs: &[NodeId] = if with_bias { &[x, w, b4] } else { &[x, w] };
+            outs.push(add(&mut g, op, xs));
+        }
+        // Each perm alone, then all three, on a different activation each time.
+        let perms = [
+            (Some(vec![0, 2, 1]), None, None),
+            (None, Some(vec![1, 0]), None),
+            (None, None, Some(vec![1, 0, 2])),
+            (Some(vec![0, 2, 1]), Some(vec![1, 0]), Some(vec![2, 0, 1])),
+        ];
+        let (perm_a, perm_b, perm_out) = perms[i].clone();
+        let a = if perm_a.is_some() { xt } else { x };
+        let bw = if perm_b.is_some() { w_t } else { w };
+        let op = Op::Gemm {
+            activation,
+            bias: i % 2 == 1,
+            perm_a,
+            perm_b,
+            perm_out,
+        };
+        let xs: &[NodeId] = if i % 2 == 1 { &[a, bw, b4] } else { &[a, bw] };
+        outs.push(add(&mut g, op, xs));
+    }
+
+    // attention: every scale, mask on and off, NaN filter on and off, then the perms.
+    let scales = [
+        crate::fused::ScoreScale::None,
+        crate::fused::ScoreScale::Mul(0.125),
+        crate::fused::ScoreScale::Div(8.0),
+        crate::fused::ScoreScale::Mul(1e-7),
+        crate::fused::ScoreScale::Div(-0.3),
+    ];
+    for scale in scales {
+        for with_mask in [false, true] {
+            for nan_filter in [false, true] {
+                let op = Op::Attention {
+                    scale,
+                    mask: with_mask,
+                    nan_filter,
+                    perm_q: None,
+                    perm_k: None,
+                    perm_v: None,
+                    perm_out: None,
+                };
+                let xs: &[NodeId] = if with_mask {
+                    &[q, kt, v, mask]
+                } else {
+                    &[q, kt, v]
+                };
+                outs.push(add(&mut g, op, xs));
+            }
+        }
+    }
+    let split = Some(vec![0, 2, 1, 3]);
+    let perm_sets = [
+        (split.clone(), None, None, None),
+        (None, Some(vec![0, 2, 3, 1]), None, None),
+        (None, None, split.clone(), None),
+        (None, None, None, split.clone()),
+        (
+            split.clone(),
+            Some(vec![0, 2, 3, 1]),
+            split.clone(),
+            split.clone(),
+        ),
+    ];
+    for (perm_q, perm_k, perm_v, perm_out) in perm_sets {
+        let xs = [
+            if perm_q.is_some() { hs } else { q },
+            if perm_k.is_some() { hs } else { kt },
+            if perm_v.is_some() { hs } else { v },
+            mask,
+        ];
+        let op = Op::Attention {
+            scale: crate::fused::ScoreScale::Div(2.0),
+            mask: true,
+            nan_filter: true,
+            perm_q,
+            perm_k,
+            perm_v,
+            perm_out,
+        };
+        outs.push(add(&mut g, op, &xs));
+    }
+
+    // add_layer_norm and rms_norm.
+    let op = Op::AddLayerNorm {
+        axis: 2,
+        epsilon: 1e-5,
+    };
+    outs.push(add(&mut g, op, &[x, x, scale, bias]));
+    let op = Op::AddLayerNorm {
+        axis: 1,
+        epsilon: 0.1,
+    };
+    outs.push(add(&mut g, op, &[x, bias, scale, bias]));
+    for (axis, epsilon) in [(2, 1e-6), (1, 1e-12), (0, 3.0)] {
+        outs.push(add(&mut g, Op::RmsNorm { axis, epsilon }, &[x, scale]));
+    }
+
+    // fused: leaves, scalars of several dtypes, unary, binary, where and cast.
+    let half = g.add_const(Tensor::scalar(0.5f32), None);
+    let d64 = g.add_const(
+        Tensor::from_vec(vec![3], vec![1.0f64, -2.0, 0.5]).unwrap(),
+        None,
+    );
+    let bodies: &[(&str, &[NodeId])] = &[
+        ("$0", &[x]),
+        ("$1", &[x, half]),
+        ("f32(2.5)", &[]),
+        ("neg($0)", &[x]),
+        (
+            "mul(add(erf(div($0, f32(1.4142135))), f32(1.0)), $1)",
+            &[x, half],
+        ),
+        ("where(less($0, f32(0.0)), mul($0, f32(0.01)), $0)", &[x]),
+        ("where($1, $0, f32(-1e30))", &[x, keep]),
+        ("where(and($1, bool(true)), $0, neg(f32(inf)))", &[x, keep]),
+        ("add($0, cast(f32, mul($1, i64(-3))))", &[x, ids]),
+        ("cast(i64, floor($0))", &[x]),
+        ("cast(bool, $2)", &[x, half, ids]),
+        ("pow(sqrt(abs($0)), f32(3.0))", &[x]),
+        ("where(greater_equal($0, $1), $0, $1)", &[x, scale]),
+        ("add(mul($0, f64(0.1)), cast(f64, i32(7)))", &[d64]),
+        ("sub(f16(0.1), cast(f16, $0))", &[x]),
+        ("or(xor($0, bool(false)), not($0))", &[keep]),
+    ];
+    for (text, xs) in bodies {
+        outs.push(add(&mut g, Op::Fused { body: body(text) }, xs));
+    }
+    for (i, o) in outs.into_iter().enumerate() {
+        g.add_output(&format!("out{i}"), o);
+    }
+    g
+}
+
+/// Checks that `b` is `a` node for node: the same inputs, ops (constants by value, and by
+/// name where `a` has one), types, operands and outputs, matched by position in
+/// [`Graph::topo_order`].
+fn assert_same_graph(a: &Graph, b: &Graph) {
+    let (oa, ob) = (a.topo_order(), b.topo_order());
+    assert_eq!(oa.len(), ob.len(), "node counts differ");
+    let pos_a: HashMap<NodeId, usize> = oa.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let pos_b: HashMap<NodeId, usize> = ob.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    for (i, (&na, &nb)) in oa.iter().zip(&ob).enumerate() {
+        let (x, y) = (a.op(na), b.op(nb));
+        match (x, y) {
+            (Op::Const(cx), Op::Const(cy)) => {
+                assert_eq!(cx.value, cy.value, "node {i}: constant values differ");
+                if cx.name.is_some() {
+                    assert_eq!(cx.name, cy.name, "node {i}: constant names differ");
+                }
+            }
+            _ => assert_eq!(x, y, "node {i}: ops differ"),
+        }
+        assert_eq!(a.ty(na), b.ty(nb), "node {i} ({}): types differ", x.name());
+        let ops_a: Vec<usize> = a.operands(na).iter().map(|o| pos_a[o]).collect();
+        let ops_b: Vec<usize> = b.operands(nb).iter().map(|o| pos_b[o]).collect();
+        assert_eq!(ops_a, ops_b, "node {i} ({}): operands differ", x.name());
+    }
+    let ins = |g: &Graph, pos: &HashMap<NodeId, usize>| -> Vec<usize> {
+        g.inputs().iter().map(|n| pos[n]).collect()
+    };
+    assert_eq!(ins(a, &pos_a), ins(b, &pos_b), "inputs differ");
+    let outs = |g: &Graph, pos: &HashMap<NodeId, usize>| -> Vec<(String, usize)> {
+        g.outputs()
+            .iter()
+            .map(|(name, n)| (name.clone(), pos[n]))
+            .collect()
+    };
+    assert_eq!(outs(a, &pos_a), outs(b, &pos_b), "outputs differ");
+}
+
+#[test]
+fn every_op_variant_round_trips_to_an_identical_graph() {
+    let mut seen: Vec<&str> = Vec::new();
+    for g in [every_op(), every_other_op()] {
+        let text = round_trip(&g);
+        let weights = elided_weights(&g);
+        let back = parse(&text, &|n| weights.get(n).cloned()).unwrap();
+        assert_same_graph(&g, &back);
+        for id in g.node_ids() {
+            let op = g.op(id);
+            seen.push(op_variant(op));
+            // Every op but `input` and `const` rebuilds from its printed name and attributes.
+            if !matches!(op, Op::Input { .. } | Op::Const(_)) {
+                let attrs: Vec<(String, String)> = op
+                    .attrs()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                assert_eq!(
+                    Op::from_parts(op.name(), &attrs).as_ref(),
+                    Ok(op),
+                    "{}",
+                    op.name()
+                );
+            }
+        }
+    }
+    let missing: Vec<&&str> = OP_VARIANTS.iter().filter(|v| !seen.contains(v)).collect();
+    assert!(
+        missing.is_empty(),
+        "no round-trip test covers the op variants {missing:?}"
+    );
+    let mut names = OP_VARIANTS.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), OP_VARIANTS.len(), "a variant is listed twice");
+}
+
+#[test]
+fn fused_ops_print_their_attributes() {
+    let text = round_trip(&every_other_op());
+    for needle in [
+        "gemm<activation=none, bias=false>(%x, %12) : f32[batch, seq, 4]",
+        "gemm<activation=gelu_tanh, bias=true>(",
+        "gemm<activation=relu, bias=true, perm_b=[1, 0]>(",
+        "perm_a=[0, 2, 1], perm_b=[1, 0], perm_out=[2, 0, 1]>(%xt, ",
+        "attention<scale=none, mask=false, nan_filter=false>(%q, %kt, %v)",
+        "attention<scale=mul(0.125), mask=true, nan_filter=true>(%q, %kt, %v, %mask)",
+        "attention<scale=div(8.0), mask=true, nan_filter=false>",
+        "attention<scale=mul(1e-7), ",
+        "attention<scale=div(-0.3), ",
+        "perm_q=[0, 2, 1, 3], perm_k=[0, 2, 3, 1], perm_v=[0, 2, 1, 3], perm_out=[0, 2, 1, 3]>(%hs, %hs, %hs, %mask)",
+        "add_layer_norm<axis=2, epsilon=1e-5>(%x, %x, ",
+        "rms_norm<axis=1, epsilon=1e-12>(%x, ",
+        "fused<body=mul(add(erf(div($0, f32(1.4142135))), f32(1.0)), $1)>(%x, ",
+        "fused<body=f32(2.5)> : f32[]",
+        "fused<body=add($0, cast(f32, mul($1, i64(-3))))>(%x, %ids) : f32[batch, seq, 8]",
+        "fused<body=where(and($1, bool(true)), $0, neg(f32(inf)))>(%x, %keep)",
+        "matmul_integer<saturate_pairs=true>(%qa, ",
+        "pad<mode=wrap, pads_begin=[0, -1, 2], pads_end=[1, seq, -3]>(%x)",
+    ] {
+        assert!(text.contains(needle), "`{needle}` is not in:\n{text}");
+    }
+}
+
+// ------------------------------------------------------------- the fused body's text form
+
+/// A seeded splitmix64 generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn scalar_body<T: crate::tensor::Element>(v: T) -> Body {
+    Body::Scalar(Tensor::scalar(v))
+}
+
+/// Asserts that `b` prints to text that parses back to `b`, and that this text prints back
+/// unchanged.
+fn body_round_trip(b: &Body) -> String {
+    let text = b.to_string();
+    let back = Body::parse(&text).unwrap_or_else(|e| panic!("`{text}`: {e}"));
+    assert_eq!(&back, b, "`{text}`");
+    assert_eq!(back.to_string(), text);
+    text
+}
+
+/// A random body over `n` operands, at most `depth` ops deep.
+fn random_body(r: &mut Rng, n: usize, depth: usize) -> Body {
+    let leaf = |r: &mut Rng| match r.below(4) {
+        0 => scalar_body(f32::from_bits(r.next() as u32 & 0x7f7f_ffff) * 1e-3),
+        1 => scalar_body(r.next() as i64 >> r.below(64)),
+        2 => scalar_body(r.below(2) == 0),
+        _ => Body::Leaf(r.below(n)),
+    };
+    if depth == 0 {
+        return leaf(r);
+    }
+    let sub = |r: &mut Rng| Box::new(random_body(r, n, depth - 1));
+    match r.below(5) {
+        0 => leaf(r),
+        1 => Body::Unary(UnaryOp::ALL[r.below(UnaryOp::ALL.len())], sub(r)),
+        2 => Body::Binary(BinaryOp::ALL[r.below(BinaryOp::ALL.len())], sub(r), sub(r)),
+        3 => Body::Where(Box::new([*sub(r), *sub(r), *sub(r)])),
+        _ => {
+            const DTYPES: [DType; 9] = [
+                DType::F32,
+                DType::F64,
+                DType::F16,
+                DType::BF16,
+                DType::I64,
+                DType::I32,
+                DType::I8,
+                DType::U8,
+                DType::Bool,
+            ];
+            Body::Cast(DTYPES[r.below(DTYPES.len())], sub(r))
+        }
+    }
+}
+
+#[test]
+fn body_text_round_trips_every_op_and_scalar() {
+    let x = || Box::new(Body::Leaf(0));
+    let y = || Box::new(Body::Leaf(11));
+    let mut bodies = vec![Body::Leaf(0), Body::Leaf(7)];
+    bodies.extend(UnaryOp::ALL.map(|u| Body::Unary(u, x())));
+    bodies.extend(BinaryOp::ALL.map(|b| Body::Binary(b, x(), y())));
+    bodies.push(Body::Where(Box::new([Body::Leaf(2), *x(), *y()])));
+    for d in [
+        DType::F32,
+        DType::F64,
+        DType::F16,
+        DType::BF16,
+        DType::I64,
+        DType::I32,
+        DType::I8,
+        DType::U8,
+        DType::Bool,
+    ] {
+        bodies.push(Body::Cast(d, x()));
+    }
+    let f32s = [
+        0.0f32,
+        -0.0,
+        1.0,
+        -2.5,
+        0.1,
+        1e-12,
+        f32::MIN_POSITIVE,
+        f32::MIN_POSITIVE / 7.0,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        16_777_217.0,
+        1e15,
+        std::f32::consts::SQRT_2,
+    ];
+    bodies.extend(f32s.map(scalar_body));
+    bodies.extend([0.1f64, -0.0, 1e300, 5e-324, f64::NEG_INFINITY].map(scalar_body));
+    bodies.extend([0.1f32, 65504.0, -0.0, 6e-8].map(|v| scalar_body(f16::from_f32(v))));
+    bodies.extend([0.1f32, 3e38, -1.5].map(|v| scalar_body(bf16::from_f32(v))));
+    bodies.extend([i64::MIN, -1, 0, i64::MAX].map(scalar_body));
+    bodies.extend([i32::MIN, i32::MAX].map(scalar_body));
+    bodies.extend([i8::MIN, i8::MAX].map(scalar_body));
+    bodies.extend([0u8, 255].map(scalar_body));
+    bodies.extend([true, false].map(scalar_body));
+    // Nested, as the optimiser writes them: the exact GELU times an operand.
+    bodies.push(Body::Binary(
+        BinaryOp::Mul,
+        Box::new(Body::Binary(
+            BinaryOp::Add,
+            Box::new(Body::Unary(UnaryOp::Erf, x())),
+            Box::new(scalar_body(1.0f32)),
+        )),
+        y(),
+    ));
+    for b in &bodies {
+        body_round_trip(b);
+    }
+    assert_eq!(
+        body_round_trip(&bodies[bodies.len() - 1]),
+        "mul(add(erf($0), f32(1.0)), $11)"
+    );
+    assert_eq!(body_round_trip(&scalar_body(-0.0f32)), "f32(-0.0)");
+    assert_eq!(body_round_trip(&scalar_body(u8::MAX)), "u8(255)");
+    assert_eq!(body_round_trip(&scalar_body(true)), "bool(true)");
+    assert_eq!(
+        body_round_trip(&Body::Cast(DType::BF16, x())),
+        "cast(bf16, $0)"
+    );
+}
+
+#[test]
+fn body_text_round_trips_random_bodies_and_f32_scalars() {
+    let mut r = Rng(0x5eed);
+    for _ in 0..2000 {
+        let n = 1 + r.below(4);
+        let b = random_body(&mut r, n, 4);
+        body_round_trip(&b);
+        assert!(b.operand_count() <= n);
+    }
+    // f32 scalars keep their bits, whatever they are (NaNs aside).
+    for _ in 0..50_000 {
+        let v = f32::from_bits(r.next() as u32);
+        if !v.is_nan() {
+            let b = scalar_body(v);
+            let back = Body::parse(&b.to_string()).unwrap();
+            match back {
+                Body::Scalar(t) => assert_eq!(
+                    t.as_slice::<f32>().unwrap()[0].to_bits(),
+                    v.to_bits(),
+                    "{b}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn body_text_tolerates_spaces() {
+    assert_eq!(
+        Body::parse("  mul( add( $0 ,f32( 1.0 ) ) ,  $1 ) ").unwrap(),
+        Body::parse("mul(add($0, f32(1.0)), $1)").unwrap()
+    );
+}
+
+#[test]
+fn body_counts_operands_and_ops() {
+    let b = Body::parse("where(less($0, f32(0.0)), mul($2, f32(0.01)), cast(f32, $0))").unwrap();
+    assert_eq!((b.operand_count(), b.op_count()), (3, 4));
+    let b = Body::parse("f32(1.0)").unwrap();
+    assert_eq!((b.operand_count(), b.op_count()), (0, 0));
+    let b = Body::parse("$4").unwrap();
+    assert_eq!((b.operand_count(), b.op_count()), (5, 0));
+}
+
+#[test]
+fn malformed_bodies_are_rejected_with_a_reason() {
+    let cases: &[(&str, &str)] = &[
+        // Unknown ops and dtypes.
+        ("frobnicate($0)", "unknown op `frobnicate` in a fused body"),
+        ("softmax($0)", "unknown op `softmax` in a fused body"),
+        ("cast(q8, $0)", "unknown dtype `q8` in a fused cast"),
+        // Argument counts.
+        ("add($0)", "`add` in a fused body takes 2 arguments, got 1"),
+        ("add()", "`add` in a fused body takes 2 arguments, got 0"),
+        (
+            "neg($0, $1)",
+            "`neg` in a fused body takes 1 arguments, got 2",
+        ),
+        (
+            "where($0, $1)",
+            "`where` in a fused body takes 3 arguments, got 2",
+        ),
+        (
+            "cast($0)",
+            "`cast` in a fused body takes 2 arguments, got 1",
+        ),
+        (
+            "f32(1.0, 2.0)",
+            "`f32` in a fused body takes 1 arguments, got 2",
+        ),
+        // Scalars.
+        ("f32(abc)", "bad float `abc`"),
+        ("f32()", "`f32` in a fused body takes 1 arguments, got 0"),
+        ("i64(1.5)", "bad integer `1.5`"),
+        ("bool(1)", "bad bool `1`"),
+        ("u8(256)", "bad u8 scalar `256`"),
+        ("i8(-129)", "bad i8 scalar `-129`"),
+        ("i32(2147483648)", "bad i32 scalar `2147483648`"),
+        // Operands.
+        ("$x", "bad operand `$x`"),
+        ("$-1", "bad operand `$-1`"),
+        ("$", "bad operand `$`"),
+        ("", "expected `$k` or `op(..)`"),
+        ("x", "expected `$k` or `op(..)`"),
+        ("add($0, )", "expected `$k` or `op(..)`"),
+        // Parentheses.
+        ("neg($0", "unbalanced parentheses"),
+        ("add($0, neg($1)", "unbalanced parentheses"),
+        ("add(neg($0, $1)", "unbalanced parentheses"),
+        ("neg($0))", "unbalanced parentheses"),
+        ("add(neg($0)), $1)", "unbalanced parentheses"),
+        ("neg($0) extra", "unbalanced parentheses"),
+    ];
+    let mut wrong = Vec::new();
+    for (text, needle) in cases {
+        match Body::parse(text) {
+            Ok(b) => wrong.push(format!("`{text}` parsed as `{b}`")),
+            Err(m) if !m.contains(needle) => {
+                wrong.push(format!("`{text}`: `{m}` lacks `{needle}`"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn a_huge_operand_index_is_an_error_not_a_panic() {
+    let text = format!(
+        "graph(%x: f32[2]) {{\n  %0 = fused<body=${}>(%x) : f32[2]\n}}\n",
+        usize::MAX
+    );
+    let (line, m) = parse_err(&text);
+    assert_eq!(line, 2, "{m}");
+    assert!(m.contains("fused"), "{m}");
+}
+
+#[test]
+fn bad_fused_attributes_in_a_graph_name_the_attribute() {
+    let head = "graph(%x: f32[b, 4], %y: f32[4, 3]) {\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "  %0 = fused<body=frob($0)>(%x) : f32[b, 4]\n",
+            "attribute `body` of `fused`: unknown op `frob`",
+        ),
+        (
+            "  %0 = fused<body=add($0, $1)>(%x) : f32[b, 4]\n",
+            "fused: takes Exact(2) operands, got 1",
+        ),
+        ("  %0 = fused(%x) : f32[b, 4]\n", "needs attribute `body`"),
+        (
+            "  %0 = gemm<activation=swish, bias=false>(%x, %y) : f32[b, 3]\n",
+            "attribute `activation` of `gemm`: unknown activation `swish`",
+        ),
+        (
+            "  %0 = gemm<activation=none>(%x, %y) : f32[b, 3]\n",
+            "needs attribute `bias`",
+        ),
+        (
+            "  %0 = gemm<activation=none, bias=false, perm_a=[1, x]>(%x, %y) : f32[b, 3]\n",
+            "attribute `perm_a` of `gemm`",
+        ),
+        (
+            "  %0 = gemm<activation=none, bias=false, perm_c=[1, 0]>(%x, %y) : f32[b, 3]\n",
+            "op `gemm` has no attribute `perm_c`",
+        ),
+        (
+            "  %0 = attention<scale=pow(2.0), mask=false, nan_filter=false>(%x, %x, %x) : f32[b, 4]\n",
+            "attribute `scale` of `attention`: bad scale `pow(2.0)`",
+        ),
+        (
+            "  %0 = attention<scale=mul(x), mask=false, nan_filter=false>(%x, %x, %x) : f32[b, 4]\n",
+            "attribute `scale` of `attention`: invalid float literal",
+        ),
+        (
+            "  %0 = rms_norm<axis=1>(%x, %x) : f32[b, 4]\n",
+            "needs attribute `epsilon`",
+        ),
+        (
+            "  %0 = add_layer_norm<axis=1, epsilon=e>(%x, %x, %x, %x) : f32[b, 4]\n",
+            "attribute `epsilon` of `add_layer_norm`: bad value `e`",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (l, m) = parse_err(&format!("{head}{body}}}\n"));
+        assert_eq!((l, m.contains(needle)), (2, true), "{body}: line {l}: {m}");
+    }
+}
+
+#[test]
+fn score_scale_parses_its_text_form() {
+    use crate::fused::ScoreScale;
+    let cases = [
+        ("none", ScoreScale::None),
+        ("  none ", ScoreScale::None),
+        ("mul(0.125)", ScoreScale::Mul(0.125)),
+        ("div(8.0)", ScoreScale::Div(8.0)),
+        ("div(8)", ScoreScale::Div(8.0)),
+        ("mul( -1e-3 )", ScoreScale::Mul(-1e-3)),
+        ("div(inf)", ScoreScale::Div(f32::INFINITY)),
+    ];
+    for (text, want) in cases {
+        assert_eq!(ScoreScale::parse(text), Ok(want), "`{text}`");
+    }
+    for s in [
+        ScoreScale::None,
+        ScoreScale::Mul(0.125),
+        ScoreScale::Div(8.0),
+        ScoreScale::Mul(1.0 / 3.0),
+        ScoreScale::Div(f32::MIN_POSITIVE / 3.0),
+        ScoreScale::Mul(-0.0),
+        ScoreScale::Div(f32::MAX),
+        ScoreScale::Mul(1e15),
+    ] {
+        let text = s.to_string();
+        let back = ScoreScale::parse(&text).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{s:?}"), "`{text}`");
+    }
+    assert_eq!(ScoreScale::Div(8.0).to_string(), "div(8.0)");
+    assert_eq!(ScoreScale::Mul(0.125).to_string(), "mul(0.125)");
+    assert_eq!(ScoreScale::default(), ScoreScale::None);
+    for (text, needle) in [
+        ("", "bad scale ``"),
+        ("None", "bad scale `None`"),
+        (
+            "pow(2.0)",
+            "bad scale `pow(2.0)`: expected `none`, `mul(C)` or `div(C)`",
+        ),
+        ("mul", "bad scale `mul`"),
+        ("mul(0.5", "bad scale `mul(0.5`"),
+        ("mul 0.5", "bad scale `mul 0.5`"),
+        ("mul(x)", "invalid float literal"),
+        ("div()", "empty string"),
+    ] {
+        match ScoreScale::parse(text) {
+            Ok(s) => panic!("`{text}` parsed as {s:?}"),
+            Err(m) => assert!(m.contains(needle), "`{text}`: `{m}` lacks `{needle}`"),
+        }
+    }
 }

@@ -51,47 +51,32 @@ use crate::target::Target;
 /// How many k steps ahead the micro-kernel prefetches its panel of `B`.
 const PREFETCH_ROWS: i64 = 16;
 
-/// The activation applied in the epilogue, after `alpha` and the bias.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Activation {
-    /// The identity.
-    #[default]
-    None,
-    /// `max(x, 0)`; NaN stays NaN.
-    Relu,
-    /// `0.5 * x * (1 + erf(x / sqrt 2))`, with `erf` accurate to about 2e-7 relative (see
-    /// [`gelu_erf`]).
-    GeluErf,
-    /// `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`, computed as
-    /// `x / (1 + exp(-2u))` so that neither tail cancels.
-    GeluTanh,
-}
+/// The activation applied in the epilogue, after `alpha` and the bias: the IR's own
+/// [`tcc_ir::Activation`] (the one the fused `gemm` op carries), re-exported so that the
+/// kernels, the schedule and the tests speak one vocabulary.
+pub use tcc_ir::Activation;
 
-impl Activation {
-    /// Every activation, for tests and benchmarks.
-    pub const ALL: [Activation; 4] = [
-        Activation::None,
-        Activation::Relu,
-        Activation::GeluErf,
-        Activation::GeluTanh,
-    ];
-
-    /// Applies the activation to a vector.
-    pub fn apply<'ctx>(
-        self,
-        kb: &KernelBuilder<'_, 'ctx>,
-        x: VectorValue<'ctx>,
-    ) -> Result<VectorValue<'ctx>> {
-        match self {
-            Activation::None => Ok(x),
-            Activation::Relu => {
-                let m = Math(kb);
-                let negative = m.lt(x, m.c(0.0))?;
-                m.select(negative, m.c(0.0), x)
-            }
-            Activation::GeluErf => gelu_erf(kb, x),
-            Activation::GeluTanh => gelu_tanh(kb, x),
+/// Applies `activation` to a vector, as the epilogue does:
+/// - [`Activation::None`]: the identity;
+/// - [`Activation::Relu`]: `max(x, 0)`; NaN stays NaN;
+/// - [`Activation::GeluErf`]: `0.5 * x * (1 + erf(x / sqrt 2))`, with `erf` accurate to about
+///   2e-7 relative (see [`gelu_erf`]);
+/// - [`Activation::GeluTanh`]: `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`,
+///   computed as `x / (1 + exp(-2u))` so that neither tail cancels (see [`gelu_tanh`]).
+pub fn apply_activation<'ctx>(
+    activation: Activation,
+    kb: &KernelBuilder<'_, 'ctx>,
+    x: VectorValue<'ctx>,
+) -> Result<VectorValue<'ctx>> {
+    match activation {
+        Activation::None => Ok(x),
+        Activation::Relu => {
+            let m = Math(kb);
+            let negative = m.lt(x, m.c(0.0))?;
+            m.select(negative, m.c(0.0), x)
         }
+        Activation::GeluErf => gelu_erf(kb, x),
+        Activation::GeluTanh => gelu_tanh(kb, x),
     }
 }
 
@@ -995,7 +980,7 @@ fn emit_tile<'ctx>(
         if let Some(bias) = bias[j % nv] {
             x = bld.build_float_add(x, bias, "bias").map_err(kb.err())?;
         }
-        finished.push(epilogue.activation.apply(kb, x)?);
+        finished.push(apply_activation(epilogue.activation, kb, x)?);
     }
     let epi_end = kb.current_block()?;
     bld.build_unconditional_branch(store_select)

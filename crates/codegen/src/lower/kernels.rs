@@ -79,14 +79,29 @@ impl Parallel {
 
 /// An [`Error::Unsupported`] for node `step.node`.
 pub fn unsupported(graph: &Graph, step: &Step, why: impl Into<String>) -> Error {
-    let node = graph.node(step.node);
+    unsupported_node(graph, step.node, why)
+}
+
+/// An [`Error::Unsupported`] for node `id`.
+pub fn unsupported_node(graph: &Graph, id: NodeId, why: impl Into<String>) -> Error {
+    let node = graph.node(id);
     Error::Unsupported {
         node: node
             .origin
             .clone()
-            .unwrap_or_else(|| format!("%{}", step.node.index())),
+            .unwrap_or_else(|| format!("%{}", id.index())),
         op: node.op.name().to_owned(),
         why: why.into(),
+    }
+}
+
+/// The shape of the operand a product reads from input `i` of `step`: the input's, permuted
+/// by `perm` if given (axis `a` of the result is the input's axis `perm[a]`).
+fn logical_shape(graph: &Graph, step: &Step, i: usize, perm: &Option<Vec<usize>>) -> Shape {
+    let src = &graph.ty(step.inputs[i]).shape;
+    match perm {
+        Some(p) => Shape::from(p.iter().map(|&a| src.dims()[a].clone()).collect::<Vec<_>>()),
+        None => src.clone(),
     }
 }
 
@@ -388,11 +403,17 @@ fn softmax_row_mapped_f32<'ctx>(
 /// of the interpreter's sequential f64 sums), `1 / sqrt(var + eps)` in f64, then
 /// `(x - mean) * inv * scale + bias` in f64, rounded once. `scalar[k]` says whether the scale
 /// (k = 0) and the bias (k = 1) are one element rather than `len`.
+///
+/// With `residual` (`add_layer_norm`), the row normalised is `x + r` (inputs 0 and 1, the
+/// scale and bias then inputs 2 and 3), added in f32 (rounded once, as the interpreter's
+/// `add` is) before it is widened: the first pass stores the sums into the destination row,
+/// which the later passes read (and the last overwrites in place).
 fn layer_norm_rows_f32<'ctx>(
     c: &Ctx<'_, 'ctx>,
     lenv: IntValue<'ctx>,
     eps: inkwell::values::FloatValue<'ctx>,
     scalar: [bool; 2],
+    residual: bool,
 ) -> Result<()> {
     let kb = &c.kb;
     let b = kb.builder();
@@ -403,25 +424,42 @@ fn layer_norm_rows_f32<'ctx>(
         .build_signed_int_to_float(lenv, f64t, "n")
         .map_err(kb.err())?;
     let ext = |v| b.build_float_ext(v, vd, "xd").map_err(kb.err());
-    // Input k's (1: the scale, 2: the bias) vector at column i: loaded, or its one element
+    // The parameters' first input: 1 (2 after a residual).
+    let p0 = if residual { 2 } else { 1 };
+    // Parameter k's (1: the scale, 2: the bias) vector at column i: loaded, or its one element
     // splat.
     let param = |k: usize, i: IntValue<'ctx>, mask| -> Result<inkwell::values::VectorValue<'ctx>> {
+        let input = c.inputs[p0 + k - 1];
         if scalar[k - 1] {
-            let one = load(kb, DType::F32, c.inputs[k], zero)?;
+            let one = load(kb, DType::F32, input, zero)?;
             let one = b
                 .build_float_ext(one.into_float_value(), f64t, "p")
                 .map_err(kb.err())?;
             kb.splat(one.into(), "p")
         } else {
-            ext(kb.load_f32(c.inputs[k], i, mask)?)
+            ext(kb.load_f32(input, i, mask)?)
         }
     };
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let base = c.mul(r, lenv)?;
-        let src = kb.f32_element_ptr(c.inputs[0], base)?;
         let dst = kb.f32_element_ptr(c.dest, base)?;
         // Masked-off lanes load as 0.
-        let total = sum_f64_lanes(c, lenv, |kb, i, mask| ext(kb.load_f32(src, i, mask)?))?;
+        let (src, total) = if residual {
+            let x = kb.f32_element_ptr(c.inputs[0], base)?;
+            let res = kb.f32_element_ptr(c.inputs[1], base)?;
+            let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
+                let s = b
+                    .build_float_add(kb.load_f32(x, i, mask)?, kb.load_f32(res, i, mask)?, "xr")
+                    .map_err(kb.err())?;
+                kb.store_f32(dst, i, s, mask)?;
+                ext(s)
+            })?;
+            (dst, total)
+        } else {
+            let src = kb.f32_element_ptr(c.inputs[0], base)?;
+            let total = sum_f64_lanes(c, lenv, |kb, i, mask| ext(kb.load_f32(src, i, mask)?))?;
+            (src, total)
+        };
         let mean = b.build_float_div(total, lenf, "mean").map_err(kb.err())?;
         let mean_v = kb.splat(mean.into(), "mean")?;
         let v = sum_f64_lanes(c, lenv, |kb, i, mask| {
@@ -453,6 +491,73 @@ fn layer_norm_rows_f32<'ctx>(
                 .map_err(kb.err())?;
             let y = b
                 .build_float_add(y, param(2, i, mask)?, "yb")
+                .map_err(kb.err())?;
+            let y = b
+                .build_float_trunc(y, kb.f32_vector(), "y")
+                .map_err(kb.err())?;
+            kb.store_f32(dst, i, y, mask)
+        })
+    })
+}
+
+/// RMS normalisation of contiguous f32 rows of `len` elements, rows `c.r0..c.r1`, in the
+/// target's vectors: the squares (exact in f64) summed in f64 lanes, `ms = Σ / len`,
+/// `rms = sqrt(ms + eps)` in f64, then `x / rms * scale` in f64, rounded once to f32.
+/// `scale_scalar` says whether the scale is one element rather than `len`.
+///
+/// Against the interpreter, which evaluates the expansion `mul(x, x)`, `reduce_mean`,
+/// `add eps`, `sqrt`, `div`, `mul`, each rounded to f32 (`u = 2^-24`): its squares and its
+/// mean round (the sum of positive terms then errs by at most `u`, the mean by `2u`), adding
+/// `eps` rounds (`3u` on `ms + eps`), the square root halves that and rounds (`2.5u` on
+/// `rms`), the division and the product round once each: `4.5u` relative to the exact value.
+/// The kernel's f64 arithmetic errs by about `len 2^-53` and its one rounding by `u`, so the
+/// two differ by at most about `5.5u |y|`, below 5.5 ulp of the interpreter's result (an f32
+/// `y` is less than `2^24` of its ulps).
+fn rms_norm_rows_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    lenv: IntValue<'ctx>,
+    eps: inkwell::values::FloatValue<'ctx>,
+    scale_scalar: bool,
+) -> Result<()> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
+    let zero = kb.i64_const(0);
+    let lenf = b
+        .build_signed_int_to_float(lenv, f64t, "n")
+        .map_err(kb.err())?;
+    let ext = |v| b.build_float_ext(v, vd, "xd").map_err(kb.err());
+    // The scale's vector at column i: loaded, or its one element splat.
+    let scale = |i: IntValue<'ctx>, mask| -> Result<inkwell::values::VectorValue<'ctx>> {
+        if scale_scalar {
+            let one = load(kb, DType::F32, c.inputs[1], zero)?;
+            let one = b
+                .build_float_ext(one.into_float_value(), f64t, "s")
+                .map_err(kb.err())?;
+            kb.splat(one.into(), "s")
+        } else {
+            ext(kb.load_f32(c.inputs[1], i, mask)?)
+        }
+    };
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let base = c.mul(r, lenv)?;
+        let src = kb.f32_element_ptr(c.inputs[0], base)?;
+        let dst = kb.f32_element_ptr(c.dest, base)?;
+        // Masked-off lanes load as 0 and square to 0.
+        let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
+            let x = ext(kb.load_f32(src, i, mask)?)?;
+            b.build_float_mul(x, x, "x2").map_err(kb.err())
+        })?;
+        let ms = b.build_float_div(total, lenf, "ms").map_err(kb.err())?;
+        let ve = b.build_float_add(ms, eps, "ve").map_err(kb.err())?;
+        let rms = scalar::call_f64(c.m, kb, "sqrt", &[ve])?;
+        let rms_v = kb.splat(rms.into(), "rms")?;
+        kb.vector_loop_in(lenv, |kb, i, mask| {
+            let x = ext(kb.load_f32(src, i, mask)?)?;
+            let y = b.build_float_div(x, rms_v, "y").map_err(kb.err())?;
+            let y = b
+                .build_float_mul(y, scale(i, mask)?, "ys")
                 .map_err(kb.err())?;
             let y = b
                 .build_float_trunc(y, kb.f32_vector(), "y")
@@ -813,14 +918,18 @@ pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim>
                 .mul(&Dim::constant(4)),
         );
     }
-    let Kernel::MatMul { mm, .. } = step.kernel else {
+    let Kernel::MatMul {
+        product: out,
+        perms,
+        ..
+    } = &step.kernel
+    else {
         return None;
     };
     let layout = GemmLayout::for_target(target);
-    let out = &graph.ty(mm).shape;
     let r = out.rank();
-    let bty = graph.ty(graph.operands(mm)[1]);
-    let k = bty.shape.dims()[bty.rank() - 2].clone();
+    let b_shape = logical_shape(graph, step, 1, &perms[1]);
+    let k = b_shape.dims()[b_shape.rank() - 2].clone();
     let n = out.dims()[r - 1].clone();
     let batch = product(&out.dims()[..r - 2]);
     let nr = Dim::constant(layout.nr() as i64);
@@ -925,10 +1034,10 @@ fn body(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, target: &Target) -> Result<
             })
         }
         Kernel::MatMul {
-            mm,
+            product,
             perms,
             out_perm,
-        } => matmul(c, graph, step, target, *mm, perms, out_perm.as_deref()),
+        } => matmul(c, graph, step, target, product, perms, out_perm.as_deref()),
         Kernel::Attention { .. } => attention(c, graph, step, target),
         Kernel::Op(op) => op_body(c, graph, step, target, op, elementwise, serial),
     }
@@ -979,17 +1088,18 @@ fn matmul(
     graph: &Graph,
     step: &Step,
     target: &Target,
-    mm: NodeId,
+    out: &Shape,
     perms: &[Option<Vec<usize>>; 2],
     out_perm: Option<&[usize]>,
 ) -> Result<Parallel> {
-    let out = &graph.ty(mm).shape;
     let r = out.rank();
-    let ops = graph.operands(mm);
-    let (a_ty, b_ty) = (graph.ty(ops[0]), graph.ty(ops[1]));
+    let (a_shape, b_shape) = (
+        logical_shape(graph, step, 0, &perms[0]),
+        logical_shape(graph, step, 1, &perms[1]),
+    );
     let m = out.dims()[r - 2].clone();
     let n = out.dims()[r - 1].clone();
-    let k = b_ty.shape.dims()[b_ty.rank() - 2].clone();
+    let k = b_shape.dims()[b_shape.rank() - 2].clone();
     let batch_dims = &out.dims()[..r - 2];
     let batch = product(batch_dims);
     // The strides of each operand's logical (transposed) view of its source buffer.
@@ -1001,8 +1111,8 @@ fn matmul(
         };
         bcast_strides_with(shape, &own, r)
     };
-    let a_strides = operand_strides(0, &a_ty.shape);
-    let b_strides = operand_strides(1, &b_ty.shape);
+    let a_strides = operand_strides(0, &a_shape);
+    let b_strides = operand_strides(1, &b_shape);
     // The product's strides in the destination: a transposed result puts the product's axis
     // perm[a] at the destination's axis a.
     let out_strides = match out_perm {
@@ -1283,22 +1393,19 @@ struct AttentionDims {
 
 impl AttentionDims {
     fn of(graph: &Graph, step: &Step) -> Option<AttentionDims> {
-        let Kernel::Attention {
-            qk, softmax, pv, ..
-        } = &step.kernel
-        else {
+        let Kernel::Attention { scores, perms, .. } = &step.kernel else {
             return None;
         };
-        let scores = graph.ty(*softmax).shape.clone();
+        let scores = scores.clone();
         let r = scores.rank();
-        let k = graph.ty(graph.operands(*qk)[1]);
-        let v = graph.ty(graph.operands(*pv)[1]);
+        let k = logical_shape(graph, step, 1, &perms[1]);
+        let v = logical_shape(graph, step, 2, &perms[2]);
         Some(AttentionDims {
             batch: product(&scores.dims()[..r - 2]),
             m: scores.dims()[r - 2].clone(),
             n: scores.dims()[r - 1].clone(),
-            dk: k.shape.dims()[k.rank() - 2].clone(),
-            dv: v.shape.dims()[v.rank() - 1].clone(),
+            dk: k.dims()[k.rank() - 2].clone(),
+            dv: v.dims()[v.rank() - 1].clone(),
             scores,
         })
     }
@@ -1324,8 +1431,6 @@ fn attention<'ctx>(
     target: &Target,
 ) -> Result<Parallel> {
     let Kernel::Attention {
-        qk,
-        pv,
         expr,
         post,
         pre_leaves,
@@ -1340,12 +1445,10 @@ fn attention<'ctx>(
         AttentionDims::of(graph, step).ok_or_else(|| c.kb.internal("not an attention step"))?;
     let scores = &dims.scores;
     let r = scores.rank();
-    let qk_ops = graph.operands(*qk);
-    let logical = [
-        graph.ty(qk_ops[0]).shape.clone(),
-        graph.ty(qk_ops[1]).shape.clone(),
-        graph.ty(graph.operands(*pv)[1]).shape.clone(),
-    ];
+    // The logical Q, K and V the products read.
+    let logical: Vec<Shape> = (0..3)
+        .map(|i| logical_shape(graph, step, i, &perms[i]))
+        .collect();
     // Q, K and V through their sources' (permuted) strides, broadcast to rank r.
     let mut st = Vec::new();
     for i in 0..3 {
@@ -1365,7 +1468,8 @@ fn attention<'ctx>(
             }
             o
         }
-        None => strides(&graph.ty(*pv).shape),
+        // Without a permutation the step's node holds the product itself.
+        None => strides(&graph.ty(step.node).shape),
     };
     if st[0][r - 1].as_const().is_some_and(|s| s != 1) && dims.dk.as_const() != Some(1) {
         return Err(unsupported(graph, step, "Q's rows are not contiguous"));
@@ -1988,109 +2092,14 @@ fn op_body<'ctx>(
             })?;
             Ok(Parallel::rows(outer.mul(&inner), len))
         }
-        Op::LayerNorm { axis, epsilon } => {
-            let rows = product(&out_shape.dims()[..*axis]);
-            let len = product(&out_shape.dims()[*axis..]);
-            let lenv = c.dim(&len)?;
-            // Per parameter: None when it has the normalised size (read at the flat index),
-            // else its broadcast strides over the normalised axes (all zero for a scalar).
-            let norm = Shape::from(out_shape.dims()[*axis..].to_vec());
-            let norm_dims = c.dim_list(norm.dims())?;
-            let mut param_strides = Vec::new();
-            for k in 1..3 {
-                let shape = &in_ty(k).shape;
-                if shape.numel() == len {
-                    param_strides.push(None);
-                } else {
-                    param_strides.push(Some(c.dim_list(&bcast_strides(shape, norm.rank()))?));
-                }
-            }
-            let f64t = c.kb.context().f64_type();
-            let lenf = c
-                .b()
-                .build_signed_int_to_float(lenv, f64t, "n")
-                .map_err(c.kb.err())?;
-            let eps = f64t.const_float(f64::from(*epsilon));
-            // Parameters of the normalised size or scalars: f32 rows in vectors.
-            let simple = |p: &Option<Vec<IntValue<'ctx>>>| match p {
-                None => Some(false),
-                Some(st) if st.iter().all(|s| s.get_zero_extended_constant() == Some(0)) => {
-                    Some(true)
-                }
-                Some(_) => None,
-            };
-            if let (DType::F32, Some(scale_scalar), Some(bias_scalar)) =
-                (dtype, simple(&param_strides[0]), simple(&param_strides[1]))
-            {
-                layer_norm_rows_f32(c, lenv, eps, [scale_scalar, bias_scalar])?;
-                return Ok(Parallel::rows(rows, len));
-            }
-            c.for_range(c.r0, c.r1, "row", |c, r| {
-                let base = c.mul(r, lenv)?;
-                let sum = c.var(f64t.const_zero().into())?;
-                c.for_range(zero, lenv, "sum", |c, j| {
-                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], c.add(base, j)?)?)?;
-                    let s = c.get(sum, x.into())?.into_float_value();
-                    c.set(
-                        sum,
-                        c.b().build_float_add(s, x, "s").map_err(c.kb.err())?.into(),
-                    )
-                })?;
-                let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
-                let mean = c.b().build_float_div(s, lenf, "mean").map_err(c.kb.err())?;
-                let var = c.var(f64t.const_zero().into())?;
-                c.for_range(zero, lenv, "var", |c, j| {
-                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], c.add(base, j)?)?)?;
-                    let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
-                    let d2 = c.b().build_float_mul(d, d, "d2").map_err(c.kb.err())?;
-                    let s = c.get(var, d2.into())?.into_float_value();
-                    c.set(
-                        var,
-                        c.b()
-                            .build_float_add(s, d2, "s")
-                            .map_err(c.kb.err())?
-                            .into(),
-                    )
-                })?;
-                let v = c.get(var, f64t.const_zero().into())?.into_float_value();
-                let v = c.b().build_float_div(v, lenf, "v").map_err(c.kb.err())?;
-                let v = c.b().build_float_add(v, eps, "ve").map_err(c.kb.err())?;
-                let sq = scalar::call_f64(c.m, &c.kb, "sqrt", &[v])?;
-                let inv = c
-                    .b()
-                    .build_float_div(f64t.const_float(1.0), sq, "inv")
-                    .map_err(c.kb.err())?;
-                c.for_range(zero, lenv, "out", |c, j| {
-                    let off = c.add(base, j)?;
-                    let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
-                    let at = |p: &Option<Vec<IntValue<'ctx>>>| -> Result<IntValue<'ctx>> {
-                        match p {
-                            None => Ok(j),
-                            Some(st)
-                                if st.iter().all(|s| s.get_zero_extended_constant() == Some(0)) =>
-                            {
-                                Ok(zero)
-                            }
-                            Some(st) => {
-                                let idx = c.unflatten(j, &norm_dims)?;
-                                c.offset(zero, &idx, st)
-                            }
-                        }
-                    };
-                    let si = at(&param_strides[0])?;
-                    let bi = at(&param_strides[1])?;
-                    let sc = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[1], si)?)?;
-                    let bs = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[2], bi)?)?;
-                    let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
-                    let y = c.b().build_float_mul(d, inv, "y").map_err(c.kb.err())?;
-                    let y = c.b().build_float_mul(y, sc, "ys").map_err(c.kb.err())?;
-                    let y = c.b().build_float_add(y, bs, "yb").map_err(c.kb.err())?;
-                    let y = scalar::cast(&c.kb, DType::F64, dtype, y.into())?;
-                    store(&c.kb, dtype, c.dest, off, y)
-                })
-            })?;
-            Ok(Parallel::rows(rows, len))
-        }
+        Op::LayerNorm { axis, epsilon } => layer_norm(c, graph, step, *axis, *epsilon, false),
+        Op::AddLayerNorm { axis, epsilon } => layer_norm(c, graph, step, *axis, *epsilon, true),
+        Op::RmsNorm { axis, epsilon } => rms_norm(c, graph, step, *axis, *epsilon),
+        Op::Gemm { .. } | Op::Attention { .. } | Op::Fused { .. } => Err(unsupported(
+            graph,
+            step,
+            "a fused op scheduled as a plain op (internal error)",
+        )),
         Op::Reduce { kind, axes, .. } => reduce(c, graph, step, *kind, axes),
         Op::ArgReduce {
             max,
@@ -2285,6 +2294,272 @@ fn op_body<'ctx>(
             Err(unsupported(graph, step, "not a kernel (internal error)"))
         }
     }
+}
+
+/// Layer normalisation over the axes `axis..rank` of the result, then `* scale + bias`:
+/// `Op::LayerNorm` (inputs `x`, `scale`, `bias`) or, with `residual`, `Op::AddLayerNorm`
+/// (inputs `x`, `r`, `scale`, `bias`) of `x + r`, that sum rounded to the dtype first, exactly
+/// `layer_norm(add(x, r))` as the interpreter computes it. `f32` rows whose inputs have the
+/// result's shape and whose parameters have the normalised size (or one element) run in
+/// vectors ([`layer_norm_rows_f32`]); anything else (other float dtypes, `x` or `r` broadcast
+/// to the result, parameters broadcast over some normalised axes) in a scalar loop that sums
+/// in f64 in the interpreter's order.
+fn layer_norm<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    axis: usize,
+    epsilon: f32,
+    residual: bool,
+) -> Result<Parallel> {
+    let out_ty = graph.ty(step.node);
+    let out_shape = &out_ty.shape;
+    let dtype = out_ty.dtype;
+    let zero = c.kb.i64_const(0);
+    let in_ty = |k: usize| graph.ty(step.inputs[k]);
+    // Inputs 0..n_x are summed into the normalised value; the scale and bias follow.
+    let n_x = if residual { 2 } else { 1 };
+    let rows = product(&out_shape.dims()[..axis]);
+    let len = product(&out_shape.dims()[axis..]);
+    let lenv = c.dim(&len)?;
+    // Per parameter: None when it has the normalised size (read at the flat index),
+    // else its broadcast strides over the normalised axes (all zero for a scalar).
+    let norm = Shape::from(out_shape.dims()[axis..].to_vec());
+    let norm_dims = c.dim_list(norm.dims())?;
+    let mut param_strides = Vec::new();
+    for k in n_x..n_x + 2 {
+        let shape = &in_ty(k).shape;
+        if shape.numel() == len {
+            param_strides.push(None);
+        } else {
+            param_strides.push(Some(c.dim_list(&bcast_strides(shape, norm.rank()))?));
+        }
+    }
+    // Per summand: None when it has the result's shape (read at the flat index), else its
+    // broadcast strides over the result.
+    let mut x_strides = Vec::new();
+    for k in 0..n_x {
+        let shape = &in_ty(k).shape;
+        if shape == out_shape {
+            x_strides.push(None);
+        } else {
+            x_strides.push(Some(
+                c.dim_list(&bcast_strides_to(shape, out_shape.dims()))?,
+            ));
+        }
+    }
+    let f64t = c.kb.context().f64_type();
+    let lenf = c
+        .b()
+        .build_signed_int_to_float(lenv, f64t, "n")
+        .map_err(c.kb.err())?;
+    let eps = f64t.const_float(f64::from(epsilon));
+    // Parameters of the normalised size or scalars: f32 rows in vectors.
+    let simple = |p: &Option<Vec<IntValue<'ctx>>>| match p {
+        None => Some(false),
+        Some(st) if st.iter().all(|s| s.get_zero_extended_constant() == Some(0)) => Some(true),
+        Some(_) => None,
+    };
+    if let (DType::F32, Some(scale_scalar), Some(bias_scalar), true) = (
+        dtype,
+        simple(&param_strides[0]),
+        simple(&param_strides[1]),
+        x_strides.iter().all(Option::is_none),
+    ) {
+        layer_norm_rows_f32(c, lenv, eps, [scale_scalar, bias_scalar], residual)?;
+        return Ok(Parallel::rows(rows, len));
+    }
+    let out_dims = if x_strides.iter().any(Option::is_some) {
+        c.dim_list(out_shape.dims())?
+    } else {
+        Vec::new()
+    };
+    // The value normalised at column `j` of the row at `base`, in f64: `x` (plus `r`, the sum
+    // rounded to the dtype as the interpreter's `add` does).
+    let value = |c: &Ctx<'_, 'ctx>,
+                 base: IntValue<'ctx>,
+                 j: IntValue<'ctx>|
+     -> Result<inkwell::values::FloatValue<'ctx>> {
+        let flat = c.add(base, j)?;
+        let mut sum: Option<BasicValueEnum<'ctx>> = None;
+        for (k, st) in x_strides.iter().enumerate() {
+            let off = match st {
+                None => flat,
+                Some(st) => {
+                    let idx = c.unflatten(flat, &out_dims)?;
+                    c.offset(zero, &idx, st)?
+                }
+            };
+            let x = load(&c.kb, dtype, c.inputs[k], off)?;
+            sum = Some(match sum {
+                None => x,
+                Some(a) => scalar::binary(c.m, &c.kb, tcc_ir::BinaryOp::Add, dtype, a, x)?,
+            });
+        }
+        let v = sum.ok_or_else(|| c.kb.internal("a layer norm without input"))?;
+        f64_of(c, dtype, v)
+    };
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let base = c.mul(r, lenv)?;
+        let sum = c.var(f64t.const_zero().into())?;
+        c.for_range(zero, lenv, "sum", |c, j| {
+            let x = value(c, base, j)?;
+            let s = c.get(sum, x.into())?.into_float_value();
+            c.set(
+                sum,
+                c.b().build_float_add(s, x, "s").map_err(c.kb.err())?.into(),
+            )
+        })?;
+        let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
+        let mean = c.b().build_float_div(s, lenf, "mean").map_err(c.kb.err())?;
+        let var = c.var(f64t.const_zero().into())?;
+        c.for_range(zero, lenv, "var", |c, j| {
+            let x = value(c, base, j)?;
+            let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
+            let d2 = c.b().build_float_mul(d, d, "d2").map_err(c.kb.err())?;
+            let s = c.get(var, d2.into())?.into_float_value();
+            c.set(
+                var,
+                c.b()
+                    .build_float_add(s, d2, "s")
+                    .map_err(c.kb.err())?
+                    .into(),
+            )
+        })?;
+        let v = c.get(var, f64t.const_zero().into())?.into_float_value();
+        let v = c.b().build_float_div(v, lenf, "v").map_err(c.kb.err())?;
+        let v = c.b().build_float_add(v, eps, "ve").map_err(c.kb.err())?;
+        let sq = scalar::call_f64(c.m, &c.kb, "sqrt", &[v])?;
+        let inv = c
+            .b()
+            .build_float_div(f64t.const_float(1.0), sq, "inv")
+            .map_err(c.kb.err())?;
+        c.for_range(zero, lenv, "out", |c, j| {
+            let off = c.add(base, j)?;
+            let x = value(c, base, j)?;
+            let at = |p: &Option<Vec<IntValue<'ctx>>>| -> Result<IntValue<'ctx>> {
+                match p {
+                    None => Ok(j),
+                    Some(st) if st.iter().all(|s| s.get_zero_extended_constant() == Some(0)) => {
+                        Ok(zero)
+                    }
+                    Some(st) => {
+                        let idx = c.unflatten(j, &norm_dims)?;
+                        c.offset(zero, &idx, st)
+                    }
+                }
+            };
+            let si = at(&param_strides[0])?;
+            let bi = at(&param_strides[1])?;
+            let sc = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[n_x], si)?)?;
+            let bs = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[n_x + 1], bi)?)?;
+            let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
+            let y = c.b().build_float_mul(d, inv, "y").map_err(c.kb.err())?;
+            let y = c.b().build_float_mul(y, sc, "ys").map_err(c.kb.err())?;
+            let y = c.b().build_float_add(y, bs, "yb").map_err(c.kb.err())?;
+            let y = scalar::cast(&c.kb, DType::F64, dtype, y.into())?;
+            store(&c.kb, dtype, c.dest, off, y)
+        })
+    })?;
+    Ok(Parallel::rows(rows, len))
+}
+
+/// RMS normalisation over the axes `axis..rank`, `x / sqrt(mean(x²) + eps) * scale`
+/// (`Op::RmsNorm`, inputs `x`, `scale`), computed in f64 and rounded once: the squares (exact
+/// in f64) summed in f64, divided by the row's length, `+ eps`, `sqrt`, then each
+/// `x / rms * scale`. `f32` rows with a scale of the normalised size (or one element) run in
+/// vectors ([`rms_norm_rows_f32`], whose doc gives the error against the interpreter); other
+/// float dtypes and scales broadcast otherwise (over leading axes, or some normalised ones)
+/// in a scalar loop that sums in order (for `f64` that is the interpreter's arithmetic op for
+/// op, so the results are identical). The scale must not broadcast `x` to a larger shape.
+fn rms_norm<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    axis: usize,
+    epsilon: f32,
+) -> Result<Parallel> {
+    let out_ty = graph.ty(step.node);
+    let out_shape = &out_ty.shape;
+    let dtype = out_ty.dtype;
+    let zero = c.kb.i64_const(0);
+    let (x_ty, s_ty) = (graph.ty(step.inputs[0]), graph.ty(step.inputs[1]));
+    if &x_ty.shape != out_shape {
+        return Err(unsupported(
+            graph,
+            step,
+            "the scale broadcasts x to a larger shape",
+        ));
+    }
+    let rows = product(&out_shape.dims()[..axis]);
+    let len = product(&out_shape.dims()[axis..]);
+    let lenv = c.dim(&len)?;
+    let f64t = c.kb.context().f64_type();
+    let eps = f64t.const_float(f64::from(epsilon));
+    // The scale: one value (Some(true)), the normalised size read at the row's flat index
+    // (Some(false)), or anything else (None: read through its strides over the result).
+    let st = bcast_strides_to(&s_ty.shape, out_shape.dims());
+    let zero_stride = |s: &Dim| s.as_const() == Some(0);
+    let scale_kind = if !st[..axis].iter().all(zero_stride) {
+        None
+    } else if st[axis..].iter().all(zero_stride) {
+        Some(true)
+    } else if s_ty.shape.numel() == len {
+        Some(false)
+    } else {
+        None
+    };
+    if let (DType::F32, Some(scale_scalar)) = (dtype, scale_kind) {
+        rms_norm_rows_f32(c, lenv, eps, scale_scalar)?;
+        return Ok(Parallel::rows(rows, len));
+    }
+    let (out_dims, scale_st) = if scale_kind.is_none() {
+        (c.dim_list(out_shape.dims())?, c.dim_list(&st)?)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let lenf = c
+        .b()
+        .build_signed_int_to_float(lenv, f64t, "n")
+        .map_err(c.kb.err())?;
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let base = c.mul(r, lenv)?;
+        let sum = c.var(f64t.const_zero().into())?;
+        c.for_range(zero, lenv, "sum", |c, j| {
+            let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], c.add(base, j)?)?)?;
+            let x2 = c.b().build_float_mul(x, x, "x2").map_err(c.kb.err())?;
+            let s = c.get(sum, x2.into())?.into_float_value();
+            c.set(
+                sum,
+                c.b()
+                    .build_float_add(s, x2, "s")
+                    .map_err(c.kb.err())?
+                    .into(),
+            )
+        })?;
+        let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
+        let ms = c.b().build_float_div(s, lenf, "ms").map_err(c.kb.err())?;
+        let ve = c.b().build_float_add(ms, eps, "ve").map_err(c.kb.err())?;
+        let rms = scalar::call_f64(c.m, &c.kb, "sqrt", &[ve])?;
+        c.for_range(zero, lenv, "out", |c, j| {
+            let off = c.add(base, j)?;
+            let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+            let si = match scale_kind {
+                Some(true) => zero,
+                Some(false) => j,
+                None => {
+                    let idx = c.unflatten(off, &out_dims)?;
+                    c.offset(zero, &idx, &scale_st)?
+                }
+            };
+            let sc = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[1], si)?)?;
+            let y = c.b().build_float_div(x, rms, "y").map_err(c.kb.err())?;
+            let y = c.b().build_float_mul(y, sc, "ys").map_err(c.kb.err())?;
+            let y = scalar::cast(&c.kb, DType::F64, dtype, y.into())?;
+            store(&c.kb, dtype, c.dest, off, y)
+        })
+    })?;
+    Ok(Parallel::rows(rows, len))
 }
 
 fn reduce(

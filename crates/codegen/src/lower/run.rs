@@ -274,8 +274,9 @@ pub fn emit_entry_points<'ctx>(
 /// bounds. Checked: broadcasting operands of elementwise ops and `Expand` against the result,
 /// `MatMul` and `MatMulInteger` inner sizes and batch broadcasting, `Concat` operands off the
 /// axis, and `LayerNorm` scale and bias against the normalised shape, for the nodes the outputs
-/// need. A pair that is the same [`Dim`], or an operand size that is the constant 1, needs no
-/// check.
+/// need; a fused op is checked as its expansion (`tcc_ir::fused::expand`), core op by core op,
+/// since that is what it means and what the interpreter checks. A pair that is the same
+/// [`Dim`], or an operand size that is the constant 1, needs no check.
 fn shape_constraints(graph: &Graph) -> Vec<(Dim, Dim, bool)> {
     let mut out = Vec::new();
     let mut add = |d: &Dim, o: &Dim, broadcast: bool| {
@@ -295,56 +296,75 @@ fn shape_constraints(graph: &Graph) -> Vec<(Dim, Dim, bool)> {
         if !live.contains(&id) {
             continue;
         }
-        let op = graph.op(id);
-        let ty = graph.ty(id);
-        let operands = graph.operands(id);
-        let dims_of = |k: usize| graph.ty(operands[k]).shape.dims().to_vec();
-        let right = |add: &mut dyn FnMut(&Dim, &Dim, bool), shape: &[Dim], target: &[Dim]| {
-            let n = shape.len().min(target.len());
-            for i in 0..n {
-                add(
-                    &shape[shape.len() - n + i],
-                    &target[target.len() - n + i],
-                    true,
-                );
-            }
-        };
-        match op {
-            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } | Op::Expand { .. } => {
-                for k in 0..operands.len() {
-                    right(&mut add, &dims_of(k), ty.shape.dims());
+        match super::schedule::expansion(graph, id) {
+            // A fused node whose expansion does not type is refused by the schedule.
+            Some(expanded) => {
+                for e in expanded.iter().flatten() {
+                    let dims: Vec<&[Dim]> = e.args.iter().map(|t| t.shape.dims()).collect();
+                    op_constraints(&e.op, &dims, e.ty.shape.dims(), &mut add);
                 }
             }
-            Op::MatMul | Op::MatMulInteger { .. } => {
-                let (a, b) = (dims_of(0), dims_of(1));
-                if a.len() >= 2 && b.len() >= 2 {
-                    add(&a[a.len() - 1], &b[b.len() - 2], false);
-                    let out = ty.shape.dims();
-                    let batch = &out[..out.len().saturating_sub(2)];
-                    right(&mut add, &a[..a.len() - 2], batch);
-                    right(&mut add, &b[..b.len() - 2], batch);
-                }
+            None => {
+                let operands = graph.operands(id);
+                let dims: Vec<&[Dim]> =
+                    operands.iter().map(|&o| graph.ty(o).shape.dims()).collect();
+                op_constraints(graph.op(id), &dims, graph.ty(id).shape.dims(), &mut add);
             }
-            Op::Concat { axis } => {
-                let out = ty.shape.dims();
-                for k in 0..operands.len() {
-                    for (a, d) in dims_of(k).iter().enumerate() {
-                        if a != *axis && a < out.len() {
-                            add(d, &out[a], false);
-                        }
-                    }
-                }
-            }
-            Op::LayerNorm { axis, .. } => {
-                let norm = &ty.shape.dims()[(*axis).min(ty.rank())..];
-                for k in 1..operands.len() {
-                    right(&mut add, &dims_of(k), norm);
-                }
-            }
-            _ => {}
         }
     }
     out
+}
+
+/// The constraints of [`shape_constraints`] of one core op, with operands of dims `operands`
+/// and a result of dims `out`.
+fn op_constraints(
+    op: &Op,
+    operands: &[&[Dim]],
+    out: &[Dim],
+    add: &mut dyn FnMut(&Dim, &Dim, bool),
+) {
+    let right = |add: &mut dyn FnMut(&Dim, &Dim, bool), shape: &[Dim], target: &[Dim]| {
+        let n = shape.len().min(target.len());
+        for i in 0..n {
+            add(
+                &shape[shape.len() - n + i],
+                &target[target.len() - n + i],
+                true,
+            );
+        }
+    };
+    match op {
+        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } | Op::Expand { .. } => {
+            for dims in operands {
+                right(add, dims, out);
+            }
+        }
+        Op::MatMul | Op::MatMulInteger { .. } => {
+            let (a, b) = (operands[0], operands[1]);
+            if a.len() >= 2 && b.len() >= 2 {
+                add(&a[a.len() - 1], &b[b.len() - 2], false);
+                let batch = &out[..out.len().saturating_sub(2)];
+                right(add, &a[..a.len() - 2], batch);
+                right(add, &b[..b.len() - 2], batch);
+            }
+        }
+        Op::Concat { axis } => {
+            for dims in operands {
+                for (a, d) in dims.iter().enumerate() {
+                    if a != *axis && a < out.len() {
+                        add(d, &out[a], false);
+                    }
+                }
+            }
+        }
+        Op::LayerNorm { axis, .. } => {
+            let norm = &out[(*axis).min(out.len())..];
+            for dims in &operands[1..] {
+                right(add, dims, norm);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Emits the checks of [`shape_constraints`]: `run` returns 2 (`TCC_RUN_SIZES_DISAGREE`) before any kernel if one fails.

@@ -17,6 +17,9 @@
 //!   only if its last axis stays last: the GEMM copies rows of `A`), and a sole `Transpose`
 //!   user that keeps the last axis last receives the product directly (attention's
 //!   `[b, s, h, d]` to `[b, h, s, d]` and back cost no copies);
+//! - a fused op (`gemm`, `attention`, `fused`, `add_layer_norm`, `rms_norm`, written by the
+//!   optimiser) is one kernel, [`fused_step`]: the same kernels as the patterns above, with the
+//!   fused node's operands as the inputs (its doc lists the forms that are supported);
 //! - `Reshape` is a view (no kernel), `Input` and `Const` need none;
 //! - every other op is [`Kernel::Op`], its own kernel;
 //! - a graph output that is not computed by a kernel into its own buffer (an input, a constant,
@@ -25,9 +28,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tcc_ir::{BinaryOp, DType, Graph, NodeId, Op, Tensor, TensorData, UnaryOp};
+use tcc_ir::{
+    Activation, BinaryOp, Body, DType, Graph, NodeId, Op, ScoreScale, Shape, Tensor, TensorData,
+    TensorType, UnaryOp,
+};
 
-use crate::kernels::gemm::Activation;
+use super::kernels::unsupported_node;
+use crate::error::Result;
 
 /// An elementwise expression over a fused kernel's leaves.
 #[derive(Clone, Debug)]
@@ -69,18 +76,18 @@ pub enum Kernel {
     GemmConstB {
         /// The constant `B`.
         b: Arc<Tensor>,
-        /// The bias folded from a following `Add`.
+        /// The bias folded from a following `Add` (or a `gemm` node's constant bias operand).
         bias: Option<Vec<f32>>,
-        /// The activation folded from the following ops.
+        /// The activation folded from the following ops (or a `gemm` node's).
         activation: Activation,
     },
     /// An `f32` batched matrix product of two runtime operands (inputs 0 and 1, the sources of
-    /// the operands): `mm` is the `MatMul` node, whose operand `i` is `inputs[i]` transposed by
-    /// `perms[i]` if given; the result is written transposed by `out_perm` if given (the step's
-    /// node is then that `Transpose`).
+    /// the operands): operand `i` of the product is `inputs[i]` transposed by `perms[i]` if
+    /// given; the product, of shape `product`, is written transposed by `out_perm` if given
+    /// (the step's node is then that `Transpose`, or a `gemm` node with that `perm_out`).
     MatMul {
-        /// The `MatMul` node.
-        mm: NodeId,
+        /// The product's shape, before `out_perm`.
+        product: Shape,
         /// Per operand, the permutation that makes it from its source.
         perms: [Option<Vec<usize>>; 2],
         /// The permutation applied to the product.
@@ -94,14 +101,11 @@ pub enum Kernel {
     /// Inputs: the sources of `Q`, `K` and `V`, then the other leaves of `f` (leaf 0 of `f` is
     /// the scores), then those of `g` (leaf 0 of `g` is the probabilities). Each value is
     /// computed by the same code, in the same order, as the unfused kernels would: the results
-    /// are identical.
+    /// are identical. The result (`[.., m, dv]`, before `out_perm`) has the scores' batch dims.
     Attention {
-        /// The `Q·K` `MatMul`.
-        qk: NodeId,
-        /// The `Softmax`.
-        softmax: NodeId,
-        /// The `P·V` `MatMul`.
-        pv: NodeId,
+        /// The shape of the scores `Q·K` (`[.., m, n]`), which is also that of `f`'s and the
+        /// softmax's results.
+        scores: Shape,
         /// The expression between `Q·K` and the softmax (`f`).
         expr: Expr,
         /// The expression between the softmax and `· V` (`g`), if any.
@@ -322,8 +326,9 @@ fn match_gelu(graph: &Graph, x: NodeId) -> Option<(NodeId, Vec<NodeId>, Activati
     None
 }
 
-/// Builds the schedule of `graph`.
-pub fn schedule(graph: &Graph) -> Vec<Step> {
+/// Builds the schedule of `graph`. Fails, naming the node, on a fused op of a form no kernel
+/// computes (see [`fused_step`]).
+pub fn schedule(graph: &Graph) -> Result<Vec<Step>> {
     let order = graph.topo_order();
     let mut covered: HashSet<NodeId> = HashSet::new();
     let mut steps = Vec::new();
@@ -473,13 +478,14 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
                     dest: Dest::Node(dest),
                     node: dest,
                     kernel: Kernel::MatMul {
-                        mm: id,
+                        product: graph.ty(id).shape.clone(),
                         perms,
                         out_perm,
                     },
                     inputs,
                 });
             }
+            op if tcc_ir::fused::is_fused(op) => steps.push(fused_step(graph, id)?),
             Op::Transpose { .. } if folded_everywhere(graph, id) => {}
             Op::Transpose { .. }
                 if graph.operands(id).first().is_some_and(|&m| {
@@ -493,7 +499,7 @@ pub fn schedule(graph: &Graph) -> Vec<Step> {
             }),
         }
     }
-    steps
+    Ok(steps)
 }
 
 /// Matches attention at its `P·V` product `pv`: `pv = softmax(f(qk)) · V`, with `qk` a runtime
@@ -659,9 +665,7 @@ fn match_attention(graph: &Graph, pv: NodeId) -> Option<(Step, Vec<NodeId>)> {
             dest: Dest::Node(dest),
             node: dest,
             kernel: Kernel::Attention {
-                qk,
-                softmax: sm,
-                pv,
+                scores: scores.shape.clone(),
                 expr,
                 post,
                 pre_leaves,
@@ -672,6 +676,355 @@ fn match_attention(graph: &Graph, pv: NodeId) -> Option<(Step, Vec<NodeId>)> {
         },
         covered,
     ))
+}
+
+/// One core op of a fused op's expansion, with its operands' and its result's types.
+#[derive(Clone, Debug)]
+pub struct ExpandedOp {
+    /// The core op.
+    pub op: Op,
+    /// Its operands' types.
+    pub args: Vec<TensorType>,
+    /// Its result's type.
+    pub ty: TensorType,
+}
+
+/// Types the expansion of a fused op ([`tcc_ir::fused::expand`]) op by op, as the IR's type
+/// inference does, and records every op.
+struct ExpansionTypes {
+    ops: Vec<ExpandedOp>,
+}
+
+impl tcc_ir::fused::Builder for ExpansionTypes {
+    type Value = TensorType;
+
+    fn op(&mut self, op: Op, args: &[TensorType]) -> tcc_ir::Result<TensorType> {
+        let tys: Vec<&TensorType> = args.iter().collect();
+        let (ty, _) = tcc_ir::infer::infer(&op, &tys, &vec![None; args.len()])?;
+        self.ops.push(ExpandedOp {
+            op,
+            args: args.to_vec(),
+            ty: ty.clone(),
+        });
+        Ok(ty)
+    }
+
+    fn constant(&mut self, value: Tensor) -> tcc_ir::Result<TensorType> {
+        Ok(TensorType::new(value.dtype(), Shape::fixed(value.shape())))
+    }
+
+    fn rank(&self, value: &TensorType) -> usize {
+        value.rank()
+    }
+}
+
+/// The core ops of the expansion of the fused node `id`, in order, with their types (the same
+/// expansion and the same inference the IR types the node by). `None` for a core op.
+pub fn expansion(graph: &Graph, id: NodeId) -> Option<tcc_ir::Result<Vec<ExpandedOp>>> {
+    let op = graph.op(id);
+    if !tcc_ir::fused::is_fused(op) {
+        return None;
+    }
+    let args: Vec<TensorType> = graph
+        .operands(id)
+        .iter()
+        .map(|&o| graph.ty(o).clone())
+        .collect();
+    let dtype = args.first().map(|t| t.dtype).unwrap_or(DType::F32);
+    let mut b = ExpansionTypes { ops: Vec::new() };
+    Some(tcc_ir::fused::expand(op, &args, dtype, &mut b).map(|_| b.ops))
+}
+
+/// The step of a fused op node: each fused op is one kernel.
+///
+/// The forms code generation supports (the optimiser's rewrites must produce only these; any
+/// other is an [`crate::Error::Unsupported`] naming the node):
+///
+/// - **`gemm`** (operands `a`, `b`, and `bias` if `bias`): `a` and `b` `f32` of rank 2 or more.
+///   - With `b` a constant `f32` matrix of rank 2 (`[k, n]`) and no `perm_a`, `perm_b` or
+///     `perm_out`: the packed-B GEMM ([`Kernel::GemmConstB`]) with any activation, and, if
+///     `bias`, a constant `f32` bias of shape `[n]` or `[1, .., 1, n]` folded into the
+///     epilogue (a bias that is not such a constant is unsupported).
+///   - Otherwise, the runtime-B product ([`Kernel::MatMul`]), which has no epilogue: `bias`
+///     must be false and `activation` `none`; `a` is read through `perm_a` in place, which must
+///     keep the last axis last (`perm_a[r - 1] == r - 1`: the GEMM copies rows of `A`); `b`
+///     through any `perm_b`; the product is written through `perm_out` in place, which must
+///     also keep the last axis last (the GEMM stores rows).
+/// - **`attention`** (operands `q`, `kt`, `v`, and `mask` if `mask`): `q`, `kt` and `v` `f32`
+///   of rank 2 or more; `perm_q` and `perm_out`, if given, keep the last axis last (`perm_k`
+///   and `perm_v` may be any); an `f32` `mask` that broadcasts to the scores without growing
+///   them (the scores `Q · Kt` have the shape of `scale(Q · Kt) + mask`); `V` that does not
+///   broadcast the batch (the result's batch dims are the scores'). One
+///   [`Kernel::Attention`] with `f = scale(s) + mask` and `g = where(isnan(p), 0, p)` if
+///   `nan_filter`.
+/// - **`add_layer_norm`** and **`rms_norm`**: their own kernels ([`Kernel::Op`]), for `f32` and
+///   `f64`; `rms_norm`'s `scale` must not broadcast `x` to a larger shape.
+/// - **`fused`**: one elementwise loop ([`Kernel::Fused`]) over the result, any body, operand
+///   dtypes and broadcasting, but no 16-bit floats.
+pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
+    let unsupported = |why: &str| unsupported_node(graph, id, why);
+    let ops = graph.operands(id);
+    let node = graph.node(id);
+    let expanded = match expansion(graph, id) {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return Err(unsupported(&format!("its expansion does not type: {e}"))),
+        None => return Err(unsupported("not a fused op (internal error)")),
+    };
+    let step = |kernel: Kernel, inputs: Vec<NodeId>| Step {
+        dest: Dest::Node(id),
+        node: id,
+        kernel,
+        inputs,
+    };
+    let keeps_last = |p: &Option<Vec<usize>>| {
+        p.as_ref()
+            .is_none_or(|p| p.last().is_some_and(|&l| l + 1 == p.len()))
+    };
+    let f32_matrix = |o: NodeId| graph.ty(o).dtype == DType::F32 && graph.ty(o).rank() >= 2;
+    let first_matmul = || {
+        expanded
+            .iter()
+            .find(|e| e.op == Op::MatMul)
+            .ok_or_else(|| unsupported("its expansion has no product (internal error)"))
+    };
+    match &node.op {
+        Op::Gemm {
+            activation,
+            bias,
+            perm_a,
+            perm_b,
+            perm_out,
+        } => {
+            let (a, b) = (ops[0], ops[1]);
+            if !f32_matrix(a) || !f32_matrix(b) {
+                return Err(unsupported("a gemm needs f32 operands of rank 2 or more"));
+            }
+            let const_b = graph
+                .const_value(b)
+                .filter(|t| t.shape().len() == 2 && t.dtype() == DType::F32);
+            if let (Some(bt), None, None, None) = (const_b, perm_a, perm_b, perm_out) {
+                let n = bt.shape()[1];
+                let bias = if *bias {
+                    let ct = graph.const_value(ops[2]);
+                    match ct.map(|t| (t.data(), t.shape())) {
+                        Some((TensorData::F32(v), shape))
+                            if shape.last() == Some(&n)
+                                && shape.iter().rev().skip(1).all(|&d| d == 1) =>
+                        {
+                            Some(v.clone())
+                        }
+                        _ => {
+                            return Err(unsupported(&format!(
+                                "the bias of a gemm must be a constant f32 of shape [{n}] or \
+                                 [1, .., 1, {n}]"
+                            )))
+                        }
+                    }
+                } else {
+                    None
+                };
+                return Ok(step(
+                    Kernel::GemmConstB {
+                        b: bt.clone(),
+                        bias,
+                        activation: *activation,
+                    },
+                    vec![a],
+                ));
+            }
+            if *bias || *activation != Activation::None {
+                return Err(unsupported(
+                    "a gemm with a bias or an activation needs a constant f32 [k, n] B and no \
+                     permutations (the runtime-B product has no epilogue)",
+                ));
+            }
+            if !keeps_last(perm_a) {
+                return Err(unsupported(
+                    "perm_a moves A's last axis (the GEMM reads rows of A in place)",
+                ));
+            }
+            if !keeps_last(perm_out) {
+                return Err(unsupported(
+                    "perm_out moves the product's last axis (the GEMM writes rows in place)",
+                ));
+            }
+            Ok(step(
+                Kernel::MatMul {
+                    product: first_matmul()?.ty.shape.clone(),
+                    perms: [perm_a.clone(), perm_b.clone()],
+                    out_perm: perm_out.clone(),
+                },
+                vec![a, b],
+            ))
+        }
+        Op::Attention {
+            scale,
+            mask,
+            nan_filter,
+            perm_q,
+            perm_k,
+            perm_v,
+            perm_out,
+        } => {
+            if !ops[..3].iter().all(|&o| f32_matrix(o)) {
+                return Err(unsupported(
+                    "attention needs f32 q, kt and v of rank 2 or more",
+                ));
+            }
+            if !keeps_last(perm_q) {
+                return Err(unsupported(
+                    "perm_q moves Q's last axis (the GEMM reads rows of Q in place)",
+                ));
+            }
+            if !keeps_last(perm_out) {
+                return Err(unsupported(
+                    "perm_out moves the result's last axis (the GEMM writes rows in place)",
+                ));
+            }
+            let scores = first_matmul()?.ty.shape.clone();
+            let r = scores.rank();
+            let softmax = expanded
+                .iter()
+                .find(|e| matches!(e.op, Op::Softmax { .. }))
+                .ok_or_else(|| unsupported("its expansion has no softmax (internal error)"))?;
+            if softmax.ty.shape != scores {
+                return Err(unsupported(
+                    "the mask broadcasts the scores to a larger shape",
+                ));
+            }
+            let out = &expanded
+                .iter()
+                .rev()
+                .find(|e| e.op == Op::MatMul)
+                .ok_or_else(|| unsupported("its expansion has no product (internal error)"))?
+                .ty
+                .shape;
+            if out.rank() != r || out.dims()[..r - 2] != scores.dims()[..r - 2] {
+                return Err(unsupported(
+                    "V broadcasts the scores' batch dims to larger ones",
+                ));
+            }
+            let f32_scalar = |v: f32| {
+                Box::new(Expr::Scalar(Arc::new(tcc_ir::fused::scalar(
+                    DType::F32,
+                    f64::from(v),
+                ))))
+            };
+            let s = Box::new(Expr::Leaf(0, DType::F32));
+            let mut expr = match *scale {
+                ScoreScale::None => *s,
+                ScoreScale::Mul(c) => Expr::Binary(BinaryOp::Mul, s, f32_scalar(c), DType::F32),
+                ScoreScale::Div(c) => Expr::Binary(BinaryOp::Div, s, f32_scalar(c), DType::F32),
+            };
+            let mut inputs = ops[..3].to_vec();
+            if *mask {
+                expr = Expr::Binary(
+                    BinaryOp::Add,
+                    Box::new(expr),
+                    Box::new(Expr::Leaf(1, DType::F32)),
+                    DType::F32,
+                );
+                inputs.push(ops[3]);
+            }
+            let post = nan_filter.then(|| {
+                let p = Expr::Leaf(0, DType::F32);
+                Expr::Where(
+                    Box::new([
+                        Expr::Unary(UnaryOp::IsNaN, Box::new(p.clone()), DType::Bool),
+                        *f32_scalar(0.0),
+                        p,
+                    ]),
+                    DType::F32,
+                )
+            });
+            Ok(step(
+                Kernel::Attention {
+                    scores,
+                    expr,
+                    post,
+                    pre_leaves: usize::from(*mask),
+                    perms: [perm_q.clone(), perm_k.clone(), perm_v.clone()],
+                    out_perm: perm_out.clone(),
+                },
+                inputs,
+            ))
+        }
+        Op::AddLayerNorm { .. } | Op::RmsNorm { .. } => Ok(step(Kernel::Op(node.op.clone()), ops)),
+        Op::Fused { body } => {
+            let leaves: Vec<DType> = ops.iter().map(|&o| graph.ty(o).dtype).collect();
+            let expr = body_expr(body, &leaves).map_err(|e| unsupported(&e))?;
+            if is_half(node.ty.dtype) || has_half(&expr) {
+                return Err(unsupported(
+                    "16-bit floats are not supported by the code generator yet",
+                ));
+            }
+            if expr.dtype() != node.ty.dtype {
+                return Err(unsupported(&format!(
+                    "the body computes {}, the node is {} (internal error)",
+                    expr.dtype(),
+                    node.ty.dtype
+                )));
+            }
+            Ok(step(Kernel::Fused(expr), ops))
+        }
+        _ => Err(unsupported("not a fused op (internal error)")),
+    }
+}
+
+/// The expression of a fused op's body: leaf `k` is operand `k` (of dtype `leaves[k]`), each
+/// sub-expression of the dtype the IR's inference gives it (bool for comparisons and `isnan`,
+/// the target of a cast, the first operand's otherwise; a `where` its branches').
+fn body_expr(body: &Body, leaves: &[DType]) -> std::result::Result<Expr, String> {
+    let rec = |b: &Body| body_expr(b, leaves);
+    Ok(match body {
+        Body::Leaf(k) => Expr::Leaf(
+            *k,
+            *leaves
+                .get(*k)
+                .ok_or_else(|| format!("the body reads operand {k} of {}", leaves.len()))?,
+        ),
+        Body::Scalar(t) => {
+            if t.len() != 1 {
+                return Err(format!("a body constant of {} elements", t.len()));
+            }
+            Expr::Scalar(Arc::new(t.clone()))
+        }
+        Body::Unary(u, x) => {
+            let x = rec(x)?;
+            let d = if *u == UnaryOp::IsNaN {
+                DType::Bool
+            } else {
+                x.dtype()
+            };
+            Expr::Unary(*u, Box::new(x), d)
+        }
+        Body::Binary(op, x, y) => {
+            let (x, y) = (rec(x)?, rec(y)?);
+            let d = if op.is_comparison() {
+                DType::Bool
+            } else {
+                x.dtype()
+            };
+            Expr::Binary(*op, Box::new(x), Box::new(y), d)
+        }
+        Body::Where(p) => {
+            let [c, a, b] = [rec(&p[0])?, rec(&p[1])?, rec(&p[2])?];
+            let d = a.dtype();
+            Expr::Where(Box::new([c, a, b]), d)
+        }
+        Body::Cast(to, x) => Expr::Cast(Box::new(rec(x)?), *to),
+    })
+}
+
+/// True if any value of `e` is a 16-bit float.
+fn has_half(e: &Expr) -> bool {
+    is_half(e.dtype())
+        || match e {
+            Expr::Leaf(..) | Expr::Scalar(_) => false,
+            Expr::Unary(_, x, _) | Expr::Cast(x, _) => has_half(x),
+            Expr::Binary(_, x, y, _) => has_half(x) || has_half(y),
+            Expr::Where(p, _) => p.iter().any(has_half),
+        }
 }
 
 /// True for a `MatMul` that becomes [`Kernel::MatMul`]: `f32`, operands of rank 2 or more,
