@@ -13,34 +13,43 @@
 //! | `fold-constants` | [`FoldConstants`]  | nodes of constant operands are evaluated by the interpreter |
 //! | `simplify`       | [`Simplify`]       | no-op reshapes, transposes, casts, expands and slices go; chains merge |
 //! | `dead-code`      | [`DeadCode`]       | nodes that no output needs are removed |
+//! | `egraph`         | [`EGraphPass`]     | equality saturation with the rules of [`egraph::rules`], extraction by the cost model: GEMM epilogues, attention, norms |
+//! | `fuse-elementwise` | [`FuseElementwise`] | chains of elementwise ops become one `fused` op |
 
 #![warn(missing_docs)]
 
 mod dead_code;
+pub mod egraph;
 mod error;
 mod fold_constants;
 mod fold_shapes;
+mod fuse_elementwise;
 mod pass;
 mod pass_manager;
 mod simplify;
 
 pub use dead_code::DeadCode;
+pub use egraph::EGraphPass;
 pub use error::{Error, Result};
 pub use fold_constants::{FoldConstants, FOLD_LIMIT};
 pub use fold_shapes::FoldShapes;
+pub use fuse_elementwise::FuseElementwise;
 pub use pass::Pass;
 pub use pass_manager::{Dump, PassManager, PassRun, Report, Stage};
 pub use simplify::Simplify;
 
 use tcc_ir::Graph;
 
-/// Every pass tcc has, in the order of the default pipeline.
+/// Every pass tcc has, in the order of the default pipeline (the optimiser with its
+/// default [`egraph::Config`]).
 pub fn all_passes() -> Vec<Box<dyn Pass>> {
     vec![
         Box::new(FoldShapes),
         Box::new(FoldConstants),
         Box::new(Simplify),
         Box::new(DeadCode),
+        Box::new(EGraphPass::default()),
+        Box::new(FuseElementwise),
     ]
 }
 

@@ -2,9 +2,10 @@
 
 use crate::error::{Error, Result};
 use crate::pass::Pass;
-use crate::{DeadCode, FoldConstants, FoldShapes, Simplify};
+use crate::{DeadCode, FoldConstants, FoldShapes, FuseElementwise, Simplify};
 use std::fmt;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tcc_ir::{text, verify::verify, Graph};
 
@@ -132,12 +133,28 @@ impl PassManager {
 
     /// The default pipeline.
     pub fn default_pipeline() -> PassManager {
-        PassManager::new(vec![
+        PassManager::new(crate::all_passes())
+    }
+
+    /// The default pipeline with the optimiser configured by `config`, and where its
+    /// explanation will be once it has run (for `tcc compile --explain`).
+    pub fn with_optimiser(
+        config: crate::egraph::Config,
+    ) -> (PassManager, Arc<Mutex<Option<crate::egraph::Explanation>>>) {
+        let egraph = crate::EGraphPass {
+            config,
+            ..Default::default()
+        };
+        let last = egraph.last.clone();
+        let passes: Vec<Box<dyn Pass>> = vec![
             Box::new(FoldShapes),
             Box::new(FoldConstants),
             Box::new(Simplify),
             Box::new(DeadCode),
-        ])
+            Box::new(egraph),
+            Box::new(FuseElementwise),
+        ];
+        (PassManager::new(passes), last)
     }
 
     /// A pipeline of the passes named, in order (a name may repeat).

@@ -76,7 +76,14 @@ fn the_default_pipeline_is_the_documented_one() {
     let pm = PassManager::default_pipeline();
     assert_eq!(
         pm.names(),
-        ["fold-shapes", "fold-constants", "simplify", "dead-code"]
+        [
+            "fold-shapes",
+            "fold-constants",
+            "simplify",
+            "dead-code",
+            "egraph",
+            "fuse-elementwise"
+        ]
     );
     // Every pass has a unique kebab-case name and a description.
     let names = pass_names();
@@ -102,7 +109,7 @@ fn unknown_pass_names_list_the_valid_ones() {
     assert_eq!(
         err.to_string(),
         "unknown pass `fold-everything`; valid passes are: \
-         fold-shapes, fold-constants, simplify, dead-code"
+         fold-shapes, fold-constants, simplify, dead-code, egraph, fuse-elementwise"
     );
 
     // In disable and dump lists, the valid names are this pipeline's.
@@ -152,7 +159,7 @@ fn the_default_pipeline_cleans_up() {
 "
     );
     let shown = report.to_string();
-    assert_eq!(shown.lines().count(), 4, "{shown}");
+    assert_eq!(shown.lines().count(), 6, "{shown}");
     assert!(shown.starts_with("fold-shapes      changed"), "{shown}");
 }
 
@@ -163,10 +170,12 @@ fn disabled_passes_do_not_run() {
     pm.disable("dead-code")
         .unwrap()
         .disable("fold-shapes")
+        .unwrap()
+        .disable("egraph")
         .unwrap();
     let report = pm.run(&mut g).unwrap();
     let ran: Vec<_> = report.passes.iter().map(|p| p.name).collect();
-    assert_eq!(ran, ["fold-constants", "simplify"]);
+    assert_eq!(ran, ["fold-constants", "simplify", "fuse-elementwise"]);
     // Nothing was removed and the shape node was not folded.
     assert_eq!(g.node_count(), 5);
     assert!(text::print(&g).contains("shape<start=0, end=2>(%x)"));
@@ -289,7 +298,7 @@ fn the_report_counts_nodes_after_every_pass() {
     let report = PassManager::default_pipeline().run(&mut g).unwrap();
     let counts: Vec<_> = report.passes.iter().map(|p| p.nodes_after).collect();
     // Nothing is removed before dead-code, which leaves x, neg and dims.
-    assert_eq!(counts, [5, 5, 5, 3]);
+    assert_eq!(counts, [5, 5, 5, 3, 3, 3]);
     assert_eq!(g.node_count(), 3);
 }
 

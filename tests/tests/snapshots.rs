@@ -24,6 +24,66 @@ fn optimised(model: &str) -> String {
     }
 }
 
+/// The optimiser's report on `model` (rules fired, e-graph per iteration, stop reason,
+/// costs; not the time, which varies), then the optimised IR.
+fn optimised_with_report(dir: &tcc_tests::ModelDir) -> String {
+    let path = dir.model_path();
+    let mut graph = tcc_onnx::import_file_with(&path, &dir.options)
+        .unwrap_or_else(|e| panic!("import of {} failed: {e}", path.display()));
+    let (mut pm, explanation) =
+        tcc_passes::PassManager::with_optimiser(tcc_passes::egraph::Config::default());
+    pm.run(&mut graph)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.name));
+    let e = explanation
+        .lock()
+        .expect("not poisoned")
+        .clone()
+        .expect("the egraph pass ran");
+    let mut report = String::new();
+    for line in e.to_string().lines() {
+        let line = match line.find(" time=") {
+            Some(i) => {
+                let rest = &line[i + 1..];
+                let after = rest.find(" cost_before").map(|j| &rest[j..]).unwrap_or("");
+                format!("{}{after}", &line[..i])
+            }
+            None => line.to_string(),
+        };
+        report.push_str("# ");
+        report.push_str(&line);
+        report.push('\n');
+    }
+    format!("{report}{}", tcc_ir::text::print(&graph))
+}
+
+/// The optimised IR of every shared model and of one zoo model per family, with the
+/// optimiser's report: a rule that stops firing, or fires differently, shows as a diff.
+#[test]
+fn optimised_models_with_the_optimisers_report() {
+    let mut dirs = tcc_tests::discover_models();
+    let zoo = tcc_tests::discover_zoo();
+    for family in [
+        "bert-ts17",
+        "bert-ts14",
+        "distilbert-dynamo18",
+        "roberta-ts17",
+        "albert-ts17",
+        "t5enc-ts17",
+        "gpt2-ts17",
+        "gpt2-dynamo23",
+        "vit-ts17",
+    ] {
+        let d = zoo
+            .iter()
+            .find(|m| m.name == family)
+            .unwrap_or_else(|| panic!("tests/zoo/{family} is missing"));
+        dirs.push(d.clone());
+    }
+    for dir in &dirs {
+        insta::assert_snapshot!(format!("egraph_{}", dir.name), optimised_with_report(dir));
+    }
+}
+
 #[test]
 fn bert_tiny_imported() {
     insta::assert_snapshot!(imported("bert-tiny"));

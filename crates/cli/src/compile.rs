@@ -22,20 +22,28 @@ output file's name without its extension, made a C identifier (characters other
 than letters, digits and `_` become `_`; a leading digit gets a `_` before it):
 `-o bert.so` gives `bert_run`, `bert_session_create`, ...
 
-Other outputs: `--emit ir` prints the optimised IR (to stdout or -o), `llvm`,
-`asm` and `obj` the optimised LLVM IR, assembly or object code, `header` the C
-header only. Progress lines with each stage's time and the memory plan go to
+Other outputs: `--emit ir` prints the optimised IR (to stdout or -o): exactly
+the kernels that will run, one per op, fused ops included; `--emit dot` Graphviz
+of the graph as imported and as optimised, fused ops filled; `llvm`, `asm` and
+`obj` the optimised LLVM IR, assembly or object code, `header` the C header only. Progress lines with each stage's time and the memory plan go to
 stderr; `--shape batch=1,seq=128` evaluates the plan's sizes for those symbol
 values.
 
-The pass pipeline can be taken apart with --no-opt, --disable-pass P,
---dump-after P and --time-passes.";
+The pass pipeline (fold-shapes, fold-constants, simplify, dead-code, egraph,
+fuse-elementwise) can be taken apart with --no-opt, --disable-pass P,
+--dump-after P and --time-passes. The egraph pass is the optimiser: it rewrites
+the graph by equality saturation (GEMM bias and activation epilogues, attention,
+residual layer norm, transposes read in place) and keeps the cheapest form by a
+cost model evaluated at --hint sizes; --explain shows what it did and
+--no-reassociate keeps only the rules that never change rounding.";
 
 const AFTER_HELP: &str = "\
 Examples:
   tcc compile model.onnx -o model.so
   tcc compile model.onnx -o bert.so --target-cpu x86-64-v3 --shape batch=1,seq=128
-  tcc compile model.onnx --emit ir
+  tcc compile model.onnx --emit ir --explain
+  tcc compile model.onnx --emit dot -o model.dot && dot -Tsvg model.dot > model.svg
+  tcc compile model.onnx -o model.so --disable-pass egraph
   tcc compile model.onnx --emit asm -o model.s";
 
 /// What `tcc compile` produces.
@@ -53,6 +61,8 @@ pub enum Emit {
     Obj,
     /// The C header only.
     Header,
+    /// Graphviz of the graph before and after optimisation, fused ops filled.
+    Dot,
 }
 
 /// Arguments of `tcc compile`.
@@ -149,7 +159,19 @@ pub fn run(args: Args) -> Result<()> {
         stage("import", start);
     }
     let start = Instant::now();
+    let before = (args.emit == Emit::Dot).then(|| graph.clone());
     pipeline::optimize(&mut graph, &args.pipeline)?;
+    if let Some(before) = before {
+        let dot = format!(
+            "digraph tcc {{\n  rankdir=TB;\n{}{}}}\n",
+            tcc_ir::text::dot_cluster(&before, "before", "as imported"),
+            tcc_ir::text::dot_cluster(&graph, "after", "optimised")
+        );
+        return match &args.output {
+            Some(path) => files::write_atomic(path, dot.as_bytes()),
+            None => files::print_stdout(&dot),
+        };
+    }
     if args.emit == Emit::Ir {
         let text = tcc_ir::text::print(&graph);
         return match &args.output {
@@ -234,6 +256,7 @@ fn emit_name(e: Emit) -> &'static str {
         Emit::Asm => "asm",
         Emit::Obj => "obj",
         Emit::Header => "header",
+        Emit::Dot => "dot",
     }
 }
 

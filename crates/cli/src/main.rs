@@ -39,8 +39,10 @@ impl std::error::Error for NotYet {}
 const LONG_ABOUT: &str = "\
 tcc compiles transformer models from ONNX ahead of time. It imports an ONNX
 model into a typed tensor IR with symbolic shapes (batch, seq), optimises it
-with a pipeline of passes, and either runs it in a reference interpreter or
-prints the IR. Native code generation (LLVM) is the next stage and not there yet.
+with a pipeline of passes whose heart is an e-graph optimiser (fused GEMM
+epilogues, attention and layer norms, chosen by a cost model), and compiles
+it through LLVM into a self-contained shared library with a C API, one kernel
+per IR op; it can also run the IR in a reference interpreter or print it.
 
 Inputs and outputs of a run are numpy .npz archives keyed by the ONNX input and
 output names, as numpy.savez writes them.";
@@ -50,7 +52,8 @@ Examples:
   tcc inspect examples/tiny-encoder/model.onnx
   tcc interpret examples/tiny-encoder/model.onnx \\
       --inputs examples/tiny-encoder/inputs.npz --output out.npz
-  tcc compile examples/tiny-encoder/model.onnx --emit ir --time-passes
+  tcc compile examples/tiny-encoder/model.onnx -o model.so
+  tcc compile examples/tiny-encoder/model.onnx --emit ir --explain
 
 Run `tcc help <COMMAND>` for the options of one command.";
 

@@ -24,6 +24,24 @@ pub struct PipelineArgs {
     /// Print how long each pass took, and what it changed, to stderr.
     #[arg(long)]
     pub time_passes: bool,
+
+    /// Print what the e-graph optimiser did to stderr: each rule that fired and how often,
+    /// the e-graph's size per iteration, why saturation stopped, and the cost model's
+    /// estimate before and after. The last line is `tcc explain: rules=R iterations=I
+    /// enodes=N eclasses=C time=T ms cost_before=X cost_after=Y` (costs in µs).
+    #[arg(long)]
+    pub explain: bool,
+
+    /// Symbol sizes the cost model assumes when it chooses between forms, such as
+    /// `seq=4096` (default: batch=1,seq=128; other symbols count as 128).
+    #[arg(long, value_name = "SYM=N,...")]
+    pub hint: Option<String>,
+
+    /// Leave out the rewrite rules that may change rounding (those RULES.md tags
+    /// reassociating: another association of a GELU, the decomposed layer norm recognised,
+    /// ...): every rewrite is then exact.
+    #[arg(long)]
+    pub no_reassociate: bool,
 }
 
 /// Runs the default pipeline on `graph` as `args` say; dumps and the timing
@@ -32,7 +50,16 @@ pub fn optimize(graph: &mut Graph, args: &PipelineArgs) -> Result<()> {
     if args.no_opt {
         return Ok(());
     }
-    let mut pm = PassManager::default_pipeline();
+    let mut config = tcc_passes::egraph::Config {
+        reassociate: !args.no_reassociate,
+        ..Default::default()
+    };
+    if let Some(hint) = &args.hint {
+        for (k, v) in crate::compile::parse_shape(hint).context("in --hint")? {
+            config.cost.hints.insert(k, v);
+        }
+    }
+    let (mut pm, explanation) = PassManager::with_optimiser(config);
     for name in &args.disable_pass {
         pm.disable(name)
             .with_context(|| format!("cannot disable pass `{name}`"))?;
@@ -44,6 +71,12 @@ pub fn optimize(graph: &mut Graph, args: &PipelineArgs) -> Result<()> {
     let report = pm.run(graph).context("the pass pipeline failed")?;
     for dump in &report.dumps {
         eprintln!("# {} {}\n{}", dump.stage, dump.pass, dump.text);
+    }
+    if args.explain {
+        match explanation.lock().ok().and_then(|e| e.clone()) {
+            Some(e) => eprintln!("{e}"),
+            None => eprintln!("tcc explain: the egraph pass did not run"),
+        }
     }
     if args.time_passes {
         eprint!("{report}");

@@ -1,0 +1,249 @@
+//! `egraph`: the optimiser. The graph goes into an e-graph, the rules (`rules/`) saturate it
+//! within explicit limits, and the cost model (`cost`) picks one e-node per needed class
+//! (`extract`, a DAG cost), from which the graph is rebuilt (`convert`).
+//!
+//! Every fusion tcc makes is a rule here, and its result is an IR op that prints, parses,
+//! verifies and interprets ([`tcc_ir::fused`]); code generation lowers each op to one
+//! kernel. The run is bounded by iterations, e-nodes and time; the limits are sized so that a
+//! BERT-sized model saturates well inside them (so the time limit cannot change the result on
+//! a fast machine), and the stop reason is reported by [`Explanation`].
+
+pub mod analysis;
+pub mod convert;
+pub mod cost;
+pub mod extract;
+pub mod lang;
+pub mod rules;
+
+use crate::error::Result;
+use crate::pass::Pass;
+use egg::{Runner, StopReason};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tcc_ir::Graph;
+
+pub use cost::CostModel;
+pub use egg;
+pub use rules::{Exactness, Rule};
+
+/// The optimiser's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// At most this many rounds of rule applications.
+    pub iter_limit: usize,
+    /// Stop once the e-graph has this many e-nodes.
+    pub node_limit: usize,
+    /// Stop after this long.
+    pub time_limit: Duration,
+    /// Allow the rules tagged [`Exactness::Reassociating`] (on by default: each changes a
+    /// result by at most an ulp or two of the value it rewrites, see RULES.md).
+    pub reassociate: bool,
+    /// The cost model extraction uses.
+    pub cost: CostModel,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            iter_limit: 32,
+            node_limit: 200_000,
+            time_limit: Duration::from_secs(20),
+            reassociate: true,
+            cost: CostModel::default(),
+        }
+    }
+}
+
+/// One round of rule applications.
+#[derive(Clone, Debug)]
+pub struct Iteration {
+    /// E-nodes after the round.
+    pub enodes: usize,
+    /// E-classes after the round.
+    pub eclasses: usize,
+    /// Matches applied in the round.
+    pub applied: usize,
+}
+
+/// What a run of the optimiser did, for `tcc compile --explain`.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// Each rule that fired, with how many times, in rule order.
+    pub fired: Vec<(String, usize)>,
+    /// The number of rules that were enabled.
+    pub rules: usize,
+    /// The rounds.
+    pub iterations: Vec<Iteration>,
+    /// Why saturation stopped.
+    pub stop_reason: String,
+    /// Time from graph to graph.
+    pub time: Duration,
+    /// The cost model's estimate for the graph before, in ns.
+    pub cost_before: f64,
+    /// And after.
+    pub cost_after: f64,
+    /// E-nodes at the end.
+    pub enodes: usize,
+    /// E-classes at the end.
+    pub eclasses: usize,
+}
+
+impl fmt::Display for Explanation {
+    /// The rules that fired, the e-graph per round, the stop reason and the costs; the last
+    /// line is `tcc explain: rules=R iterations=I enodes=N eclasses=C time=T ms
+    /// cost_before=X cost_after=Y` (costs in µs at the hinted sizes).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "rules fired:")?;
+        for (name, n) in &self.fired {
+            writeln!(f, "  {name:<28} {n}")?;
+        }
+        writeln!(f, "iterations:")?;
+        for (i, it) in self.iterations.iter().enumerate() {
+            writeln!(
+                f,
+                "  {i:>3}: {:>7} e-nodes {:>7} e-classes {:>6} applied",
+                it.enodes, it.eclasses, it.applied
+            )?;
+        }
+        writeln!(f, "stop reason: {}", self.stop_reason)?;
+        writeln!(
+            f,
+            "cost: {:.1} µs before, {:.1} µs after",
+            self.cost_before / 1e3,
+            self.cost_after / 1e3
+        )?;
+        write!(
+            f,
+            "tcc explain: rules={} iterations={} enodes={} eclasses={} time={:.1} ms cost_before={:.1} cost_after={:.1}",
+            self.rules,
+            self.iterations.len(),
+            self.enodes,
+            self.eclasses,
+            self.time.as_secs_f64() * 1e3,
+            self.cost_before / 1e3,
+            self.cost_after / 1e3
+        )
+    }
+}
+
+/// The cost model's estimate for a whole graph, in ns: each node once.
+pub fn graph_cost(graph: &Graph, model: &CostModel) -> f64 {
+    graph
+        .topo_order()
+        .into_iter()
+        .map(|id| {
+            let args: Vec<_> = graph.operands(id).iter().map(|&o| graph.ty(o)).collect();
+            model.op_cost(graph.op(id), &args, graph.ty(id))
+        })
+        .sum()
+}
+
+/// The rules `config` enables.
+pub fn enabled_rules(config: &Config) -> Vec<Rule> {
+    rules::all()
+        .into_iter()
+        .filter(|r| config.reassociate || r.exactness == Exactness::Exact)
+        .collect()
+}
+
+/// Optimises `graph`: saturation, extraction, rebuild. Returns the new graph and what
+/// happened.
+pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> {
+    let start = Instant::now();
+    let rules = enabled_rules(config);
+    let mut loaded = convert::to_egraph(graph);
+    let egraph = std::mem::take(&mut loaded.egraph);
+    let rewrites: Vec<_> = rules.iter().map(|r| &r.rewrite).collect();
+    let runner = Runner::default()
+        .with_egraph(egraph)
+        .with_iter_limit(config.iter_limit)
+        .with_node_limit(config.node_limit)
+        .with_time_limit(config.time_limit)
+        .run(rewrites);
+    let stop_reason = match &runner.stop_reason {
+        Some(StopReason::Saturated) => "saturated".to_string(),
+        Some(StopReason::IterationLimit(n)) => format!("iteration limit ({n})"),
+        Some(StopReason::NodeLimit(n)) => format!("e-node limit ({n})"),
+        Some(StopReason::TimeLimit(t)) => format!("time limit ({t:.1} s)"),
+        Some(StopReason::Other(s)) => s.clone(),
+        None => "not run".to_string(),
+    };
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    let iterations = runner
+        .iterations
+        .iter()
+        .map(|it| {
+            let mut applied = 0;
+            for (name, n) in &it.applied {
+                *counts.entry(name.to_string()).or_default() += n;
+                applied += n;
+            }
+            Iteration {
+                enodes: it.egraph_nodes,
+                eclasses: it.egraph_classes,
+                applied,
+            }
+        })
+        .collect();
+    loaded.egraph = runner.egraph;
+    let eg = &loaded.egraph;
+    loaded.outputs = loaded.outputs.iter().map(|&o| eg.find(o)).collect();
+    let mut origins = std::collections::HashMap::new();
+    for (k, v) in std::mem::take(&mut loaded.origins) {
+        origins.entry(eg.find(k)).or_insert(v);
+    }
+    loaded.origins = origins;
+    let extraction = extract::extract(eg, &config.cost, &loaded.outputs);
+    let out = convert::from_egraph(&loaded, &extraction.choice, graph)?;
+    let fired = rules
+        .iter()
+        .filter_map(|r| {
+            let n = counts.get(r.name()).copied().unwrap_or(0);
+            (n > 0).then(|| (r.name().to_string(), n))
+        })
+        .collect();
+    let explanation = Explanation {
+        fired,
+        rules: rules.len(),
+        iterations,
+        stop_reason,
+        time: start.elapsed(),
+        cost_before: graph_cost(graph, &config.cost),
+        cost_after: graph_cost(&out, &config.cost),
+        enodes: loaded.egraph.total_number_of_nodes(),
+        eclasses: loaded.egraph.number_of_classes(),
+    };
+    Ok((out, explanation))
+}
+
+/// The optimiser as a pass. The explanation of its last run is kept for the caller.
+#[derive(Debug, Default)]
+pub struct EGraphPass {
+    /// Its settings.
+    pub config: Config,
+    /// The explanation of the last run.
+    pub last: Arc<Mutex<Option<Explanation>>>,
+}
+
+impl Pass for EGraphPass {
+    fn name(&self) -> &'static str {
+        "egraph"
+    }
+
+    fn description(&self) -> &'static str {
+        "equality saturation with the fusion rules, then extraction by the cost model"
+    }
+
+    fn run(&self, graph: &mut Graph) -> Result<bool> {
+        let (out, explanation) = optimize(graph, &self.config)?;
+        let changed = tcc_ir::text::print(&out) != tcc_ir::text::print(graph);
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(explanation);
+        }
+        if changed {
+            *graph = out;
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,197 @@
+//! Attention: `softmax(scale(Q · Kt) + mask) · V`, with torch's NaN filter, as one
+//! `attention` op whose scores never reach memory; and its output transpose written in place.
+
+use super::fusion::transposes;
+use super::{data, is_const, keeps_last, nodes, rule, var, Ctx, Exactness::*, Rule};
+use egg::Id;
+use tcc_ir::{Activation, BinaryOp, Op, ScoreScale, UnaryOp};
+
+/// A runtime gemm without epilogue or output permutation in class `id`: its operands and
+/// input permutations.
+type Product = (Id, Id, Option<Vec<usize>>, Option<Vec<usize>>);
+
+fn plain_products(c: &Ctx, id: Id) -> Vec<Product> {
+    nodes(c.eg, id)
+        .filter_map(|n| match n.op() {
+            Op::Gemm {
+                activation: Activation::None,
+                bias: false,
+                perm_a,
+                perm_b,
+                perm_out: None,
+            } if !is_const(c.eg, n.args()[1]) => {
+                Some((n.args()[0], n.args()[1], perm_a.clone(), perm_b.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The softmax over the last axis in class `p`, and whether it was reached through the NaN
+/// filter `where(isnan(p), 0, p)`: (the scores' class, nan_filter).
+fn probabilities(c: &Ctx, p: Id) -> Vec<(Id, bool)> {
+    let softmax_of = |id: Id| -> Vec<Id> {
+        let rank = data(c.eg, id).ty.rank();
+        nodes(c.eg, id)
+            .filter_map(|n| match n.op() {
+                Op::Softmax { axis } if *axis + 1 == rank => Some(n.args()[0]),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut out: Vec<(Id, bool)> = softmax_of(p).into_iter().map(|s| (s, false)).collect();
+    for n in nodes(c.eg, p) {
+        if n.op() != &Op::Where {
+            continue;
+        }
+        let [cond, zero, inner] = n.args() else {
+            continue;
+        };
+        let is_filter = data(c.eg, *zero).is_f32_exactly(0.0)
+            && nodes(c.eg, *cond).any(|m| {
+                m.op() == &Op::Unary(UnaryOp::IsNaN) && c.eg.find(m.args()[0]) == c.eg.find(*inner)
+            });
+        if is_filter {
+            out.extend(softmax_of(*inner).into_iter().map(|s| (s, true)));
+        }
+    }
+    out
+}
+
+/// The ways to read class `s` as `scale(qk) + mask`: (qk's class, scale, mask).
+fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, Option<Id>)> {
+    let mut masked: Vec<(Id, Option<Id>)> = vec![(s, None)];
+    for n in nodes(c.eg, s) {
+        if n.op() == &Op::Binary(BinaryOp::Add) {
+            let [x, y] = n.args() else { continue };
+            masked.push((*x, Some(*y)));
+            masked.push((*y, Some(*x)));
+        }
+    }
+    let mut out = Vec::new();
+    for (scaled, mask) in masked {
+        out.push((scaled, ScoreScale::None, mask));
+        for n in nodes(c.eg, scaled) {
+            let scale = match n.op() {
+                Op::Binary(BinaryOp::Mul) => ScoreScale::Mul,
+                Op::Binary(BinaryOp::Div) => ScoreScale::Div,
+                _ => continue,
+            };
+            let [x, k] = n.args() else { continue };
+            let kd = data(c.eg, *k);
+            if kd.ty.dtype != tcc_ir::DType::F32 || kd.ty.rank() != 0 {
+                continue;
+            }
+            if let Some(v) = kd.scalar() {
+                out.push((*x, scale(v as f32), mask));
+            }
+        }
+    }
+    out
+}
+
+/// The attention rules.
+pub fn rules() -> Vec<Rule> {
+    vec![
+        rule(
+            "attention",
+            Exact,
+            "gemm(filter(softmax(scale(gemm(q, kt)) + mask)), v) = attention(q, kt, v, mask)",
+            "(gemm ?p ?v)",
+            |c, root, _| {
+                let mut found = Vec::new();
+                let pv: Vec<Product> = plain_products(c, root);
+                for (p, v, perm_p, perm_v) in pv {
+                    if perm_p.is_some() {
+                        continue;
+                    }
+                    for (s, nan_filter) in probabilities(c, p) {
+                        // The kernel's limits: the mask does not grow the scores, and `V`
+                        // does not grow their batch dims.
+                        let sty = data(c.eg, s).ty.clone();
+                        let r = sty.rank();
+                        let out = &data(c.eg, root).ty;
+                        if out.rank() != r || out.shape.dims()[..r - 2] != sty.shape.dims()[..r - 2]
+                        {
+                            continue;
+                        }
+                        for (qk, scale, mask) in scores(c, s) {
+                            if data(c.eg, qk).ty != sty {
+                                continue;
+                            }
+                            for (q, kt, perm_q, perm_k) in plain_products(c, qk) {
+                                let mut args = vec![q, kt, v];
+                                args.extend(mask);
+                                let op = Op::Attention {
+                                    scale,
+                                    mask: mask.is_some(),
+                                    nan_filter,
+                                    perm_q: perm_q.clone(),
+                                    perm_k: perm_k.clone(),
+                                    perm_v: perm_v.clone(),
+                                    perm_out: None,
+                                };
+                                found.push((op, args));
+                            }
+                        }
+                    }
+                }
+                found
+                    .into_iter()
+                    .filter_map(|(op, args)| c.add(op, args))
+                    .collect()
+            },
+        ),
+        rule(
+            "transpose-attention",
+            Exact,
+            "transpose(attention(..), p) = attention<perm_out=p>(..), p keeping the last axis",
+            "(transpose ?a)",
+            |c, root, s| {
+                let a = var(s, "?a");
+                let perms: Vec<Vec<usize>> = nodes(c.eg, root)
+                    .filter_map(|n| match n.op() {
+                        Op::Transpose { perm } if c.eg.find(n.args()[0]) == c.eg.find(a) => {
+                            Some(perm.clone())
+                        }
+                        _ => None,
+                    })
+                    .filter(|p| keeps_last(p))
+                    .collect();
+                let atts: Vec<(Op, Vec<Id>)> = nodes(c.eg, a)
+                    .filter(|n| matches!(n.op(), Op::Attention { perm_out: None, .. }))
+                    .map(|n| (n.op().clone(), n.args().to_vec()))
+                    .collect();
+                let mut out = Vec::new();
+                for perm in perms {
+                    for (op, args) in &atts {
+                        let Op::Attention {
+                            scale,
+                            mask,
+                            nan_filter,
+                            perm_q,
+                            perm_k,
+                            perm_v,
+                            ..
+                        } = op.clone()
+                        else {
+                            continue;
+                        };
+                        let op = Op::Attention {
+                            scale,
+                            mask,
+                            nan_filter,
+                            perm_q,
+                            perm_k,
+                            perm_v,
+                            perm_out: Some(perm.clone()),
+                        };
+                        out.extend(c.add(op, args.clone()));
+                    }
+                }
+                let _ = transposes;
+                out
+            },
+        ),
+    ]
+}

@@ -1,0 +1,136 @@
+//! Canonical forms: targeted one-way rules that bring the exporters' variants of one
+//! computation to the form the fusion rules match. None of them is a general commutativity
+//! or associativity: each fires only on the operands named (a scalar constant, the constant
+//! 0.5, 1 / sqrt 2), so the e-graph grows by at most a node or two per match.
+
+use super::{data, rule, var, Ctx, Exactness::*, Rule};
+use egg::Id;
+use tcc_ir::{fused::scalar, BinaryOp, DType, Op};
+
+/// True for a one-element constant.
+fn is_scalar_const(c: &Ctx, id: Id) -> bool {
+    data(c.eg, id).value.as_ref().is_some_and(|v| v.len() == 1)
+}
+
+fn mul(c: &mut Ctx, x: Id, y: Id) -> Option<Id> {
+    c.add(Op::Binary(BinaryOp::Mul), vec![x, y])
+}
+
+/// The canonical rules.
+pub fn rules() -> Vec<Rule> {
+    vec![
+        rule(
+            "add-scalar-right",
+            Exact,
+            "c + x = x + c for a scalar constant c (IEEE addition commutes)",
+            "(add ?c ?x)",
+            |c, _, s| {
+                let (k, x) = (var(s, "?c"), var(s, "?x"));
+                if is_scalar_const(c, k) && !is_scalar_const(c, x) {
+                    c.add(Op::Binary(BinaryOp::Add), vec![x, k])
+                        .into_iter()
+                        .collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+        rule(
+            "mul-scalar-right",
+            Exact,
+            "c * x = x * c for a scalar constant c (IEEE multiplication commutes)",
+            "(mul ?c ?x)",
+            |c, _, s| {
+                let (k, x) = (var(s, "?c"), var(s, "?x"));
+                if is_scalar_const(c, k) && !is_scalar_const(c, x) {
+                    mul(c, x, k).into_iter().collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+        rule(
+            "mul-half-outward",
+            Reassociating,
+            "(x * 0.5) * y = (x * y) * 0.5 (equal unless x * y overflows or is subnormal)",
+            "(mul (mul ?x ?h) ?y)",
+            |c, _, s| {
+                let (x, h, y) = (var(s, "?x"), var(s, "?h"), var(s, "?y"));
+                if data(c.eg, h).is_f32_exactly(0.5) && !is_scalar_const(c, y) {
+                    mul(c, x, y)
+                        .and_then(|xy| mul(c, xy, h))
+                        .into_iter()
+                        .collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+        rule(
+            "mul-half-outward-right",
+            Reassociating,
+            "x * (y * 0.5) = (x * y) * 0.5 (equal unless x * y overflows or is subnormal)",
+            "(mul ?x (mul ?y ?h))",
+            |c, _, s| {
+                let (x, h, y) = (var(s, "?x"), var(s, "?h"), var(s, "?y"));
+                if data(c.eg, h).is_f32_exactly(0.5) && !is_scalar_const(c, x) {
+                    mul(c, x, y)
+                        .and_then(|xy| mul(c, xy, h))
+                        .into_iter()
+                        .collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+        rule(
+            "mul-rsqrt2-as-div",
+            Reassociating,
+            "x * (1 / sqrt 2) = x / sqrt 2 (within an ulp)",
+            "(mul ?x ?c)",
+            |c, _, s| {
+                let (x, k) = (var(s, "?x"), var(s, "?c"));
+                if data(c.eg, k).is_f32_exactly(std::f32::consts::FRAC_1_SQRT_2)
+                    && data(c.eg, k).ty.rank() == 0
+                {
+                    let r2 = c.constant(scalar(DType::F32, f64::from(std::f32::consts::SQRT_2)));
+                    c.add(Op::Binary(BinaryOp::Div), vec![x, r2])
+                        .into_iter()
+                        .collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+        rule(
+            "pow-two-square",
+            Exact,
+            "pow(x, 2) = x * x for f32 x (x² is exact in f64, so both round once to one f32)",
+            "(pow ?x ?two)",
+            |c, _, s| {
+                let (x, two) = (var(s, "?x"), var(s, "?two"));
+                if data(c.eg, x).ty.dtype == DType::F32 && data(c.eg, two).is_f32_exactly(2.0) {
+                    mul(c, x, x).into_iter().collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+        rule(
+            "mul-reciprocal-as-div",
+            Reassociating,
+            "x * (1 / y) = x / y (one rounding instead of two: within an ulp)",
+            "(mul ?x (div ?one ?y))",
+            |c, _, s| {
+                let (x, one, y) = (var(s, "?x"), var(s, "?one"), var(s, "?y"));
+                if data(c.eg, one).is_f32_exactly(1.0) {
+                    c.add(Op::Binary(BinaryOp::Div), vec![x, y])
+                        .into_iter()
+                        .collect()
+                } else {
+                    vec![]
+                }
+            },
+        ),
+    ]
+}

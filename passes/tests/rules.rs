@@ -1,0 +1,284 @@
+//! Every rule of the e-graph optimiser, one line each (in the manner of egg's `test_fn!`):
+//! a small graph in the IR text form where the rule must fire, optimised by the whole rule
+//! set, then both graphs evaluated by the interpreter on seeded random inputs at several
+//! sizes of each symbol. Exact rules must give bit-identical results; reassociating rules
+//! stay within the stated tolerance (relative to the largest magnitude of the output).
+//!
+//! Statements are separated by `; ` (the parser reads one per line). Constants are written
+//! `@"name_RxC"`: a seeded random f32 tensor of that shape
+//! (`@"b_8"` is a vector of 8), so the tests need no inline weights.
+
+use std::collections::HashMap;
+use tcc_ir::{interp, text, DType, Graph, Op, Tensor, TensorData};
+use tcc_passes::egraph::{self, Config};
+
+/// A deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn seed_of(name: &str) -> u64 {
+    name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01B3)
+    }) | 1
+}
+
+/// The random weight a `@"name_AxB"` constant names.
+fn weight(name: &str) -> Option<Tensor> {
+    let dims = name.rsplit('_').next()?;
+    let shape: Vec<usize> = dims
+        .split('x')
+        .map(|d| d.parse().ok())
+        .collect::<Option<_>>()?;
+    let n: usize = shape.iter().product();
+    let mut r = Rng(seed_of(name));
+    let v: Vec<f32> = (0..n).map(|_| (r.next() * 2.0 - 1.0) as f32).collect();
+    Tensor::from_vec(shape, v).ok()
+}
+
+fn random_input(ty: &tcc_ir::TensorType, sizes: &HashMap<String, i64>, r: &mut Rng) -> Tensor {
+    let shape = ty
+        .shape
+        .eval(&|s| sizes.get(s).copied())
+        .expect("every symbol has a size");
+    let n: usize = shape.iter().product();
+    match ty.dtype {
+        DType::F32 => Tensor::from_vec(
+            shape,
+            (0..n).map(|_| (r.next() * 6.0 - 3.0) as f32).collect(),
+        )
+        .expect("sizes match"),
+        DType::Bool => {
+            Tensor::from_vec(shape, (0..n).map(|_| r.next() < 0.8).collect()).expect("sizes match")
+        }
+        d => Tensor::new(shape, TensorData::zeros(d, n)).expect("sizes match"),
+    }
+}
+
+fn run(graph: &Graph, inputs: &HashMap<String, Tensor>) -> Vec<Tensor> {
+    interp::run(graph, inputs)
+        .expect("the interpreter runs")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// Checks that `rule` fires on `text` and that the optimised graph computes what the
+/// original does: bitwise if `tol` is 0, else within `tol` times the output's magnitude.
+fn check(rule: &str, tol: f64, text: &str) {
+    let text = text.replace("; ", "\n");
+    let graph = text::parse(&text, &weight).unwrap_or_else(|e| panic!("{rule}: {e}"));
+    let (opt, explanation) = egraph::optimize(&graph, &Config::default()).expect("optimises");
+    assert!(
+        explanation.fired.iter().any(|(n, _)| n == rule),
+        "rule `{rule}` did not fire; fired: {:?}\n{}",
+        explanation.fired,
+        text::print(&opt)
+    );
+    let tag = egraph::rules::all()
+        .into_iter()
+        .find(|r| r.name() == rule)
+        .map(|r| r.exactness)
+        .expect("the rule exists");
+    assert_eq!(
+        tag == egraph::Exactness::Exact,
+        tol == 0.0,
+        "rule `{rule}`: an exact rule is checked bitwise, a reassociating one with a tolerance"
+    );
+    tcc_ir::verify::verify(&opt).expect("the optimised graph verifies");
+    let symbols = graph.input_symbols();
+    for (k, size) in [1i64, 3, 7, 16].into_iter().enumerate() {
+        let mut r = Rng(seed_of(rule) ^ (k as u64 + 1));
+        let sizes: HashMap<String, i64> = symbols.iter().map(|s| (s.to_string(), size)).collect();
+        let inputs: HashMap<String, Tensor> = graph
+            .inputs()
+            .iter()
+            .map(|&i| {
+                let Op::Input { name } = graph.op(i) else {
+                    unreachable!()
+                };
+                (name.clone(), random_input(graph.ty(i), &sizes, &mut r))
+            })
+            .collect();
+        let (want, got) = (run(&graph, &inputs), run(&opt, &inputs));
+        for (w, g) in want.iter().zip(&got) {
+            let (w, g) = (w.data().to_f64_vec(), g.data().to_f64_vec());
+            let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            for (i, (a, b)) in w.iter().zip(&g).enumerate() {
+                let ok = if tol == 0.0 {
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+                } else {
+                    (a - b).abs() <= tol * scale
+                };
+                assert!(ok, "rule `{rule}` at size {size}, element {i}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+macro_rules! rule_test {
+    ($test:ident, $rule:literal, $tol:expr, $text:literal) => {
+        #[test]
+        fn $test() {
+            check($rule, $tol, $text);
+        }
+    };
+}
+
+// Canonical forms.
+rule_test!(
+    add_scalar_right,
+    "add-scalar-right",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %c = const [1.5] : f32[]; %y = add(%c, %x) : f32[n, 8]; %z = erf(%y) : f32[n, 8]; return %o = %z; }"#
+);
+rule_test!(
+    mul_scalar_right,
+    "mul-scalar-right",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %c = const [0.5] : f32[]; %y = mul(%c, %x) : f32[n, 8]; return %o = %y; }"#
+);
+rule_test!(
+    mul_half_outward,
+    "mul-half-outward",
+    1e-7,
+    r#"graph(%x: f32[n, 8], %y: f32[n, 8]) {; %h = const [0.5] : f32[]; %a = mul(%x, %h) : f32[n, 8]; %b = mul(%a, %y) : f32[n, 8]; return %o = %b; }"#
+);
+rule_test!(
+    mul_half_outward_right,
+    "mul-half-outward-right",
+    1e-7,
+    r#"graph(%x: f32[n, 8], %y: f32[n, 8]) {; %h = const [0.5] : f32[]; %a = mul(%y, %h) : f32[n, 8]; %b = mul(%x, %a) : f32[n, 8]; return %o = %b; }"#
+);
+rule_test!(
+    mul_rsqrt2_as_div,
+    "mul-rsqrt2-as-div",
+    2.4e-7,
+    r#"graph(%x: f32[n, 8]) {; %c = const [0.70710677] : f32[]; %y = mul(%x, %c) : f32[n, 8]; return %o = %y; }"#
+);
+rule_test!(
+    pow_two_square,
+    "pow-two-square",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %c = const [2.0] : f32[]; %y = pow(%x, %c) : f32[n, 8]; return %o = %y; }"#
+);
+rule_test!(
+    mul_reciprocal_as_div,
+    "mul-reciprocal-as-div",
+    2.4e-7,
+    r#"graph(%x: f32[n, 8], %y: f32[n, 8]) {; %c = const [1.0] : f32[]; %r = div(%c, %y) : f32[n, 8]; %z = mul(%x, %r) : f32[n, 8]; return %o = %z; }"#
+);
+// GEMM fusion.
+rule_test!(
+    matmul_gemm,
+    "matmul-gemm",
+    0.0,
+    r#"graph(%x: f32[n, 8], %y: f32[8, n]) {; %z = matmul(%x, %y) : f32[n, n]; return %o = %z; }"#
+);
+rule_test!(
+    gemm_bias,
+    "gemm-bias",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %w = const @"w_8x4" : f32[8, 4]; %b = const @"b_4" : f32[4]; %m = matmul(%x, %w) : f32[n, 4]; %y = add(%b, %m) : f32[n, 4]; return %o = %y; }"#
+);
+rule_test!(
+    gemm_relu,
+    "gemm-relu",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %w = const @"w_8x4" : f32[8, 4]; %m = matmul(%x, %w) : f32[n, 4]; %y = relu(%m) : f32[n, 4]; return %o = %y; }"#
+);
+rule_test!(
+    gemm_gelu_erf,
+    "gemm-gelu-erf",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %w = const @"w_8x4" : f32[8, 4]; %b = const @"b_4" : f32[4]; %r2 = const [1.4142135] : f32[]; %one = const [1.0] : f32[]; %h = const [0.5] : f32[]; %m = matmul(%x, %w) : f32[n, 4]; %y = add(%m, %b) : f32[n, 4]; %d = div(%y, %r2) : f32[n, 4]; %e = erf(%d) : f32[n, 4]; %p = add(%e, %one) : f32[n, 4]; %q = mul(%y, %p) : f32[n, 4]; %g = mul(%q, %h) : f32[n, 4]; return %o = %g; }"#
+);
+rule_test!(
+    gemm_gelu_tanh,
+    "gemm-gelu-tanh",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %w = const @"w_8x4" : f32[8, 4]; %h = const [0.5] : f32[]; %three = const [3.0] : f32[]; %k = const [0.044715] : f32[]; %r = const [0.7978846] : f32[]; %one = const [1.0] : f32[]; %m = matmul(%x, %w) : f32[n, 4]; %a = mul(%m, %h) : f32[n, 4]; %c = pow(%m, %three) : f32[n, 4]; %ck = mul(%c, %k) : f32[n, 4]; %i = add(%m, %ck) : f32[n, 4]; %ir = mul(%i, %r) : f32[n, 4]; %t = tanh(%ir) : f32[n, 4]; %p = add(%t, %one) : f32[n, 4]; %g = mul(%a, %p) : f32[n, 4]; return %o = %g; }"#
+);
+rule_test!(
+    gemm_transpose_a,
+    "gemm-transpose-a",
+    0.0,
+    r#"graph(%x: f32[2, n, 3, 8], %y: f32[2, 3, 8, n]) {; %t = transpose<perm=[0, 2, 1, 3]>(%x) : f32[2, 3, n, 8]; %z = matmul(%t, %y) : f32[2, 3, n, n]; return %o = %z; }"#
+);
+rule_test!(
+    gemm_transpose_b,
+    "gemm-transpose-b",
+    0.0,
+    r#"graph(%x: f32[2, 3, n, 8], %y: f32[2, n, 3, 8]) {; %t = transpose<perm=[0, 2, 3, 1]>(%y) : f32[2, 3, 8, n]; %z = matmul(%x, %t) : f32[2, 3, n, n]; return %o = %z; }"#
+);
+rule_test!(
+    transpose_gemm,
+    "transpose-gemm",
+    0.0,
+    r#"graph(%x: f32[2, 3, n, 8], %y: f32[2, 3, 8, 5]) {; %z = matmul(%x, %y) : f32[2, 3, n, 5]; %t = transpose<perm=[0, 2, 1, 3]>(%z) : f32[2, n, 3, 5]; return %o = %t; }"#
+);
+// Attention.
+rule_test!(
+    attention,
+    "attention",
+    0.0,
+    r#"graph(%q: f32[2, 3, n, 8], %k: f32[2, 3, 8, n], %v: f32[2, 3, n, 8], %m: f32[2, 1, n, n]) {; %c = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[2, 3, n, n]; %sc = mul(%s, %c) : f32[2, 3, n, n]; %sm = add(%sc, %m) : f32[2, 3, n, n]; %p = softmax<axis=3>(%sm) : f32[2, 3, n, n]; %y = matmul(%p, %v) : f32[2, 3, n, 8]; return %o = %y; }"#
+);
+rule_test!(
+    attention_nan_filter,
+    "attention",
+    0.0,
+    r#"graph(%q: f32[1, 2, n, 8], %k: f32[1, 2, 8, n], %v: f32[1, 2, n, 4]) {; %c = const [8.0] : f32[]; %z = const [0.0] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, n]; %sc = div(%s, %c) : f32[1, 2, n, n]; %p = softmax<axis=3>(%sc) : f32[1, 2, n, n]; %isn = isnan(%p) : bool[1, 2, n, n]; %f = where(%isn, %z, %p) : f32[1, 2, n, n]; %y = matmul(%f, %v) : f32[1, 2, n, 4]; return %o = %y; }"#
+);
+rule_test!(
+    transpose_attention,
+    "transpose-attention",
+    0.0,
+    r#"graph(%q: f32[2, 3, n, 8], %k: f32[2, 3, 8, n], %v: f32[2, 3, n, 8]) {; %s = matmul(%q, %k) : f32[2, 3, n, n]; %p = softmax<axis=3>(%s) : f32[2, 3, n, n]; %y = matmul(%p, %v) : f32[2, 3, n, 8]; %t = transpose<perm=[0, 2, 1, 3]>(%y) : f32[2, n, 3, 8]; return %o = %t; }"#
+);
+// Normalisations.
+rule_test!(
+    add_layer_norm,
+    "add-layer-norm",
+    0.0,
+    r#"graph(%x: f32[n, 3, 8], %r: f32[n, 3, 8]) {; %s = const @"s_8" : f32[8]; %b = const @"b_8" : f32[8]; %a = add(%x, %r) : f32[n, 3, 8]; %y = layer_norm<axis=2, epsilon=1e-5>(%a, %s, %b) : f32[n, 3, 8]; return %o = %y; }"#
+);
+rule_test!(
+    layer_norm_decomposed,
+    "layer-norm-decomposed",
+    1e-6,
+    r#"graph(%x: f32[n, 3, 8]) {; %s = const @"s_8" : f32[8]; %b = const @"b_8" : f32[8]; %two = const [2.0] : f32[]; %eps = const [1e-5] : f32[]; %m = reduce_mean<axes=[2], keep_dims=true>(%x) : f32[n, 3, 1]; %d = sub(%x, %m) : f32[n, 3, 8]; %p = pow(%d, %two) : f32[n, 3, 8]; %v = reduce_mean<axes=[2], keep_dims=true>(%p) : f32[n, 3, 1]; %ve = add(%v, %eps) : f32[n, 3, 1]; %sd = sqrt(%ve) : f32[n, 3, 1]; %nm = div(%d, %sd) : f32[n, 3, 8]; %sc = mul(%nm, %s) : f32[n, 3, 8]; %y = add(%sc, %b) : f32[n, 3, 8]; return %o = %y; }"#
+);
+rule_test!(
+    rms_norm,
+    "rms-norm",
+    1e-6,
+    r#"graph(%x: f32[n, 3, 8]) {; %w = const @"w_8" : f32[8]; %two = const [2.0] : f32[]; %eps = const [1e-6] : f32[]; %one = const [1.0] : f32[]; %p = pow(%x, %two) : f32[n, 3, 8]; %v = reduce_mean<axes=[2], keep_dims=true>(%p) : f32[n, 3, 1]; %ve = add(%v, %eps) : f32[n, 3, 1]; %sd = sqrt(%ve) : f32[n, 3, 1]; %r = div(%one, %sd) : f32[n, 3, 1]; %nm = mul(%x, %r) : f32[n, 3, 8]; %y = mul(%w, %nm) : f32[n, 3, 8]; return %o = %y; }"#
+);
+rule_test!(
+    rms_norm_right,
+    "rms-norm-right",
+    1e-6,
+    r#"graph(%x: f32[n, 3, 8]) {; %w = const @"w_8" : f32[8]; %eps = const [1e-6] : f32[]; %sq = mul(%x, %x) : f32[n, 3, 8]; %v = reduce_mean<axes=[2], keep_dims=true>(%sq) : f32[n, 3, 1]; %ve = add(%v, %eps) : f32[n, 3, 1]; %sd = sqrt(%ve) : f32[n, 3, 1]; %nm = div(%x, %sd) : f32[n, 3, 8]; %y = mul(%nm, %w) : f32[n, 3, 8]; return %o = %y; }"#
+);
+
+/// Every rule has a line above: a new rule without a test fails here.
+#[test]
+fn every_rule_is_tested() {
+    let source = include_str!("rules.rs");
+    for r in egraph::rules::all() {
+        let quoted = format!("\"{}\"", r.name());
+        assert!(
+            source.matches(&quoted).count() >= 1,
+            "rule `{}` has no rule_test! line",
+            r.name()
+        );
+    }
+}
