@@ -65,6 +65,54 @@ pub const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 /// The cubic coefficient of the tanh GELU.
 pub const GELU_TANH_CUBIC: f32 = 0.044715;
 
+/// The mask attention applies to its scaled scores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AttentionMask {
+    /// No mask.
+    #[default]
+    None,
+    /// An additive float mask: `s + mask` (0 keeps a score, -inf or a large negative drops it).
+    Add,
+    /// A boolean mask: `where(mask, s, -inf)` (true keeps a score).
+    Bool,
+}
+
+impl AttentionMask {
+    /// Every mask kind.
+    pub const ALL: [AttentionMask; 3] =
+        [AttentionMask::None, AttentionMask::Add, AttentionMask::Bool];
+
+    /// The text-form name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionMask::None => "none",
+            AttentionMask::Add => "add",
+            AttentionMask::Bool => "bool",
+        }
+    }
+
+    /// The mask kind named `name`.
+    pub fn from_name(name: &str) -> Option<AttentionMask> {
+        AttentionMask::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether there is a mask operand.
+    pub fn is_some(self) -> bool {
+        self != AttentionMask::None
+    }
+}
+
+impl From<bool> for AttentionMask {
+    /// `true` is an additive mask.
+    fn from(additive: bool) -> AttentionMask {
+        if additive {
+            AttentionMask::Add
+        } else {
+            AttentionMask::None
+        }
+    }
+}
+
 /// How attention scales its scores `Q · K` before the mask and the softmax.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum ScoreScale {
@@ -389,7 +437,7 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
             perm_v,
             perm_out,
         } => {
-            want(3 + usize::from(*mask))?;
+            want(3 + usize::from(mask.is_some()))?;
             let q = permute(b, &args[0], perm_q)?;
             let kt = permute(b, &args[1], perm_k)?;
             let v = permute(b, &args[2], perm_v)?;
@@ -405,7 +453,7 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     s = bin(b, BinaryOp::Div, &s, &c)?;
                 }
             }
-            if *mask {
+            if mask.is_some() {
                 // The mask broadcasts to the scores: it cannot add axes to them.
                 let (rm, rs) = (b.rank(&args[3]), b.rank(&s));
                 if rm > rs {
@@ -414,7 +462,14 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                         format!("the mask has rank {rm}, more than the scores' {rs}"),
                     ));
                 }
-                s = bin(b, BinaryOp::Add, &s, &args[3])?;
+            }
+            match mask {
+                AttentionMask::None => {}
+                AttentionMask::Add => s = bin(b, BinaryOp::Add, &s, &args[3])?,
+                AttentionMask::Bool => {
+                    let ninf = k(b, f64::NEG_INFINITY)?;
+                    s = b.op(Op::Where, &[args[3].clone(), s, ninf])?;
+                }
             }
             let axis = b.rank(&s).saturating_sub(1);
             let mut p = b.op(Op::Softmax { axis }, std::slice::from_ref(&s))?;

@@ -24,7 +24,7 @@ pub mod tensor;
 pub use dim::Dim;
 pub use dtype::DType;
 pub use error::{Error, Result};
-pub use fused::{Activation, Body, ScoreScale};
+pub use fused::{Activation, AttentionMask, Body, ScoreScale};
 pub use graph::{Graph, Node, NodeId};
 pub use infer::Known;
 pub use op::{BinaryOp, Constant, Op, PadMode, ReduceKind, UnaryOp};

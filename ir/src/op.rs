@@ -11,7 +11,7 @@
 
 use crate::dim::Dim;
 use crate::dtype::DType;
-use crate::fused::{Activation, Body, ScoreScale};
+use crate::fused::{Activation, AttentionMask, Body, ScoreScale};
 use crate::shape::Shape;
 use crate::tensor::Tensor;
 use std::fmt::Write;
@@ -570,16 +570,18 @@ pub enum Op {
         perm_out: Option<Vec<usize>>,
     },
     /// Fused: scaled dot-product attention, one kernel whose scores never reach memory:
-    /// `perm_out(filter(softmax(scale(Q · Kt) + mask)) · V)` with the softmax over the last
+    /// `perm_out(filter(softmax(mask(scale(Q · Kt)))) · V)` with the softmax over the last
     /// axis, `Q = perm_q(q)`, `Kt = perm_k(kt)` (`[.., d, keys]`: `K` transposed, as a
     /// `matmul` takes it) and `V = perm_v(v)`; `filter` is torch's `where(isnan(p), 0, p)`
-    /// when `nan_filter` is set. Operands: `q`, `kt`, `v`, and an additive `mask` (broadcast
-    /// to the scores) if `mask` is set. See [`crate::fused::expand`].
+    /// when `nan_filter` is set. Operands: `q`, `kt`, `v`, and the `mask` (additive or
+    /// boolean, broadcast to the scores) unless `mask` is `none`. See
+    /// [`crate::fused::expand`].
     Attention {
         /// How the scores are scaled.
         scale: ScoreScale,
-        /// Whether operand 3, added to the scaled scores, is there.
-        mask: bool,
+        /// The mask, operand 3 if any: added to the scaled scores, or a boolean that keeps a
+        /// score where true (`where(mask, s, -inf)`), broadcast to the scores.
+        mask: AttentionMask,
         /// Whether NaN probabilities (rows masked whole) become 0.
         nan_filter: bool,
         /// The permutation that makes `Q` from operand 0.
@@ -684,7 +686,7 @@ impl Op {
             Op::MatMulInteger { .. } | Op::AddLayerNorm { .. } => Arity::Exact(4),
             Op::RmsNorm { .. } => Arity::Exact(2),
             Op::Gemm { bias, .. } => Arity::Exact(2 + usize::from(*bias)),
-            Op::Attention { mask, .. } => Arity::Exact(3 + usize::from(*mask)),
+            Op::Attention { mask, .. } => Arity::Exact(3 + usize::from(mask.is_some())),
             Op::Fused { body } => Arity::Exact(body.operand_count()),
             Op::Concat { .. } => Arity::AtLeast(1),
             _ => Arity::Exact(1),
@@ -839,7 +841,7 @@ impl Op {
             } => {
                 let mut v = vec![
                     ("scale", scale.to_string()),
-                    ("mask", mask.to_string()),
+                    ("mask", mask.name().to_string()),
                     ("nan_filter", nan_filter.to_string()),
                 ];
                 for (key, p) in [
@@ -992,7 +994,12 @@ impl Op {
             "attention" => Op::Attention {
                 scale: ScoreScale::parse(a.raw("scale")?)
                     .map_err(|e| format!("attribute `scale` of `attention`: {e}"))?,
-                mask: a.bool("mask")?,
+                mask: {
+                    let v = a.raw("mask")?;
+                    AttentionMask::from_name(v).ok_or_else(|| {
+                        format!("attribute `mask` of `attention`: unknown mask `{v}` (none, add or bool)")
+                    })?
+                },
                 nan_filter: a.bool("nan_filter")?,
                 perm_q: a.opt_usizes("perm_q")?,
                 perm_k: a.opt_usizes("perm_k")?,

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use tcc_ir::fused::is_fused;
 use tcc_ir::interp::run;
 use tcc_ir::{
-    Activation, BinaryOp, Body, DType, Dim, Error, Graph, NodeId, Op, ReduceKind, ScoreScale,
-    Tensor, TensorType, UnaryOp,
+    Activation, AttentionMask, BinaryOp, Body, DType, Dim, Error, Graph, NodeId, Op, ReduceKind,
+    ScoreScale, Tensor, TensorType, UnaryOp,
 };
 
 // ---------------------------------------------------------------- helpers
@@ -161,6 +161,19 @@ fn random_input(name: &str, dtype: DType, shape: &[usize], r: &mut Rng) -> Tenso
         }
         DType::F32 => Tensor::from_vec(v, (0..n).map(|_| r.uniform(-2.0, 2.0)).collect()).unwrap(),
         DType::I64 => Tensor::from_vec(v, (0..n).map(|_| r.below(9) as i64 - 4).collect()).unwrap(),
+        DType::Bool if name == "mask" => {
+            // As the f32 mask: the first query row masked whole, a quarter of the rest.
+            let keys = shape.last().copied().unwrap_or(1).max(1);
+            let rows = if shape.len() >= 2 {
+                shape[shape.len() - 2].max(1)
+            } else {
+                1
+            };
+            let data = (0..n)
+                .map(|i| !((i / keys) % rows == 0 || r.below(4) == 0))
+                .collect();
+            Tensor::from_vec(v, data).unwrap()
+        }
         DType::Bool => Tensor::from_vec(v, (0..n).map(|_| r.coin()).collect()).unwrap(),
         other => panic!("no random {other} inputs"),
     }
@@ -346,7 +359,7 @@ fn gemm_is_its_core_ops() {
 fn attention_case(
     r: &mut Rng,
     scale: ScoreScale,
-    mask: bool,
+    mask: AttentionMask,
     nan_filter: bool,
     rank: usize,
     perms: [bool; 4],
@@ -368,8 +381,10 @@ fn attention_case(
         ("kt", DType::F32, untranspose(&k_dims, &perm_k)),
         ("v", DType::F32, untranspose(&v_dims, &perm_v)),
     ];
-    if mask {
-        inputs.push(("mask", DType::F32, mask_dims));
+    match mask {
+        AttentionMask::None => {}
+        AttentionMask::Add => inputs.push(("mask", DType::F32, mask_dims)),
+        AttentionMask::Bool => inputs.push(("mask", DType::Bool, mask_dims)),
     }
     let op = Op::Attention {
         scale,
@@ -403,8 +418,13 @@ fn attention_case(
             scores = h.bin(BinaryOp::Div, scores, c);
         }
     }
-    if mask {
-        scores = h.bin(BinaryOp::Add, scores, h.ins[3]);
+    match mask {
+        AttentionMask::None => {}
+        AttentionMask::Add => scores = h.bin(BinaryOp::Add, scores, h.ins[3]),
+        AttentionMask::Bool => {
+            let ninf = h.k(f32::NEG_INFINITY);
+            scores = h.op(Op::Where, &[h.ins[3], scores, ninf]);
+        }
     }
     let mut p = h.op(Op::Softmax { axis: rank - 1 }, &[scores]);
     if nan_filter {
@@ -428,7 +448,7 @@ fn attention_is_its_core_ops() {
             .any(|t| t.as_slice::<f32>().unwrap().iter().any(|x| x.is_nan()))
     };
     for scale_kind in 0..3 {
-        for mask in [false, true] {
+        for mask in AttentionMask::ALL {
             for nan_filter in [false, true] {
                 for rank in 2..=4 {
                     for perms in [[false; 4], [r.coin(), r.coin(), r.coin(), r.coin()]] {
@@ -441,8 +461,8 @@ fn attention_is_its_core_ops() {
                         // The mask's all -inf row makes NaNs, which the filter turns to 0.
                         assert_eq!(
                             has_nan(&out),
-                            mask && !nan_filter,
-                            "mask {mask}, nan_filter {nan_filter}"
+                            mask.is_some() && !nan_filter,
+                            "mask {mask:?}, nan_filter {nan_filter}"
                         );
                     }
                 }
@@ -458,7 +478,14 @@ fn attention_is_its_core_ops() {
         [true, true, true, true],
     ] {
         for rank in 2..=4 {
-            attention_case(&mut r, ScoreScale::Mul(0.125), true, true, rank, perms);
+            attention_case(
+                &mut r,
+                ScoreScale::Mul(0.125),
+                AttentionMask::Add,
+                true,
+                rank,
+                perms,
+            );
         }
     }
 }
@@ -772,7 +799,7 @@ fn gemm(bias: bool) -> Op {
 fn attention(mask: bool) -> Op {
     Op::Attention {
         scale: ScoreScale::None,
-        mask,
+        mask: mask.into(),
         nan_filter: false,
         perm_q: None,
         perm_k: None,

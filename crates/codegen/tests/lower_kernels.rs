@@ -274,8 +274,9 @@ struct ConstGemm {
 
 #[test]
 fn gemm_const_b_with_epilogues() {
-    // A MatMul by a constant f32 B is the packed-B GEMM, with a following bias Add and a Relu
-    // or exact GELU folded into its epilogue (checked: one step per GEMM). The GEMM sums k
+    // A MatMul by a constant f32 B is the packed-B GEMM; without the optimiser the bias Add
+    // and the Relu or GELU after it are kernels of their own (checked: one step per op; the
+    // epilogues are `fused_op_gemm_const_b_every_activation_with_and_without_bias`). The GEMM sums k
     // products in f32 with FMA in its own order, the interpreter in order of k without FMA:
     // each result has at most (k + 2) roundings of relative size 2^-24 on partial sums bounded
     // by Σ|a·b| + |bias| (the bound graph), so |got - want| <= (k + 2) 2^-24 M. Relu is
@@ -507,9 +508,17 @@ fn gemm_const_b_with_epilogues() {
     ir.push("}".into());
     bound.extend(bound_returns);
     bound.push("}".into());
+    // One step per op line: every line of the graph but constants and views.
+    let steps = ir
+        .iter()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with('%') && !l.contains("= const") && !l.contains("= reshape")
+        })
+        .count();
     let mut case = Case::new("gemm_const_b", &ir.join("\n"))
         .bound(&bound.join("\n"))
-        .steps(gemms.len() + 1);
+        .steps(steps);
     for (name, t) in weights {
         case = case.weight(&name, t);
     }
@@ -1343,7 +1352,7 @@ graph(%a: f32[4, s], %b: f32[t, 6]) {
 /// then 0 exactly; `P·V` sums `s` products: the GEMM bound over `Σ|p·v|` (the bound graph),
 /// plus the probabilities' own 4 ulp (relative 4 · 2^-23) carried through the sum.
 #[test]
-fn fused_attention_matches_the_unfused_graph() {
+fn attention_written_as_core_ops_one_kernel_each() {
     let head = "graph(%qi: i32[b, s, 2, 16], %ki: i32[b, s, 2, 16], %v: f32[b, 2, s, 8], %mask: bool[b, 1, 1, s]) {";
     let probs = r#"
   %zero = const [0.0] : f32[]
@@ -1393,9 +1402,11 @@ fn fused_attention_matches_the_unfused_graph() {
         slope: 1.0,
         extra: 4.0 * f64::powi(2.0, -23),
     };
+    // Without the optimiser every op is its own kernel (the fused form is
+    // `fused_op_attention_scales_masks_filter_and_permutations`): 18 steps.
     let mut case = Case::new("fused_attention", &ir)
         .bound(&bound)
-        .steps(5)
+        .steps(18)
         .tol_for("y2", gemm_tol)
         .input("qi", Gen::Int(-3, 3))
         .input("ki", Gen::Int(-3, 3))
@@ -1773,7 +1784,7 @@ fn fused_op_gemm_runtime_operands_through_permutations() {
 /// interpreter's), and a float mask per query row broadcast over heads with V permuted. `Q`
 /// and `K` hold small integers, so the scores are exact before the scale, which both sides
 /// apply as the same f32 operation. The kernel and its tolerance are those of the matched
-/// attention (see `fused_attention_matches_the_unfused_graph`): the GEMM bound over `Σ|p·v|`
+/// attention (see `attention_written_as_core_ops_one_kernel_each`): the GEMM bound over `Σ|p·v|`
 /// plus the probabilities' own 4 ulp (relative `4 · 2^-23`) carried through the sum.
 #[test]
 fn fused_op_attention_scales_masks_filter_and_permutations() {
@@ -1789,14 +1800,16 @@ fn fused_op_attention_scales_masks_filter_and_permutations() {
   %kt = transpose<perm=[0, 2, 3, 1]>(%k) : f32[b, 2, 16, s]"#;
     let ir = format!(
         "{head}{common}
-  %o1 = attention<scale=div(5.656854), mask=true, nan_filter=true, perm_q=[0, 2, 1, 3], perm_k=[0, 2, 3, 1], perm_v=[0, 2, 1, 3], perm_out=[0, 2, 1, 3]>(%q, %k, %v, %mf) : f32[b, s, 2, 8]
-  %o2 = attention<scale=mul(0.125), mask=false, nan_filter=false>(%qt, %kt, %v2) : f32[b, 2, s, 8]
-  %o3 = attention<scale=none, mask=true, nan_filter=false, perm_k=[0, 2, 3, 1]>(%qt, %k, %v2, %mf) : f32[b, 2, s, 8]
-  %o4 = attention<scale=div(4.0), mask=true, nan_filter=true, perm_v=[0, 2, 1, 3]>(%qt, %kt, %v, %m4) : f32[b, 2, s, 8]
+  %o1 = attention<scale=div(5.656854), mask=add, nan_filter=true, perm_q=[0, 2, 1, 3], perm_k=[0, 2, 3, 1], perm_v=[0, 2, 1, 3], perm_out=[0, 2, 1, 3]>(%q, %k, %v, %mf) : f32[b, s, 2, 8]
+  %o2 = attention<scale=mul(0.125), mask=none, nan_filter=false>(%qt, %kt, %v2) : f32[b, 2, s, 8]
+  %o3 = attention<scale=none, mask=add, nan_filter=false, perm_k=[0, 2, 3, 1]>(%qt, %k, %v2, %mf) : f32[b, 2, s, 8]
+  %o4 = attention<scale=div(4.0), mask=add, nan_filter=true, perm_v=[0, 2, 1, 3]>(%qt, %kt, %v, %m4) : f32[b, 2, s, 8]
+  %o5 = attention<scale=mul(0.125), mask=bool, nan_filter=true>(%qt, %kt, %v2, %mask) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
   return %o3 = %o3
   return %o4 = %o4
+  return %o5 = %o5
 }}"
     );
     // The probabilities by core ops, their absolute values times |V|.
@@ -1832,16 +1845,23 @@ fn fused_op_attention_scales_masks_filter_and_permutations() {
   %f4 = where(%n4, %zero, %p4) : f32[b, 2, s, s]
   %e4 = abs(%f4) : f32[b, 2, s, s]
   %o4 = matmul(%e4, %av) : f32[b, 2, s, 8]
+  %w5 = where(%mask, %s2, %ninf) : f32[b, 2, s, s]
+  %p5 = softmax<axis=3>(%w5) : f32[b, 2, s, s]
+  %n5 = isnan(%p5) : bool[b, 2, s, s]
+  %f5 = where(%n5, %zero, %p5) : f32[b, 2, s, s]
+  %e5 = abs(%f5) : f32[b, 2, s, s]
+  %o5 = matmul(%e5, %av2) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
   return %o3 = %o3
   return %o4 = %o4
+  return %o5 = %o5
 }}"
     );
     let mut case = Case::new("fused_attention_op", &ir)
         .bound(&bound)
-        // Two casts, the mask, two transposes and four attentions.
-        .steps(9)
+        // Two casts, the mask, two transposes and five attentions.
+        .steps(10)
         .input("qi", Gen::Int(-3, 3))
         .input("ki", Gen::Int(-3, 3))
         .input("v", Gen::Float(-1.0, 1.0))
@@ -2016,7 +2036,7 @@ fn fused_op_unsupported_forms_are_named_errors() {
             "constant f32",
         ),
         (
-            "graph(%q: f32[2, 16, 4], %k: f32[2, 16, 4], %v: f32[2, 4, 8]) {\n  %z = attention<scale=none, mask=false, nan_filter=false, perm_q=[0, 2, 1]>(%q, %k, %v) : f32[2, 4, 8]\n  return %z = %z\n}",
+            "graph(%q: f32[2, 16, 4], %k: f32[2, 16, 4], %v: f32[2, 4, 8]) {\n  %z = attention<scale=none, mask=none, nan_filter=false, perm_q=[0, 2, 1]>(%q, %k, %v) : f32[2, 4, 8]\n  return %z = %z\n}",
             "perm_q",
         ),
     ];

@@ -540,6 +540,7 @@ fn every_other_op() -> Graph {
     let kt = g.add_input("kt", ty(DType::F32, "batch, heads, 4, seq"));
     let v = g.add_input("v", ty(DType::F32, "batch, heads, seq, 4"));
     let mask = g.add_input("mask", ty(DType::F32, "batch, 1, 1, seq"));
+    let bmask = g.add_input("bmask", ty(DType::Bool, "batch, 1, 1, seq"));
     // The same heads, as `[batch, seq, heads, 4]` before the split's transpose.
     let hs = g.add_input("hs", ty(DType::F32, "batch, seq, heads, 4"));
     let keep = g.add_input("keep", ty(DType::Bool, "batch, seq, 1"));
@@ -651,21 +652,21 @@ fn every_other_op() -> Graph {
         crate::fused::ScoreScale::Div(-0.3),
     ];
     for scale in scales {
-        for with_mask in [false, true] {
+        for kind in crate::fused::AttentionMask::ALL {
             for nan_filter in [false, true] {
                 let op = Op::Attention {
                     scale,
-                    mask: with_mask,
+                    mask: kind,
                     nan_filter,
                     perm_q: None,
                     perm_k: None,
                     perm_v: None,
                     perm_out: None,
                 };
-                let xs: &[NodeId] = if with_mask {
-                    &[q, kt, v, mask]
-                } else {
-                    &[q, kt, v]
+                let xs: &[NodeId] = match kind {
+                    crate::fused::AttentionMask::None => &[q, kt, v],
+                    crate::fused::AttentionMask::Add => &[q, kt, v, mask],
+                    crate::fused::AttentionMask::Bool => &[q, kt, v, bmask],
                 };
                 outs.push(add(&mut g, op, xs));
             }
@@ -693,7 +694,7 @@ fn every_other_op() -> Graph {
         ];
         let op = Op::Attention {
             scale: crate::fused::ScoreScale::Div(2.0),
-            mask: true,
+            mask: crate::fused::AttentionMask::Add,
             nan_filter: true,
             perm_q,
             perm_k,
@@ -837,9 +838,9 @@ fn fused_ops_print_their_attributes() {
         "gemm<activation=gelu_tanh, bias=true>(",
         "gemm<activation=relu, bias=true, perm_b=[1, 0]>(",
         "perm_a=[0, 2, 1], perm_b=[1, 0], perm_out=[2, 0, 1]>(%xt, ",
-        "attention<scale=none, mask=false, nan_filter=false>(%q, %kt, %v)",
-        "attention<scale=mul(0.125), mask=true, nan_filter=true>(%q, %kt, %v, %mask)",
-        "attention<scale=div(8.0), mask=true, nan_filter=false>",
+        "attention<scale=none, mask=none, nan_filter=false>(%q, %kt, %v)",
+        "attention<scale=mul(0.125), mask=add, nan_filter=true>(%q, %kt, %v, %mask)",
+        "attention<scale=div(8.0), mask=add, nan_filter=false>",
         "attention<scale=mul(1e-7), ",
         "attention<scale=div(-0.3), ",
         "perm_q=[0, 2, 1, 3], perm_k=[0, 2, 3, 1], perm_v=[0, 2, 1, 3], perm_out=[0, 2, 1, 3]>(%hs, %hs, %hs, %mask)",
@@ -1144,11 +1145,11 @@ fn bad_fused_attributes_in_a_graph_name_the_attribute() {
             "op `gemm` has no attribute `perm_c`",
         ),
         (
-            "  %0 = attention<scale=pow(2.0), mask=false, nan_filter=false>(%x, %x, %x) : f32[b, 4]\n",
+            "  %0 = attention<scale=pow(2.0), mask=none, nan_filter=false>(%x, %x, %x) : f32[b, 4]\n",
             "attribute `scale` of `attention`: bad scale `pow(2.0)`",
         ),
         (
-            "  %0 = attention<scale=mul(x), mask=false, nan_filter=false>(%x, %x, %x) : f32[b, 4]\n",
+            "  %0 = attention<scale=mul(x), mask=none, nan_filter=false>(%x, %x, %x) : f32[b, 4]\n",
             "attribute `scale` of `attention`: invalid float literal",
         ),
         (

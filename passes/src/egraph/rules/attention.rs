@@ -1,10 +1,11 @@
-//! Attention: `softmax(scale(Q · Kt) + mask) · V`, with torch's NaN filter, as one
+//! Attention: `softmax(mask(scale(Q · Kt))) · V` (an additive mask, or a boolean one as
+//! `where(mask, s, -inf)`), with torch's NaN filter, as one
 //! `attention` op whose scores never reach memory; and its output transpose written in place.
 
 use super::fusion::transposes;
 use super::{data, is_const, keeps_last, nodes, rule, var, Ctx, Exactness::*, Rule};
 use egg::Id;
-use tcc_ir::{Activation, BinaryOp, Op, ScoreScale, UnaryOp};
+use tcc_ir::{Activation, AttentionMask, BinaryOp, Op, ScoreScale, UnaryOp};
 
 /// A runtime gemm without epilogue or output permutation in class `id`: its operands and
 /// input permutations.
@@ -58,19 +59,24 @@ fn probabilities(c: &Ctx, p: Id) -> Vec<(Id, bool)> {
     out
 }
 
-/// The ways to read class `s` as `scale(qk) + mask`: (qk's class, scale, mask).
-fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, Option<Id>)> {
-    let mut masked: Vec<(Id, Option<Id>)> = vec![(s, None)];
+/// The ways to read class `s` as `mask(scale(qk))`: (qk's class, scale, mask kind, mask).
+fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, AttentionMask, Option<Id>)> {
+    let mut masked: Vec<(Id, AttentionMask, Option<Id>)> = vec![(s, AttentionMask::None, None)];
     for n in nodes(c.eg, s) {
-        if n.op() == &Op::Binary(BinaryOp::Add) {
-            let [x, y] = n.args() else { continue };
-            masked.push((*x, Some(*y)));
-            masked.push((*y, Some(*x)));
+        match (n.op(), n.args()) {
+            (Op::Binary(BinaryOp::Add), [x, y]) => {
+                masked.push((*x, AttentionMask::Add, Some(*y)));
+                masked.push((*y, AttentionMask::Add, Some(*x)));
+            }
+            (Op::Where, [m, x, k]) if data(c.eg, *k).is_f32_exactly(f32::NEG_INFINITY) => {
+                masked.push((*x, AttentionMask::Bool, Some(*m)));
+            }
+            _ => {}
         }
     }
     let mut out = Vec::new();
-    for (scaled, mask) in masked {
-        out.push((scaled, ScoreScale::None, mask));
+    for (scaled, kind, mask) in masked {
+        out.push((scaled, ScoreScale::None, kind, mask));
         for n in nodes(c.eg, scaled) {
             let scale = match n.op() {
                 Op::Binary(BinaryOp::Mul) => ScoreScale::Mul,
@@ -83,7 +89,7 @@ fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, Option<Id>)> {
                 continue;
             }
             if let Some(v) = kd.scalar() {
-                out.push((*x, scale(v as f32), mask));
+                out.push((*x, scale(v as f32), kind, mask));
             }
         }
     }
@@ -115,7 +121,7 @@ pub fn rules() -> Vec<Rule> {
                         {
                             continue;
                         }
-                        for (qk, scale, mask) in scores(c, s) {
+                        for (qk, scale, kind, mask) in scores(c, s) {
                             if data(c.eg, qk).ty != sty {
                                 continue;
                             }
@@ -124,7 +130,7 @@ pub fn rules() -> Vec<Rule> {
                                 args.extend(mask);
                                 let op = Op::Attention {
                                     scale,
-                                    mask: mask.is_some(),
+                                    mask: kind,
                                     nan_filter,
                                     perm_q: perm_q.clone(),
                                     perm_k: perm_k.clone(),
