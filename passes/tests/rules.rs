@@ -269,6 +269,26 @@ rule_test!(
     r#"graph(%x: f32[n, 3, 8]) {; %w = const @"w_8" : f32[8]; %eps = const [1e-6] : f32[]; %sq = mul(%x, %x) : f32[n, 3, 8]; %v = reduce_mean<axes=[2], keep_dims=true>(%sq) : f32[n, 3, 1]; %ve = add(%v, %eps) : f32[n, 3, 1]; %sd = sqrt(%ve) : f32[n, 3, 1]; %nm = div(%x, %sd) : f32[n, 3, 8]; %y = mul(%nm, %w) : f32[n, 3, 8]; return %o = %y; }"#
 );
 
+// Projections.
+rule_test!(
+    qkv_merge,
+    "qkv-merge",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %wq = const @"wq_8x4" : f32[8, 4]; %bq = const @"bq_4" : f32[4]; %wk = const @"wk_8x4" : f32[8, 4]; %bk = const @"bk_4" : f32[4]; %wv = const @"wv_8x6" : f32[8, 6]; %bv = const @"bv_6" : f32[6]; %q = matmul(%x, %wq) : f32[n, 4]; %qb = add(%q, %bq) : f32[n, 4]; %k = matmul(%x, %wk) : f32[n, 4]; %kb = add(%k, %bk) : f32[n, 4]; %v = matmul(%x, %wv) : f32[n, 6]; %vb = add(%v, %bv) : f32[n, 6]; return %q = %qb; return %k = %kb; return %v = %vb; }"#
+);
+rule_test!(
+    gemm_slice_split,
+    "gemm-slice-split",
+    0.0,
+    r#"graph(%x: f32[n, 8]) {; %w = const @"w_8x12" : f32[8, 12]; %m = matmul(%x, %w) : f32[n, 12]; %a = slice<axes=[1], starts=[0], ends=[4], steps=[1]>(%m) : f32[n, 4]; %b = slice<axes=[1], starts=[4], ends=[12], steps=[1]>(%m) : f32[n, 8]; %e = erf(%a) : f32[n, 4]; return %a = %e; return %b = %b; }"#
+);
+rule_test!(
+    slice_through_reshape,
+    "slice-through-reshape",
+    0.0,
+    r#"graph(%x: f32[2, n, 8]) {; %w = const @"w_8x12" : f32[8, 12]; %r = reshape<shape=[2*n, 8]>(%x) : f32[2*n, 8]; %m = matmul(%r, %w) : f32[2*n, 12]; %v = reshape<shape=[2, n, 12]>(%m) : f32[2, n, 12]; %a = slice<axes=[2], starts=[0], ends=[4], steps=[1]>(%v) : f32[2, n, 4]; %b = slice<axes=[2], starts=[4], ends=[12], steps=[1]>(%v) : f32[2, n, 8]; return %a = %a; return %b = %b; }"#
+);
+
 /// Every rule has a line above: a new rule without a test fails here.
 #[test]
 fn every_rule_is_tested() {

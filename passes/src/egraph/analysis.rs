@@ -23,6 +23,8 @@ pub struct Data {
     pub known: Option<Known>,
     /// The value, for a constant.
     pub value: Option<Arc<Tensor>>,
+    /// True for a constant of the graph itself (not one a rule derived from others).
+    pub graph_constant: bool,
 }
 
 impl Data {
@@ -85,6 +87,7 @@ impl Analysis<ENode> for TensorAnalysis {
                 ty: egraph.analysis.inputs[name].clone(),
                 known: None,
                 value: None,
+                graph_constant: false,
             },
             Op::Const(c) => {
                 let (ty, known) = infer(op, &[], &[]).expect("constants always type-check");
@@ -92,6 +95,7 @@ impl Analysis<ENode> for TensorAnalysis {
                     ty,
                     known,
                     value: Some(c.value.clone()),
+                    graph_constant: enode.is_graph_constant(),
                 }
             }
             _ => {
@@ -102,6 +106,7 @@ impl Analysis<ENode> for TensorAnalysis {
                     ty,
                     known,
                     value: None,
+                    graph_constant: false,
                 }
             }
         }

@@ -25,6 +25,25 @@ pub struct Extraction {
     pub choice: HashMap<Id, ENode>,
     /// The sum of the chosen e-nodes' costs, each class once, in ns.
     pub cost: f64,
+    /// Where the cost model chose between ops: per (chosen op, cheapest other op) pair.
+    pub choices: Vec<Choice>,
+}
+
+/// The classes where one op was chosen over another, summed over the classes: each cost is
+/// the e-node's own cost plus that of everything it needs, each class once (at the hinted
+/// sizes, in ns).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// The chosen e-node's op.
+    pub chosen: &'static str,
+    /// Another op in the same classes (its cheapest e-node in each).
+    pub over: &'static str,
+    /// How many classes.
+    pub count: usize,
+    /// The chosen forms' summed cost.
+    pub chosen_cost: f64,
+    /// The alternatives' summed cost.
+    pub over_cost: f64,
 }
 
 /// A class's cost set: every class its best choice needs (itself included), with its own cost.
@@ -99,11 +118,80 @@ pub fn extract(egraph: &TensorGraph, model: &CostModel, roots: &[Id]) -> Extract
     }
     let needed = reachable(egraph, &pick, &roots);
     let cost = needed.iter().map(|&c| own[&(c, pick[&c])]).sum();
+    let choices = choices(egraph, &own, &best, &pick, &needed);
     let choice = needed
         .into_iter()
         .map(|c| (c, egraph[c].nodes[pick[&c]].clone()))
         .collect();
-    Extraction { choice, cost }
+    Extraction {
+        choice,
+        cost,
+        choices,
+    }
+}
+
+/// The DAG cost of choosing e-node `i` of class `c`: its own cost and the best sets of its
+/// operands, each class once; `None` if an operand has no cost or it would be a cycle.
+fn dag_cost(
+    egraph: &TensorGraph,
+    own: &HashMap<(Id, usize), f64>,
+    best: &Best,
+    c: Id,
+    i: usize,
+) -> Option<f64> {
+    let mut set: BTreeMap<Id, f64> = BTreeMap::new();
+    for &a in egraph[c].nodes[i].args() {
+        let (_, s, _) = best.get(&egraph.find(a))?;
+        set.extend(s.iter().map(|(k, v)| (*k, *v)));
+    }
+    if set.contains_key(&c) {
+        return None;
+    }
+    Some(own[&(c, i)] + set.values().sum::<f64>())
+}
+
+/// Per selected class and per other op in it (its cheapest e-node, where finite): the choice
+/// made, summed by (chosen, other) op pair, in name order.
+fn choices(
+    egraph: &TensorGraph,
+    own: &HashMap<(Id, usize), f64>,
+    best: &Best,
+    pick: &HashMap<Id, usize>,
+    needed: &[Id],
+) -> Vec<Choice> {
+    let mut by_pair: BTreeMap<(&'static str, &'static str), Choice> = BTreeMap::new();
+    for &c in needed {
+        let i = pick[&c];
+        let chosen = egraph[c].nodes[i].name();
+        let Some(chosen_cost) = dag_cost(egraph, own, best, c, i) else {
+            continue;
+        };
+        // The cheapest e-node of each other op in the class.
+        let mut others: BTreeMap<&'static str, f64> = BTreeMap::new();
+        for j in 0..egraph[c].nodes.len() {
+            let name = egraph[c].nodes[j].name();
+            if name == chosen {
+                continue;
+            }
+            if let Some(k) = dag_cost(egraph, own, best, c, j) {
+                let e = others.entry(name).or_insert(k);
+                *e = e.min(k);
+            }
+        }
+        for (over, over_cost) in others {
+            let e = by_pair.entry((chosen, over)).or_insert(Choice {
+                chosen,
+                over,
+                count: 0,
+                chosen_cost: 0.0,
+                over_cost: 0.0,
+            });
+            e.count += 1;
+            e.chosen_cost += chosen_cost;
+            e.over_cost += over_cost;
+        }
+    }
+    by_pair.into_values().collect()
 }
 
 /// The classes the current picks need for `roots`, in id order.

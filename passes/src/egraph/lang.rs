@@ -83,6 +83,25 @@ impl ENode {
         }
     }
 
+    /// True for a constant of the graph being optimised (not one a rule made).
+    pub fn is_graph_constant(&self) -> bool {
+        self.name == "const" && self.key.starts_with('#')
+    }
+
+    /// The e-node of a constant made by a rule from other constants, keyed by how it was
+    /// made (`concat1(12, 15, 18)`: the classes it came from), which determines its value.
+    pub fn derived_constant(key: String, value: tcc_ir::Tensor) -> ENode {
+        ENode {
+            name: "const",
+            key: format!("={key}").into(),
+            op: Some(Arc::new(Op::Const(tcc_ir::Constant {
+                name: None,
+                value: Arc::new(value),
+            }))),
+            children: vec![],
+        }
+    }
+
     /// The IR op (`None` only for a pattern's wildcard, never in an e-graph).
     pub fn op(&self) -> &Op {
         self.op

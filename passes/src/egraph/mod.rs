@@ -87,6 +87,8 @@ pub struct Explanation {
     pub enodes: usize,
     /// E-classes at the end.
     pub eclasses: usize,
+    /// Where the cost model chose between forms (fused or not, merged or not).
+    pub choices: Vec<extract::Choice>,
 }
 
 impl fmt::Display for Explanation {
@@ -107,6 +109,23 @@ impl fmt::Display for Explanation {
             )?;
         }
         writeln!(f, "stop reason: {}", self.stop_reason)?;
+        if !self.choices.is_empty() {
+            writeln!(
+                f,
+                "choices (cost model, µs at the hinted sizes, each with what it needs):"
+            )?;
+            for c in &self.choices {
+                writeln!(
+                    f,
+                    "  {:>4} x {:<16} {:>10.1}  over {:<16} {:>10.1}",
+                    c.count,
+                    c.chosen,
+                    c.chosen_cost / 1e3,
+                    c.over,
+                    c.over_cost / 1e3
+                )?;
+            }
+        }
         writeln!(
             f,
             "cost: {:.1} µs before, {:.1} µs after",
@@ -213,6 +232,7 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
         cost_after: graph_cost(&out, &config.cost),
         enodes: loaded.egraph.total_number_of_nodes(),
         eclasses: loaded.egraph.number_of_classes(),
+        choices: extraction.choices,
     };
     Ok((out, explanation))
 }

@@ -11,6 +11,7 @@ pub mod attention;
 pub mod canonical;
 pub mod fusion;
 pub mod norm;
+pub mod projection;
 
 use super::analysis::{Data, TensorAnalysis, TensorGraph};
 use super::lang::ENode;
@@ -60,6 +61,7 @@ pub fn all() -> Vec<Rule> {
     v.extend(fusion::rules());
     v.extend(attention::rules());
     v.extend(norm::rules());
+    v.extend(projection::rules());
     v
 }
 
@@ -79,6 +81,12 @@ impl Ctx<'_> {
     /// Adds a constant (rule constants are keyed by value).
     pub fn constant(&mut self, value: tcc_ir::Tensor) -> Id {
         self.eg.add(ENode::constant(value))
+    }
+
+    /// Adds a constant derived from other constants, keyed by `key` (which must determine
+    /// the value: the classes it came from and how).
+    pub fn derived_constant(&mut self, key: String, value: tcc_ir::Tensor) -> Id {
+        self.eg.add(ENode::derived_constant(key, value))
     }
 }
 
