@@ -432,12 +432,14 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
             scale,
             mask,
             nan_filter,
+            zero_where,
             perm_q,
             perm_k,
             perm_v,
             perm_out,
         } => {
-            want(3 + usize::from(mask.is_some()))?;
+            let n_mask = usize::from(mask.is_some());
+            want(3 + n_mask + usize::from(*zero_where))?;
             let q = permute(b, &args[0], perm_q)?;
             let kt = permute(b, &args[1], perm_k)?;
             let v = permute(b, &args[2], perm_v)?;
@@ -477,6 +479,10 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                 let nan = un(b, UnaryOp::IsNaN, &p)?;
                 let zero = k(b, 0.0)?;
                 p = b.op(Op::Where, &[nan, zero, p])?;
+            }
+            if *zero_where {
+                let zero = k(b, 0.0)?;
+                p = b.op(Op::Where, &[args[3 + n_mask].clone(), zero, p])?;
             }
             let y = b.op(Op::MatMul, &[p, v])?;
             permute(b, &y, perm_out)

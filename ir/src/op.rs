@@ -573,8 +573,10 @@ pub enum Op {
     /// `perm_out(filter(softmax(mask(scale(Q · Kt)))) · V)` with the softmax over the last
     /// axis, `Q = perm_q(q)`, `Kt = perm_k(kt)` (`[.., d, keys]`: `K` transposed, as a
     /// `matmul` takes it) and `V = perm_v(v)`; `filter` is torch's `where(isnan(p), 0, p)`
-    /// when `nan_filter` is set. Operands: `q`, `kt`, `v`, and the `mask` (additive or
-    /// boolean, broadcast to the scores) unless `mask` is `none`. See
+    /// when `nan_filter` is set, then `where(c, 0, p)` when `zero_where` is (as the ONNX
+    /// `Attention` op's expansion zeroes rows whose keys are all masked). Operands: `q`, `kt`,
+    /// `v`, the `mask` (additive or boolean, broadcast to the scores) unless `mask` is `none`,
+    /// and the condition `c` (bool, broadcast to the scores) if `zero_where`. See
     /// [`crate::fused::expand`].
     Attention {
         /// How the scores are scaled.
@@ -584,6 +586,8 @@ pub enum Op {
         mask: AttentionMask,
         /// Whether NaN probabilities (rows masked whole) become 0.
         nan_filter: bool,
+        /// Whether the probabilities are zeroed where the last operand, a bool, is true.
+        zero_where: bool,
         /// The permutation that makes `Q` from operand 0.
         perm_q: Option<Vec<usize>>,
         /// The permutation that makes `Kt` from operand 1.
@@ -686,7 +690,9 @@ impl Op {
             Op::MatMulInteger { .. } | Op::AddLayerNorm { .. } => Arity::Exact(4),
             Op::RmsNorm { .. } => Arity::Exact(2),
             Op::Gemm { bias, .. } => Arity::Exact(2 + usize::from(*bias)),
-            Op::Attention { mask, .. } => Arity::Exact(3 + usize::from(mask.is_some())),
+            Op::Attention {
+                mask, zero_where, ..
+            } => Arity::Exact(3 + usize::from(mask.is_some()) + usize::from(*zero_where)),
             Op::Fused { body } => Arity::Exact(body.operand_count()),
             Op::Concat { .. } => Arity::AtLeast(1),
             _ => Arity::Exact(1),
@@ -834,6 +840,7 @@ impl Op {
                 scale,
                 mask,
                 nan_filter,
+                zero_where,
                 perm_q,
                 perm_k,
                 perm_v,
@@ -844,6 +851,9 @@ impl Op {
                     ("mask", mask.name().to_string()),
                     ("nan_filter", nan_filter.to_string()),
                 ];
+                if *zero_where {
+                    v.push(("zero_where", "true".to_string()));
+                }
                 for (key, p) in [
                     ("perm_q", perm_q),
                     ("perm_k", perm_k),
@@ -1001,6 +1011,7 @@ impl Op {
                     })?
                 },
                 nan_filter: a.bool("nan_filter")?,
+                zero_where: a.opt_bool("zero_where")?.unwrap_or(false),
                 perm_q: a.opt_usizes("perm_q")?,
                 perm_k: a.opt_usizes("perm_k")?,
                 perm_v: a.opt_usizes("perm_v")?,
@@ -1129,6 +1140,15 @@ impl Attrs<'_> {
                     .map_err(|e| format!("attribute `{key}` of `{}`: `{s}`: {e}", self.op))
             })
             .collect()
+    }
+
+    /// An optional bool: `None` if the key is absent.
+    fn opt_bool(&self, key: &str) -> Result<Option<bool>, String> {
+        if self.attrs.iter().any(|(k, _)| k == key) {
+            self.bool(key).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// An optional list: `None` if the key is absent.

@@ -390,6 +390,7 @@ fn attention_case(
         scale,
         mask,
         nan_filter,
+        zero_where: false,
         perm_q: perm_q.clone(),
         perm_k: perm_k.clone(),
         perm_v: perm_v.clone(),
@@ -487,6 +488,55 @@ fn attention_is_its_core_ops() {
                 perms,
             );
         }
+    }
+}
+
+/// `zero_where` zeroes the probabilities where its condition (the last operand) holds, after
+/// the NaN filter: as the ONNX `Attention` op's expansion zeroes rows whose keys are all masked.
+#[test]
+fn attention_zero_where_is_its_core_ops() {
+    let mut r = Rng(0x2e70);
+    for nan_filter in [false, true] {
+        let b = batch(3);
+        let (q, d, s) = (sym("q"), sym("d"), sym("s"));
+        let inputs: Vec<In> = vec![
+            ("q", DType::F32, cat(&b, &[q.clone(), d.clone()])),
+            ("kt", DType::F32, cat(&b, &[d.clone(), s.clone()])),
+            ("v", DType::F32, cat(&b, &[s.clone(), d.clone()])),
+            ("mask", DType::F32, vec![q.clone(), s.clone()]),
+            ("dead", DType::Bool, vec![q.clone(), one()]),
+        ];
+        let op = Op::Attention {
+            scale: ScoreScale::Div(2.0),
+            mask: AttentionMask::Add,
+            nan_filter,
+            zero_where: true,
+            perm_q: None,
+            perm_k: None,
+            perm_v: None,
+            perm_out: None,
+        };
+        let mut f = G::new(&inputs);
+        let args = f.ins.clone();
+        let y = f.op(op, &args);
+        let fused = f.finish(y);
+
+        let mut h = G::new(&inputs);
+        let scores = h.op(Op::MatMul, &[h.ins[0], h.ins[1]]);
+        let two = h.k(2.0);
+        let scaled = h.bin(BinaryOp::Div, scores, two);
+        let masked = h.bin(BinaryOp::Add, scaled, h.ins[3]);
+        let mut p = h.op(Op::Softmax { axis: 2 }, &[masked]);
+        if nan_filter {
+            let nan = h.un(UnaryOp::IsNaN, p);
+            let zero = h.k(0.0);
+            p = h.op(Op::Where, &[nan, zero, p]);
+        }
+        let zero = h.k(0.0);
+        p = h.op(Op::Where, &[h.ins[4], zero, p]);
+        let y = h.op(Op::MatMul, &[p, h.ins[2]]);
+        let reference = h.finish(y);
+        check("attention with zero_where", &fused, &reference, &mut r);
     }
 }
 
@@ -801,6 +851,7 @@ fn attention(mask: bool) -> Op {
         scale: ScoreScale::None,
         mask: mask.into(),
         nan_filter: false,
+        zero_where: false,
         perm_q: None,
         perm_k: None,
         perm_v: None,

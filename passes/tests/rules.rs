@@ -73,6 +73,11 @@ fn run(graph: &Graph, inputs: &HashMap<String, Tensor>) -> Vec<Tensor> {
 /// Checks that `rule` fires on `text` and that the optimised graph computes what the
 /// original does: bitwise if `tol` is 0, else within `tol` times the output's magnitude.
 fn check(rule: &str, tol: f64, text: &str) {
+    check_with(rule, tol, text, None);
+}
+
+/// [`check`], and the optimised IR must contain `expect`.
+fn check_with(rule: &str, tol: f64, text: &str, expect: Option<&str>) {
     let text = text.replace("; ", "\n");
     let graph = text::parse(&text, &weight).unwrap_or_else(|e| panic!("{rule}: {e}"));
     let (opt, explanation) = egraph::optimize(&graph, &Config::default()).expect("optimises");
@@ -93,6 +98,13 @@ fn check(rule: &str, tol: f64, text: &str) {
         "rule `{rule}`: an exact rule is checked bitwise, a reassociating one with a tolerance"
     );
     tcc_ir::verify::verify(&opt).expect("the optimised graph verifies");
+    if let Some(want) = expect {
+        let printed = text::print(&opt);
+        assert!(
+            printed.contains(want),
+            "rule `{rule}`: no `{want}` in\n{printed}"
+        );
+    }
     let symbols = graph.input_symbols();
     for (k, size) in [1i64, 3, 7, 16].into_iter().enumerate() {
         let mut r = Rng(seed_of(rule) ^ (k as u64 + 1));
@@ -128,6 +140,12 @@ macro_rules! rule_test {
         #[test]
         fn $test() {
             check($rule, $tol, $text);
+        }
+    };
+    ($test:ident, $rule:literal, $tol:expr, $text:literal, expect = $want:literal) => {
+        #[test]
+        fn $test() {
+            check_with($rule, $tol, $text, Some($want));
         }
     };
 }
@@ -236,6 +254,27 @@ rule_test!(
     "attention",
     0.0,
     r#"graph(%q: f32[1, 2, n, 8], %k: f32[1, 2, 8, n], %v: f32[1, 2, n, 4]) {; %c = const [8.0] : f32[]; %z = const [0.0] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, n]; %sc = div(%s, %c) : f32[1, 2, n, n]; %p = softmax<axis=3>(%sc) : f32[1, 2, n, n]; %isn = isnan(%p) : bool[1, 2, n, n]; %f = where(%isn, %z, %p) : f32[1, 2, n, n]; %y = matmul(%f, %v) : f32[1, 2, n, 4]; return %o = %y; }"#
+);
+rule_test!(
+    attention_bool_mask,
+    "attention",
+    0.0,
+    r#"graph(%q: f32[2, 3, n, 8], %k: f32[2, 3, 8, n], %v: f32[2, 3, n, 8], %m: bool[2, 1, n, n]) {; %c = const [0.35355338] : f32[]; %ninf = const [-inf] : f32[]; %s = matmul(%q, %k) : f32[2, 3, n, n]; %sc = mul(%s, %c) : f32[2, 3, n, n]; %sm = where(%m, %sc, %ninf) : f32[2, 3, n, n]; %p = softmax<axis=3>(%sm) : f32[2, 3, n, n]; %y = matmul(%p, %v) : f32[2, 3, n, 8]; return %o = %y; }"#,
+    expect = "mask=bool"
+);
+rule_test!(
+    attention_zero_where,
+    "attention",
+    0.0,
+    r#"graph(%q: f32[2, 3, n, 8], %k: f32[2, 3, 8, n], %v: f32[2, 3, n, 8], %m: f32[2, 1, n, n], %dead: bool[2, 1, n, 1]) {; %z = const [0.0] : f32[]; %s = matmul(%q, %k) : f32[2, 3, n, n]; %sm = add(%s, %m) : f32[2, 3, n, n]; %p = softmax<axis=3>(%sm) : f32[2, 3, n, n]; %f = where(%dead, %z, %p) : f32[2, 3, n, n]; %y = matmul(%f, %v) : f32[2, 3, n, 8]; return %o = %y; }"#,
+    expect = "zero_where=true"
+);
+rule_test!(
+    scores_scale_outward,
+    "scores-scale-outward",
+    1e-6,
+    r#"graph(%q: f32[2, 3, n, 8], %k: f32[2, 3, 8, n], %v: f32[2, 3, n, 8]) {; %c = const [0.59460354] : f32[]; %qs = mul(%q, %c) : f32[2, 3, n, 8]; %ks = mul(%k, %c) : f32[2, 3, 8, n]; %s = matmul(%qs, %ks) : f32[2, 3, n, n]; %p = softmax<axis=3>(%s) : f32[2, 3, n, n]; %y = matmul(%p, %v) : f32[2, 3, n, 8]; return %o = %y; }"#,
+    expect = "attention<scale=mul(0.35355"
 );
 rule_test!(
     transpose_attention,

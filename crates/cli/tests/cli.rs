@@ -291,6 +291,67 @@ fn compile_times_passes() {
 }
 
 #[test]
+fn explain_reports_the_optimiser_and_the_ir_shows_its_fused_ops() {
+    let model = example("model.onnx");
+    let o = tcc(&["compile", p(&model), "--emit", "ir", "--explain"]);
+    assert!(o.status.success(), "compile failed:\n{}", stderr(&o));
+    let err = stderr(&o);
+    let last = err.lines().last().unwrap_or_default();
+    let fields: Vec<&str> = last.split_whitespace().collect();
+    assert_eq!(fields[..2], ["tcc", "explain:"], "last line: {last}");
+    for (field, key) in fields[2..].iter().zip([
+        "rules=",
+        "iterations=",
+        "enodes=",
+        "eclasses=",
+        "time=",
+        "ms",
+        "cost_before=",
+        "cost_after=",
+    ]) {
+        assert!(field.starts_with(key), "`{field}` in `{last}`");
+    }
+    assert!(err.contains("stop reason: saturated"), "{err}");
+    assert!(
+        err.contains("matmul-gemm"),
+        "the rules that fired are listed:\n{err}"
+    );
+    let ir = stdout(&o);
+    assert!(ir.contains("attention<") && ir.contains("gemm<"), "{ir}");
+    assert!(
+        !ir.contains("softmax<"),
+        "the softmax is inside attention:\n{ir}"
+    );
+    // Without the optimiser the IR keeps its core ops.
+    let o = tcc(&[
+        "compile",
+        p(&model),
+        "--emit",
+        "ir",
+        "--disable-pass",
+        "egraph",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("softmax<") && !stdout(&o).contains("attention<"));
+}
+
+#[test]
+fn emit_dot_draws_the_graph_before_and_after() {
+    let o = tcc(&["compile", p(&example("model.onnx")), "--emit", "dot"]);
+    assert!(o.status.success(), "compile failed:\n{}", stderr(&o));
+    let dot = stdout(&o);
+    assert!(
+        dot.starts_with("digraph tcc {") && dot.trim_end().ends_with('}'),
+        "{dot}"
+    );
+    assert!(dot.contains("subgraph cluster_before") && dot.contains("subgraph cluster_after"));
+    assert!(
+        dot.contains("fillcolor") && dot.contains("attention"),
+        "fused ops are marked:\n{dot}"
+    );
+}
+
+#[test]
 fn compiling_a_library_needs_an_output_file() {
     let o = tcc(&["compile", p(&example("model.onnx"))]);
     assert_fails_naming(&o, &["--emit lib", "-o"]);

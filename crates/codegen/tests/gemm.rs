@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use support::{cpuinfo_flags, host_has_avx512f};
 use tcc_codegen::emit::{emit_to_file, link_shared, EmitKind};
 use tcc_codegen::kernels::gemm::{
-    self, emit_gemm_const_b, emit_gemm_runtime_b, Activation, Epilogue, GemmLayout,
+    emit_gemm_const_b, emit_gemm_runtime_b, Activation, Epilogue, GemmLayout,
 };
-use tcc_codegen::kernels::{KernelBuilder, Param};
+use tcc_codegen::kernels::{vmath, KernelBuilder, Param};
 use tcc_codegen::{Context, Target};
 
 /// A value the kernels must never write: the gaps of strided `C` and rows past `m1` keep it.
@@ -112,7 +112,7 @@ fn slope_bound(activation: Activation) -> f64 {
 }
 
 /// The activation's own relative error bound at `x`, from its emitted formula (see the
-/// module documentation of `gemm.rs`); checked tightly by the dense test below.
+/// functions of `kernels/vmath.rs`); checked tightly by the dense test below.
 fn activation_rel_error(activation: Activation, x: f64) -> f64 {
     match activation {
         Activation::None | Activation::Relu => 0.0,
@@ -566,7 +566,7 @@ fn activations_are_accurate_over_their_whole_range() {
             );
             kb.vector_loop(n, |kb, i, mask| {
                 let v = kb.load_f32(x, i, mask)?;
-                let y = gemm::erf(kb, v)?;
+                let y = vmath::erf(kb, v)?;
                 kb.store_f32(out, i, y, mask)
             })
             .unwrap();
@@ -613,7 +613,7 @@ fn activations_are_accurate_over_their_whole_range() {
             // SAFETY: erf is a pure libm function.
             let want = unsafe { erf(f64::from(x)) };
             let err = (f64::from(got) - want).abs();
-            // 2.5e-7 relative: the fits' 1.2e-7 plus a few roundings (see gemm.rs).
+            // 2.5e-7 relative: the fits' 1.2e-7 plus a few roundings (see vmath.rs).
             let tol = 2.5e-7 * want.abs() + 1e-45;
             assert!(
                 err <= tol,

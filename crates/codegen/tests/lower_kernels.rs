@@ -1789,7 +1789,8 @@ fn fused_op_gemm_runtime_operands_through_permutations() {
 #[test]
 fn fused_op_attention_scales_masks_filter_and_permutations() {
     let head = "graph(%qi: i32[b, s, 2, 16], %ki: i32[b, s, 2, 16], %v: f32[b, s, 2, 8], \
-                %v2: f32[b, 2, s, 8], %mask: bool[b, 1, 1, s], %m4: f32[b, 1, s, s]) {";
+                %v2: f32[b, 2, s, 8], %mask: bool[b, 1, 1, s], %m4: f32[b, 1, s, s], \
+                %dead: bool[b, 1, s, 1]) {";
     let common = r#"
   %zero = const [0.0] : f32[]
   %ninf = const [-inf] : f32[]
@@ -1805,11 +1806,13 @@ fn fused_op_attention_scales_masks_filter_and_permutations() {
   %o3 = attention<scale=none, mask=add, nan_filter=false, perm_k=[0, 2, 3, 1]>(%qt, %k, %v2, %mf) : f32[b, 2, s, 8]
   %o4 = attention<scale=div(4.0), mask=add, nan_filter=true, perm_v=[0, 2, 1, 3]>(%qt, %kt, %v, %m4) : f32[b, 2, s, 8]
   %o5 = attention<scale=mul(0.125), mask=bool, nan_filter=true>(%qt, %kt, %v2, %mask) : f32[b, 2, s, 8]
+  %o6 = attention<scale=none, mask=add, nan_filter=true, zero_where=true>(%qt, %kt, %v2, %mf, %dead) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
   return %o3 = %o3
   return %o4 = %o4
   return %o5 = %o5
+  return %o6 = %o6
 }}"
     );
     // The probabilities by core ops, their absolute values times |V|.
@@ -1851,17 +1854,23 @@ fn fused_op_attention_scales_masks_filter_and_permutations() {
   %f5 = where(%n5, %zero, %p5) : f32[b, 2, s, s]
   %e5 = abs(%f5) : f32[b, 2, s, s]
   %o5 = matmul(%e5, %av2) : f32[b, 2, s, 8]
+  %n6 = isnan(%p3) : bool[b, 2, s, s]
+  %f6 = where(%n6, %zero, %p3) : f32[b, 2, s, s]
+  %z6 = where(%dead, %zero, %f6) : f32[b, 2, s, s]
+  %e6 = abs(%z6) : f32[b, 2, s, s]
+  %o6 = matmul(%e6, %av2) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
   return %o3 = %o3
   return %o4 = %o4
   return %o5 = %o5
+  return %o6 = %o6
 }}"
     );
     let mut case = Case::new("fused_attention_op", &ir)
         .bound(&bound)
-        // Two casts, the mask, two transposes and five attentions.
-        .steps(10)
+        // Two casts, the mask, two transposes and six attentions.
+        .steps(11)
         .input("qi", Gen::Int(-3, 3))
         .input("ki", Gen::Int(-3, 3))
         .input("v", Gen::Float(-1.0, 1.0))

@@ -658,6 +658,7 @@ fn every_other_op() -> Graph {
                     scale,
                     mask: kind,
                     nan_filter,
+                    zero_where: false,
                     perm_q: None,
                     perm_k: None,
                     perm_v: None,
@@ -696,10 +697,31 @@ fn every_other_op() -> Graph {
             scale: crate::fused::ScoreScale::Div(2.0),
             mask: crate::fused::AttentionMask::Add,
             nan_filter: true,
+            zero_where: false,
             perm_q,
             perm_k,
             perm_v,
             perm_out,
+        };
+        outs.push(add(&mut g, op, &xs));
+    }
+    // Zeroing where a condition holds, with and without a mask.
+    for (kind, xs) in [
+        (crate::fused::AttentionMask::None, vec![q, kt, v, bmask]),
+        (
+            crate::fused::AttentionMask::Add,
+            vec![q, kt, v, mask, bmask],
+        ),
+    ] {
+        let op = Op::Attention {
+            scale: crate::fused::ScoreScale::None,
+            mask: kind,
+            nan_filter: false,
+            zero_where: true,
+            perm_q: None,
+            perm_k: None,
+            perm_v: None,
+            perm_out: None,
         };
         outs.push(add(&mut g, op, &xs));
     }

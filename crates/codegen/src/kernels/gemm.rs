@@ -24,9 +24,10 @@
 //! copied row by row into a stack buffer, so the micro-kernel addresses it from one pointer
 //! with constant offsets, and it stays in L1), and over the panels of the column block. The
 //! first k-block starts from zero, later ones from `C`; the last one applies the epilogue
-//! (`alpha`, bias, activation) to the registers before the store. Edge tiles (fewer than `MR`
-//! rows or `NR` columns) load and store `C` with masks; the padding of `A` rows repeats the last
-//! valid row and the padding of `B` is zero, so the full-size arithmetic is harmless.
+//! (`alpha`, bias, activation, the last from [`crate::kernels::vmath`]) to the registers
+//! before the store. Edge tiles (fewer than `MR` rows or `NR` columns) load and store `C` with
+//! masks; the padding of `A` rows repeats the last valid row and the padding of `B` is zero, so
+//! the full-size arithmetic is harmless.
 //!
 //! # Work splitting
 //! Both kernels take a range of rows `m0..m1` and a range of column panels `p0..p1`; disjoint
@@ -42,10 +43,10 @@
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::module::Module;
 use inkwell::values::{BasicValue, FunctionValue, IntValue, PointerValue, VectorValue};
-use inkwell::{FloatPredicate, IntPredicate};
+use inkwell::IntPredicate;
 
 use crate::error::{Error, Result};
-use crate::kernels::{constant_global, KernelBuilder, Param, F32_ALIGN};
+use crate::kernels::{constant_global, vmath, KernelBuilder, Param, F32_ALIGN};
 use crate::target::Target;
 
 /// How many k steps ahead the micro-kernel prefetches its panel of `B`.
@@ -55,30 +56,6 @@ const PREFETCH_ROWS: i64 = 16;
 /// [`tcc_ir::Activation`] (the one the fused `gemm` op carries), re-exported so that the
 /// kernels, the schedule and the tests speak one vocabulary.
 pub use tcc_ir::Activation;
-
-/// Applies `activation` to a vector, as the epilogue does:
-/// - [`Activation::None`]: the identity;
-/// - [`Activation::Relu`]: `max(x, 0)`; NaN stays NaN;
-/// - [`Activation::GeluErf`]: `0.5 * x * (1 + erf(x / sqrt 2))`, with `erf` accurate to about
-///   2e-7 relative (see [`gelu_erf`]);
-/// - [`Activation::GeluTanh`]: `0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3)))`,
-///   computed as `x / (1 + exp(-2u))` so that neither tail cancels (see [`gelu_tanh`]).
-pub fn apply_activation<'ctx>(
-    activation: Activation,
-    kb: &KernelBuilder<'_, 'ctx>,
-    x: VectorValue<'ctx>,
-) -> Result<VectorValue<'ctx>> {
-    match activation {
-        Activation::None => Ok(x),
-        Activation::Relu => {
-            let m = Math(kb);
-            let negative = m.lt(x, m.c(0.0))?;
-            m.select(negative, m.c(0.0), x)
-        }
-        Activation::GeluErf => gelu_erf(kb, x),
-        Activation::GeluTanh => gelu_tanh(kb, x),
-    }
-}
 
 /// What the micro-kernel does to its registers before the final store.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -980,7 +957,7 @@ fn emit_tile<'ctx>(
         if let Some(bias) = bias[j % nv] {
             x = bld.build_float_add(x, bias, "bias").map_err(kb.err())?;
         }
-        finished.push(apply_activation(epilogue.activation, kb, x)?);
+        finished.push(vmath::apply_activation(epilogue.activation, kb, x)?);
     }
     let epi_end = kb.current_block()?;
     bld.build_unconditional_branch(store_select)
@@ -1019,283 +996,6 @@ fn emit_tile<'ctx>(
     Ok(())
 }
 
-/// Vector arithmetic shorthands over a [`KernelBuilder`], for the activations.
-struct Math<'k, 'a, 'ctx>(&'k KernelBuilder<'a, 'ctx>);
-
-type V<'ctx> = VectorValue<'ctx>;
-
-impl<'ctx> Math<'_, '_, 'ctx> {
-    fn c(&self, value: f32) -> V<'ctx> {
-        self.0.f32_splat_const(value)
-    }
-    fn add(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.0
-            .builder()
-            .build_float_add(a, b, "add")
-            .map_err(self.0.err())
-    }
-    fn sub(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.0
-            .builder()
-            .build_float_sub(a, b, "sub")
-            .map_err(self.0.err())
-    }
-    fn mul(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.0
-            .builder()
-            .build_float_mul(a, b, "mul")
-            .map_err(self.0.err())
-    }
-    fn div(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.0
-            .builder()
-            .build_float_div(a, b, "div")
-            .map_err(self.0.err())
-    }
-    /// `a * b + c`, fused where the target has FMA.
-    fn fma(&self, a: V<'ctx>, b: V<'ctx>, c: V<'ctx>) -> Result<V<'ctx>> {
-        self.0.mul_add(a, b, c)
-    }
-    fn lt(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.0
-            .builder()
-            .build_float_compare(FloatPredicate::OLT, a, b, "lt")
-            .map_err(self.0.err())
-    }
-    fn gt(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.0
-            .builder()
-            .build_float_compare(FloatPredicate::OGT, a, b, "gt")
-            .map_err(self.0.err())
-    }
-    fn select(&self, mask: V<'ctx>, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        Ok(self
-            .0
-            .builder()
-            .build_select(mask, a, b, "sel")
-            .map_err(self.0.err())?
-            .into_vector_value())
-    }
-    /// `min(a, b)` as `minps` computes it (`b` when either is NaN).
-    fn min(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.select(self.lt(a, b)?, a, b)
-    }
-    /// `max(a, b)` as `maxps` computes it (`b` when either is NaN).
-    fn max(&self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>> {
-        self.select(self.gt(a, b)?, a, b)
-    }
-    fn abs(&self, a: V<'ctx>) -> Result<V<'ctx>> {
-        let fabs = self.0.intrinsic("llvm.fabs", &[a.get_type().into()])?;
-        Ok(self.0.call(fabs, &[a.into()], "abs")?.into_vector_value())
-    }
-    /// Horner's scheme: `coefficients[0] + x * (coefficients[1] + x * (...))`.
-    fn poly(&self, x: V<'ctx>, coefficients: &[f32]) -> Result<V<'ctx>> {
-        let (&highest, rest) = coefficients
-            .split_last()
-            .ok_or_else(|| self.0.internal("a polynomial needs a coefficient"))?;
-        let mut acc = self.c(highest);
-        for &c in rest.iter().rev() {
-            acc = self.fma(acc, x, self.c(c))?;
-        }
-        Ok(acc)
-    }
-}
-
-/// `exp(hi + lo)` for `|lo|` at most a few units, accurate to about 2 ulp where the result is
-/// a normal number; `hi` is clamped to `[-87.3, 88.3]`, so results saturate at about `1e-38`
-/// and `2e38` instead of reaching 0 or infinity.
-///
-/// Cody-Waite reduction `r = hi - n*ln2 + lo` (the split of `ln 2` keeps `n*ln2_hi` exact),
-/// then Cephes' degree-7 polynomial for `exp(r)` on `|r| <= ln2 / 2`, scaled by `2^n` built
-/// in the exponent bits. Passing a large argument as `hi + lo` keeps its low bits, which a
-/// single `f32` would lose (the absolute error of the argument is the relative error of exp).
-pub fn exp_split<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    hi: VectorValue<'ctx>,
-    lo: Option<VectorValue<'ctx>>,
-) -> Result<VectorValue<'ctx>> {
-    let m = Math(kb);
-    let bld = kb.builder();
-    let hi = m.min(m.max(hi, m.c(-87.3))?, m.c(88.3))?;
-    let x = match lo {
-        Some(lo) => m.add(hi, lo)?,
-        None => hi,
-    };
-    // Round x * log2(e) to the nearest integer with the 1.5 * 2^23 trick (no SSE4.1 needed).
-    let magic = m.c(12_582_912.0);
-    let n = m.sub(m.fma(x, m.c(std::f32::consts::LOG2_E), magic)?, magic)?;
-    let n = m.min(m.max(n, m.c(-126.0))?, m.c(127.0))?;
-    let mut r = m.fma(n, m.c(-0.693_359_4), hi)?;
-    r = m.fma(n, m.c(2.121_944_4e-4), r)?;
-    if let Some(lo) = lo {
-        r = m.add(r, lo)?;
-    }
-    let p = m.poly(
-        r,
-        &[
-            0.5, // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32.
-            1.666_666_5e-1,
-            4.166_579_6e-2,
-            8.333_452e-3,
-            1.398_2e-3,
-            1.987_569_1e-4,
-        ],
-    )?;
-    let r2 = m.mul(r, r)?;
-    let y = m.fma(p, r2, m.add(r, m.c(1.0))?)?;
-    let i32_vector = kb.context().i32_type().vec_type(kb.lanes());
-    let n = bld
-        .build_float_to_signed_int(n, i32_vector, "n")
-        .map_err(kb.err())?;
-    let biased = bld
-        .build_int_add(n, splat_i32(kb, 127), "biased")
-        .map_err(kb.err())?;
-    let bits = bld
-        .build_left_shift(biased, splat_i32(kb, 23), "bits")
-        .map_err(kb.err())?;
-    let scale = bld
-        .build_bit_cast(bits, kb.f32_vector(), "scale")
-        .map_err(kb.err())?
-        .into_vector_value();
-    m.mul(y, scale)
-}
-
-fn splat_i32<'ctx>(kb: &KernelBuilder<'_, 'ctx>, value: i32) -> VectorValue<'ctx> {
-    let lane = kb.context().i32_type().const_int(value as u64, true);
-    inkwell::types::VectorType::const_vector(&vec![lane; kb.lanes() as usize])
-}
-
-/// The coefficients of `erf(z) / z` as a polynomial in `z^2` for `|z| < 1`: the Taylor series
-/// `2/sqrt(pi) * sum (-1)^j z^(2j) / (j! (2j + 1))`, whose first omitted term is below 1.2e-9.
-fn erf_small_coefficients() -> Vec<f32> {
-    let mut factorial = 1.0f64;
-    (0..12)
-        .map(|j| {
-            if j > 0 {
-                factorial *= f64::from(j);
-            }
-            let sign = if j % 2 == 0 { 1.0 } else { -1.0 };
-            (std::f64::consts::FRAC_2_SQRT_PI * sign / (factorial * f64::from(2 * j + 1))) as f32
-        })
-        .collect()
-}
-
-/// `erfc(az)` for `az >= 0` by Numerical Recipes' `erfcc` (Chebyshev fit, fractional error
-/// below 1.2e-7 for every argument): `t * exp(-az^2 + P(t))` with `t = 1 / (1 + az / 2)`.
-///
-/// `az` is clamped to 9 (erfc(9) = 4e-37). The caller passes `az^2` split into `s + e`, `s`
-/// the rounded square and `e` the rest (exact with an FMA), so that the large exponent loses
-/// no bits: its absolute error is the result's relative error.
-fn erfc_nonnegative<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    az: VectorValue<'ctx>,
-    (s, e): (VectorValue<'ctx>, VectorValue<'ctx>),
-) -> Result<VectorValue<'ctx>> {
-    let m = Math(kb);
-    let clamped = m.gt(az, m.c(9.0))?;
-    let az = m.select(clamped, m.c(9.0), az)?;
-    let s = m.select(clamped, m.c(81.0), s)?;
-    let e = m.select(clamped, m.c(0.0), e)?;
-    let t = m.div(m.c(1.0), m.fma(az, m.c(0.5), m.c(1.0))?)?;
-    let p = m.poly(
-        t,
-        &[
-            -1.265_512_2,
-            1.000_023_7,
-            0.374_091_96,
-            0.096_784_18,
-            -0.186_288_06,
-            0.278_868_07,
-            -1.135_204,
-            1.488_515_9,
-            -0.822_152_23,
-            0.170_872_77,
-        ],
-    )?;
-    let neg_s = m.sub(m.c(0.0), s)?;
-    let lo = m.sub(p, e)?;
-    let exp = exp_split(kb, neg_s, Some(lo))?;
-    m.mul(t, exp)
-}
-
-/// `erf(x)`, vectorised, accurate to about 2e-7 relative: the Taylor polynomial below 1 in
-/// magnitude, `1 - erfc(|x|)` with the sign of `x` above.
-pub fn erf<'ctx>(kb: &KernelBuilder<'_, 'ctx>, x: VectorValue<'ctx>) -> Result<VectorValue<'ctx>> {
-    let m = Math(kb);
-    let az = m.abs(x)?;
-    let small = m.mul(x, m.poly(m.mul(x, x)?, &erf_small_coefficients())?)?;
-    let large = m.sub(
-        m.c(1.0),
-        erfc_nonnegative(kb, az, split_square(kb, x, 1.0)?)?,
-    )?;
-    let negative = m.lt(x, m.c(0.0))?;
-    let large = m.select(negative, m.sub(m.c(0.0), large)?, large)?;
-    m.select(m.lt(az, m.c(1.0))?, small, large)
-}
-
-/// `0.5 * x * (1 + erf(x / sqrt 2))`, vectorised. `1 + erf(z)` is computed as `2 - erfc(z)` or
-/// `erfc(-z)` outside `-0.5 < z < 1`, so the negative tail keeps its relative accuracy (about 3e-7)
-/// instead of cancelling.
-pub fn gelu_erf<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    x: VectorValue<'ctx>,
-) -> Result<VectorValue<'ctx>> {
-    let m = Math(kb);
-    let z = m.mul(x, m.c(std::f32::consts::FRAC_1_SQRT_2))?;
-    let az = m.abs(z)?;
-    let small = m.fma(
-        z,
-        m.poly(m.mul(z, z)?, &erf_small_coefficients())?,
-        m.c(1.0),
-    )?;
-    // z^2 = x^2 / 2 from x itself: the rounding of z = x / sqrt 2 would cost 1.2e-7 * z^2.
-    let erfc = erfc_nonnegative(kb, az, split_square(kb, x, 0.5)?)?;
-    let large = m.select(m.gt(z, m.c(0.0))?, m.sub(m.c(2.0), erfc)?, erfc)?;
-    // The series serves -0.5 < z < 1: below -0.5, 1 + erf(z) cancels to less than 0.48 and
-    // erfc(-z) keeps more relative accuracy.
-    let series = bld_and(kb, m.lt(z, m.c(1.0))?, m.gt(z, m.c(-0.5))?)?;
-    let one_plus_erf = m.select(series, small, large)?;
-    m.mul(m.mul(x, m.c(0.5))?, one_plus_erf)
-}
-
-fn bld_and<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    a: VectorValue<'ctx>,
-    b: VectorValue<'ctx>,
-) -> Result<VectorValue<'ctx>> {
-    kb.builder().build_and(a, b, "and").map_err(kb.err())
-}
-
-/// `x * x` as the rounded `s` and the rest `e`, exact where the target has FMA (`e` is zero
-/// otherwise), both scaled by `scale` (a power of two keeps them exact).
-fn split_square<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    x: VectorValue<'ctx>,
-    scale: f32,
-) -> Result<(VectorValue<'ctx>, VectorValue<'ctx>)> {
-    let m = Math(kb);
-    let s = m.mul(x, x)?;
-    let e = m.fma(x, x, m.sub(m.c(0.0), s)?)?;
-    Ok((m.mul(s, m.c(scale))?, m.mul(e, m.c(scale))?))
-}
-
-/// `0.5 * x * (1 + tanh(u))` with `u = sqrt(2/pi) * (x + 0.044715 x^3)`, vectorised, as the
-/// equal `x / (1 + exp(-2u))`.
-pub fn gelu_tanh<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    x: VectorValue<'ctx>,
-) -> Result<VectorValue<'ctx>> {
-    let m = Math(kb);
-    let c = (2.0 / std::f64::consts::PI).sqrt();
-    let minus_two_u_over_x = m.fma(
-        m.mul(x, x)?,
-        m.c((-2.0 * c * 0.044715) as f32),
-        m.c((-2.0 * c) as f32),
-    )?;
-    let exp = exp_split(kb, m.mul(x, minus_two_u_over_x)?, None)?;
-    m.div(x, m.add(m.c(1.0), exp)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1313,21 +1013,6 @@ mod tests {
         let packed = pack_b(&layout, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3).unwrap();
         assert_eq!(packed, [1.0, 2.0, 4.0, 5.0, 3.0, 0.0, 6.0, 0.0]);
         assert!(pack_b(&layout, &[1.0; 5], 2, 3).is_err());
-    }
-
-    #[test]
-    fn erf_series_matches_known_values() {
-        let c = erf_small_coefficients();
-        let erf = |z: f64| {
-            z * c
-                .iter()
-                .rev()
-                .fold(0.0, |acc, &c| acc * z * z + f64::from(c))
-        };
-        // erf(0.5) and erf(1) to 10 digits (Abramowitz and Stegun, table 7.1). Rounding each
-        // coefficient to f32 moves the sum by at most 2^-24 * sum |c_j| z^(2j+1) < 1e-7.
-        assert!((erf(0.5) - 0.520_499_877_8).abs() < 1e-7);
-        assert!((erf(1.0) - 0.842_700_792_9).abs() < 1e-7);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod elementwise;
 pub mod gemm;
 pub mod int8;
+pub mod vmath;
 
 use inkwell::attributes::{Attribute, AttributeLoc};
 use inkwell::builder::Builder;

@@ -6,7 +6,7 @@
 //!    other op), in dependency order;
 //! 2. [`plan`]: the memory plan, with symbolic sizes: inputs and outputs in the caller's
 //!    buffers, constants as globals, everything else in arena slots reused after their last use;
-//! 3. [`kernels`]: one LLVM function per step, `void step(void *ctx, int64_t task)`, working on
+//! 3. [`ops`]: one LLVM function per step, `void step(void *ctx, int64_t task)`, working on
 //!    a range of rows so the runtime's thread pool can split it;
 //! 4. [`run`]: the descriptor's entry points, `run` calling the steps in order;
 //! 5. the model ABI ([`crate::abi`]): the descriptor and the exported `PREFIX_*` wrappers;
@@ -18,12 +18,12 @@
 //! ops round once per op (transcendental functions in `f64` from the C library), reductions,
 //! softmax and layer normalisation accumulate in `f64`, except the softmax of contiguous `f32`
 //! rows (attention's), which runs in the target's vectors with tcc's vector exp on an exact
-//! `x - max` and an f64 sum (within about 3 ulp, see `softmax_rows_f32`);
-//! GEMMs accumulate in `f32` in order of
-//! `k` (as the interpreter's f32 matmul does) with a fused bias, and a GELU folded into a GEMM
-//! uses the GEMM's vector `erf` (about 3e-7 relative). The fused ops compute what their
-//! expansions mean with the kernels above; `rms_norm` computes in f64 and rounds once where its
-//! expansion rounds every op to f32 (within 5.5 ulp, see `rms_norm_rows_f32`).
+//! `x - max` and an f64 sum (within about 3 ulp, see `softmax_rows_f32`); GEMMs accumulate in
+//! `f32` in order of `k` (as the interpreter's f32 matmul does) with a fused bias, and a GELU
+//! folded into a GEMM uses tcc's vector `erf` (about 3e-7 relative; the vector math is
+//! [`crate::kernels::vmath`]). The fused ops compute what their expansions mean with the
+//! kernels above; `rms_norm` computes in f64 and rounds once where its expansion rounds every
+//! op to f32 (within 5.5 ulp, see `rms_norm_rows_f32`).
 //!
 //! Deviation from the design brief: [`Compiled`] holds the emitted bytes of the asked
 //! [`EmitKind`] rather than the inkwell module, since a module borrows its LLVM context and
@@ -32,7 +32,7 @@
 //! buffer), not one per thread: tasks do not know which thread runs them.
 
 pub mod dims;
-pub mod kernels;
+pub mod ops;
 pub mod plan;
 pub mod run;
 pub mod scalar;
@@ -204,7 +204,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
         }
     }
     let plan = plan::plan(graph, &steps, &direct, &|s| {
-        kernels::scratch_bytes(graph, s, target)
+        ops::scratch_bytes(graph, s, target)
     });
 
     let context = Context::create();
@@ -214,7 +214,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
     for (k, step) in steps.iter().enumerate() {
         let n_buffers = step.inputs.len() as u32 + 1;
         let has_scratch = plan.scratch.contains_key(&k);
-        let (function, parallel) = kernels::emit_step(
+        let (function, parallel) = ops::emit_step(
             &module,
             target,
             graph,

@@ -19,7 +19,7 @@ use inkwell::{AddressSpace, IntPredicate};
 use tcc_ir::{Dim, Graph, NodeId, Op};
 
 use super::dims::DimEmitter;
-use super::kernels::{CtxSlot, Parallel};
+use super::ops::{CtxSlot, Parallel};
 use super::plan::{Plan, Storage};
 use super::schedule::{Dest, Step};
 use crate::abi::{self, EntryPoints};

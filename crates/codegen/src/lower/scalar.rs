@@ -446,7 +446,35 @@ pub fn unary<'ctx>(
     let b = kb.builder();
     if dtype == DType::Bool {
         let x = x.into_int_value();
-        return Ok(b.build_not(x, "not").map_err(kb.err())?.into());
+        return match op {
+            UnaryOp::Not => Ok(b.build_not(x, "not").map_err(kb.err())?.into()),
+            UnaryOp::Neg
+            | UnaryOp::Abs
+            | UnaryOp::Sqrt
+            | UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Erf
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Relu
+            | UnaryOp::Reciprocal
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sign
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh
+            | UnaryOp::IsNaN => Err(kb.internal("a numeric op on bool")),
+        };
     }
     if dtype.is_int() {
         let x = x.into_int_value();
@@ -470,13 +498,35 @@ pub fn unary<'ctx>(
                 let p = isel(kb, gt, kb.i64_const(1), zero)?;
                 isel(kb, lt, kb.i64_const(-1), p)?
             }
-            _ => {
-                // Relu is the only other op defined on integers.
+            UnaryOp::Relu => {
                 let lt = b
                     .build_int_compare(IntPredicate::SLT, x, zero, "lt")
                     .map_err(kb.err())?;
                 isel(kb, lt, zero, x)?
             }
+            UnaryOp::Sqrt
+            | UnaryOp::Exp
+            | UnaryOp::Log
+            | UnaryOp::Erf
+            | UnaryOp::Tanh
+            | UnaryOp::Sigmoid
+            | UnaryOp::Reciprocal
+            | UnaryOp::Floor
+            | UnaryOp::Ceil
+            | UnaryOp::Round
+            | UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh
+            | UnaryOp::IsNaN
+            | UnaryOp::Not => return Err(kb.internal("a float or bool op on integers")),
         };
         return Ok(wrap(kb, dtype, r)?.into());
     }
@@ -539,26 +589,22 @@ pub fn unary<'ctx>(
             let e = erf_f64(kb, w)?;
             b.build_float_trunc(e, ty, "erf").map_err(kb.err())?
         }
-        other => {
-            let name = match other {
-                UnaryOp::Exp => "exp",
-                UnaryOp::Log => "log",
-                UnaryOp::Erf => "erf",
-                UnaryOp::Tanh => "tanh",
-                UnaryOp::Sin => "sin",
-                UnaryOp::Cos => "cos",
-                UnaryOp::Tan => "tan",
-                UnaryOp::Asin => "asin",
-                UnaryOp::Acos => "acos",
-                UnaryOp::Atan => "atan",
-                UnaryOp::Sinh => "sinh",
-                UnaryOp::Cosh => "cosh",
-                UnaryOp::Asinh => "asinh",
-                UnaryOp::Acosh => "acosh",
-                _ => "atanh",
-            };
-            call_f64(m, kb, name, &[x])?
-        }
+        // The rest from the C library, in f64.
+        UnaryOp::Exp => call_f64(m, kb, "exp", &[x])?,
+        UnaryOp::Log => call_f64(m, kb, "log", &[x])?,
+        UnaryOp::Erf => call_f64(m, kb, "erf", &[x])?,
+        UnaryOp::Tanh => call_f64(m, kb, "tanh", &[x])?,
+        UnaryOp::Sin => call_f64(m, kb, "sin", &[x])?,
+        UnaryOp::Cos => call_f64(m, kb, "cos", &[x])?,
+        UnaryOp::Tan => call_f64(m, kb, "tan", &[x])?,
+        UnaryOp::Asin => call_f64(m, kb, "asin", &[x])?,
+        UnaryOp::Acos => call_f64(m, kb, "acos", &[x])?,
+        UnaryOp::Atan => call_f64(m, kb, "atan", &[x])?,
+        UnaryOp::Sinh => call_f64(m, kb, "sinh", &[x])?,
+        UnaryOp::Cosh => call_f64(m, kb, "cosh", &[x])?,
+        UnaryOp::Asinh => call_f64(m, kb, "asinh", &[x])?,
+        UnaryOp::Acosh => call_f64(m, kb, "acosh", &[x])?,
+        UnaryOp::Atanh => call_f64(m, kb, "atanh", &[x])?,
     };
     Ok(r.into())
 }
@@ -584,7 +630,9 @@ pub fn binary<'ctx>(
             BinaryOp::LessEqual => b.build_int_compare(IntPredicate::ULE, x, y, "le"),
             BinaryOp::Greater => b.build_int_compare(IntPredicate::UGT, x, y, "gt"),
             BinaryOp::GreaterEqual => b.build_int_compare(IntPredicate::UGE, x, y, "ge"),
-            _ => return Err(kb.internal("an arithmetic op on bool")),
+            BinaryOp::Sub | BinaryOp::Div | BinaryOp::Pow | BinaryOp::Mod | BinaryOp::FMod => {
+                return Err(kb.internal("an arithmetic op on bool"))
+            }
         };
         return Ok(r.map_err(kb.err())?.into());
     }
@@ -641,7 +689,9 @@ pub fn binary<'ctx>(
             BinaryOp::LessEqual => return cmp(IntPredicate::SLE, "le"),
             BinaryOp::Greater => return cmp(IntPredicate::SGT, "gt"),
             BinaryOp::GreaterEqual => return cmp(IntPredicate::SGE, "ge"),
-            _ => return Err(kb.internal("a logical op on integers")),
+            BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+                return Err(kb.internal("a logical op on integers"))
+            }
         };
         return Ok(wrap(kb, dtype, r)?.into());
     }
@@ -687,7 +737,9 @@ pub fn binary<'ctx>(
         BinaryOp::LessEqual => return cmp(FloatPredicate::OLE, "le"),
         BinaryOp::Greater => return cmp(FloatPredicate::OGT, "gt"),
         BinaryOp::GreaterEqual => return cmp(FloatPredicate::OGE, "ge"),
-        _ => return Err(kb.internal("a logical op on floats")),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+            return Err(kb.internal("a logical op on floats"))
+        }
     };
     Ok(r.into())
 }

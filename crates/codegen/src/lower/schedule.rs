@@ -24,7 +24,7 @@ use tcc_ir::{
     TensorData, TensorType, UnaryOp,
 };
 
-use super::kernels::unsupported_node;
+use super::ops::unsupported_node;
 use crate::error::Result;
 
 /// An elementwise expression over a fused kernel's leaves.
@@ -159,7 +159,15 @@ pub fn schedule(graph: &Graph) -> Result<Vec<Step>> {
         };
         match &node.op {
             Op::Input { .. } | Op::Const(_) | Op::Reshape { .. } => {}
-            op if is_elementwise(op) && !is_half(node.ty.dtype) => {
+            // 16-bit floats (as the result or an operand) go to `Kernel::Op`, which reports
+            // them as unsupported.
+            op if is_elementwise(op)
+                && !is_half(node.ty.dtype)
+                && !graph
+                    .operands(id)
+                    .iter()
+                    .any(|&o| is_half(graph.ty(o).dtype)) =>
+            {
                 let mut inputs = Vec::new();
                 let expr = op_expr(graph, id, &mut inputs);
                 steps.push(step(Kernel::Fused(expr), inputs));
@@ -378,6 +386,7 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
             scale,
             mask,
             nan_filter,
+            zero_where,
             perm_q,
             perm_k,
             perm_v,
@@ -457,7 +466,9 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
                     inputs.push(ops[3]);
                 }
             }
-            let post = nan_filter.then(|| {
+            // g: the NaN filter, then the zeroing (leaf 1 of g, the last input), in the
+            // expansion's order.
+            let mut post = nan_filter.then(|| {
                 let p = Expr::Leaf(0, DType::F32);
                 Expr::Where(
                     Box::new([
@@ -468,6 +479,24 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
                     DType::F32,
                 )
             });
+            if *zero_where {
+                let cond = *ops.last().expect("zero_where has its condition operand");
+                if graph.ty(cond).dtype != DType::Bool {
+                    return Err(unsupported("the zero_where condition must be bool"));
+                }
+                let zeroed = expanded.iter().rev().find(|e| e.op == Op::Where);
+                if zeroed.is_none_or(|e| e.ty.shape != scores) {
+                    return Err(unsupported(
+                        "the zero_where condition broadcasts the scores to a larger shape",
+                    ));
+                }
+                let p = post.take().unwrap_or(Expr::Leaf(0, DType::F32));
+                post = Some(Expr::Where(
+                    Box::new([Expr::Leaf(1, DType::Bool), *f32_scalar(0.0), p]),
+                    DType::F32,
+                ));
+                inputs.push(cond);
+            }
             Ok(step(
                 Kernel::Attention {
                     scores,

@@ -2,7 +2,6 @@
 //! `where(mask, s, -inf)`), with torch's NaN filter, as one
 //! `attention` op whose scores never reach memory; and its output transpose written in place.
 
-use super::fusion::transposes;
 use super::{data, is_const, keeps_last, nodes, rule, var, Ctx, Exactness::*, Rule};
 use egg::Id;
 use tcc_ir::{Activation, AttentionMask, BinaryOp, Op, ScoreScale, UnaryOp};
@@ -28,19 +27,25 @@ fn plain_products(c: &Ctx, id: Id) -> Vec<Product> {
         .collect()
 }
 
-/// The softmax over the last axis in class `p`, and whether it was reached through the NaN
-/// filter `where(isnan(p), 0, p)`: (the scores' class, nan_filter).
-fn probabilities(c: &Ctx, p: Id) -> Vec<(Id, bool)> {
-    let softmax_of = |id: Id| -> Vec<Id> {
-        let rank = data(c.eg, id).ty.rank();
-        nodes(c.eg, id)
-            .filter_map(|n| match n.op() {
-                Op::Softmax { axis } if *axis + 1 == rank => Some(n.args()[0]),
-                _ => None,
-            })
-            .collect()
-    };
-    let mut out: Vec<(Id, bool)> = softmax_of(p).into_iter().map(|s| (s, false)).collect();
+/// The softmax over the last axis in class `p`, reached directly, through the NaN filter
+/// `where(isnan(p), 0, p)`, through `where(c, 0, p)` for a bool `c` (the ONNX `Attention`
+/// op's zeroing of rows whose keys are all masked), or both: (the scores' class, nan_filter,
+/// the zeroing condition).
+fn probabilities(c: &Ctx, p: Id) -> Vec<(Id, bool, Option<Id>)> {
+    probabilities_within(c, p, 2)
+}
+
+fn probabilities_within(c: &Ctx, p: Id, depth: usize) -> Vec<(Id, bool, Option<Id>)> {
+    let rank = data(c.eg, p).ty.rank();
+    let mut out: Vec<(Id, bool, Option<Id>)> = nodes(c.eg, p)
+        .filter_map(|n| match n.op() {
+            Op::Softmax { axis } if *axis + 1 == rank => Some((n.args()[0], false, None)),
+            _ => None,
+        })
+        .collect();
+    if depth == 0 {
+        return out;
+    }
     for n in nodes(c.eg, p) {
         if n.op() != &Op::Where {
             continue;
@@ -48,12 +53,21 @@ fn probabilities(c: &Ctx, p: Id) -> Vec<(Id, bool)> {
         let [cond, zero, inner] = n.args() else {
             continue;
         };
-        let is_filter = data(c.eg, *zero).is_f32_exactly(0.0)
-            && nodes(c.eg, *cond).any(|m| {
-                m.op() == &Op::Unary(UnaryOp::IsNaN) && c.eg.find(m.args()[0]) == c.eg.find(*inner)
-            });
-        if is_filter {
-            out.extend(softmax_of(*inner).into_iter().map(|s| (s, true)));
+        if !data(c.eg, *zero).is_f32_exactly(0.0) {
+            continue;
+        }
+        let is_nan_filter = nodes(c.eg, *cond).any(|m| {
+            m.op() == &Op::Unary(UnaryOp::IsNaN) && c.eg.find(m.args()[0]) == c.eg.find(*inner)
+        });
+        for (s, nan, zw) in probabilities_within(c, *inner, depth - 1) {
+            if is_nan_filter && !nan && zw.is_none() {
+                out.push((s, true, None));
+            } else if !is_nan_filter
+                && zw.is_none()
+                && data(c.eg, *cond).ty.dtype == tcc_ir::DType::Bool
+            {
+                out.push((s, nan, Some(*cond)));
+            }
         }
     }
     out
@@ -100,6 +114,53 @@ fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, AttentionMask, Option<Id>)> {
 pub fn rules() -> Vec<Rule> {
     vec![
         rule(
+            "scores-scale-outward",
+            Reassociating,
+            "gemm(q * a, kt * b) = gemm(q, kt) * (a b) for scalars a, b (torch's SDPA scales both by d^-1/4)",
+            "(gemm (mul ?q ?a) (mul ?k ?b))",
+            |c, root, s| {
+                let (q, a, k, b) = (var(s, "?q"), var(s, "?a"), var(s, "?k"), var(s, "?b"));
+                let scalar = |id: Id| {
+                    let d = data(c.eg, id);
+                    (d.ty.dtype == tcc_ir::DType::F32 && d.ty.rank() == 0)
+                        .then(|| d.scalar())
+                        .flatten()
+                };
+                let (Some(av), Some(bv)) = (scalar(a), scalar(b)) else {
+                    return vec![];
+                };
+                let plain = nodes(c.eg, root).any(|n| {
+                    matches!(
+                        n.op(),
+                        Op::Gemm {
+                            activation: Activation::None,
+                            bias: false,
+                            perm_a: None,
+                            perm_b: None,
+                            perm_out: None,
+                        }
+                    )
+                });
+                if !plain || data(c.eg, k).value.is_some() {
+                    return vec![];
+                }
+                let gemm = Op::Gemm {
+                    activation: Activation::None,
+                    bias: false,
+                    perm_a: None,
+                    perm_b: None,
+                    perm_out: None,
+                };
+                let Some(g) = c.add(gemm, vec![q, k]) else {
+                    return vec![];
+                };
+                let ab = c.constant(tcc_ir::fused::scalar(tcc_ir::DType::F32, av * bv));
+                c.add(Op::Binary(BinaryOp::Mul), vec![g, ab])
+                    .into_iter()
+                    .collect()
+            },
+        ),
+        rule(
             "attention",
             Exact,
             "gemm(filter(softmax(scale(gemm(q, kt)) + mask)), v) = attention(q, kt, v, mask)",
@@ -111,7 +172,7 @@ pub fn rules() -> Vec<Rule> {
                     if perm_p.is_some() {
                         continue;
                     }
-                    for (s, nan_filter) in probabilities(c, p) {
+                    for (s, nan_filter, zero_cond) in probabilities(c, p) {
                         // The kernel's limits: the mask does not grow the scores, and `V`
                         // does not grow their batch dims.
                         let sty = data(c.eg, s).ty.clone();
@@ -128,10 +189,12 @@ pub fn rules() -> Vec<Rule> {
                             for (q, kt, perm_q, perm_k) in plain_products(c, qk) {
                                 let mut args = vec![q, kt, v];
                                 args.extend(mask);
+                                args.extend(zero_cond);
                                 let op = Op::Attention {
                                     scale,
                                     mask: kind,
                                     nan_filter,
+                                    zero_where: zero_cond.is_some(),
                                     perm_q: perm_q.clone(),
                                     perm_k: perm_k.clone(),
                                     perm_v: perm_v.clone(),
@@ -171,31 +234,13 @@ pub fn rules() -> Vec<Rule> {
                 let mut out = Vec::new();
                 for perm in perms {
                     for (op, args) in &atts {
-                        let Op::Attention {
-                            scale,
-                            mask,
-                            nan_filter,
-                            perm_q,
-                            perm_k,
-                            perm_v,
-                            ..
-                        } = op.clone()
-                        else {
-                            continue;
-                        };
-                        let op = Op::Attention {
-                            scale,
-                            mask,
-                            nan_filter,
-                            perm_q,
-                            perm_k,
-                            perm_v,
-                            perm_out: Some(perm.clone()),
-                        };
+                        let mut op = op.clone();
+                        if let Op::Attention { perm_out, .. } = &mut op {
+                            *perm_out = Some(perm.clone());
+                        }
                         out.extend(c.add(op, args.clone()));
                     }
                 }
-                let _ = transposes;
                 out
             },
         ),

@@ -1,0 +1,360 @@
+//! Fused attention, `g(softmax(f(Q·K))) · V` in one kernel: per batch matrix `K` and `V` are
+//! packed once, then blocks of query rows go through `Q·K`, `f`, the softmax, `g` and `· V` in
+//! a scratch block that stays in L2.
+
+use inkwell::values::IntValue;
+use tcc_ir::{DType, Dim, Graph, Shape};
+
+use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
+use super::softmax::{softmax_row_f32, softmax_row_mapped_f32, RowMap};
+use super::{
+    bcast_strides_to, bcast_strides_with, logical_shape, product, strides, unsupported, Ctx,
+    Parallel,
+};
+use crate::error::Result;
+use crate::kernels::gemm::{self, Epilogue, GemmLayout};
+use crate::kernels::KernelBuilder;
+use crate::lower::scalar::{self, load, store};
+use crate::lower::schedule::{Expr, Kernel, Step};
+use crate::target::Target;
+
+/// Query rows per block of the fused attention kernel: the block's scores (`ROWS x n` floats)
+/// stay in L2 between `Q·K`, the softmax and `· V`. A multiple of every GEMM tile's rows.
+const ATTENTION_ROWS: i64 = 48;
+
+/// The sizes of a [`Kernel::Attention`] step.
+struct AttentionDims {
+    /// `[.., m, n]`: the scores.
+    scores: Shape,
+    /// Batch matrices.
+    batch: Dim,
+    m: Dim,
+    n: Dim,
+    /// `Q`'s and `K`'s inner size.
+    dk: Dim,
+    /// `V`'s columns.
+    dv: Dim,
+}
+
+impl AttentionDims {
+    fn of(graph: &Graph, step: &Step) -> Option<AttentionDims> {
+        let Kernel::Attention { scores, perms, .. } = &step.kernel else {
+            return None;
+        };
+        let scores = scores.clone();
+        let r = scores.rank();
+        let k = logical_shape(graph, step, 1, &perms[1]);
+        let v = logical_shape(graph, step, 2, &perms[2]);
+        Some(AttentionDims {
+            batch: product(&scores.dims()[..r - 2]),
+            m: scores.dims()[r - 2].clone(),
+            n: scores.dims()[r - 1].clone(),
+            dk: k.dims()[k.rank() - 2].clone(),
+            dv: v.dims()[v.rank() - 1].clone(),
+            scores,
+        })
+    }
+
+    /// Scratch floats per batch matrix: packed `K`, packed `V` and one block of scores.
+    fn scratch_floats(&self, target: &Target) -> Dim {
+        let layout = GemmLayout::for_target(target);
+        let nr = Dim::constant(layout.nr() as i64);
+        let panels = |d: &Dim| d.add(&nr.sub(&Dim::constant(1))).floor_div(&nr);
+        panels(&self.n)
+            .mul(&nr)
+            .mul(&self.dk)
+            .add(&panels(&self.dv).mul(&nr).mul(&self.n))
+            .add(&Dim::constant(ATTENTION_ROWS).mul(&self.n))
+    }
+}
+
+/// The scratch (in bytes) of a [`Kernel::Attention`] step: per batch matrix, packed `K`,
+/// packed `V` and one block of scores.
+pub(super) fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim> {
+    let a = AttentionDims::of(graph, step)?;
+    Some(
+        a.batch
+            .mul(&a.scratch_floats(target))
+            .mul(&Dim::constant(4)),
+    )
+}
+
+/// Fused attention (see [`Kernel::Attention`]); a task is one batch matrix.
+pub(super) fn attention<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    target: &Target,
+) -> Result<Parallel> {
+    let Kernel::Attention {
+        expr,
+        post,
+        pre_leaves,
+        perms,
+        out_perm,
+        ..
+    } = &step.kernel
+    else {
+        return Err(c.kb.internal("not an attention step"));
+    };
+    let dims =
+        AttentionDims::of(graph, step).ok_or_else(|| c.kb.internal("not an attention step"))?;
+    let scores = &dims.scores;
+    let r = scores.rank();
+    // The logical Q, K and V the products read.
+    let logical: Vec<Shape> = (0..3)
+        .map(|i| logical_shape(graph, step, i, &perms[i]))
+        .collect();
+    // Q, K and V through their sources' (permuted) strides, broadcast to rank r.
+    let mut st = Vec::new();
+    for i in 0..3 {
+        let src = strides(&graph.ty(step.inputs[i]).shape);
+        let own: Vec<Dim> = match &perms[i] {
+            Some(p) => p.iter().map(|&a| src[a].clone()).collect(),
+            None => src,
+        };
+        st.push(bcast_strides_with(&logical[i], &own, r));
+    }
+    let out_strides = match out_perm {
+        Some(p) => {
+            let dst = strides(&graph.ty(step.node).shape);
+            let mut o = vec![Dim::constant(0); r];
+            for (a, &from) in p.iter().enumerate() {
+                o[from] = dst[a].clone();
+            }
+            o
+        }
+        // Without a permutation the step's node holds the product itself.
+        None => strides(&graph.ty(step.node).shape),
+    };
+    if st[0][r - 1].as_const().is_some_and(|s| s != 1) && dims.dk.as_const() != Some(1) {
+        return Err(unsupported(graph, step, "Q's rows are not contiguous"));
+    }
+    if out_strides[r - 1].as_const() != Some(1) {
+        return Err(unsupported(
+            graph,
+            step,
+            "the result's rows are not contiguous",
+        ));
+    }
+    // The other leaves of f (inputs 3..3 + pre_leaves) and g (the rest), read at the scores'
+    // index.
+    let leaf_strides: Vec<Vec<Dim>> = step.inputs[3..]
+        .iter()
+        .map(|&l| bcast_strides_to(&graph.ty(l).shape, scores.dims()))
+        .collect();
+    let pre = 3..3 + pre_leaves;
+
+    let layout = GemmLayout::for_target(target);
+    let base = c.kb.function().get_name().to_string_lossy().into_owned();
+    let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
+    let gemm = gemm::emit_gemm_packed_b(
+        c.m,
+        target,
+        &format!("{base}.gemm"),
+        &layout,
+        Epilogue::default(),
+    )?;
+    let st: Vec<Vec<IntValue>> = st.iter().map(|s| c.dim_list(s)).collect::<Result<_>>()?;
+    let out_st = c.dim_list(&out_strides)?;
+    let leaf_st: Vec<Vec<IntValue>> = leaf_strides
+        .iter()
+        .map(|s| c.dim_list(s))
+        .collect::<Result<_>>()?;
+    let bdims = c.dim_list(&scores.dims()[..r - 2])?;
+    let (mv, nv, dkv, dvv) = (
+        c.dim(&dims.m)?,
+        c.dim(&dims.n)?,
+        c.dim(&dims.dk)?,
+        c.dim(&dims.dv)?,
+    );
+    let nr = layout.nr() as i64;
+    let padded = |d| -> Result<IntValue> {
+        let up = c.add(d, c.kb.i64_const(nr - 1))?;
+        c.mul(c.div(up, c.kb.i64_const(nr))?, c.kb.i64_const(nr))
+    };
+    let k_len = c.mul(padded(nv)?, dkv)?;
+    let v_len = c.mul(padded(dvv)?, nv)?;
+    let s_len = c.mul(c.kb.i64_const(ATTENTION_ROWS), nv)?;
+    let per_task = c.add(c.add(k_len, v_len)?, s_len)?;
+    let scratch = c
+        .scratch
+        .ok_or_else(|| c.kb.internal("the attention has no scratch"))?;
+    let rows_step = c.kb.i64_const(ATTENTION_ROWS);
+    c.for_range(c.r0, c.r1, "batch", |c, bi| {
+        let zero = c.kb.i64_const(0);
+        let idx = c.unflatten(bi, &bdims)?;
+        let off = |i: usize| c.offset(zero, &idx, &st[i][..r - 2]);
+        let q = scalar::element_ptr(&c.kb, DType::F32, c.inputs[0], off(0)?)?;
+        let k = scalar::element_ptr(&c.kb, DType::F32, c.inputs[1], off(1)?)?;
+        let v = scalar::element_ptr(&c.kb, DType::F32, c.inputs[2], off(2)?)?;
+        let o_off = c.offset(zero, &idx, &out_st[..r - 2])?;
+        let o = scalar::element_ptr(&c.kb, DType::F32, c.dest, o_off)?;
+        let leaf_base: Vec<IntValue> = leaf_st
+            .iter()
+            .map(|s| c.offset(zero, &idx, &s[..r - 2]))
+            .collect::<Result<_>>()?;
+        let task_scratch = c.mul(bi, per_task)?;
+        let sk = scalar::element_ptr(&c.kb, DType::F32, scratch, task_scratch)?;
+        let sv = scalar::element_ptr(&c.kb, DType::F32, sk, k_len)?;
+        let sblk = scalar::element_ptr(&c.kb, DType::F32, sv, v_len)?;
+        // K (dk x n) and V (n x dv), packed once per batch matrix.
+        let call = |f, args: &[inkwell::values::BasicMetadataValueEnum]| {
+            c.b()
+                .build_call(f, args, "")
+                .map_err(c.kb.err())
+                .map(|_| ())
+        };
+        call(
+            pack,
+            &[
+                k.into(),
+                st[1][r - 2].into(),
+                st[1][r - 1].into(),
+                nv.into(),
+                dkv.into(),
+                sk.into(),
+            ],
+        )?;
+        call(
+            pack,
+            &[
+                v.into(),
+                st[2][r - 2].into(),
+                st[2][r - 1].into(),
+                dvv.into(),
+                nv.into(),
+                sv.into(),
+            ],
+        )?;
+        c.kb.for_loop(zero, mv, rows_step, "qblock", |_, rb| {
+            let left = c.b().build_int_sub(mv, rb, "left").map_err(c.kb.err())?;
+            let rows = c.kb.min_i64(left, rows_step)?;
+            let q_blk = scalar::element_ptr(&c.kb, DType::F32, q, c.mul(rb, st[0][r - 2])?)?;
+            // S = Q_blk · K.
+            call(
+                gemm,
+                &[
+                    q_blk.into(),
+                    st[0][r - 2].into(),
+                    sk.into(),
+                    sblk.into(),
+                    nv.into(),
+                    zero.into(),
+                    rows.into(),
+                    nv.into(),
+                    dkv.into(),
+                ],
+            )?;
+            // S = softmax(f(S)), row by row.
+            c.for_range(zero, rows, "qrow", |c, i| {
+                let row = c.mul(i, nv)?;
+                let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, row)?;
+                let qi = c.add(rb, i)?;
+                // Applies `e` to the row in place; `leaf_range` are its other leaves' inputs.
+                let apply = |c: &Ctx<'_, 'ctx>, e: &Expr, leaf_range: std::ops::Range<usize>| {
+                    let bases: Vec<IntValue> = leaf_range
+                        .clone()
+                        .map(|t| c.add(leaf_base[t - 3], c.mul(qi, leaf_st[t - 3][r - 2])?))
+                        .collect::<Result<_>>()?;
+                    c.for_range(zero, nv, "col", |c, j| {
+                        let mut leaves = vec![load(&c.kb, DType::F32, srow, j)?];
+                        for (t, base) in leaf_range.clone().zip(&bases) {
+                            let o = c.add(*base, c.mul(j, leaf_st[t - 3][r - 1])?)?;
+                            let dt = graph.ty(step.inputs[t]).dtype;
+                            leaves.push(load(&c.kb, dt, c.inputs[t], o)?);
+                        }
+                        let y = eval(c, e, &leaves)?;
+                        store(&c.kb, DType::F32, srow, j, y)
+                    })
+                };
+                // f and g in vectors inside the softmax's passes when they can be: leaves
+                // read along the row contiguously or as one value.
+                let row_leaf = |t: usize| -> Option<bool> {
+                    let dt = graph.ty(step.inputs[t]).dtype;
+                    let stride = leaf_st[t - 3][r - 1].get_zero_extended_constant();
+                    match (dt, stride) {
+                        (DType::F32 | DType::Bool, Some(0)) => Some(false),
+                        (DType::F32 | DType::Bool, Some(1)) => Some(true),
+                        _ => None,
+                    }
+                };
+                let vector_ok = |e: &Expr, range: &std::ops::Range<usize>| {
+                    vec_supported(e, &|k| k == 0 || row_leaf(range.start + k - 1).is_some())
+                };
+                let post_range = pre.end..step.inputs.len();
+                let trivial_pre = matches!(expr, Expr::Leaf(0, _));
+                if vector_ok(expr, &pre) && post.as_ref().is_none_or(|g| vector_ok(g, &post_range))
+                {
+                    let leaves_of = |range: &std::ops::Range<usize>| -> Result<Vec<RowLeafRef>> {
+                        range
+                            .clone()
+                            .map(|t| {
+                                let base =
+                                    c.add(leaf_base[t - 3], c.mul(qi, leaf_st[t - 3][r - 2])?)?;
+                                let dt = graph.ty(step.inputs[t]).dtype;
+                                Ok(RowLeafRef {
+                                    ptr: scalar::element_ptr(&c.kb, dt, c.inputs[t], base)?,
+                                    dtype: dt,
+                                    contiguous: row_leaf(t) == Some(true),
+                                })
+                            })
+                            .collect()
+                    };
+                    let pre_leaves = leaves_of(&pre)?;
+                    let post_leaves = leaves_of(&post_range)?;
+                    let f_map =
+                        |kb: &KernelBuilder<'_, 'ctx>,
+                         j: IntValue<'ctx>,
+                         x: inkwell::values::VectorValue<'ctx>,
+                         mask: Option<inkwell::values::VectorValue<'ctx>>| {
+                            vec_eval(kb, expr, x, &pre_leaves, j, mask)
+                        };
+                    let g_map =
+                        |kb: &KernelBuilder<'_, 'ctx>,
+                         j: IntValue<'ctx>,
+                         x: inkwell::values::VectorValue<'ctx>,
+                         mask: Option<inkwell::values::VectorValue<'ctx>>| {
+                            match &post {
+                                Some(g) => vec_eval(kb, g, x, &post_leaves, j, mask),
+                                None => Ok(x),
+                            }
+                        };
+                    let f_ref: Option<&RowMap<'_, 'ctx>> =
+                        if trivial_pre { None } else { Some(&f_map) };
+                    let g_ref: Option<&RowMap<'_, 'ctx>> =
+                        if post.is_some() { Some(&g_map) } else { None };
+                    return softmax_row_mapped_f32(c, srow, srow, nv, f_ref, g_ref);
+                }
+                if !trivial_pre {
+                    apply(c, expr, pre.clone())?;
+                }
+                softmax_row_f32(c, srow, srow, nv)?;
+                if let Some(g) = post {
+                    apply(c, g, pre.end..step.inputs.len())?;
+                }
+                Ok(())
+            })?;
+            // O_blk = P_blk · V.
+            let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, out_st[r - 2])?)?;
+            call(
+                gemm,
+                &[
+                    sblk.into(),
+                    nv.into(),
+                    sv.into(),
+                    o_blk.into(),
+                    out_st[r - 2].into(),
+                    zero.into(),
+                    rows.into(),
+                    dvv.into(),
+                    nv.into(),
+                ],
+            )
+        })
+    })?;
+    Ok(Parallel::rows(
+        dims.batch.clone(),
+        dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
+    ))
+}

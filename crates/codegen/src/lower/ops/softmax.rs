@@ -1,0 +1,211 @@
+//! Softmax and log-softmax along an axis: contiguous `f32` rows in the target's vectors (tcc's
+//! vector `exp` on an exact `x - max`, an f64 sum), any other layout or dtype in a scalar loop
+//! in `f64` with the C library's `exp`, as the interpreter computes it.
+
+use inkwell::values::{IntValue, PointerValue};
+use inkwell::FloatPredicate;
+use tcc_ir::{DType, Graph};
+
+use super::reduce::{row_extreme_f32, sum_f64_lanes};
+use super::{f64_of, split_axis, unsupported, Ctx, Parallel};
+use crate::error::Result;
+use crate::kernels::{vmath, KernelBuilder};
+use crate::lower::scalar::{self, load, store};
+use crate::lower::schedule::Step;
+
+/// `Op::Softmax` or, with `log`, `Op::LogSoftmax` over `axis`: a row per position of the
+/// other axes.
+pub(super) fn softmax(
+    c: &Ctx<'_, '_>,
+    graph: &Graph,
+    step: &Step,
+    axis: usize,
+    log: bool,
+) -> Result<Parallel> {
+    let out_ty = graph.ty(step.node);
+    let out_shape = &out_ty.shape;
+    let dtype = out_ty.dtype;
+    let zero = c.kb.i64_const(0);
+    if !dtype.is_float() {
+        return Err(unsupported(graph, step, "softmax of integers"));
+    }
+    let (outer, len, inner) = split_axis(out_shape, axis);
+    if dtype == DType::F32 && inner.is(1) && !log {
+        // Attention's softmax: f32 rows, contiguous.
+        let lenv = c.dim(&len)?;
+        softmax_rows_f32(c, lenv)?;
+        return Ok(Parallel::rows(outer, len));
+    }
+    let (lenv, innerv) = (c.dim(&len)?, c.dim(&inner)?);
+    let f64t = c.kb.context().f64_type();
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let o = c.div(r, innerv)?;
+        let i = c.rem(r, innerv)?;
+        let base = c.add(c.mul(c.mul(o, lenv)?, innerv)?, i)?;
+        let max = c.var(f64t.const_float(f64::NEG_INFINITY).into())?;
+        c.for_range(zero, lenv, "max", |c, k| {
+            let off = c.add(base, c.mul(k, innerv)?)?;
+            let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+            let m = c.get(max, x.into())?.into_float_value();
+            let f = c.kb.intrinsic("llvm.maxnum", &[f64t.into()])?;
+            let nm = c.kb.call(f, &[m.into(), x.into()], "mx")?;
+            // NaN propagates: maxnum ignores it, so OR it back in.
+            let isnan = c
+                .b()
+                .build_float_compare(FloatPredicate::UNO, x, x, "n")
+                .map_err(c.kb.err())?;
+            let v = c
+                .b()
+                .build_select(isnan, x.into(), nm, "v")
+                .map_err(c.kb.err())?;
+            let mnan = c
+                .b()
+                .build_float_compare(FloatPredicate::UNO, m, m, "mn")
+                .map_err(c.kb.err())?;
+            let v = c
+                .b()
+                .build_select(mnan, m.into(), v, "v2")
+                .map_err(c.kb.err())?;
+            c.set(max, v)
+        })?;
+        let sum = c.var(f64t.const_zero().into())?;
+        let m = c.get(max, f64t.const_zero().into())?.into_float_value();
+        c.for_range(zero, lenv, "sum", |c, k| {
+            let off = c.add(base, c.mul(k, innerv)?)?;
+            let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+            let d = c.b().build_float_sub(x, m, "d").map_err(c.kb.err())?;
+            let e = scalar::call_f64(c.m, &c.kb, "exp", &[d])?;
+            let s = c.get(sum, e.into())?.into_float_value();
+            let s = c.b().build_float_add(s, e, "s").map_err(c.kb.err())?;
+            c.set(sum, s.into())
+        })?;
+        let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
+        let ls = scalar::call_f64(c.m, &c.kb, "log", &[s])?;
+        c.for_range(zero, lenv, "out", |c, k| {
+            let off = c.add(base, c.mul(k, innerv)?)?;
+            let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], off)?)?;
+            let d = c.b().build_float_sub(x, m, "d").map_err(c.kb.err())?;
+            let y = if log {
+                c.b().build_float_sub(d, ls, "y").map_err(c.kb.err())?
+            } else {
+                let e = scalar::call_f64(c.m, &c.kb, "exp", &[d])?;
+                c.b().build_float_div(e, s, "y").map_err(c.kb.err())?
+            };
+            let y = scalar::cast(&c.kb, DType::F64, dtype, y.into())?;
+            store(&c.kb, dtype, c.dest, off, y)
+        })
+    })?;
+    Ok(Parallel::rows(outer.mul(&inner), len))
+}
+
+/// Softmax over contiguous f32 rows of `len` elements, rows `c.r0..c.r1`, in the
+/// target's vectors: the row's maximum; then `d = x - max` exactly, as an f32 pair
+/// `hi + lo` (TwoSum), so that tcc's vector exp (about 2 ulp) sees no rounded argument;
+/// `e = exp(d)` stored in f32 and summed in f64 lanes; then `e * (1 / sum)` in f64, rounded
+/// once. Each result is within about 3 ulp of the exact softmax. A row holding a NaN or an
+/// infinity gives NaN everywhere, as `exp(x - max)` does in exact arithmetic.
+fn softmax_rows_f32<'ctx>(c: &Ctx<'_, 'ctx>, lenv: IntValue<'ctx>) -> Result<()> {
+    c.for_range(c.r0, c.r1, "row", |c, r| {
+        let base = c.mul(r, lenv)?;
+        let src = c.kb.f32_element_ptr(c.inputs[0], base)?;
+        let dst = c.kb.f32_element_ptr(c.dest, base)?;
+        softmax_row_f32(c, src, dst, lenv)
+    })
+}
+
+/// The softmax of one contiguous f32 row of `len` elements from `src` into `dst` (which may
+/// be `src`), as [`softmax_rows_f32`] describes.
+pub(super) fn softmax_row_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    dst: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+) -> Result<()> {
+    softmax_row_mapped_f32(c, src, dst, lenv, None, None)
+}
+
+/// A map of a row's vector at column `j` (masked to the row's tail, or whole): `f(kb, j, x,
+/// mask)`.
+pub(super) type RowMap<'a, 'ctx> = dyn Fn(
+        &KernelBuilder<'_, 'ctx>,
+        IntValue<'ctx>,
+        inkwell::values::VectorValue<'ctx>,
+        Option<inkwell::values::VectorValue<'ctx>>,
+    ) -> Result<inkwell::values::VectorValue<'ctx>>
+    + 'a;
+
+/// [`softmax_row_f32`] of `pre(x)`, stored as `post(softmax)`: `pre` is applied to `src` in
+/// place during the pass that finds the maximum, `post` to each result before its store. The
+/// values are those of the three steps apart, in one pass fewer each.
+pub(super) fn softmax_row_mapped_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    dst: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+    pre: Option<&RowMap<'_, 'ctx>>,
+    post: Option<&RowMap<'_, 'ctx>>,
+) -> Result<()> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let vt = kb.f32_vector();
+    let f32t = kb.context().f32_type();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
+    let zeros = vt.const_zero();
+    {
+        let max = row_extreme_f32(c, src, lenv, true, pre)?;
+        let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
+        // e = exp(x - max), stored; the sum in f64 lanes.
+        let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
+            let x = kb.load_f32(src, i, mask)?;
+            // TwoSum: hi + lo == x + (-max) exactly.
+            let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
+            let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
+            let ab = b.build_float_sub(hi, bb, "ab").map_err(kb.err())?;
+            let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
+            let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
+            let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
+            // Where hi is infinite (x = -inf: a masked position), TwoSum's lo is NaN:
+            // use 0 there, so that exp sees -inf alone.
+            let hh = b.build_float_sub(hi, hi, "hh").map_err(kb.err())?;
+            let finite = b
+                .build_float_compare(FloatPredicate::OEQ, hh, zeros, "fin")
+                .map_err(kb.err())?;
+            let lo = b
+                .build_select(finite, lo, zeros, "lo")
+                .map_err(kb.err())?
+                .into_vector_value();
+            let mut e = vmath::exp_split(kb, hi, Some(lo))?;
+            if let Some(mask) = mask {
+                e = b
+                    .build_select(mask, e, zeros, "e")
+                    .map_err(kb.err())?
+                    .into_vector_value();
+            }
+            kb.store_f32(dst, i, e, mask)?;
+            b.build_float_ext(e, vd, "ed").map_err(kb.err())
+        })?;
+        let inv = b
+            .build_float_div(f64t.const_float(1.0), total, "inv")
+            .map_err(kb.err())?;
+        // max is finite exactly when max - max is 0 (NaN for NaN and the infinities).
+        let dm = b.build_float_sub(max, max, "dm").map_err(kb.err())?;
+        let finite = b
+            .build_float_compare(FloatPredicate::OEQ, dm, f32t.const_zero(), "finite")
+            .map_err(kb.err())?;
+        let inv = b
+            .build_select(finite, inv, f64t.const_float(f64::NAN), "inv")
+            .map_err(kb.err())?;
+        let inv_v = kb.splat(inv, "inv")?;
+        kb.vector_loop_in(lenv, |kb, i, mask| {
+            let e = kb.load_f32(dst, i, mask)?;
+            let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
+            let y = b.build_float_mul(ed, inv_v, "y").map_err(kb.err())?;
+            let mut y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
+            if let Some(post) = post {
+                y = post(kb, i, y, mask)?;
+            }
+            kb.store_f32(dst, i, y, mask)
+        })
+    }
+}
