@@ -11,7 +11,8 @@
 #   2. builds tcc and crates/codegen's gemm_bench example in release;
 #   3. minilm-l6 (../shared/models/minilm-l6) at b1_s128, b1_s512 and b8_padded, on the
 #      inputs held by the ref_<case>.npz files: ONNX Runtime (all graph optimisations, 2
-#      intra-op threads) and tcc (`tcc compile` once, then `tcc bench --threads 2`), each the
+#      intra-op threads) and tcc (`tcc compile --explain` once, then `tcc bench --threads
+#      2`; and the same model compiled without the e-graph optimiser), each the
 #      median of RUNS timed runs after WARMUP untimed ones, one engine at a time; `tcc run`
 #      also writes tcc's outputs, which the report compares with the references;
 #   4. GEMM GFLOP/s at 256, 512 and 1024 cubed: gemm_bench measures the machine's FMA peak and
@@ -85,12 +86,17 @@ fi
 # 3. minilm-l6: compile once, then each case with each engine, one at a time.
 so="$out/minilm-l6/minilm-l6.so"
 say "compiling minilm-l6 with tcc"
-if "$tcc" compile "$models/minilm-l6/model.onnx" -o "$so" > "$out/minilm-l6/compile.log" 2>&1; then
+if "$tcc" compile "$models/minilm-l6/model.onnx" -o "$so" --explain > "$out/minilm-l6/compile.log" 2>&1; then
   compiled=1
 else
   compiled=0
   say "tcc compile failed: $(tail -n 3 "$out/minilm-l6/compile.log" | tr '\n' ' ')"
 fi
+# The same model without the optimiser (each core op its own kernel), for comparison.
+so_plain="$out/minilm-l6/minilm-l6-plain.so"
+"$tcc" compile "$models/minilm-l6/model.onnx" -o "$so_plain" --disable-pass egraph \
+  --disable-pass fuse-elementwise > "$out/minilm-l6/compile-plain.log" 2>&1 \
+  || say "tcc compile without the optimiser failed: $(tail -n 1 "$out/minilm-l6/compile-plain.log")"
 for case in "${cases[@]}"; do
   npz="$models/minilm-l6/ref_$case.npz"
   say "minilm-l6 $case: ONNX Runtime"
@@ -103,6 +109,12 @@ for case in "${cases[@]}"; do
     "$tcc" bench "$so" --inputs "$npz" --threads "$threads" --runs "$runs" --warmup "$warmup" \
       > "$out/minilm-l6/$case.tcc.txt" 2> "$out/minilm-l6/$case.tcc.log" \
       || say "tcc bench failed on $case: $(tail -n 1 "$out/minilm-l6/$case.tcc.log")"
+    if [ -f "$so_plain" ]; then
+      say "minilm-l6 $case: tcc without the e-graph optimiser"
+      "$tcc" bench "$so_plain" --inputs "$npz" --threads "$threads" --runs "$runs" --warmup "$warmup" \
+        > "$out/minilm-l6/$case.tcc-plain.txt" 2> "$out/minilm-l6/$case.tcc-plain.log" \
+        || say "tcc bench (no optimiser) failed on $case"
+    fi
     # The outputs too, so the report can say how far they are from ONNX Runtime's.
     "$tcc" run "$so" --inputs "$npz" --output "$out/minilm-l6/$case.tcc-out.npz" --threads "$threads" \
       2> "$out/minilm-l6/$case.tcc-run.log" \
