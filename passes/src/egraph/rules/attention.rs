@@ -2,28 +2,19 @@
 //! `where(mask, s, -inf)`), with torch's NaN filter, as one
 //! `attention` op whose scores never reach memory; and its output transpose written in place.
 
-use super::{data, is_const, keeps_last, nodes, rule, var, Ctx, Exactness::*, Rule};
+use super::{data, gemms, keeps_last, nodes, rule, var, Ctx, Exactness::*, Gemm, Rule};
 use egg::Id;
-use tcc_ir::{Activation, AttentionMask, BinaryOp, Op, ScoreScale, UnaryOp};
+use tcc_ir::{AttentionMask, BinaryOp, Op, ScoreScale, UnaryOp};
 
 /// A runtime gemm without epilogue or output permutation in class `id`: its operands and
 /// input permutations.
 type Product = (Id, Id, Option<Vec<usize>>, Option<Vec<usize>>);
 
 fn plain_products(c: &Ctx, id: Id) -> Vec<Product> {
-    nodes(c.eg, id)
-        .filter_map(|n| match n.op() {
-            Op::Gemm {
-                activation: Activation::None,
-                bias: false,
-                perm_a,
-                perm_b,
-                perm_out: None,
-            } if !is_const(c.eg, n.args()[1]) => {
-                Some((n.args()[0], n.args()[1], perm_a.clone(), perm_b.clone()))
-            }
-            _ => None,
-        })
+    gemms(c, id)
+        .into_iter()
+        .filter(|g| g.is_runtime(c) && g.perm_out.is_none())
+        .map(|g| (g.args[0], g.args[1], g.perm_a, g.perm_b))
         .collect()
 }
 
@@ -129,29 +120,13 @@ pub fn rules() -> Vec<Rule> {
                 let (Some(av), Some(bv)) = (scalar(a), scalar(b)) else {
                     return vec![];
                 };
-                let plain = nodes(c.eg, root).any(|n| {
-                    matches!(
-                        n.op(),
-                        Op::Gemm {
-                            activation: Activation::None,
-                            bias: false,
-                            perm_a: None,
-                            perm_b: None,
-                            perm_out: None,
-                        }
-                    )
-                });
+                let plain = gemms(c, root)
+                    .iter()
+                    .any(|g| !g.bias && g.is_unpermuted_linear());
                 if !plain || data(c.eg, k).value.is_some() {
                     return vec![];
                 }
-                let gemm = Op::Gemm {
-                    activation: Activation::None,
-                    bias: false,
-                    perm_a: None,
-                    perm_b: None,
-                    perm_out: None,
-                };
-                let Some(g) = c.add(gemm, vec![q, k]) else {
+                let Some(g) = c.add(Gemm::plain(vec![q, k]).op(), vec![q, k]) else {
                     return vec![];
                 };
                 let ab = c.constant(tcc_ir::fused::scalar(tcc_ir::DType::F32, av * bv));

@@ -19,69 +19,27 @@ fn mul(c: &mut Ctx, x: Id, y: Id) -> Option<Id> {
 /// The canonical rules.
 pub fn rules() -> Vec<Rule> {
     vec![
-        rule(
+        scalar_right(
             "add-scalar-right",
-            Exact,
             "c + x = x + c for a scalar constant c (IEEE addition commutes)",
             "(add ?c ?x)",
-            |c, _, s| {
-                let (k, x) = (var(s, "?c"), var(s, "?x"));
-                if is_scalar_const(c, k) && !is_scalar_const(c, x) {
-                    c.add(Op::Binary(BinaryOp::Add), vec![x, k])
-                        .into_iter()
-                        .collect()
-                } else {
-                    vec![]
-                }
-            },
+            BinaryOp::Add,
         ),
-        rule(
+        scalar_right(
             "mul-scalar-right",
-            Exact,
             "c * x = x * c for a scalar constant c (IEEE multiplication commutes)",
             "(mul ?c ?x)",
-            |c, _, s| {
-                let (k, x) = (var(s, "?c"), var(s, "?x"));
-                if is_scalar_const(c, k) && !is_scalar_const(c, x) {
-                    mul(c, x, k).into_iter().collect()
-                } else {
-                    vec![]
-                }
-            },
+            BinaryOp::Mul,
         ),
-        rule(
+        half_outward(
             "mul-half-outward",
-            Reassociating,
             "(x * 0.5) * y = (x * y) * 0.5 (equal unless x * y overflows or is subnormal)",
             "(mul (mul ?x ?h) ?y)",
-            |c, _, s| {
-                let (x, h, y) = (var(s, "?x"), var(s, "?h"), var(s, "?y"));
-                if data(c.eg, h).is_f32_exactly(0.5) && !is_scalar_const(c, y) {
-                    mul(c, x, y)
-                        .and_then(|xy| mul(c, xy, h))
-                        .into_iter()
-                        .collect()
-                } else {
-                    vec![]
-                }
-            },
         ),
-        rule(
+        half_outward(
             "mul-half-outward-right",
-            Reassociating,
             "x * (y * 0.5) = (x * y) * 0.5 (equal unless x * y overflows or is subnormal)",
             "(mul ?x (mul ?y ?h))",
-            |c, _, s| {
-                let (x, h, y) = (var(s, "?x"), var(s, "?h"), var(s, "?y"));
-                if data(c.eg, h).is_f32_exactly(0.5) && !is_scalar_const(c, x) {
-                    mul(c, x, y)
-                        .and_then(|xy| mul(c, xy, h))
-                        .into_iter()
-                        .collect()
-                } else {
-                    vec![]
-                }
-            },
         ),
         rule(
             "mul-rsqrt2-as-div",
@@ -133,4 +91,32 @@ pub fn rules() -> Vec<Rule> {
             },
         ),
     ]
+}
+
+/// `op(?c, ?x) = op(?x, ?c)` for a commutative `op` and a scalar constant `?c`.
+fn scalar_right(name: &'static str, math: &'static str, pattern: &str, op: BinaryOp) -> Rule {
+    rule(name, Exact, math, pattern, move |c, _, s| {
+        let (k, x) = (var(s, "?c"), var(s, "?x"));
+        if is_scalar_const(c, k) && !is_scalar_const(c, x) {
+            c.add(Op::Binary(op), vec![x, k]).into_iter().collect()
+        } else {
+            vec![]
+        }
+    })
+}
+
+/// `(?x * ?y) * 0.5` for a pattern binding `?x`, `?y` and the constant `?h` (exactly 0.5)
+/// in another association; `?y` (or `?x`) must not itself be a scalar constant.
+fn half_outward(name: &'static str, math: &'static str, pattern: &str) -> Rule {
+    rule(name, Reassociating, math, pattern, |c, _, s| {
+        let (x, h, y) = (var(s, "?x"), var(s, "?h"), var(s, "?y"));
+        if data(c.eg, h).is_f32_exactly(0.5) && !is_scalar_const(c, x) && !is_scalar_const(c, y) {
+            mul(c, x, y)
+                .and_then(|xy| mul(c, xy, h))
+                .into_iter()
+                .collect()
+        } else {
+            vec![]
+        }
+    })
 }

@@ -8,71 +8,9 @@
 //!   keep its last axis last) and of its result (keeping the last axis last), read and
 //!   written in place.
 
-use super::{data, is_const, keeps_last, nodes, rule, var, Ctx, Exactness::*, Rule};
+use super::{data, gemms, is_const, keeps_last, nodes, rule, var, Ctx, Exactness::*, Gemm, Rule};
 use egg::Id;
 use tcc_ir::{fused::SQRT_2, Activation, DType, Op};
-
-/// A gemm e-node's parts.
-#[derive(Clone)]
-struct Gemm {
-    activation: Activation,
-    bias: bool,
-    perm_a: Option<Vec<usize>>,
-    perm_b: Option<Vec<usize>>,
-    perm_out: Option<Vec<usize>>,
-    args: Vec<Id>,
-}
-
-impl Gemm {
-    fn op(&self) -> Op {
-        Op::Gemm {
-            activation: self.activation,
-            bias: self.bias,
-            perm_a: self.perm_a.clone(),
-            perm_b: self.perm_b.clone(),
-            perm_out: self.perm_out.clone(),
-        }
-    }
-
-    /// A plain constant-B gemm: no bias, activation or permutation yet.
-    fn is_plain_const_b(&self, c: &Ctx) -> bool {
-        !self.bias
-            && self.activation == Activation::None
-            && self.perm_a.is_none()
-            && self.perm_b.is_none()
-            && self.perm_out.is_none()
-            && is_const(c.eg, self.args[1])
-            && data(c.eg, self.args[1]).ty.rank() == 2
-    }
-
-    /// A runtime gemm: `B` computed, no bias or activation.
-    fn is_runtime(&self, c: &Ctx) -> bool {
-        !self.bias && self.activation == Activation::None && !is_const(c.eg, self.args[1])
-    }
-}
-
-/// The gemm e-nodes of class `id`.
-fn gemms(c: &Ctx, id: Id) -> Vec<Gemm> {
-    nodes(c.eg, id)
-        .filter_map(|n| match n.op() {
-            Op::Gemm {
-                activation,
-                bias,
-                perm_a,
-                perm_b,
-                perm_out,
-            } => Some(Gemm {
-                activation: *activation,
-                bias: *bias,
-                perm_a: perm_a.clone(),
-                perm_b: perm_b.clone(),
-                perm_out: perm_out.clone(),
-                args: n.args().to_vec(),
-            }),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Adds `g` with the activation `act` for every plain constant-B gemm (with or without its
 /// bias) in class `x`, and through a reshape that keeps the last axis (the same rows).
@@ -135,14 +73,7 @@ pub fn rules() -> Vec<Rule> {
                 if !ok {
                     return vec![];
                 }
-                let g = Gemm {
-                    activation: Activation::None,
-                    bias: false,
-                    perm_a: None,
-                    perm_b: None,
-                    perm_out: None,
-                    args: vec![a, b],
-                };
+                let g = Gemm::plain(vec![a, b]);
                 c.add(g.op(), g.args).into_iter().collect()
             },
         ),

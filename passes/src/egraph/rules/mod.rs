@@ -16,7 +16,7 @@ pub mod projection;
 use super::analysis::{Data, TensorAnalysis, TensorGraph};
 use super::lang::ENode;
 use egg::{Applier, Id, Pattern, PatternAst, Rewrite, Subst, Symbol, Var};
-use tcc_ir::Op;
+use tcc_ir::{Activation, Op};
 
 /// What a rule promises about the numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,92 @@ where
         math,
         exactness,
     }
+}
+
+/// A gemm e-node's parts, the view every rule on gemms reads them through.
+#[derive(Clone, Debug)]
+pub struct Gemm {
+    /// The epilogue's activation.
+    pub activation: Activation,
+    /// Whether operand 2 is a bias.
+    pub bias: bool,
+    /// Operand 0's permutation.
+    pub perm_a: Option<Vec<usize>>,
+    /// Operand 1's permutation.
+    pub perm_b: Option<Vec<usize>>,
+    /// The result's permutation.
+    pub perm_out: Option<Vec<usize>>,
+    /// The operand classes.
+    pub args: Vec<Id>,
+}
+
+impl Gemm {
+    /// A gemm of `args` with no bias, activation or permutation.
+    pub fn plain(args: Vec<Id>) -> Gemm {
+        Gemm {
+            activation: Activation::None,
+            bias: false,
+            perm_a: None,
+            perm_b: None,
+            perm_out: None,
+            args,
+        }
+    }
+
+    /// The op.
+    pub fn op(&self) -> Op {
+        Op::Gemm {
+            activation: self.activation,
+            bias: self.bias,
+            perm_a: self.perm_a.clone(),
+            perm_b: self.perm_b.clone(),
+            perm_out: self.perm_out.clone(),
+        }
+    }
+
+    /// No activation and no permutation (a bias or not).
+    pub fn is_unpermuted_linear(&self) -> bool {
+        self.activation == Activation::None
+            && self.perm_a.is_none()
+            && self.perm_b.is_none()
+            && self.perm_out.is_none()
+    }
+
+    /// A plain constant-B gemm: no bias, activation or permutation yet, `B` a constant matrix.
+    pub fn is_plain_const_b(&self, c: &Ctx) -> bool {
+        !self.bias
+            && self.is_unpermuted_linear()
+            && is_const(c.eg, self.args[1])
+            && data(c.eg, self.args[1]).ty.rank() == 2
+    }
+
+    /// A runtime gemm: `B` computed, no bias or activation.
+    pub fn is_runtime(&self, c: &Ctx) -> bool {
+        !self.bias && self.activation == Activation::None && !is_const(c.eg, self.args[1])
+    }
+}
+
+/// The gemm e-nodes of class `id`.
+pub fn gemms(c: &Ctx, id: Id) -> Vec<Gemm> {
+    nodes(c.eg, id)
+        .filter_map(|n| match n.op() {
+            Op::Gemm {
+                activation,
+                bias,
+                perm_a,
+                perm_b,
+                perm_out,
+            } => Some(Gemm {
+                activation: *activation,
+                bias: *bias,
+                perm_a: perm_a.clone(),
+                perm_b: perm_b.clone(),
+                perm_out: perm_out.clone(),
+                args: n.args().to_vec(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The class bound to `?name`.

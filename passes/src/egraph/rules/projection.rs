@@ -5,31 +5,23 @@
 //! graph's own weights, never ones a rule derived: merging merged GEMMs, or splitting a merged
 //! GEMM back, would only grow the e-graph.
 
-use super::{data, nodes, rule, var, Ctx, Exactness::*, Rule};
+use super::{data, gemms, nodes, rule, var, Ctx, Exactness::*, Gemm, Rule};
 use egg::Id;
-use tcc_ir::{Activation, DType, Dim, Op, Shape, Tensor};
+use tcc_ir::{DType, Dim, Op, Shape, Tensor};
 
-/// A plain constant-B gemm with a bias (no activation, no permutation) in class `id`:
-/// (input, weight class, bias class).
+/// A constant-B gemm with a bias and no activation or permutation in class `id`, of the
+/// graph's own f32 weights: (input, weight class, bias class).
 fn plain_biased(c: &Ctx, id: Id) -> Vec<(Id, Id, Id)> {
-    nodes(c.eg, id)
-        .filter_map(|n| match n.op() {
-            Op::Gemm {
-                activation: Activation::None,
-                bias: true,
-                perm_a: None,
-                perm_b: None,
-                perm_out: None,
-            } => Some((n.args()[0], n.args()[1], n.args()[2])),
-            _ => None,
-        })
+    gemms(c, id)
+        .into_iter()
+        .filter(|g| g.bias && g.is_unpermuted_linear())
+        .map(|g| (g.args[0], g.args[1], g.args[2]))
         .filter(|&(_, w, b)| {
             let (wd, bd) = (data(c.eg, w), data(c.eg, b));
             wd.graph_constant
                 && bd.graph_constant
                 && wd.ty.rank() == 2
                 && wd.ty.dtype == DType::F32
-                && bd.value.is_some()
                 && bd.ty.rank() == 1
         })
         .collect()
@@ -112,14 +104,11 @@ pub fn rules() -> Vec<Rule> {
                 };
                 let wm = c.derived_constant(wkey, wt);
                 let bm = c.derived_constant(bkey, bt);
-                let merged = Op::Gemm {
-                    activation: Activation::None,
+                let merged = Gemm {
                     bias: true,
-                    perm_a: None,
-                    perm_b: None,
-                    perm_out: None,
+                    ..Gemm::plain(vec![x, wm, bm])
                 };
-                let Some(m) = c.add(merged, vec![x, wm, bm]) else {
+                let Some(m) = c.add(merged.op(), merged.args) else {
                     return vec![];
                 };
                 let rank = data(c.eg, root).ty.rank();
@@ -168,26 +157,22 @@ pub fn rules() -> Vec<Rule> {
                         _ => None,
                     })
                     .collect();
-                let gemms: Vec<(Op, Vec<Id>)> = nodes(c.eg, g)
-                    .filter(|n| {
-                        matches!(
-                            n.op(),
-                            Op::Gemm {
-                                perm_a: None,
-                                perm_b: None,
-                                perm_out: None,
-                                ..
-                            }
-                        ) && data(c.eg, n.args()[1]).graph_constant
-                            && n.args().get(2).is_none_or(|&b| data(c.eg, b).graph_constant)
-                            && data(c.eg, n.args()[1]).ty.rank() == 2
-                            && data(c.eg, n.args()[1]).ty.dtype == DType::F32
+                let splittable: Vec<(Op, Vec<Id>)> = gemms(c, g)
+                    .into_iter()
+                    .filter(|m| {
+                        m.perm_a.is_none()
+                            && m.perm_b.is_none()
+                            && m.perm_out.is_none()
+                            && data(c.eg, m.args[1]).graph_constant
+                            && m.args.get(2).is_none_or(|&b| data(c.eg, b).graph_constant)
+                            && data(c.eg, m.args[1]).ty.rank() == 2
+                            && data(c.eg, m.args[1]).ty.dtype == DType::F32
                     })
-                    .map(|n| (n.op().clone(), n.args().to_vec()))
+                    .map(|m| (m.op(), m.args))
                     .collect();
                 let mut out = Vec::new();
                 for (st, en) in slices {
-                    for (op, args) in &gemms {
+                    for (op, args) in &splittable {
                         let Some([kk, n]) = data(c.eg, args[1]).ty.shape.as_fixed().map(|s| [s[0], s[1]])
                         else {
                             continue;
