@@ -72,7 +72,9 @@ pub fn from_egraph(
         );
         built.insert(c, nid);
     }
-    // Iterative post-order over the chosen e-nodes.
+    // Iterative post-order over the chosen e-nodes; a class met again while its operands are
+    // still being built would be a cycle in the choice (extraction never makes one).
+    let mut open: std::collections::HashSet<Id> = Default::default();
     for &root in &loaded.outputs {
         let mut stack = vec![(eg.find(root), false)];
         while let Some((c, expanded)) = stack.pop() {
@@ -81,6 +83,12 @@ pub fn from_egraph(
             }
             let node = &choice[&c];
             if !expanded {
+                if !open.insert(c) {
+                    return Err(tcc_ir::Error::Invalid {
+                        op: node.name().to_string(),
+                        message: "the optimiser extracted a cycle (internal error)".to_string(),
+                    });
+                }
                 stack.push((c, true));
                 for &a in node.args().iter().rev() {
                     let a = eg.find(a);
