@@ -221,9 +221,10 @@ fn refine(
     roots: &[Id],
 ) -> bool {
     let mut changed = false;
+    // The needed classes, recomputed only after a pick changes.
+    let mut needed: std::collections::HashSet<Id> =
+        reachable(egraph, pick, roots).into_iter().collect();
     for c in reachable(egraph, pick, roots) {
-        let needed: std::collections::HashSet<Id> =
-            reachable(egraph, pick, roots).into_iter().collect();
         if !needed.contains(&c) {
             continue;
         }
@@ -266,6 +267,7 @@ fn refine(
         if best_i != current {
             pick.insert(c, best_i);
             changed = true;
+            needed = reachable(egraph, pick, roots).into_iter().collect();
         }
     }
     changed

@@ -174,7 +174,10 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
     let mut loaded = convert::to_egraph(graph);
     let egraph = std::mem::take(&mut loaded.egraph);
     let rewrites: Vec<_> = rules.iter().map(|r| &r.rewrite).collect();
+    // Every rule is targeted and bounded, so no rule is ever banned for matching often (egg's
+    // default backoff scheduler would ban one on a large model and could stop it short).
     let runner = Runner::default()
+        .with_scheduler(egg::SimpleScheduler)
         .with_egraph(egraph)
         .with_iter_limit(config.iter_limit)
         .with_node_limit(config.node_limit)
