@@ -2,7 +2,7 @@
 //! `add_layer_norm`) and RMS normalisation, contiguous `f32` rows in the target's vectors with
 //! f64 sums, anything else in a scalar loop in `f64`.
 
-use inkwell::values::{BasicValueEnum, IntValue};
+use inkwell::values::{BasicValueEnum, FloatValue, IntValue};
 use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::reduce::sum_f64_lanes;
@@ -19,6 +19,27 @@ use crate::lower::schedule::Step;
 /// vectors ([`layer_norm_rows_f32`]); anything else (other float dtypes, `x` or `r` broadcast
 /// to the result, parameters broadcast over some normalised axes) in a scalar loop that sums
 /// in f64 in the interpreter's order.
+/// `Σ_{j < len} term(j)` in f64, summed in order (the scalar rows' sums, as the interpreter
+/// adds them).
+fn sum_f64<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    len: IntValue<'ctx>,
+    name: &str,
+    term: impl Fn(&Ctx<'_, 'ctx>, IntValue<'ctx>) -> Result<FloatValue<'ctx>>,
+) -> Result<FloatValue<'ctx>> {
+    let zero_f = c.kb.context().f64_type().const_zero();
+    let acc = c.var(zero_f.into())?;
+    c.for_range(c.kb.i64_const(0), len, name, |c, j| {
+        let x = term(c, j)?;
+        let s = c.get(acc, x.into())?.into_float_value();
+        c.set(
+            acc,
+            c.b().build_float_add(s, x, "s").map_err(c.kb.err())?.into(),
+        )
+    })?;
+    Ok(c.get(acc, zero_f.into())?.into_float_value())
+}
+
 pub(super) fn layer_norm<'ctx>(
     c: &Ctx<'_, 'ctx>,
     graph: &Graph,
@@ -116,32 +137,13 @@ pub(super) fn layer_norm<'ctx>(
     };
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let base = c.mul(r, lenv)?;
-        let sum = c.var(f64t.const_zero().into())?;
-        c.for_range(zero, lenv, "sum", |c, j| {
-            let x = value(c, base, j)?;
-            let s = c.get(sum, x.into())?.into_float_value();
-            c.set(
-                sum,
-                c.b().build_float_add(s, x, "s").map_err(c.kb.err())?.into(),
-            )
-        })?;
-        let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
+        let s = sum_f64(c, lenv, "sum", |c, j| value(c, base, j))?;
         let mean = c.b().build_float_div(s, lenf, "mean").map_err(c.kb.err())?;
-        let var = c.var(f64t.const_zero().into())?;
-        c.for_range(zero, lenv, "var", |c, j| {
+        let v = sum_f64(c, lenv, "var", |c, j| {
             let x = value(c, base, j)?;
             let d = c.b().build_float_sub(x, mean, "d").map_err(c.kb.err())?;
-            let d2 = c.b().build_float_mul(d, d, "d2").map_err(c.kb.err())?;
-            let s = c.get(var, d2.into())?.into_float_value();
-            c.set(
-                var,
-                c.b()
-                    .build_float_add(s, d2, "s")
-                    .map_err(c.kb.err())?
-                    .into(),
-            )
+            c.b().build_float_mul(d, d, "d2").map_err(c.kb.err())
         })?;
-        let v = c.get(var, f64t.const_zero().into())?.into_float_value();
         let v = c.b().build_float_div(v, lenf, "v").map_err(c.kb.err())?;
         let v = c.b().build_float_add(v, eps, "ve").map_err(c.kb.err())?;
         let sq = scalar::call_f64(c.m, &c.kb, "sqrt", &[v])?;
@@ -239,20 +241,10 @@ pub(super) fn rms_norm<'ctx>(
         .map_err(c.kb.err())?;
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let base = c.mul(r, lenv)?;
-        let sum = c.var(f64t.const_zero().into())?;
-        c.for_range(zero, lenv, "sum", |c, j| {
+        let s = sum_f64(c, lenv, "sum", |c, j| {
             let x = f64_of(c, dtype, load(&c.kb, dtype, c.inputs[0], c.add(base, j)?)?)?;
-            let x2 = c.b().build_float_mul(x, x, "x2").map_err(c.kb.err())?;
-            let s = c.get(sum, x2.into())?.into_float_value();
-            c.set(
-                sum,
-                c.b()
-                    .build_float_add(s, x2, "s")
-                    .map_err(c.kb.err())?
-                    .into(),
-            )
+            c.b().build_float_mul(x, x, "x2").map_err(c.kb.err())
         })?;
-        let s = c.get(sum, f64t.const_zero().into())?.into_float_value();
         let ms = c.b().build_float_div(s, lenf, "ms").map_err(c.kb.err())?;
         let ve = c.b().build_float_add(ms, eps, "ve").map_err(c.kb.err())?;
         let rms = scalar::call_f64(c.m, &c.kb, "sqrt", &[ve])?;
