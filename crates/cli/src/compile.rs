@@ -127,19 +127,19 @@ pub fn prefix_from_path(path: &Path) -> String {
     p
 }
 
-/// Parses `batch=1,seq=128`.
-pub fn parse_shape(text: &str) -> Result<Vec<(String, i64)>> {
+/// Parses `batch=1,seq=128`, the value of the option `flag` (`--shape`, `--hint`).
+pub fn parse_sizes(text: &str, flag: &str) -> Result<Vec<(String, i64)>> {
     text.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|kv| {
             let (k, v) = kv
                 .split_once('=')
-                .with_context(|| format!("`{kv}` in --shape is not SYMBOL=SIZE"))?;
+                .with_context(|| format!("`{kv}` in {flag} is not SYMBOL=SIZE"))?;
             let v: i64 = v.trim().parse().with_context(|| {
-                format!("the size of `{}` in --shape is not an integer", k.trim())
+                format!("the size of `{}` in {flag} is not an integer", k.trim())
             })?;
             if v < 1 {
-                bail!("the size of `{}` in --shape must be at least 1", k.trim());
+                bail!("the size of `{}` in {flag} must be at least 1", k.trim());
             }
             Ok((k.trim().to_owned(), v))
         })
@@ -152,7 +152,11 @@ fn stage(name: &str, start: Instant) {
 
 /// Runs `tcc compile`.
 pub fn run(args: Args) -> Result<()> {
-    let shape = args.shape.as_deref().map(parse_shape).transpose()?;
+    let shape = args
+        .shape
+        .as_deref()
+        .map(|s| parse_sizes(s, "--shape"))
+        .transpose()?;
     let start = Instant::now();
     let (mut graph, _) = files::load_graph(&args.model, &args.import.options())?;
     if args.emit != Emit::Ir {

@@ -55,7 +55,7 @@ pub fn optimize(graph: &mut Graph, args: &PipelineArgs) -> Result<()> {
         ..Default::default()
     };
     if let Some(hint) = &args.hint {
-        for (k, v) in crate::compile::parse_shape(hint).context("in --hint")? {
+        for (k, v) in crate::compile::parse_sizes(hint, "--hint")? {
             config.cost.hints.insert(k, v);
         }
     }

@@ -336,6 +336,23 @@ fn explain_reports_the_optimiser_and_the_ir_shows_its_fused_ops() {
 }
 
 #[test]
+fn a_bad_hint_is_named() {
+    let model = example("model.onnx");
+    let o = tcc(&["compile", p(&model), "--emit", "ir", "--hint", "seq=abc"]);
+    assert_fails_naming(&o, &["--hint", "seq"]);
+    let o = tcc(&[
+        "compile",
+        p(&model),
+        "--emit",
+        "ir",
+        "--hint",
+        "seq=4096",
+        "--explain",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
 fn emit_dot_draws_the_graph_before_and_after() {
     let o = tcc(&["compile", p(&example("model.onnx")), "--emit", "dot"]);
     assert!(o.status.success(), "compile failed:\n{}", stderr(&o));
