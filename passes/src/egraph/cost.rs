@@ -11,7 +11,7 @@
 //!   softmax; an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
 //!   transcendental functions), a fused elementwise op the sum over its body; softmax 10 and
 //!   the normalisations 8 per element.
-//! - `bytes`: every operand read once and the result written once, at its dtype's size; a
+//! - `bytes`: every distinct operand read once and the result written once, at its dtype's size; a
 //!   fused op moves only its operands and result (attention's scores stay in cache, which is
 //!   what it saves). A `reshape` is a view and costs nothing, nor do inputs and constants.
 //! - `peak = cores * lanes * 2 (FMA) * 2 (FMA ports) * GHz` flops per ns, with the target's
@@ -84,8 +84,16 @@ impl CostModel {
             .unwrap_or(self.default_dim as f64)
     }
 
-    /// The cost in ns of one kernel computing `op` on operands of types `args` into `out`.
-    pub fn op_cost(&self, op: &Op, args: &[&TensorType], out: &TensorType) -> f64 {
+    /// The cost in ns of one kernel computing `op` on operands of types `args` into `out`;
+    /// `repeats[i]` says that operand `i` is an earlier operand again (`x * x` reads `x`
+    /// once).
+    pub fn op_cost(
+        &self,
+        op: &Op,
+        args: &[&TensorType],
+        repeats: &[bool],
+        out: &TensorType,
+    ) -> f64 {
         let bytes_of = |t: &TensorType| self.numel(t) * t.dtype.size_bytes() as f64;
         let n = self.numel(out);
         let flops = match op {
@@ -135,9 +143,24 @@ impl CostModel {
             Op::Reduce { .. } => args.first().map(|a| self.numel(a)).unwrap_or(n),
             _ => n,
         };
-        let bytes: f64 = args.iter().map(|a| bytes_of(a)).sum::<f64>() + bytes_of(out);
+        let bytes: f64 = args
+            .iter()
+            .zip(repeats.iter().chain(std::iter::repeat(&false)))
+            .filter(|(_, &again)| !again)
+            .map(|(a, _)| bytes_of(a))
+            .sum::<f64>()
+            + bytes_of(out);
         (flops / self.peak()).max(bytes / self.bandwidth) + self.launch_ns
     }
+}
+
+/// Per operand, whether an earlier operand is the same value.
+pub fn repeats<T: PartialEq>(operands: &[T]) -> Vec<bool> {
+    operands
+        .iter()
+        .enumerate()
+        .map(|(i, o)| operands[..i].contains(o))
+        .collect()
 }
 
 fn unary_flops(u: UnaryOp) -> f64 {

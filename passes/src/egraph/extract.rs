@@ -55,7 +55,12 @@ type Best = HashMap<Id, (f64, Set, usize)>;
 /// The e-node's own cost.
 pub fn enode_cost(egraph: &TensorGraph, model: &CostModel, node: &ENode, class: Id) -> f64 {
     let args: Vec<&tcc_ir::TensorType> = node.args().iter().map(|&a| &egraph[a].data.ty).collect();
-    model.op_cost(node.op(), &args, &egraph[class].data.ty)
+    model.op_cost(
+        node.op(),
+        &args,
+        &super::cost::repeats(node.args()),
+        &egraph[class].data.ty,
+    )
 }
 
 /// Extracts the cheapest DAG for `roots`.

@@ -153,7 +153,8 @@ pub fn graph_cost(graph: &Graph, model: &CostModel) -> f64 {
         .into_iter()
         .map(|id| {
             let args: Vec<_> = graph.operands(id).iter().map(|&o| graph.ty(o)).collect();
-            model.op_cost(graph.op(id), &args, graph.ty(id))
+            let ops = graph.operands(id);
+            model.op_cost(graph.op(id), &args, &cost::repeats(&ops), graph.ty(id))
         })
         .sum()
 }

@@ -269,6 +269,34 @@ pub(super) fn rms_norm<'ctx>(
     Ok(Parallel::rows(rows, len))
 }
 
+/// A per-column f32 parameter of a row kernel (a scale, a bias) at columns `i..` in f64
+/// lanes: loaded (masked-off lanes 0), or its one element splat if `one`.
+fn param_f64<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    input: inkwell::values::PointerValue<'ctx>,
+    one: bool,
+    i: IntValue<'ctx>,
+    mask: Option<inkwell::values::VectorValue<'ctx>>,
+) -> Result<inkwell::values::VectorValue<'ctx>> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let f64t = kb.context().f64_type();
+    if one {
+        let x = load(kb, DType::F32, input, kb.i64_const(0))?;
+        let x = b
+            .build_float_ext(x.into_float_value(), f64t, "p")
+            .map_err(kb.err())?;
+        kb.splat(x.into(), "p")
+    } else {
+        b.build_float_ext(
+            kb.load_f32(input, i, mask)?,
+            f64t.vec_type(kb.lanes()),
+            "xd",
+        )
+        .map_err(kb.err())
+    }
+}
+
 /// Layer normalisation of contiguous f32 rows of `len` elements, rows `c.r0..c.r1`, in the
 /// target's vectors, computed as the scalar kernel does: the mean and the variance
 /// (`Σ (x - mean)² / len`) accumulated in f64 lanes (reassociated: within `len 2^-53 Σ|x|`
@@ -291,7 +319,6 @@ fn layer_norm_rows_f32<'ctx>(
     let b = kb.builder();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let zero = kb.i64_const(0);
     let lenf = b
         .build_signed_int_to_float(lenv, f64t, "n")
         .map_err(kb.err())?;
@@ -300,17 +327,8 @@ fn layer_norm_rows_f32<'ctx>(
     let p0 = if residual { 2 } else { 1 };
     // Parameter k's (1: the scale, 2: the bias) vector at column i: loaded, or its one element
     // splat.
-    let param = |k: usize, i: IntValue<'ctx>, mask| -> Result<inkwell::values::VectorValue<'ctx>> {
-        let input = c.inputs[p0 + k - 1];
-        if scalar[k - 1] {
-            let one = load(kb, DType::F32, input, zero)?;
-            let one = b
-                .build_float_ext(one.into_float_value(), f64t, "p")
-                .map_err(kb.err())?;
-            kb.splat(one.into(), "p")
-        } else {
-            ext(kb.load_f32(input, i, mask)?)
-        }
+    let param = |k: usize, i: IntValue<'ctx>, mask| {
+        param_f64(c, c.inputs[p0 + k - 1], scalar[k - 1], i, mask)
     };
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let base = c.mul(r, lenv)?;
@@ -395,23 +413,12 @@ fn rms_norm_rows_f32<'ctx>(
     let b = kb.builder();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let zero = kb.i64_const(0);
     let lenf = b
         .build_signed_int_to_float(lenv, f64t, "n")
         .map_err(kb.err())?;
     let ext = |v| b.build_float_ext(v, vd, "xd").map_err(kb.err());
     // The scale's vector at column i: loaded, or its one element splat.
-    let scale = |i: IntValue<'ctx>, mask| -> Result<inkwell::values::VectorValue<'ctx>> {
-        if scale_scalar {
-            let one = load(kb, DType::F32, c.inputs[1], zero)?;
-            let one = b
-                .build_float_ext(one.into_float_value(), f64t, "s")
-                .map_err(kb.err())?;
-            kb.splat(one.into(), "s")
-        } else {
-            ext(kb.load_f32(c.inputs[1], i, mask)?)
-        }
-    };
+    let scale = |i: IntValue<'ctx>, mask| param_f64(c, c.inputs[1], scale_scalar, i, mask);
     c.for_range(c.r0, c.r1, "row", |c, r| {
         let base = c.mul(r, lenv)?;
         let src = kb.f32_element_ptr(c.inputs[0], base)?;
