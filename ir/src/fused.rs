@@ -15,7 +15,9 @@
 use crate::dtype::DType;
 use crate::error::{invalid, Result};
 use crate::op::{fmt_f32, split_top_level, BinaryOp, Op, ReduceKind, UnaryOp};
+use crate::shape::Shape;
 use crate::tensor::{Tensor, TensorData};
+use crate::Dim;
 use std::fmt;
 
 /// The activation a GEMM applies to `A · B + bias` before it stores the result.
@@ -327,6 +329,8 @@ pub trait Builder {
     fn constant(&mut self, value: Tensor) -> Result<Self::Value>;
     /// The rank of a value.
     fn rank(&self, value: &Self::Value) -> usize;
+    /// The dims of a value.
+    fn dims(&self, value: &Self::Value) -> Vec<Dim>;
 }
 
 /// A rank-0 constant of `dtype` with the value `v` (rounded once to `dtype`).
@@ -433,6 +437,7 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
             mask,
             nan_filter,
             zero_where,
+            causal,
             perm_q,
             perm_k,
             perm_v,
@@ -472,6 +477,33 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     let ninf = k(b, f64::NEG_INFINITY)?;
                     s = b.op(Op::Where, &[args[3].clone(), s, ninf])?;
                 }
+            }
+            if *causal {
+                // Query i (of m) sees key j (of n) where j <= i + n - m: the query positions
+                // are n - m .. n, the key positions 0 .. n.
+                let dims = b.dims(&s);
+                let rank = dims.len();
+                if rank < 2 {
+                    return Err(invalid(name, "the scores have rank below 2"));
+                }
+                let (m, n) = (dims[rank - 2].clone(), dims[rank - 1].clone());
+                let range = |start: Dim, limit: Dim| Op::Range {
+                    dtype: DType::I64,
+                    start,
+                    limit,
+                    delta: 1,
+                };
+                let keys = b.op(range(Dim::constant(0), n.clone()), &[])?;
+                let queries = b.op(range(n.sub(&m), n), &[])?;
+                let queries = b.op(
+                    Op::Reshape {
+                        shape: Shape::from(vec![m, Dim::constant(1)]),
+                    },
+                    &[queries],
+                )?;
+                let sees = b.op(Op::Binary(BinaryOp::LessEqual), &[keys, queries])?;
+                let ninf = k(b, f64::NEG_INFINITY)?;
+                s = b.op(Op::Where, &[sees, s, ninf])?;
             }
             let axis = b.rank(&s).saturating_sub(1);
             let mut p = b.op(Op::Softmax { axis }, std::slice::from_ref(&s))?;

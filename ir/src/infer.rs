@@ -31,6 +31,10 @@ impl crate::fused::Builder for TypeBuilder {
     fn rank(&self, value: &TensorType) -> usize {
         value.rank()
     }
+
+    fn dims(&self, value: &TensorType) -> Vec<crate::Dim> {
+        value.shape.dims().to_vec()
+    }
 }
 
 /// Integer tensors with at most this many elements carry known values.

@@ -570,7 +570,7 @@ pub enum Op {
         perm_out: Option<Vec<usize>>,
     },
     /// Fused: scaled dot-product attention, one kernel whose scores never reach memory:
-    /// `perm_out(filter(softmax(mask(scale(Q · Kt)))) · V)` with the softmax over the last
+    /// `perm_out(filter(softmax(causal(mask(scale(Q · Kt))))) · V)` with the softmax over the last
     /// axis, `Q = perm_q(q)`, `Kt = perm_k(kt)` (`[.., d, keys]`: `K` transposed, as a
     /// `matmul` takes it) and `V = perm_v(v)`; `filter` is torch's `where(isnan(p), 0, p)`
     /// when `nan_filter` is set, then `where(c, 0, p)` when `zero_where` is (as the ONNX
@@ -588,6 +588,11 @@ pub enum Op {
         nan_filter: bool,
         /// Whether the probabilities are zeroed where the last operand, a bool, is true.
         zero_where: bool,
+        /// Whether query `i` sees only keys `j <= i + keys - queries` (causal, aligned to the
+        /// last query row as a KV cache needs; `j <= i` when there are as many keys as
+        /// queries): the others score `-inf` after the mask, so a row that sees no key is
+        /// NaN before the filters.
+        causal: bool,
         /// The permutation that makes `Q` from operand 0.
         perm_q: Option<Vec<usize>>,
         /// The permutation that makes `Kt` from operand 1.
@@ -841,6 +846,7 @@ impl Op {
                 mask,
                 nan_filter,
                 zero_where,
+                causal,
                 perm_q,
                 perm_k,
                 perm_v,
@@ -853,6 +859,9 @@ impl Op {
                 ];
                 if *zero_where {
                     v.push(("zero_where", "true".to_string()));
+                }
+                if *causal {
+                    v.push(("causal", "true".to_string()));
                 }
                 for (key, p) in [
                     ("perm_q", perm_q),
@@ -1012,6 +1021,7 @@ impl Op {
                 },
                 nan_filter: a.bool("nan_filter")?,
                 zero_where: a.opt_bool("zero_where")?.unwrap_or(false),
+                causal: a.opt_bool("causal")?.unwrap_or(false),
                 perm_q: a.opt_usizes("perm_q")?,
                 perm_k: a.opt_usizes("perm_k")?,
                 perm_v: a.opt_usizes("perm_v")?,

@@ -391,6 +391,7 @@ fn attention_case(
         mask,
         nan_filter,
         zero_where: false,
+        causal: false,
         perm_q: perm_q.clone(),
         perm_k: perm_k.clone(),
         perm_v: perm_v.clone(),
@@ -511,6 +512,7 @@ fn attention_zero_where_is_its_core_ops() {
             mask: AttentionMask::Add,
             nan_filter,
             zero_where: true,
+            causal: false,
             perm_q: None,
             perm_k: None,
             perm_v: None,
@@ -541,6 +543,90 @@ fn attention_zero_where_is_its_core_ops() {
 }
 
 // ---------------------------------------------------------------- norms
+
+/// `causal` keeps key `j` for query `i` where `j <= i + keys - queries`, after the mask:
+/// checked against `trilu` (a different op) for as many queries as keys (symbolic), more keys
+/// (a KV cache's last rows) and more queries (the first rows see no key: NaN, then the filter).
+#[test]
+fn attention_causal_is_its_core_ops() {
+    let mut r = Rng(0xca05);
+    let (d, s) = (sym("d"), sym("s"));
+    let shapes: [(Dim, Dim, i64); 3] = [
+        (s.clone(), s.clone(), 0),
+        (Dim::constant(3), Dim::constant(7), 4),
+        (Dim::constant(6), Dim::constant(4), -2),
+    ];
+    for (m, n, k) in shapes {
+        for (mask, nan_filter) in [
+            (AttentionMask::None, false),
+            (AttentionMask::Add, true),
+            (AttentionMask::Bool, false),
+        ] {
+            let b = batch(3);
+            let mut inputs: Vec<In> = vec![
+                ("q", DType::F32, cat(&b, &[m.clone(), d.clone()])),
+                ("kt", DType::F32, cat(&b, &[d.clone(), n.clone()])),
+                ("v", DType::F32, cat(&b, &[n.clone(), d.clone()])),
+            ];
+            match mask {
+                AttentionMask::None => {}
+                AttentionMask::Add => inputs.push(("mask", DType::F32, vec![m.clone(), n.clone()])),
+                AttentionMask::Bool => {
+                    inputs.push(("mask", DType::Bool, vec![m.clone(), n.clone()]))
+                }
+            }
+            let op = Op::Attention {
+                scale: ScoreScale::Mul(0.5),
+                mask,
+                nan_filter,
+                zero_where: false,
+                causal: true,
+                perm_q: None,
+                perm_k: None,
+                perm_v: None,
+                perm_out: None,
+            };
+            let what = format!("causal attention, {m} x {n}, {mask:?}");
+            let mut f = G::new(&inputs);
+            let args = f.ins.clone();
+            let y = f.op(op, &args);
+            let fused = f.finish(y);
+
+            let mut h = G::new(&inputs);
+            let scores = h.op(Op::MatMul, &[h.ins[0], h.ins[1]]);
+            let half = h.k(0.5);
+            let mut scores = h.bin(BinaryOp::Mul, scores, half);
+            let ninf = h.k(f32::NEG_INFINITY);
+            match mask {
+                AttentionMask::None => {}
+                AttentionMask::Add => scores = h.bin(BinaryOp::Add, scores, h.ins[3]),
+                AttentionMask::Bool => scores = h.op(Op::Where, &[h.ins[3], scores, ninf]),
+            }
+            // Ones where the scores are (finite), lower triangle from diagonal k.
+            let all = h.bin(BinaryOp::Equal, scores, scores);
+            let all = h.op(Op::Cast { to: DType::F32 }, &[all]);
+            let lower = h.op(Op::Trilu { upper: false, k }, &[all]);
+            let sees = h.op(Op::Cast { to: DType::Bool }, &[lower]);
+            let scores = h.op(Op::Where, &[sees, scores, ninf]);
+            let mut p = h.op(Op::Softmax { axis: 2 }, &[scores]);
+            if nan_filter {
+                let nan = h.un(UnaryOp::IsNaN, p);
+                let zero = h.k(0.0);
+                p = h.op(Op::Where, &[nan, zero, p]);
+            }
+            let y = h.op(Op::MatMul, &[p, h.ins[2]]);
+            let reference = h.finish(y);
+            let out = check(&what, &fused, &reference, &mut r);
+            // More queries than keys: the first rows see nothing, NaN unless filtered.
+            let nans = out
+                .iter()
+                .any(|t| t.as_slice::<f32>().unwrap().iter().any(|x| x.is_nan()));
+            if k < 0 && mask != AttentionMask::Bool {
+                assert_eq!(nans, !nan_filter, "{what}");
+            }
+        }
+    }
+}
 
 #[test]
 fn add_layer_norm_is_its_core_ops() {
@@ -852,6 +938,7 @@ fn attention(mask: bool) -> Op {
         mask: mask.into(),
         nan_filter: false,
         zero_where: false,
+        causal: false,
         perm_q: None,
         perm_k: None,
         perm_v: None,

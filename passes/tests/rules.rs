@@ -288,6 +288,20 @@ rule_test!(
     expect = "zero_where=true"
 );
 rule_test!(
+    attention_causal,
+    "attention-causal",
+    0.0,
+    r#"graph(%q: f32[1, 2, n, 8], %k: f32[1, 2, 8, n], %v: f32[1, 2, n, 8], %pad: bool[1, n]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rk = reshape<shape=[1, 1, 1, n]>(%r) : i64[1, 1, 1, n]; %rq = reshape<shape=[1, 1, n, 1]>(%r) : i64[1, 1, n, 1]; %t = const [true] : bool[]; %le = less_equal(%rk, %rq) : bool[1, 1, n, n]; %c = and(%t, %le) : bool[1, 1, n, n]; %pm = reshape<shape=[1, 1, 1, n]>(%pad) : bool[1, 1, 1, n]; %a = and(%c, %pm) : bool[1, 1, n, n]; %z = const [0.0] : f32[1]; %ninf = const [-inf] : f32[1]; %mf = where(%a, %z, %ninf) : f32[1, 1, n, n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, n]; %sc = mul(%s, %c8) : f32[1, 2, n, n]; %sm = add(%sc, %mf) : f32[1, 2, n, n]; %p = softmax<axis=3>(%sm) : f32[1, 2, n, n]; %isn = isnan(%p) : bool[1, 2, n, n]; %z0 = const [0.0] : f32[]; %f = where(%isn, %z0, %p) : f32[1, 2, n, n]; %y = matmul(%f, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
+    expect = "mask=add, nan_filter=true, causal=true"
+);
+rule_test!(
+    attention_causal_bool,
+    "attention-causal",
+    0.0,
+    r#"graph(%q: f32[3, n, 8], %k: f32[3, 8, n], %v: f32[3, n, 4]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rq = reshape<shape=[n, 1]>(%r) : i64[n, 1]; %rqe = expand<shape=[n, n]>(%rq) : i64[n, n]; %ge = greater_equal(%rqe, %r) : bool[n, n]; %ninf = const [-inf] : f32[]; %s = matmul(%q, %k) : f32[3, n, n]; %sm = where(%ge, %s, %ninf) : f32[3, n, n]; %p = softmax<axis=2>(%sm) : f32[3, n, n]; %y = matmul(%p, %v) : f32[3, n, 4]; return %o = %y; }"#,
+    expect = "mask=none, nan_filter=false, causal=true"
+);
+rule_test!(
     scores_scale_outward,
     "scores-scale-outward",
     1e-6,

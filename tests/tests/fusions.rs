@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use tcc_ir::{Graph, Op};
 use tcc_tests::{discover_models, discover_zoo, import_and_optimise, model_dir};
 
-/// Nodes per op name, for the ops that fusion is about.
+/// Nodes per op name, for the ops that fusion is about (causal attention on its own).
 fn counts(graph: &Graph) -> BTreeMap<&'static str, usize> {
     let watched = [
         "gemm",
@@ -28,7 +28,9 @@ fn counts(graph: &Graph) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
     for id in graph.node_ids() {
         let op = graph.op(id);
-        if watched.contains(&op.name()) {
+        if let Op::Attention { causal: true, .. } = op {
+            *m.entry("attention(causal)").or_insert(0) += 1;
+        } else if watched.contains(&op.name()) {
             *m.entry(op.name()).or_insert(0) += 1;
         }
     }

@@ -1886,6 +1886,112 @@ fn fused_op_attention_scales_masks_filter_and_permutations() {
     case.check();
 }
 
+/// Causal `attention` skips the keys no query row of a block sees: as many queries as keys
+/// (GPT-2's prefill), with a `-inf` padding mask and the NaN filter, a KV cache's last rows
+/// (`t = s + 3` keys for `s` queries) and more queries than keys (`u = s + 2`: the first two
+/// rows see no key, NaN as the interpreter's, 0 through the filter), at lengths around the
+/// kernel's 48-row blocks up to 600. The bound writes the causal mask with `trilu` (a
+/// different op from the expansion's ranges); tolerance as
+/// `fused_op_attention_scales_masks_filter_and_permutations`.
+#[test]
+fn fused_op_attention_causal() {
+    let head = "graph(%qi: i32[b, 2, s, 16], %ki: i32[b, 2, 16, s], %v: f32[b, 2, s, 8], \
+                %mask: bool[b, 1, 1, s], %kc: i32[b, 2, 16, t], %vc: f32[b, 2, t, 8], \
+                %ql: i32[b, 2, u, 16]) {";
+    let common = r#"
+  %zero = const [0.0] : f32[]
+  %ninf = const [-inf] : f32[]
+  %q = cast<to=f32>(%qi) : f32[b, 2, s, 16]
+  %k = cast<to=f32>(%ki) : f32[b, 2, 16, s]
+  %kcf = cast<to=f32>(%kc) : f32[b, 2, 16, t]
+  %qlf = cast<to=f32>(%ql) : f32[b, 2, u, 16]
+  %mf = where(%mask, %zero, %ninf) : f32[b, 1, 1, s]"#;
+    let ir = format!(
+        "{head}{common}
+  %o1 = attention<scale=mul(0.25), mask=none, nan_filter=false, causal=true>(%q, %k, %v) : f32[b, 2, s, 8]
+  %o2 = attention<scale=mul(0.25), mask=add, nan_filter=true, causal=true>(%q, %k, %v, %mf) : f32[b, 2, s, 8]
+  %o3 = attention<scale=none, mask=none, nan_filter=false, causal=true>(%q, %kcf, %vc) : f32[b, 2, s, 8]
+  %o4 = attention<scale=none, mask=none, nan_filter=false, causal=true>(%qlf, %k, %v) : f32[b, 2, u, 8]
+  %o5 = attention<scale=none, mask=none, nan_filter=true, causal=true>(%qlf, %k, %v) : f32[b, 2, u, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+  return %o3 = %o3
+  return %o4 = %o4
+  return %o5 = %o5
+}}"
+    );
+    // The probabilities by core ops (the causal mask by `trilu`), their absolute values times
+    // |V|.
+    let bound = format!(
+        "{head}{common}
+  %c = const [0.25] : f32[]
+  %sc = matmul(%q, %k) : f32[b, 2, s, s]
+  %av = abs(%v) : f32[b, 2, s, 8]
+  %avc = abs(%vc) : f32[b, 2, t, 8]
+  %s1 = mul(%sc, %c) : f32[b, 2, s, s]
+  %one1 = equal(%s1, %s1) : bool[b, 2, s, s]
+  %f1 = cast<to=f32>(%one1) : f32[b, 2, s, s]
+  %t1 = trilu<upper=false, k=0>(%f1) : f32[b, 2, s, s]
+  %sees1 = cast<to=bool>(%t1) : bool[b, 2, s, s]
+  %w1 = where(%sees1, %s1, %ninf) : f32[b, 2, s, s]
+  %p1 = softmax<axis=3>(%w1) : f32[b, 2, s, s]
+  %e1 = abs(%p1) : f32[b, 2, s, s]
+  %o1 = matmul(%e1, %av) : f32[b, 2, s, 8]
+  %a2 = add(%s1, %mf) : f32[b, 2, s, s]
+  %w2 = where(%sees1, %a2, %ninf) : f32[b, 2, s, s]
+  %p2 = softmax<axis=3>(%w2) : f32[b, 2, s, s]
+  %n2 = isnan(%p2) : bool[b, 2, s, s]
+  %z2 = where(%n2, %zero, %p2) : f32[b, 2, s, s]
+  %e2 = abs(%z2) : f32[b, 2, s, s]
+  %o2 = matmul(%e2, %av) : f32[b, 2, s, 8]
+  %sc3 = matmul(%q, %kcf) : f32[b, 2, s, t]
+  %one3 = equal(%sc3, %sc3) : bool[b, 2, s, t]
+  %f3 = cast<to=f32>(%one3) : f32[b, 2, s, t]
+  %t3 = trilu<upper=false, k=3>(%f3) : f32[b, 2, s, t]
+  %sees3 = cast<to=bool>(%t3) : bool[b, 2, s, t]
+  %w3 = where(%sees3, %sc3, %ninf) : f32[b, 2, s, t]
+  %p3 = softmax<axis=3>(%w3) : f32[b, 2, s, t]
+  %e3 = abs(%p3) : f32[b, 2, s, t]
+  %o3 = matmul(%e3, %avc) : f32[b, 2, s, 8]
+  %sc4 = matmul(%qlf, %k) : f32[b, 2, u, s]
+  %one4 = equal(%sc4, %sc4) : bool[b, 2, u, s]
+  %f4 = cast<to=f32>(%one4) : f32[b, 2, u, s]
+  %t4 = trilu<upper=false, k=-2>(%f4) : f32[b, 2, u, s]
+  %sees4 = cast<to=bool>(%t4) : bool[b, 2, u, s]
+  %w4 = where(%sees4, %sc4, %ninf) : f32[b, 2, u, s]
+  %p4 = softmax<axis=3>(%w4) : f32[b, 2, u, s]
+  %n4 = isnan(%p4) : bool[b, 2, u, s]
+  %z4 = where(%n4, %zero, %p4) : f32[b, 2, u, s]
+  %e4 = abs(%z4) : f32[b, 2, u, s]
+  %o4 = matmul(%e4, %av) : f32[b, 2, u, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+  return %o3 = %o3
+  return %o4 = %o4
+  return %o5 = %o4
+}}"
+    );
+    let mut case = Case::new("fused_attention_causal", &ir)
+        .bound(&bound)
+        // Four casts, the mask and five attentions.
+        .steps(10)
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("kc", Gen::Int(-3, 3))
+        .input("ql", Gen::Int(-3, 3))
+        .input("v", Gen::Float(-1.0, 1.0))
+        .input("vc", Gen::Float(-1.0, 1.0))
+        .tol(Tol::Gemm {
+            k: Len::Sym("s"),
+            slope: 1.0,
+            extra: 4.0 * f64::powi(2.0, -23),
+        });
+    for s in [1, 2, 7, 47, 48, 49, 97, 300, 600] {
+        case = case.bind(&[("b", 1 + s % 2), ("s", s), ("t", s + 3), ("u", s + 2)]);
+    }
+    case.check();
+}
+
 /// `fused` is one elementwise loop over the result (checked: one step each), its operands read
 /// broadcast: arithmetic with a broadcast row and scalar constants, a comparison choosing
 /// between a cast integer and a negation, bool logic, integer arithmetic, `isnan` and `where`,

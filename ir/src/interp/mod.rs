@@ -105,6 +105,14 @@ impl crate::fused::Builder for TensorBuilder<'_> {
     fn rank(&self, value: &Tensor) -> usize {
         value.shape().len()
     }
+
+    fn dims(&self, value: &Tensor) -> Vec<crate::Dim> {
+        value
+            .shape()
+            .iter()
+            .map(|&d| Dim::constant(d as i64))
+            .collect()
+    }
 }
 
 /// Runs `graph` on `inputs` (keyed by input name) and returns the outputs in

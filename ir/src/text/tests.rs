@@ -643,7 +643,7 @@ fn every_other_op() -> Graph {
         outs.push(add(&mut g, op, xs));
     }
 
-    // attention: every scale, mask on and off, NaN filter on and off, then the perms.
+    // attention: every scale, mask on and off, NaN filter on and off, causal, then the perms.
     let scales = [
         crate::fused::ScoreScale::None,
         crate::fused::ScoreScale::Mul(0.125),
@@ -653,12 +653,13 @@ fn every_other_op() -> Graph {
     ];
     for scale in scales {
         for kind in crate::fused::AttentionMask::ALL {
-            for nan_filter in [false, true] {
+            for (nan_filter, causal) in [(false, false), (true, false), (false, true)] {
                 let op = Op::Attention {
                     scale,
                     mask: kind,
                     nan_filter,
                     zero_where: false,
+                    causal,
                     perm_q: None,
                     perm_k: None,
                     perm_v: None,
@@ -698,6 +699,7 @@ fn every_other_op() -> Graph {
             mask: crate::fused::AttentionMask::Add,
             nan_filter: true,
             zero_where: false,
+            causal: false,
             perm_q,
             perm_k,
             perm_v,
@@ -718,6 +720,7 @@ fn every_other_op() -> Graph {
             mask: kind,
             nan_filter: false,
             zero_where: true,
+            causal: true,
             perm_q: None,
             perm_k: None,
             perm_v: None,

@@ -8,7 +8,8 @@
 //!
 //! - `flops`: floating-point operations of the op at the hinted sizes. A matrix product
 //!   counts `2 m n k`; attention `2 s_q s_k (d + d_v)` per head plus 10 per score for the
-//!   softmax; an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
+//!   softmax, half that when causal (the kernel skips the keys a query block does not see);
+//!   an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
 //!   transcendental functions), a fused elementwise op the sum over its body; softmax 10 and
 //!   the normalisations 8 per element.
 //! - `bytes`: every distinct operand read once and the result written once, at its dtype's size; a
@@ -117,8 +118,9 @@ impl CostModel {
                 };
                 2.0 * n * self.dim(a, k_axis) + act * n + if args.len() > 2 { n } else { 0.0 }
             }
-            Op::Attention { perm_k, .. } => {
+            Op::Attention { perm_k, causal, .. } => {
                 // scores = rows of Q times keys; d from Q's last axis, d_v from the result.
+                // Causal: about half the keys, which the kernel skips.
                 let (q, kt) = (args[0], args[1]);
                 let keys_axis = match perm_k {
                     Some(p) => p[kt.rank() - 1],
@@ -128,7 +130,8 @@ impl CostModel {
                 let d = self.numel(q) / self.numel(out).max(1.0) * self.dim(out, out.rank() - 1);
                 let rows = self.numel(q) / d.max(1.0);
                 let dv = n / rows.max(1.0);
-                rows * keys * (2.0 * (d + dv) + 10.0)
+                let seen = if *causal { 0.5 } else { 1.0 };
+                seen * rows * keys * (2.0 * (d + dv) + 10.0)
             }
             Op::Unary(u) => n * unary_flops(*u),
             Op::Binary(b) => {

@@ -251,6 +251,7 @@ pub fn emit_gemm_const_b<'ctx>(
         p1: kb.int_param(7)?,
         n: kb.i64_const(n),
         k: kb.i64_const(k),
+        panel_k: kb.i64_const(k),
         b_packed: b_global,
         b_first_panel: kb.i64_const(0),
         bias: bias_global.map(Bias::Padded),
@@ -308,6 +309,7 @@ pub fn emit_gemm_runtime_b<'ctx>(
         p1,
         n,
         k,
+        panel_k: k,
         b_packed: scratch,
         b_first_panel: p0,
         bias: if with_bias {
@@ -365,11 +367,12 @@ pub fn emit_pack_b_fn<'ctx>(
 /// Emits a GEMM whose `B` was packed by [`emit_pack_b_fn`]:
 ///
 /// `void name(const float *a, int64_t lda, const float *packed, float *c, int64_t ldc,
-///            int64_t m0, int64_t m1, int64_t n, int64_t k)`
+///            int64_t m0, int64_t m1, int64_t n, int64_t k, int64_t packed_k)`
 ///
 /// computes rows `m0..m1` of `C = act(alpha * A·B)` (all `n` columns), with the same blocking
-/// and rounding as [`emit_gemm_runtime_b`]: the two give identical results. `C` must overlap
-/// neither `A` nor `packed`.
+/// and rounding as [`emit_gemm_runtime_b`]: the two give identical results. `B` was packed with
+/// `packed_k >= k` rows, of which the product reads the first `k`, and at least `n` columns.
+/// `C` must overlap neither `A` nor `packed`.
 pub fn emit_gemm_packed_b<'ctx>(
     module: &Module<'ctx>,
     target: &Target,
@@ -379,7 +382,7 @@ pub fn emit_gemm_packed_b<'ctx>(
 ) -> Result<FunctionValue<'ctx>> {
     layout.check(name)?;
     use Param::{Ptr, I64};
-    let params = [Ptr, I64, Ptr, Ptr, I64, I64, I64, I64, I64];
+    let params = [Ptr, I64, Ptr, Ptr, I64, I64, I64, I64, I64, I64];
     let kb = KernelBuilder::new(module, target, name, &params, layout.lanes)?;
     mark_noalias(&kb, &[3]);
     let n = kb.int_param(7)?;
@@ -394,6 +397,7 @@ pub fn emit_gemm_packed_b<'ctx>(
         p1: panel_count(&kb, layout, n)?,
         n,
         k: kb.int_param(8)?,
+        panel_k: kb.int_param(9)?,
         b_packed: kb.ptr_param(2)?,
         b_first_panel: kb.i64_const(0),
         bias: None,
@@ -425,6 +429,9 @@ struct Operands<'ctx> {
     p1: IntValue<'ctx>,
     n: IntValue<'ctx>,
     k: IntValue<'ctx>,
+    /// The k the panels were packed with (their stride is `panel_k * NR`): `k`, or more when
+    /// the product reads only the first `k` rows of a packed `B`.
+    panel_k: IntValue<'ctx>,
     /// The packed panels; panel `b_first_panel` is at the start.
     b_packed: PointerValue<'ctx>,
     b_first_panel: IntValue<'ctx>,
@@ -664,7 +671,9 @@ fn emit_driver<'ctx>(
                 let rel = bld
                     .build_int_sub(p, ops.b_first_panel, "p.rel")
                     .map_err(kb.err())?;
-                let panel = bld.build_int_mul(rel, ops.k, "panel").map_err(kb.err())?;
+                let panel = bld
+                    .build_int_mul(rel, ops.panel_k, "panel")
+                    .map_err(kb.err())?;
                 let panel = bld.build_int_add(panel, k0, "panel").map_err(kb.err())?;
                 let panel = bld
                     .build_int_mul(panel, kb.i64_const(nr), "panel")

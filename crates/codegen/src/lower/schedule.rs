@@ -107,6 +107,9 @@ pub enum Kernel {
         perms: [Option<Vec<usize>>; 3],
         /// The permutation applied to the result (the step's node is then that `Transpose`).
         out_perm: Option<Vec<usize>>,
+        /// Whether query `i` of `m` sees only keys `j <= i + n - m` (after `f`; the others
+        /// score `-inf`): the kernel skips the key blocks no row of a query block sees.
+        causal: bool,
     },
     /// A copy of input 0 into an output buffer.
     Copy,
@@ -240,6 +243,10 @@ impl tcc_ir::fused::Builder for ExpansionTypes {
 
     fn rank(&self, value: &TensorType) -> usize {
         value.rank()
+    }
+
+    fn dims(&self, value: &TensorType) -> Vec<tcc_ir::Dim> {
+        value.shape.dims().to_vec()
     }
 }
 
@@ -387,6 +394,7 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
             mask,
             nan_filter,
             zero_where,
+            causal,
             perm_q,
             perm_k,
             perm_v,
@@ -505,6 +513,7 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
                     pre_leaves: usize::from(mask.is_some()),
                     perms: [perm_q.clone(), perm_k.clone(), perm_v.clone()],
                     out_perm: perm_out.clone(),
+                    causal: *causal,
                 },
                 inputs,
             ))

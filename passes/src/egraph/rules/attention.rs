@@ -4,7 +4,7 @@
 
 use super::{data, gemms, keeps_last, nodes, rule, var, Ctx, Exactness::*, Gemm, Rule};
 use egg::Id;
-use tcc_ir::{AttentionMask, BinaryOp, Op, ScoreScale, UnaryOp};
+use tcc_ir::{AttentionMask, BinaryOp, DType, Dim, Op, ScoreScale, TensorData, UnaryOp};
 
 /// A runtime gemm without epilogue or output permutation in class `id`: its operands and
 /// input permutations.
@@ -101,6 +101,124 @@ fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, AttentionMask, Option<Id>)> {
     out
 }
 
+/// The ways class `id` (integers) holds positions along one axis: `(from_end, offset)` where
+/// its element at an index is that index's coordinate on axis `rank - 1 - from_end` plus
+/// `offset`, whatever the other coordinates (a `range` of step 1, reshaped to put its one
+/// axis elsewhere, broadcast by `expand`, cast to another integer type).
+fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
+    let mut out = Vec::new();
+    let ty = &data(c.eg, id).ty;
+    if !ty.dtype.is_int() {
+        return out;
+    }
+    for n in nodes(c.eg, id) {
+        match n.op() {
+            Op::Range {
+                start, delta: 1, ..
+            } => out.push((0, start.clone())),
+            _ if depth == 0 => {}
+            Op::Reshape { .. } => {
+                // One axis that is not 1 on both sides, the same size: it moves.
+                let x = n.args()[0];
+                let long = |dims: &[Dim]| -> Option<(usize, Dim)> {
+                    let mut it = dims
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| d.as_const() != Some(1));
+                    let (a, d) = it.next()?;
+                    it.next().is_none().then(|| (a, d.clone()))
+                };
+                let (xd, yd) = (data(c.eg, x).ty.shape.dims(), ty.shape.dims());
+                let (Some((xa, xn)), Some((ya, yn))) = (long(xd), long(yd)) else {
+                    continue;
+                };
+                if xn != yn {
+                    continue;
+                }
+                for (from_end, offset) in positions(c, x, depth - 1) {
+                    if from_end + 1 + xa == xd.len() {
+                        out.push((yd.len() - 1 - ya, offset));
+                    }
+                }
+            }
+            Op::Expand { .. } | Op::Cast { .. } => {
+                // Broadcasting copies along other axes; the positioned axis keeps its size.
+                let x = n.args()[0];
+                let xd = data(c.eg, x).ty.shape.dims();
+                let yd = ty.shape.dims();
+                for (from_end, offset) in positions(c, x, depth - 1) {
+                    let (Some(a), Some(b)) = (
+                        xd.len().checked_sub(from_end + 1),
+                        yd.len().checked_sub(from_end + 1),
+                    ) else {
+                        continue;
+                    };
+                    if xd[a] == yd[b] {
+                        out.push((from_end, offset));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// True for a bool constant all true.
+fn all_true(c: &Ctx, id: Id) -> bool {
+    matches!(
+        data(c.eg, id).value.as_deref().map(tcc_ir::Tensor::data),
+        Some(TensorData::Bool(v)) if v.iter().all(|&b| b)
+    )
+}
+
+/// True if class `id` (bool, broadcast to scores `[.., m, n]`) is the causal condition,
+/// key position `<=` query position with the query positions ending where the keys do:
+/// `kpos <= qpos` or `qpos >= kpos` for positions (see [`positions`]) along the keys' axis
+/// (last) and the queries' (second last) whose offsets differ by `n - m`; `and` with an
+/// all-true constant is looked through.
+fn is_causal(c: &Ctx, id: Id, m: &Dim, n: &Dim, depth: usize) -> bool {
+    let ty = &data(c.eg, id).ty;
+    let r = ty.rank();
+    if ty.dtype != DType::Bool
+        || r < 2
+        || &ty.shape.dims()[r - 2] != m
+        || &ty.shape.dims()[r - 1] != n
+    {
+        return false;
+    }
+    let shift = n.sub(m);
+    nodes(c.eg, id).any(|node| {
+        let (k, q) = match (node.op(), node.args()) {
+            (Op::Binary(BinaryOp::LessEqual), [k, q]) => (*k, *q),
+            (Op::Binary(BinaryOp::GreaterEqual), [q, k]) => (*k, *q),
+            (Op::Binary(BinaryOp::And), [a, b]) if depth > 0 => {
+                return (all_true(c, *a) && is_causal(c, *b, m, n, depth - 1))
+                    || (all_true(c, *b) && is_causal(c, *a, m, n, depth - 1));
+            }
+            _ => return false,
+        };
+        let qs = positions(c, q, 6);
+        positions(c, k, 6)
+            .iter()
+            .any(|(ka, ko)| *ka == 0 && qs.iter().any(|(qa, qo)| *qa == 1 && qo.sub(ko) == shift))
+    })
+}
+
+/// The last axis of `id`'s shape permuted by `perm`, and the one before it.
+fn last_two(c: &Ctx, id: Id, perm: &Option<Vec<usize>>) -> Option<(Dim, Dim)> {
+    let dims = data(c.eg, id).ty.shape.dims().to_vec();
+    let r = dims.len();
+    if r < 2 {
+        return None;
+    }
+    let at = |i: usize| match perm {
+        Some(p) => dims[p[i]].clone(),
+        None => dims[i].clone(),
+    };
+    Some((at(r - 2), at(r - 1)))
+}
+
 /// The attention rules.
 pub fn rules() -> Vec<Rule> {
     vec![
@@ -170,6 +288,7 @@ pub fn rules() -> Vec<Rule> {
                                     mask: kind,
                                     nan_filter,
                                     zero_where: zero_cond.is_some(),
+                                    causal: false,
                                     perm_q: perm_q.clone(),
                                     perm_k: perm_k.clone(),
                                     perm_v: perm_v.clone(),
@@ -184,6 +303,102 @@ pub fn rules() -> Vec<Rule> {
                     .into_iter()
                     .filter_map(|(op, args)| c.add(op, args))
                     .collect()
+            },
+        ),
+        rule(
+            "attention-causal",
+            Exact,
+            "attention(.., mask(C and P)) = attention<causal>(.., mask(P)) for C = key position <= query position + keys - queries, the mask -inf where false (exact for finite scores)",
+            "(attention ?q ?k ?v ?m)",
+            |c, root, s| {
+                let mask = var(s, "?m");
+                let atts: Vec<(Op, Vec<Id>)> = nodes(c.eg, root)
+                    .filter(|n| {
+                        matches!(
+                            n.op(),
+                            Op::Attention {
+                                causal: false,
+                                zero_where: false,
+                                ..
+                            }
+                        )
+                    })
+                    .map(|n| (n.op().clone(), n.args().to_vec()))
+                    .collect();
+                let mut out = Vec::new();
+                for (op, args) in atts {
+                    let Op::Attention {
+                        mask: kind,
+                        perm_q,
+                        perm_k,
+                        ..
+                    } = &op
+                    else {
+                        continue;
+                    };
+                    let (Some((m, _)), Some((_, n))) =
+                        (last_two(c, args[0], perm_q), last_two(c, args[1], perm_k))
+                    else {
+                        continue;
+                    };
+                    // The condition under the mask, and how the rest is masked again.
+                    let conds: Vec<(Id, Option<(Id, Id)>)> = match kind {
+                        AttentionMask::Add => nodes(c.eg, mask)
+                            .filter_map(|w| match (w.op(), w.args()) {
+                                (Op::Where, [x, z, ninf])
+                                    if data(c.eg, *z).is_f32_exactly(0.0)
+                                        && data(c.eg, *ninf).is_f32_exactly(f32::NEG_INFINITY) =>
+                                {
+                                    Some((*x, Some((*z, *ninf))))
+                                }
+                                _ => None,
+                            })
+                            .collect(),
+                        AttentionMask::Bool => vec![(mask, None)],
+                        AttentionMask::None => vec![],
+                    };
+                    for (x, fill) in conds {
+                        // C alone, or C and P either way round: the rest to keep as the mask.
+                        let mut rest: Vec<Option<Id>> = Vec::new();
+                        if is_causal(c, x, &m, &n, 2) {
+                            rest.push(None);
+                        }
+                        for a in nodes(c.eg, x) {
+                            if let (Op::Binary(BinaryOp::And), [p0, p1]) = (a.op(), a.args()) {
+                                if is_causal(c, *p0, &m, &n, 2) {
+                                    rest.push(Some(*p1));
+                                } else if is_causal(c, *p1, &m, &n, 2) {
+                                    rest.push(Some(*p0));
+                                }
+                            }
+                        }
+                        for p in rest {
+                            let mut new = op.clone();
+                            let mut new_args = args[..3].to_vec();
+                            let new_kind = match p {
+                                None => AttentionMask::None,
+                                Some(p) => {
+                                    let kept = match fill {
+                                        Some((z, ninf)) => c.add(Op::Where, vec![p, z, ninf]),
+                                        None => Some(p),
+                                    };
+                                    let Some(kept) = kept else { continue };
+                                    new_args.push(kept);
+                                    *kind
+                                }
+                            };
+                            if let Op::Attention {
+                                mask, causal, ..
+                            } = &mut new
+                            {
+                                *mask = new_kind;
+                                *causal = true;
+                            }
+                            out.extend(c.add(new, new_args));
+                        }
+                    }
+                }
+                out
             },
         ),
         rule(

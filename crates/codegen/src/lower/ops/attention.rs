@@ -3,6 +3,7 @@
 //! a scratch block that stays in L2.
 
 use inkwell::values::IntValue;
+use inkwell::IntPredicate;
 use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
@@ -92,6 +93,7 @@ pub(super) fn attention<'ctx>(
         pre_leaves,
         perms,
         out_perm,
+        causal,
         ..
     } = &step.kernel
     else {
@@ -181,6 +183,8 @@ pub(super) fn attention<'ctx>(
         .scratch
         .ok_or_else(|| c.kb.internal("the attention has no scratch"))?;
     let rows_step = c.kb.i64_const(ATTENTION_ROWS);
+    // Causal: query i sees keys j <= i + shift.
+    let shift = c.b().build_int_sub(nv, mv, "shift").map_err(c.kb.err())?;
     c.for_range(c.r0, c.r1, "batch", |c, bi| {
         let zero = c.kb.i64_const(0);
         let idx = c.unflatten(bi, &bdims)?;
@@ -231,6 +235,21 @@ pub(super) fn attention<'ctx>(
             let left = c.b().build_int_sub(mv, rb, "left").map_err(c.kb.err())?;
             let rows = c.kb.min_i64(left, rows_step)?;
             let q_blk = scalar::element_ptr(&c.kb, DType::F32, q, c.mul(rb, st[0][r - 2])?)?;
+            // The keys the block computes: all, or (causal) those its last row sees; all
+            // again when a row of the block sees none, whose probabilities are NaN.
+            let cols = if *causal {
+                let b = c.b();
+                let first = c.add(c.add(rb, shift)?, c.kb.i64_const(1))?;
+                let last = c.kb.min_i64(nv, c.add(c.add(rb, rows)?, shift)?)?;
+                let blind = b
+                    .build_int_compare(IntPredicate::SLE, first, zero, "blind")
+                    .map_err(c.kb.err())?;
+                b.build_select(blind, nv, last, "cols")
+                    .map_err(c.kb.err())?
+                    .into_int_value()
+            } else {
+                nv
+            };
             // S = Q_blk · K.
             call(
                 gemm,
@@ -242,7 +261,8 @@ pub(super) fn attention<'ctx>(
                     nv.into(),
                     zero.into(),
                     rows.into(),
-                    nv.into(),
+                    cols.into(),
+                    dkv.into(),
                     dkv.into(),
                 ],
             )?;
@@ -251,13 +271,24 @@ pub(super) fn attention<'ctx>(
                 let row = c.mul(i, nv)?;
                 let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, row)?;
                 let qi = c.add(rb, i)?;
-                // Applies `e` to the row in place; `leaf_range` are its other leaves' inputs.
-                let apply = |c: &Ctx<'_, 'ctx>, e: &Expr, leaf_range: std::ops::Range<usize>| {
+                // The keys the row sees: the first `len`.
+                let len = if *causal {
+                    let seen = c.add(c.add(qi, shift)?, c.kb.i64_const(1))?;
+                    c.kb.min_i64(c.kb.max_i64(seen, zero)?, cols)?
+                } else {
+                    nv
+                };
+                // Applies `e` to the row's first `count` columns in place; `leaf_range` are its
+                // other leaves' inputs.
+                let apply = |c: &Ctx<'_, 'ctx>,
+                             e: &Expr,
+                             leaf_range: std::ops::Range<usize>,
+                             count: IntValue<'ctx>| {
                     let bases: Vec<IntValue> = leaf_range
                         .clone()
                         .map(|t| c.add(leaf_base[t - 3], c.mul(qi, leaf_st[t - 3][r - 2])?))
                         .collect::<Result<_>>()?;
-                    c.for_range(zero, nv, "col", |c, j| {
+                    c.for_range(zero, count, "col", |c, j| {
                         let mut leaves = vec![load(&c.kb, DType::F32, srow, j)?];
                         for (t, base) in leaf_range.clone().zip(&bases) {
                             let o = c.add(*base, c.mul(j, leaf_st[t - 3][r - 1])?)?;
@@ -324,14 +355,35 @@ pub(super) fn attention<'ctx>(
                         if trivial_pre { None } else { Some(&f_map) };
                     let g_ref: Option<&RowMap<'_, 'ctx>> =
                         if post.is_some() { Some(&g_map) } else { None };
-                    return softmax_row_mapped_f32(c, srow, srow, nv, f_ref, g_ref);
+                    softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref)?;
+                } else {
+                    if !trivial_pre {
+                        apply(c, expr, pre.clone(), len)?;
+                    }
+                    softmax_row_f32(c, srow, srow, len)?;
+                    if let Some(g) = post {
+                        apply(c, g, post_range.clone(), len)?;
+                    }
                 }
-                if !trivial_pre {
-                    apply(c, expr, pre.clone())?;
-                }
-                softmax_row_f32(c, srow, srow, nv)?;
-                if let Some(g) = post {
-                    apply(c, g, pre.end..step.inputs.len())?;
+                if *causal {
+                    // The keys the row does not see: probability 0, which `g` (the filters)
+                    // keeps 0; a row that sees no key is NaN, then `g`.
+                    c.for_range(len, cols, "unseen", |c, j| {
+                        store(&c.kb, DType::F32, srow, j, c.kb.f32_const(0.0).into())
+                    })?;
+                    let blind = c
+                        .b()
+                        .build_int_compare(IntPredicate::EQ, len, zero, "blind")
+                        .map_err(c.kb.err())?;
+                    c.if_then(blind, |c| {
+                        c.for_range(zero, cols, "nan", |c, j| {
+                            store(&c.kb, DType::F32, srow, j, c.kb.f32_const(f32::NAN).into())
+                        })?;
+                        match post {
+                            Some(g) => apply(c, g, post_range.clone(), cols),
+                            None => Ok(()),
+                        }
+                    })?;
                 }
                 Ok(())
             })?;
@@ -348,6 +400,7 @@ pub(super) fn attention<'ctx>(
                     zero.into(),
                     rows.into(),
                     dvv.into(),
+                    cols.into(),
                     nv.into(),
                 ],
             )
