@@ -20,9 +20,10 @@
 //! for each `kk` of the current k-block it loads the `NR / lanes` vectors of row `kk` of the
 //! panel and broadcasts `MR` elements of `A`, with one fused multiply-add per accumulator. The
 //! driver loops, from the outside in: over blocks of `NC` panels (the `KC x NC` block of `B`
-//! stays in L2), over k-blocks of `KC`, over row blocks of `MR` (the `MR x KC` block of `A` is
-//! copied row by row into a stack buffer, so the micro-kernel addresses it from one pointer
-//! with constant offsets, and it stays in L1), and over the panels of the column block. The
+//! stays in L2), over k-blocks of `KC`, over row blocks of `MR` (the `MR x KC` block of `A`
+//! stays in L1 across the column block: the micro-kernel reads a whole block's rows where
+//! they are, at stride `lda`, and a partial block's from a copy in a stack buffer whose rows
+//! past `m` repeat the last valid one), and over the panels of the column block. The
 //! first k-block starts from zero, later ones from `C`; the last one applies the epilogue
 //! (`alpha`, bias, activation, the last from [`crate::kernels::vmath`]) to the registers
 //! before the store. Edge tiles (fewer than `MR` rows or `NR` columns) load and store `C` with
@@ -440,8 +441,11 @@ struct Operands<'ctx> {
 
 /// One micro-kernel invocation's inputs.
 struct Tile<'ctx> {
-    /// The copied `A` block: row `i` at `i * KC`.
+    /// The rows of `A` for the tile (the copied block, or `A` itself): row `i` at
+    /// `i * a_stride`.
     a_block: PointerValue<'ctx>,
+    /// The row stride of `a_block`, in floats.
+    a_stride: IntValue<'ctx>,
     /// Row `kb` of the current panel.
     b_panel: PointerValue<'ctx>,
     kc: IntValue<'ctx>,
@@ -646,11 +650,21 @@ fn emit_driver<'ctx>(
             let last_row = bld
                 .build_int_sub(rows, kb.i64_const(1), "row.last")
                 .map_err(kb.err())?;
+            // A whole tile's rows are read where they are (row stride `lda`: they stay in L1
+            // across the column block); a partial tile's are copied, the rows past m1
+            // repeating the last valid row (their results are never stored).
+            let whole = bld
+                .build_int_compare(IntPredicate::EQ, rows, kb.i64_const(mr), "rows.whole")
+                .map_err(kb.err())?;
+            let copy_block = kb.append_block("a.copy");
+            let ready_block = kb.append_block("a.ready");
+            bld.build_conditional_branch(whole, ready_block, copy_block)
+                .map_err(kb.err())?;
+            bld.position_at_end(copy_block);
             let bytes = bld
                 .build_int_mul(kc, kb.i64_const(4), "bytes")
                 .map_err(kb.err())?;
             for i in 0..mr {
-                // Rows past m1 repeat the last valid row; their results are never stored.
                 let row = kb.min_i64(kb.i64_const(i), last_row)?;
                 let row = bld.build_int_add(ib, row, "row").map_err(kb.err())?;
                 let src = bld.build_int_mul(row, ops.lda, "src").map_err(kb.err())?;
@@ -660,6 +674,20 @@ fn emit_driver<'ctx>(
                 bld.build_memcpy(dst, 64, src, F32_ALIGN, bytes)
                     .map_err(|_| kb.internal("could not copy a row of A"))?;
             }
+            bld.build_unconditional_branch(ready_block)
+                .map_err(kb.err())?;
+            bld.position_at_end(ready_block);
+            let a_here = bld.build_int_mul(ib, ops.lda, "a.here").map_err(kb.err())?;
+            let a_here = bld.build_int_add(a_here, k0, "a.here").map_err(kb.err())?;
+            let a_here = kb.f32_element_ptr(ops.a, a_here)?;
+            let a_rows = bld
+                .build_select(whole, a_here, a_block, "a.rows")
+                .map_err(kb.err())?
+                .into_pointer_value();
+            let a_stride = bld
+                .build_select(whole, ops.lda, kb.i64_const(kc_max), "a.stride")
+                .map_err(kb.err())?
+                .into_int_value();
             let c_row = bld.build_int_mul(ib, ops.ldc, "c.row").map_err(kb.err())?;
             kb.for_loop(nb, nb_end, kb.i64_const(1), "p", |kb, p| {
                 let bld = kb.builder();
@@ -687,7 +715,8 @@ fn emit_driver<'ctx>(
                     None => None,
                 };
                 let tile = Tile {
-                    a_block,
+                    a_block: a_rows,
+                    a_stride,
                     b_panel,
                     kc,
                     c,
@@ -725,7 +754,6 @@ fn emit_tile<'ctx>(
     let mr = layout.mr as usize;
     let nv = layout.nr_vectors as usize;
     let lanes = i64::from(layout.lanes);
-    let kc_max = i64::from(layout.kc);
     let vector_type = kb.f32_vector();
     let count = mr * nv;
 
@@ -908,9 +936,10 @@ fn emit_tile<'ctx>(
     }
     let mut next = Vec::with_capacity(count);
     for i in 0..mr as i64 {
-        let index = bld
-            .build_int_add(kk, kb.i64_const(i * kc_max), "a.idx")
+        let row = bld
+            .build_int_mul(tile.a_stride, kb.i64_const(i), "a.row")
             .map_err(kb.err())?;
+        let index = bld.build_int_add(kk, row, "a.idx").map_err(kb.err())?;
         let a = load_f32_scalar(kb, tile.a_block, index)?;
         let a = kb.splat(a.into(), "a")?;
         for (v, b_vector) in b_vectors.iter().enumerate() {
