@@ -126,9 +126,12 @@ impl<'ctx> Math<'_, '_, 'ctx> {
     }
 }
 
+/// `ln` of the smallest normal f32, rounded up: `exp` of anything below is subnormal.
+pub const LN_MIN_NORMAL: f32 = -87.336_54;
+
 /// `exp(hi + lo)` for `|lo|` at most a few units, accurate to about 2 ulp where the result is
-/// a normal number; `hi` is clamped to `[-87.3, 88.3]`, so results saturate at about `1e-38`
-/// and `2e38` instead of reaching 0 or infinity.
+/// a normal number; `hi` is clamped to `[LN_MIN_NORMAL, 88.3]`, so results saturate at the
+/// smallest normal f32 (about `1.2e-38`) and about `2e38` instead of reaching 0 or infinity.
 ///
 /// Cody-Waite reduction `r = hi - n*ln2 + lo` (the split of `ln 2` keeps `n*ln2_hi` exact),
 /// then Cephes' degree-7 polynomial for `exp(r)` on `|r| <= ln2 / 2`, scaled by `2^n` built
@@ -141,7 +144,7 @@ pub fn exp_split<'ctx>(
 ) -> Result<VectorValue<'ctx>> {
     let m = Math(kb);
     let bld = kb.builder();
-    let hi = m.min(m.max(hi, m.c(-87.3))?, m.c(88.3))?;
+    let hi = m.min(m.max(hi, m.c(LN_MIN_NORMAL))?, m.c(88.3))?;
     let x = match lo {
         Some(lo) => m.add(hi, lo)?,
         None => hi,

@@ -7,7 +7,9 @@ use inkwell::IntPredicate;
 use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
-use super::softmax::{softmax_row_f32, softmax_row_mapped_f32, RowMap};
+use super::softmax::{
+    softmax_row_f32, softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowMap,
+};
 use super::{
     bcast_strides_to, bcast_strides_with, logical_shape, product, strides, unsupported, Ctx,
     Parallel,
@@ -56,7 +58,8 @@ impl AttentionDims {
         })
     }
 
-    /// Scratch floats per batch matrix: packed `K`, packed `V` and one block of scores.
+    /// Scratch floats per batch matrix: packed `K`, packed `V`, one block of scores and its
+    /// rows' inverse sums (f64).
     fn scratch_floats(&self, target: &Target) -> Dim {
         let layout = GemmLayout::for_target(target);
         let nr = Dim::constant(layout.nr() as i64);
@@ -66,6 +69,7 @@ impl AttentionDims {
             .mul(&self.dk)
             .add(&panels(&self.dv).mul(&nr).mul(&self.n))
             .add(&Dim::constant(ATTENTION_ROWS).mul(&self.n))
+            .add(&Dim::constant(2 * ATTENTION_ROWS))
     }
 }
 
@@ -178,11 +182,32 @@ pub(super) fn attention<'ctx>(
     let k_len = c.mul(padded(nv)?, dkv)?;
     let v_len = c.mul(padded(dvv)?, nv)?;
     let s_len = c.mul(c.kb.i64_const(ATTENTION_ROWS), nv)?;
-    let per_task = c.add(c.add(k_len, v_len)?, s_len)?;
+    // The rows' inverse sums, f64, when deferred.
+    let inv_len = c.kb.i64_const(2 * ATTENTION_ROWS);
+    let per_task = c.add(c.add(c.add(k_len, v_len)?, s_len)?, inv_len)?;
     let scratch = c
         .scratch
         .ok_or_else(|| c.kb.internal("the attention has no scratch"))?;
     let rows_step = c.kb.i64_const(ATTENTION_ROWS);
+    // f and g in vectors inside the softmax's passes when they can be: leaves
+    // read along the row contiguously or as one value.
+    let row_leaf = |t: usize| -> Option<bool> {
+        let dt = graph.ty(step.inputs[t]).dtype;
+        let stride = leaf_st[t - 3][r - 1].get_zero_extended_constant();
+        match (dt, stride) {
+            (DType::F32 | DType::Bool, Some(0)) => Some(false),
+            (DType::F32 | DType::Bool, Some(1)) => Some(true),
+            _ => None,
+        }
+    };
+    let vector_ok = |e: &Expr, range: &std::ops::Range<usize>| {
+        vec_supported(e, &|k| k == 0 || row_leaf(range.start + k - 1).is_some())
+    };
+    let post_range = pre.end..step.inputs.len();
+    let trivial_pre = matches!(expr, Expr::Leaf(0, _));
+    // Without `g`, the probabilities need not be stored: the rows are left unnormalised and
+    // the product with V is divided by each row's sum instead (a pass over the scores fewer).
+    let deferred = post.is_none() && vector_ok(expr, &pre);
     // Causal: query i sees keys j <= i + shift.
     let shift = c.b().build_int_sub(nv, mv, "shift").map_err(c.kb.err())?;
     c.for_range(c.r0, c.r1, "batch", |c, bi| {
@@ -202,6 +227,7 @@ pub(super) fn attention<'ctx>(
         let sk = scalar::element_ptr(&c.kb, DType::F32, scratch, task_scratch)?;
         let sv = scalar::element_ptr(&c.kb, DType::F32, sk, k_len)?;
         let sblk = scalar::element_ptr(&c.kb, DType::F32, sv, v_len)?;
+        let sinv = scalar::element_ptr(&c.kb, DType::F32, sblk, s_len)?;
         // K (dk x n) and V (n x dv), packed once per batch matrix.
         let call = |f, args: &[inkwell::values::BasicMetadataValueEnum]| {
             c.b()
@@ -299,22 +325,6 @@ pub(super) fn attention<'ctx>(
                         store(&c.kb, DType::F32, srow, j, y)
                     })
                 };
-                // f and g in vectors inside the softmax's passes when they can be: leaves
-                // read along the row contiguously or as one value.
-                let row_leaf = |t: usize| -> Option<bool> {
-                    let dt = graph.ty(step.inputs[t]).dtype;
-                    let stride = leaf_st[t - 3][r - 1].get_zero_extended_constant();
-                    match (dt, stride) {
-                        (DType::F32 | DType::Bool, Some(0)) => Some(false),
-                        (DType::F32 | DType::Bool, Some(1)) => Some(true),
-                        _ => None,
-                    }
-                };
-                let vector_ok = |e: &Expr, range: &std::ops::Range<usize>| {
-                    vec_supported(e, &|k| k == 0 || row_leaf(range.start + k - 1).is_some())
-                };
-                let post_range = pre.end..step.inputs.len();
-                let trivial_pre = matches!(expr, Expr::Leaf(0, _));
                 if vector_ok(expr, &pre) && post.as_ref().is_none_or(|g| vector_ok(g, &post_range))
                 {
                     let leaves_of = |range: &std::ops::Range<usize>| -> Result<Vec<RowLeafRef>> {
@@ -355,7 +365,13 @@ pub(super) fn attention<'ctx>(
                         if trivial_pre { None } else { Some(&f_map) };
                     let g_ref: Option<&RowMap<'_, 'ctx>> =
                         if post.is_some() { Some(&g_map) } else { None };
-                    softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref)?;
+                    if deferred {
+                        let inv = softmax_row_unnormalised_f32(c, srow, len, f_ref)?;
+                        let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
+                        c.b().build_store(slot, inv).map_err(c.kb.err())?;
+                    } else {
+                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref)?;
+                    }
                 } else {
                     if !trivial_pre {
                         apply(c, expr, pre.clone(), len)?;
@@ -367,10 +383,14 @@ pub(super) fn attention<'ctx>(
                 }
                 if *causal {
                     // The keys the row does not see: probability 0, which `g` (the filters)
-                    // keeps 0; a row that sees no key is NaN, then `g`.
+                    // keeps 0; a row that sees no key is NaN, then `g` (deferred: its inverse
+                    // sum is NaN).
                     c.for_range(len, cols, "unseen", |c, j| {
                         store(&c.kb, DType::F32, srow, j, c.kb.f32_const(0.0).into())
                     })?;
+                    if deferred {
+                        return Ok(());
+                    }
                     let blind = c
                         .b()
                         .build_int_compare(IntPredicate::EQ, len, zero, "blind")
@@ -403,7 +423,30 @@ pub(super) fn attention<'ctx>(
                     cols.into(),
                     nv.into(),
                 ],
-            )
+            )?;
+            if deferred {
+                // O_blk row i *= 1 / sum_i, in f64, rounded once.
+                c.for_range(zero, rows, "scale", |c, i| {
+                    let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
+                    let f64t = c.kb.context().f64_type();
+                    let inv = c.b().build_load(f64t, slot, "inv").map_err(c.kb.err())?;
+                    let inv = c.kb.splat(inv, "inv")?;
+                    let vd = f64t.vec_type(c.kb.lanes());
+                    let orow =
+                        scalar::element_ptr(&c.kb, DType::F32, o_blk, c.mul(i, out_st[r - 2])?)?;
+                    c.kb.vector_loop_in(dvv, |kb, j, mask| {
+                        let b = kb.builder();
+                        let y = kb.load_f32(orow, j, mask)?;
+                        let y = b.build_float_ext(y, vd, "yd").map_err(kb.err())?;
+                        let y = b.build_float_mul(y, inv, "ys").map_err(kb.err())?;
+                        let y = b
+                            .build_float_trunc(y, kb.f32_vector(), "y")
+                            .map_err(kb.err())?;
+                        kb.store_f32(orow, j, y, mask)
+                    })
+                })?;
+            }
+            Ok(())
         })
     })?;
     Ok(Parallel::rows(

@@ -158,24 +158,7 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
         // e = exp(x - max), stored; the sum in f64 lanes.
         let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
             let x = kb.load_f32(src, i, mask)?;
-            // TwoSum: hi + lo == x + (-max) exactly.
-            let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
-            let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
-            let ab = b.build_float_sub(hi, bb, "ab").map_err(kb.err())?;
-            let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
-            let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
-            let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
-            // Where hi is infinite (x = -inf: a masked position), TwoSum's lo is NaN:
-            // use 0 there, so that exp sees -inf alone.
-            let hh = b.build_float_sub(hi, hi, "hh").map_err(kb.err())?;
-            let finite = b
-                .build_float_compare(FloatPredicate::OEQ, hh, zeros, "fin")
-                .map_err(kb.err())?;
-            let lo = b
-                .build_select(finite, lo, zeros, "lo")
-                .map_err(kb.err())?
-                .into_vector_value();
-            let mut e = vmath::exp_split(kb, hi, Some(lo))?;
+            let mut e = exp_minus_max(kb, x, neg_max)?;
             if let Some(mask) = mask {
                 e = b
                     .build_select(mask, e, zeros, "e")
@@ -208,4 +191,96 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
             kb.store_f32(dst, i, y, mask)
         })
     }
+}
+
+/// `exp(x - max)` for a vector `x`, given `neg_max = -max`: the difference as an exact f32
+/// pair `hi + lo` (TwoSum), so that the vector exp (about 2 ulp) sees no rounded argument;
+/// exactly 0 where the result would be below the smallest normal f32 (never a subnormal,
+/// whose arithmetic costs a microcode assist per operation on Intel cores), so `-inf`
+/// elements (masked positions) and finite masks such as torch's `finfo.min` give 0.
+fn exp_minus_max<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    x: inkwell::values::VectorValue<'ctx>,
+    neg_max: inkwell::values::VectorValue<'ctx>,
+) -> Result<inkwell::values::VectorValue<'ctx>> {
+    let b = kb.builder();
+    let zeros = kb.f32_vector().const_zero();
+    // TwoSum: hi + lo == x + (-max) exactly.
+    let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
+    let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
+    let ab = b.build_float_sub(hi, bb, "ab").map_err(kb.err())?;
+    let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
+    let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
+    let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
+    // Where hi is infinite (x = -inf: a masked position), TwoSum's lo is NaN: use 0 there,
+    // so that exp sees -inf alone.
+    let hh = b.build_float_sub(hi, hi, "hh").map_err(kb.err())?;
+    let finite = b
+        .build_float_compare(FloatPredicate::OEQ, hh, zeros, "fin")
+        .map_err(kb.err())?;
+    let lo = b
+        .build_select(finite, lo, zeros, "lo")
+        .map_err(kb.err())?
+        .into_vector_value();
+    let e = vmath::exp_split(kb, hi, Some(lo))?;
+    let tiny = b
+        .build_float_compare(
+            FloatPredicate::OLT,
+            hi,
+            kb.f32_splat_const(vmath::LN_MIN_NORMAL),
+            "tiny",
+        )
+        .map_err(kb.err())?;
+    Ok(b.build_select(tiny, zeros, e, "e")
+        .map_err(kb.err())?
+        .into_vector_value())
+}
+
+/// The unnormalised softmax of one contiguous f32 row of `len` elements, in place, for
+/// attention, whose product with `V` divides by the sum afterwards (a pass over the row
+/// fewer): `pre` is applied to the row in place while the pass finds its maximum, then each
+/// element becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0,
+/// never subnormal, below the smallest normal f32). Returns `1 / sum(e)` in f64 (the sum in
+/// f64 lanes), NaN when the maximum is not finite (a row holding a NaN or an infinity, or a
+/// row whose elements are all `-inf` or that has none: NaN everywhere, as the softmax is).
+/// `e * (1 / sum)` is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s.
+pub(super) fn softmax_row_unnormalised_f32<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    row: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+    pre: Option<&RowMap<'_, 'ctx>>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let vt = kb.f32_vector();
+    let f32t = kb.context().f32_type();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
+    let zeros = vt.const_zero();
+    let max = row_extreme_f32(c, row, lenv, true, pre)?;
+    let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
+    let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
+        let x = kb.load_f32(row, i, mask)?;
+        let mut e = exp_minus_max(kb, x, neg_max)?;
+        if let Some(mask) = mask {
+            e = b
+                .build_select(mask, e, zeros, "e")
+                .map_err(kb.err())?
+                .into_vector_value();
+        }
+        kb.store_f32(row, i, e, mask)?;
+        b.build_float_ext(e, vd, "ed").map_err(kb.err())
+    })?;
+    let inv = b
+        .build_float_div(f64t.const_float(1.0), total, "inv")
+        .map_err(kb.err())?;
+    let dm = b.build_float_sub(max, max, "dm").map_err(kb.err())?;
+    let finite = b
+        .build_float_compare(FloatPredicate::OEQ, dm, f32t.const_zero(), "finite")
+        .map_err(kb.err())?;
+    Ok(
+        b.build_select(finite, inv, f64t.const_float(f64::NAN), "inv")
+            .map_err(kb.err())?
+            .into_float_value(),
+    )
 }
