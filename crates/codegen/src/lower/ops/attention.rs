@@ -8,7 +8,7 @@ use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
 use super::softmax::{
-    softmax_row_f32, softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowMap,
+    softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowMap, ATTENTION_FLOOR,
 };
 use super::{
     bcast_strides_to, bcast_strides_with, logical_shape, product, strides, unsupported, Ctx,
@@ -366,17 +366,18 @@ pub(super) fn attention<'ctx>(
                     let g_ref: Option<&RowMap<'_, 'ctx>> =
                         if post.is_some() { Some(&g_map) } else { None };
                     if deferred {
-                        let inv = softmax_row_unnormalised_f32(c, srow, len, f_ref)?;
+                        let inv =
+                            softmax_row_unnormalised_f32(c, srow, len, f_ref, ATTENTION_FLOOR)?;
                         let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                         c.b().build_store(slot, inv).map_err(c.kb.err())?;
                     } else {
-                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref)?;
+                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, ATTENTION_FLOOR)?;
                     }
                 } else {
                     if !trivial_pre {
                         apply(c, expr, pre.clone(), len)?;
                     }
-                    softmax_row_f32(c, srow, srow, len)?;
+                    softmax_row_mapped_f32(c, srow, srow, len, None, None, ATTENTION_FLOOR)?;
                     if let Some(g) = post {
                         apply(c, g, post_range.clone(), len)?;
                     }

@@ -121,8 +121,19 @@ pub(super) fn softmax_row_f32<'ctx>(
     dst: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
 ) -> Result<()> {
-    softmax_row_mapped_f32(c, src, dst, lenv, None, None)
+    softmax_row_mapped_f32(c, src, dst, lenv, None, None, SOFTMAX_FLOOR)
 }
+
+/// The floor of `x - max` below which the softmax's exponentials are 0: `exp(-87)` is about
+/// `1.6e-38`, a little above the smallest normal f32, so the exponential and its scaling stay
+/// normal whatever the low part of the argument.
+pub(super) const SOFTMAX_FLOOR: f32 = -87.0;
+
+/// The floor of `x - max` below which attention's exponentials are 0: `ln(2^-60)`. What
+/// reaches `P · V` is then 0 or at least `2^-60 / keys`, so its products with `V` are normal
+/// unless an element of `V` is below about `2^-66 * keys`; dropping the smaller terms changes
+/// an output by at most `2^-60` times the sum of `|V|` over its keys.
+pub(super) const ATTENTION_FLOOR: f32 = -41.588_83;
 
 /// A map of a row's vector at column `j` (masked to the row's tail, or whole): `f(kb, j, x,
 /// mask)`.
@@ -144,6 +155,7 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
     post: Option<&RowMap<'_, 'ctx>>,
+    floor: f32,
 ) -> Result<()> {
     let kb = &c.kb;
     let b = kb.builder();
@@ -158,7 +170,7 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
         // e = exp(x - max), stored; the sum in f64 lanes.
         let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
             let x = kb.load_f32(src, i, mask)?;
-            let mut e = exp_minus_max(kb, x, neg_max)?;
+            let mut e = exp_minus_max(kb, x, neg_max, floor)?;
             if let Some(mask) = mask {
                 e = b
                     .build_select(mask, e, zeros, "e")
@@ -195,13 +207,15 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
 
 /// `exp(x - max)` for a vector `x`, given `neg_max = -max`: the difference as an exact f32
 /// pair `hi + lo` (TwoSum), so that the vector exp (about 2 ulp) sees no rounded argument;
-/// exactly 0 where the result would be below the smallest normal f32 (never a subnormal,
-/// whose arithmetic costs a microcode assist per operation on Intel cores), so `-inf`
-/// elements (masked positions) and finite masks such as torch's `finfo.min` give 0.
+/// exactly 0 where `x - max < floor` (at least [`SOFTMAX_FLOOR`]: never a subnormal, on the
+/// way or in the result, whose arithmetic costs a microcode assist per operation on Intel
+/// cores), so `-inf` elements (masked positions) and finite masks such as torch's
+/// `finfo.min` give 0.
 fn exp_minus_max<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     x: inkwell::values::VectorValue<'ctx>,
     neg_max: inkwell::values::VectorValue<'ctx>,
+    floor: f32,
 ) -> Result<inkwell::values::VectorValue<'ctx>> {
     let b = kb.builder();
     let zeros = kb.f32_vector().const_zero();
@@ -212,25 +226,30 @@ fn exp_minus_max<'ctx>(
     let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
     let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
     let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
-    // Where hi is infinite (x = -inf: a masked position), TwoSum's lo is NaN: use 0 there,
-    // so that exp sees -inf alone.
+    // Below the floor (x = -inf too) the result is 0, and exp is computed on 0 instead, so
+    // that no lane computes a subnormal on the way (with AVX2 every lane computes); the
+    // floor keeps `hi + lo` far enough above ln of the smallest normal for the same reason.
+    let floor = kb.f32_splat_const(floor.max(SOFTMAX_FLOOR));
+    let tiny = b
+        .build_float_compare(FloatPredicate::OLT, hi, floor, "tiny")
+        .map_err(kb.err())?;
+    let hi_safe = b
+        .build_select(tiny, zeros, hi, "hi")
+        .map_err(kb.err())?
+        .into_vector_value();
+    // Where hi is not finite, TwoSum's lo is NaN or huge: 0 there too.
     let hh = b.build_float_sub(hi, hi, "hh").map_err(kb.err())?;
     let finite = b
         .build_float_compare(FloatPredicate::OEQ, hh, zeros, "fin")
         .map_err(kb.err())?;
+    let keep_lo = b
+        .build_and(finite, b.build_not(tiny, "big").map_err(kb.err())?, "keep")
+        .map_err(kb.err())?;
     let lo = b
-        .build_select(finite, lo, zeros, "lo")
+        .build_select(keep_lo, lo, zeros, "lo")
         .map_err(kb.err())?
         .into_vector_value();
-    let e = vmath::exp_split(kb, hi, Some(lo))?;
-    let tiny = b
-        .build_float_compare(
-            FloatPredicate::OLT,
-            hi,
-            kb.f32_splat_const(vmath::LN_MIN_NORMAL),
-            "tiny",
-        )
-        .map_err(kb.err())?;
+    let e = vmath::exp_split(kb, hi_safe, Some(lo))?;
     Ok(b.build_select(tiny, zeros, e, "e")
         .map_err(kb.err())?
         .into_vector_value())
@@ -239,8 +258,8 @@ fn exp_minus_max<'ctx>(
 /// The unnormalised softmax of one contiguous f32 row of `len` elements, in place, for
 /// attention, whose product with `V` divides by the sum afterwards (a pass over the row
 /// fewer): `pre` is applied to the row in place while the pass finds its maximum, then each
-/// element becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0,
-/// never subnormal, below the smallest normal f32). Returns `1 / sum(e)` in f64 (the sum in
+/// element becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0
+/// where `x - max < floor`). Returns `1 / sum(e)` in f64 (the sum in
 /// f64 lanes), NaN when the maximum is not finite (a row holding a NaN or an infinity, or a
 /// row whose elements are all `-inf` or that has none: NaN everywhere, as the softmax is).
 /// `e * (1 / sum)` is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s.
@@ -249,6 +268,7 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     row: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
+    floor: f32,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
     let kb = &c.kb;
     let b = kb.builder();
@@ -261,7 +281,7 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
     let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
         let x = kb.load_f32(row, i, mask)?;
-        let mut e = exp_minus_max(kb, x, neg_max)?;
+        let mut e = exp_minus_max(kb, x, neg_max, floor)?;
         if let Some(mask) = mask {
             e = b
                 .build_select(mask, e, zeros, "e")
