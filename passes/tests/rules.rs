@@ -301,6 +301,22 @@ rule_test!(
     r#"graph(%q: f32[3, n, 8], %k: f32[3, 8, n], %v: f32[3, n, 4]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rq = reshape<shape=[n, 1]>(%r) : i64[n, 1]; %rqe = expand<shape=[n, n]>(%rq) : i64[n, n]; %ge = greater_equal(%rqe, %r) : bool[n, n]; %ninf = const [-inf] : f32[]; %s = matmul(%q, %k) : f32[3, n, n]; %sm = where(%ge, %s, %ninf) : f32[3, n, n]; %p = softmax<axis=2>(%sm) : f32[3, n, n]; %y = matmul(%p, %v) : f32[3, n, 4]; return %o = %y; }"#,
     expect = "mask=none, nan_filter=false, causal=true"
 );
+// Convolution (at sizes where the cost model prefers the product: at a few channels and
+// positions one convolution kernel costs less than three).
+rule_test!(
+    conv_patch_gemm,
+    "conv-patch-gemm",
+    0.0,
+    r#"graph(%x: f32[n, 3, 16, 24]) {; %w = const @"w_48x3x8x8" : f32[48, 3, 8, 8]; %y = conv<strides=[8, 8], pads_begin=[0, 0], pads_end=[0, 0], dilations=[1, 1], group=1>(%x, %w) : f32[n, 48, 2, 3]; return %o = %y; }"#,
+    expect = "gemm<activation=none, bias=false>"
+);
+rule_test!(
+    conv_patch_gemm_1d,
+    "conv-patch-gemm",
+    0.0,
+    r#"graph(%x: f32[n, 16, 96]) {; %w = const @"w_40x16x12" : f32[40, 16, 12]; %y = conv<strides=[12], pads_begin=[0], pads_end=[0], dilations=[1], group=1>(%x, %w) : f32[n, 40, 8]; return %o = %y; }"#,
+    expect = "gemm<activation=none, bias=false>"
+);
 rule_test!(
     scores_scale_outward,
     "scores-scale-outward",

@@ -11,7 +11,8 @@
 //!   softmax, half that when causal (the kernel skips the keys a query block does not see);
 //!   an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
 //!   transcendental functions), a fused elementwise op the sum over its body; softmax 10 and
-//!   the normalisations 8 per element.
+//!   the normalisations 8 per element; a convolution `2` per tap per channel of its group,
+//!   times the vector lanes (codegen lowers it as a scalar loop).
 //! - `bytes`: every distinct operand read once and the result written once, at its dtype's size; a
 //!   fused op moves only its operands and result (attention's scores stay in cache, which is
 //!   what it saves). A `reshape` is a view and costs nothing, nor do inputs and constants.
@@ -132,6 +133,13 @@ impl CostModel {
                 let dv = n / rows.max(1.0);
                 let seen = if *causal { 0.5 } else { 1.0 };
                 seen * rows * keys * (2.0 * (d + dv) + 10.0)
+            }
+            Op::Conv { .. } => {
+                // 2 flops per tap per input channel of the group (w is [m, c / group, k..]);
+                // codegen's convolution is a scalar loop, so it runs at one lane's rate.
+                let w = args[1];
+                let taps: f64 = (1..w.rank()).map(|a| self.dim(w, a)).product();
+                2.0 * n * taps * self.lanes as f64
             }
             Op::Unary(u) => n * unary_flops(*u),
             Op::Binary(b) => {

@@ -9,6 +9,7 @@
 
 pub mod attention;
 pub mod canonical;
+pub mod conv;
 pub mod fusion;
 pub mod norm;
 pub mod projection;
@@ -62,6 +63,7 @@ pub fn all() -> Vec<Rule> {
     v.extend(attention::rules());
     v.extend(norm::rules());
     v.extend(projection::rules());
+    v.extend(conv::rules());
     v
 }
 
