@@ -301,6 +301,29 @@ rule_test!(
     r#"graph(%q: f32[3, n, 8], %k: f32[3, 8, n], %v: f32[3, n, 4]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rq = reshape<shape=[n, 1]>(%r) : i64[n, 1]; %rqe = expand<shape=[n, n]>(%rq) : i64[n, n]; %ge = greater_equal(%rqe, %r) : bool[n, n]; %ninf = const [-inf] : f32[]; %s = matmul(%q, %k) : f32[3, n, n]; %sm = where(%ge, %s, %ninf) : f32[3, n, n]; %p = softmax<axis=2>(%sm) : f32[3, n, n]; %y = matmul(%p, %v) : f32[3, n, 4]; return %o = %y; }"#,
     expect = "mask=none, nan_filter=false, causal=true"
 );
+// Reassociation (linear attention, KV-first): at the default hint (seq = 128, head dim 16)
+// the reassociated form is the cheaper.
+rule_test!(
+    matmul_reassociate,
+    "matmul-reassociate",
+    1e-5,
+    r#"graph(%q: f32[2, n, 16], %k: f32[2, 16, n], %v: f32[2, n, 16]) {; %s = matmul(%q, %k) : f32[2, n, n]; %y = matmul(%s, %v) : f32[2, n, 16]; return %o = %y; }"#,
+    expect = "f32[2, 16, 16]"
+);
+rule_test!(
+    row_sum_of_product,
+    "row-sum-of-product",
+    1e-5,
+    r#"graph(%q: f32[2, n, 16], %k: f32[2, 16, n]) {; %s = matmul(%q, %k) : f32[2, n, n]; %r = reduce_sum<axes=[2], keep_dims=true>(%s) : f32[2, n, 1]; return %o = %r; }"#,
+    expect = "reduce_sum<axes=[2], keep_dims=true>(%k) : f32[2, 16, 1]"
+);
+rule_test!(
+    row_div_past_product,
+    "row-div-past-product",
+    1e-5,
+    r#"graph(%q: f32[2, n, 16], %k: f32[2, 16, n], %v: f32[2, n, 16]) {; %s = matmul(%q, %k) : f32[2, n, n]; %r = reduce_sum<axes=[2], keep_dims=true>(%s) : f32[2, n, 1]; %one = const [1.0] : f32[]; %r1 = add(%r, %one) : f32[2, n, 1]; %p = div(%s, %r1) : f32[2, n, n]; %y = matmul(%p, %v) : f32[2, n, 16]; return %o = %y; }"#,
+    expect = "f32[2, 16, 16]"
+);
 // Convolution (at sizes where the cost model prefers the product: at a few channels and
 // positions one convolution kernel costs less than three).
 rule_test!(

@@ -74,3 +74,22 @@ fn minilm_is_fused_into_at_most_80_kernels() {
         "minilm-l6 has {kernels} nodes besides constants, inputs and views"
     );
 }
+
+/// linear-attn is written in the `n x n` form; at the default hint (seq = 128, longer than
+/// its heads of 64) the optimiser reassociates it KV-first: no tensor of the optimised graph
+/// is `seq x seq`.
+#[test]
+fn linear_attention_is_kv_first() {
+    let g = import_and_optimise(&model_dir("linear-attn")).unwrap_or_else(|e| panic!("{e}"));
+    for id in g.node_ids() {
+        let dims = g.ty(id).shape.dims();
+        let r = dims.len();
+        assert!(
+            r < 2 || !(dims[r - 2] == dims[r - 1] && dims[r - 1].to_string() == "seq"),
+            "linear-attn keeps an n x n tensor: node {} ({}) is {}",
+            id.index(),
+            g.op(id).name(),
+            g.ty(id)
+        );
+    }
+}

@@ -659,3 +659,33 @@ fn int8_matmul_mode_chooses_the_arithmetic() {
     let exact = run(&["--int8-matmul", "exact"]);
     assert_fails_naming(&exact, &["last_hidden_state", "differs"]);
 }
+
+/// linear-attn compiled KV-first: the memory plan's peak activations grow linearly with the
+/// sequence (4 times the bytes for 4 times the tokens; an `n x n` buffer would grow 16
+/// times), as `--shape` reports them.
+#[test]
+fn linear_attention_memory_grows_linearly() {
+    let model = tcc_tests::shared_dir().join("models/linear-attn/model.onnx");
+    let peak = |seq: u32| -> u64 {
+        let dir = scratch(&format!("linear-peak-{seq}"));
+        let so = dir.join("la.so");
+        let shape = format!("batch=1,seq={seq}");
+        let o = tcc(&["compile", p(&model), "-o", p(&so), "--shape", &shape]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        let line = err
+            .lines()
+            .find(|l| l.contains("peak activations"))
+            .unwrap_or_else(|| panic!("no memory plan line in:\n{err}"));
+        line.split("peak activations ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no byte count in `{line}`"))
+    };
+    let (a, b) = (peak(1024), peak(4096));
+    assert!(
+        b <= 4 * a + 4 * 1024 * 1024,
+        "peak activations {a} bytes at seq=1024 and {b} at seq=4096: more than linear"
+    );
+}

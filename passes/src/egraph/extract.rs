@@ -34,10 +34,11 @@ pub struct Extraction {
 /// sizes, in ns).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Choice {
-    /// The chosen e-node's op.
-    pub chosen: &'static str,
-    /// Another op in the same classes (its cheapest e-node in each).
-    pub over: &'static str,
+    /// The chosen e-node's op (with its operands' types where the other is the same op).
+    pub chosen: String,
+    /// Another op in the same classes (its cheapest e-node in each); the same op on other
+    /// operands (a reassociated product) is named with its operands' types.
+    pub over: String,
     /// How many classes.
     pub count: usize,
     /// The chosen forms' summed cost.
@@ -164,33 +165,52 @@ fn choices(
     pick: &HashMap<Id, usize>,
     needed: &[Id],
 ) -> Vec<Choice> {
-    let mut by_pair: BTreeMap<(&'static str, &'static str), Choice> = BTreeMap::new();
+    let mut by_pair: BTreeMap<(String, String), Choice> = BTreeMap::new();
+    // An e-node named with its operands' types, to tell the same op on other operands apart.
+    let typed = |c: Id, j: usize| {
+        let n = &egraph[c].nodes[j];
+        let args: Vec<String> = n
+            .args()
+            .iter()
+            .map(|&a| egraph[a].data.ty.to_string())
+            .collect();
+        format!("{}({})", n.name(), args.join(", "))
+    };
     for &c in needed {
         let i = pick[&c];
         let chosen = egraph[c].nodes[i].name();
         let Some(chosen_cost) = dag_cost(egraph, own, best, c, i) else {
             continue;
         };
-        // The cheapest e-node of each other op in the class.
-        let mut others: BTreeMap<&'static str, f64> = BTreeMap::new();
+        // The cheapest e-node of each other op in the class, and of the same op (attributes
+        // too) on operands of other types.
+        let mut others: BTreeMap<(String, String), f64> = BTreeMap::new();
         for j in 0..egraph[c].nodes.len() {
             let name = egraph[c].nodes[j].name();
-            if name == chosen {
+            let key = if name != chosen {
+                (chosen.to_string(), name.to_string())
+            } else if egraph[c].nodes[j].op() == egraph[c].nodes[i].op()
+                && typed(c, j) != typed(c, i)
+            {
+                (typed(c, i), typed(c, j))
+            } else {
                 continue;
-            }
+            };
             if let Some(k) = dag_cost(egraph, own, best, c, j) {
-                let e = others.entry(name).or_insert(k);
+                let e = others.entry(key).or_insert(k);
                 *e = e.min(k);
             }
         }
-        for (over, over_cost) in others {
-            let e = by_pair.entry((chosen, over)).or_insert(Choice {
-                chosen,
-                over,
-                count: 0,
-                chosen_cost: 0.0,
-                over_cost: 0.0,
-            });
+        for ((chosen, over), over_cost) in others {
+            let e = by_pair
+                .entry((chosen.clone(), over.clone()))
+                .or_insert(Choice {
+                    chosen,
+                    over,
+                    count: 0,
+                    chosen_cost: 0.0,
+                    over_cost: 0.0,
+                });
             e.count += 1;
             e.chosen_cost += chosen_cost;
             e.over_cost += over_cost;
