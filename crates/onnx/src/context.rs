@@ -2,15 +2,29 @@
 //! attributes, inputs) and the graph being built, with helpers that attach
 //! the node's name and op type to every error, and [`Ctx::widened`], which
 //! keeps a lowering into several core ops on f16 and bf16 to one rounding.
+//!
+//! Every IR node an importer adds goes through [`Ctx::add`], which refuses a
+//! result whose constant dims are negative or span more than
+//! [`MAX_STATIC_BYTES`]; constants read from attributes or made by an
+//! importer are charged to the model's budget of constant bytes
+//! ([`crate::load::MAX_TENSOR_BYTES`], [`crate::load::MAX_TOTAL_BYTES`]).
 
 use crate::error::{Error, Result};
 use crate::import::ImportOptions;
-use crate::load::tensor_from_proto;
+use crate::load::{check_tensor_bytes, declared, tensor_from_proto_as, Budget};
+use crate::ops::schema::attr_type;
 use crate::proto;
 use crate::proto::attribute_proto::AttributeType;
 use std::path::Path;
 use std::sync::Arc;
 use tcc_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, Tensor, TensorData, TensorType, UnaryOp};
+
+/// The most bytes a tensor's constant dims may span (the product of its
+/// constant dims times its element size): 2^48 bytes, 256 TiB. No real
+/// model comes near it; beyond it the sizes and offsets that code generation
+/// and the runtime compute from the dims could overflow 64 bits. Symbolic
+/// dims are bound at run time and checked there.
+pub const MAX_STATIC_BYTES: u64 = 1 << 48;
 
 /// One ONNX node being imported.
 pub struct Ctx<'a> {
@@ -21,11 +35,41 @@ pub struct Ctx<'a> {
     inputs: Vec<Option<NodeId>>,
     base_dir: &'a Path,
     options: &'a ImportOptions,
+    budget: &'a Budget,
+}
+
+/// Checks that `dims` are sizes: no constant is negative, and the product of
+/// the non-zero constants times `elem_bytes` is at most [`MAX_STATIC_BYTES`]
+/// (zeros are left out so that an empty tensor cannot carry a huge dim). The
+/// error message describes the problem; `what` names the dims in it and is
+/// only called on failure.
+pub(crate) fn check_dims(
+    dims: &[Dim],
+    elem_bytes: u64,
+    what: impl FnOnce() -> String,
+) -> std::result::Result<(), String> {
+    let mut bytes = Some(elem_bytes.max(1));
+    for d in dims {
+        match d.as_const() {
+            Some(v) if v < 0 => return Err(format!("{} has the negative dim {v}", what())),
+            Some(0) | None => {}
+            Some(v) => bytes = bytes.and_then(|b| b.checked_mul(v as u64)),
+        }
+    }
+    if bytes.is_none_or(|b| b > MAX_STATIC_BYTES) {
+        return Err(format!(
+            "{} spans more than tcc's limit of {} for the constant part of a shape",
+            what(),
+            crate::load::human_bytes(MAX_STATIC_BYTES)
+        ));
+    }
+    Ok(())
 }
 
 impl<'a> Ctx<'a> {
     /// A context for `node`, whose inputs resolve to `inputs` (`None` for an
     /// empty name: an absent optional input).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         graph: &'a mut Graph,
         node: &'a proto::NodeProto,
@@ -34,6 +78,7 @@ impl<'a> Ctx<'a> {
         inputs: Vec<Option<NodeId>>,
         base_dir: &'a Path,
         options: &'a ImportOptions,
+        budget: &'a Budget,
     ) -> Ctx<'a> {
         Ctx {
             graph,
@@ -43,6 +88,7 @@ impl<'a> Ctx<'a> {
             inputs,
             base_dir,
             options,
+            budget,
         }
     }
 
@@ -149,15 +195,47 @@ impl<'a> Ctx<'a> {
     // ----- Graph building ------------------------------------------------------
 
     /// Adds an IR node that remembers this ONNX node as its origin; an IR
-    /// error is wrapped with the node's name and op type.
+    /// error is wrapped with the node's name and op type. Fails if the
+    /// result's shape has a negative constant dim or constant dims spanning
+    /// more than [`MAX_STATIC_BYTES`].
     pub fn add(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
-        self.graph
+        let id = self
+            .graph
             .add_with_origin(op, operands, Some(&self.name))
             .map_err(|source| Error::Ir {
                 node: self.name.clone(),
                 op: self.node.op_type().to_string(),
                 source,
-            })
+            })?;
+        let ty = self.graph.ty(id);
+        check_dims(ty.shape.dims(), ty.dtype.size_bytes() as u64, || {
+            format!("the result {ty}")
+        })
+        .map_err(|m| self.err(m))?;
+        Ok(id)
+    }
+
+    /// Checks dims that an importer is about to build an op from (a target
+    /// shape, repeats, split sizes): none may be negative and together they
+    /// may not span more than [`MAX_STATIC_BYTES`] of `dtype`. `what` names
+    /// them in the error.
+    pub fn check_dims(&self, dims: &[Dim], dtype: DType, what: &str) -> Result<()> {
+        check_dims(dims, dtype.size_bytes() as u64, || what.to_string()).map_err(|m| self.err(m))
+    }
+
+    /// Charges a constant of `count` elements of `dtype` that this importer
+    /// is about to allocate to the model's budget; fails, before anything is
+    /// allocated, if it is over [`crate::load::MAX_TENSOR_BYTES`] or takes
+    /// the model's constants over [`crate::load::MAX_TOTAL_BYTES`]. `what`
+    /// describes the constant in the error.
+    pub fn claim_constant(&self, what: &str, count: u64, dtype: DType) -> Result<()> {
+        let as_node = |e: Error| match e {
+            Error::TooLarge { message, .. } => self.err(format!("{what}: {message}")),
+            other => other,
+        };
+        let bytes = check_tensor_bytes(&self.name, &format!("{count} elements"), count, dtype)
+            .map_err(as_node)?;
+        self.budget.claim(&self.name, bytes).map_err(as_node)
     }
 
     /// Adds a constant tensor.
@@ -343,32 +421,6 @@ impl<'a> Ctx<'a> {
         self.attr(name).is_some()
     }
 
-    /// The attribute's type, read from its `type` field or, where a producer
-    /// left that out, from the field that holds a value.
-    fn attr_type(a: &proto::AttributeProto) -> AttributeType {
-        let t = a.r#type();
-        if t != AttributeType::Undefined {
-            return t;
-        }
-        if a.f.is_some() {
-            AttributeType::Float
-        } else if a.i.is_some() {
-            AttributeType::Int
-        } else if a.s.is_some() {
-            AttributeType::String
-        } else if a.t.is_some() {
-            AttributeType::Tensor
-        } else if !a.floats.is_empty() {
-            AttributeType::Floats
-        } else if !a.ints.is_empty() {
-            AttributeType::Ints
-        } else if !a.strings.is_empty() {
-            AttributeType::Strings
-        } else {
-            AttributeType::Undefined
-        }
-    }
-
     fn typed(&self, name: &str, want: AttributeType) -> Result<Option<&'a proto::AttributeProto>> {
         let Some(a) = self.attr(name) else {
             return Ok(None);
@@ -379,7 +431,7 @@ impl<'a> Ctx<'a> {
                 "refers to a function attribute, which tcc does not support",
             ));
         }
-        let t = Self::attr_type(a);
+        let t = attr_type(a).map_err(|m| self.attr_err(name, m))?;
         if t != want {
             return Err(self.attr_err(
                 name,
@@ -450,7 +502,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// Tensor attribute `name` if present, converted (external data is read
-    /// relative to the model's directory).
+    /// relative to the model's directory). Its declared size is checked and
+    /// charged to the model's budget before its data is read.
     pub fn attr_tensor(&self, name: &str) -> Result<Option<Tensor>> {
         match self.typed(name, AttributeType::Tensor)? {
             None => Ok(None),
@@ -458,7 +511,15 @@ impl<'a> Ctx<'a> {
                 let t =
                     a.t.as_ref()
                         .ok_or_else(|| self.attr_err(name, "holds no tensor"))?;
-                tensor_from_proto(t, Some(self.base_dir)).map(Some)
+                // An unnamed value is named after its node and attribute.
+                let label = if t.name().is_empty() {
+                    format!("{}.{name}", self.name)
+                } else {
+                    t.name().to_string()
+                };
+                let (.., bytes) = declared(t, &label)?;
+                self.budget.claim(&label, bytes)?;
+                tensor_from_proto_as(t, &label, Some(self.base_dir)).map(Some)
             }
         }
     }

@@ -35,7 +35,10 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// A tensor's external data file is missing or too short.
+    /// A tensor's external data file is missing or too short, lies outside
+    /// the model's directory (an absolute location, a `..` component, a
+    /// symbolic link leading out), is not a regular file, or its `length`
+    /// does not match the tensor's declared size.
     #[error("tensor `{tensor}`: external data `{file}`: {message}")]
     ExternalData {
         /// The tensor's name.
@@ -43,6 +46,18 @@ pub enum Error {
         /// The data file, resolved against the model's directory.
         file: PathBuf,
         /// What is wrong.
+        message: String,
+    },
+    /// A constant tensor is larger than the import budget allows: over
+    /// [`MAX_TENSOR_BYTES`](crate::load::MAX_TENSOR_BYTES) by itself, or
+    /// taking the model's constants over
+    /// [`MAX_TOTAL_BYTES`](crate::load::MAX_TOTAL_BYTES). Checked from the
+    /// declared dims, before anything is read or allocated.
+    #[error("tensor `{tensor}`: {message}")]
+    TooLarge {
+        /// The tensor's name.
+        tensor: String,
+        /// Its size, the limit it exceeds and which one.
         message: String,
     },
     /// A TensorProto cannot be turned into a tensor: unsupported element

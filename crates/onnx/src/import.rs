@@ -1,10 +1,17 @@
 //! Importing an ONNX graph: opsets, inputs, initializers, nodes through the
 //! op registry, outputs, and the clean-up of folded shape arithmetic.
+//!
+//! Before anything is read, the initializers' declared sizes are checked
+//! against the budget of constant bytes ([`crate::load::MAX_TENSOR_BYTES`]
+//! per tensor, [`crate::load::MAX_TOTAL_BYTES`] in all); before a node's
+//! importer runs, the node is checked against its op's signature
+//! ([`crate::ops::schema`]: input and output counts, attribute names and
+//! types).
 
-use crate::context::Ctx;
+use crate::context::{check_dims, Ctx};
 use crate::error::{Error, Result};
-use crate::load::{dtype_from_onnx, load_model, tensor_from_proto};
-use crate::ops::{registry, Importer};
+use crate::load::{declared, dtype_from_onnx, load_model, tensor_from_proto, Budget};
+use crate::ops::{registry, schema, Importer};
 use crate::proto;
 use crate::proto::tensor_shape_proto::dimension::Value as DimValue;
 use crate::proto::type_proto::Value as TypeValue;
@@ -112,6 +119,13 @@ pub fn import_model_with(
     let mut graph = Graph::new();
     let mut values: HashMap<String, Value> = HashMap::new();
 
+    // Every initializer's declared size is within the budget before the
+    // first one is read.
+    let budget = Budget::default();
+    for init in &g.initializer {
+        let (.., bytes) = declared(init, init.name())?;
+        budget.claim(init.name(), bytes)?;
+    }
     for init in &g.initializer {
         let t = tensor_from_proto(init, Some(base_dir))?;
         let id = graph.add_const(t, Some(init.name().to_string()));
@@ -140,6 +154,7 @@ pub fn import_model_with(
             &mut values,
             base_dir,
             options,
+            &budget,
         )?;
     }
 
@@ -205,6 +220,7 @@ fn input_type(vi: &proto::ValueInfoProto) -> Result<TensorType> {
             _ => Ok(Dim::sym(&sanitize(&format!("{name}_d{axis}")))),
         })
         .collect::<Result<Vec<_>>>()?;
+    check_dims(&dims, dtype.size_bytes() as u64, || "its shape".into()).map_err(err)?;
     Ok(TensorType::new(dtype, dims))
 }
 
@@ -273,6 +289,7 @@ fn import_node(
     values: &mut HashMap<String, Value>,
     base_dir: &Path,
     options: &ImportOptions,
+    budget: &Budget,
 ) -> Result<()> {
     let name = if !node.name().is_empty() {
         node.name().to_string()
@@ -300,6 +317,7 @@ fn import_node(
         Some(imp) if opset >= imp.since => imp,
         _ => return Err(unsupported()),
     };
+    schema::check_node(node, &name, opset)?;
     let mut inputs = Vec::with_capacity(node.input.len());
     for inp in &node.input {
         if inp.is_empty() {
@@ -326,7 +344,16 @@ fn import_node(
             }
         }
     }
-    let mut ctx = Ctx::new(graph, node, name.clone(), opset, inputs, base_dir, options);
+    let mut ctx = Ctx::new(
+        graph,
+        node,
+        name.clone(),
+        opset,
+        inputs,
+        base_dir,
+        options,
+        budget,
+    );
     let outs = (imp.import)(&mut ctx)?;
     if outs.len() > node.output.len() {
         return Err(Error::Node {

@@ -8,9 +8,16 @@
 //! arithmetic that exporters write (`Shape`, `Gather`, `Concat` feeding a
 //! `Reshape`) is folded through the IR's known values, so the imported graph
 //! has explicit, possibly symbolic, shapes.
+//!
+//! A model file is untrusted: [`load_model`] bounds what decoding it may
+//! allocate ([`footprint`]), external data must stay in the model's folder,
+//! constants are held to [`MAX_TENSOR_BYTES`] each and [`MAX_TOTAL_BYTES`] in
+//! all, and every node is checked against its op's signature
+//! ([`ops::schema`]) before it is lowered.
 
 pub mod context;
 pub mod error;
+pub mod footprint;
 pub mod import;
 pub mod load;
 pub mod ops;
@@ -26,5 +33,5 @@ pub use error::{Error, Result};
 pub use import::{
     import_file, import_file_with, import_model, import_model_with, ImportOptions, Int8MatMul,
 };
-pub use load::{load_model, tensor_from_proto};
+pub use load::{load_model, tensor_from_proto, MAX_TENSOR_BYTES, MAX_TOTAL_BYTES};
 pub use ops::supported_ops;

@@ -1,4 +1,5 @@
-//! Everything else: `Constant`, `Identity`, `Dropout` (inference: the input
+//! Everything else: `Constant` (its value charged to the model's budget of
+//! constant bytes), `Identity`, `Dropout` (inference: the input
 //! itself and an all-true mask), `Trilu` and `CumSum`.
 
 use super::{reg, Registry};
@@ -49,10 +50,12 @@ fn constant(c: &mut Ctx) -> Result<Vec<NodeId>> {
     } else if let Some(v) = c.attr_opt_f("value_float")? {
         Tensor::scalar(v)
     } else if let Some(v) = c.attr_floats("value_floats")? {
+        c.claim_constant("value_floats", v.len() as u64, tcc_ir::DType::F32)?;
         Tensor::from_vec(vec![v.len()], v).map_err(|m| c.err(m))?
     } else if let Some(v) = c.attr_opt_i("value_int")? {
         Tensor::scalar(v)
     } else if let Some(v) = c.attr_ints("value_ints")? {
+        c.claim_constant("value_ints", v.len() as u64, tcc_ir::DType::I64)?;
         Tensor::from_vec(vec![v.len()], v).map_err(|m| c.err(m))?
     } else {
         for a in ["value_string", "value_strings", "sparse_value"] {

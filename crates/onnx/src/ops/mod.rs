@@ -1,6 +1,10 @@
 //! The op registry: one explicit map from ONNX op type to importer, filled
 //! by each op family's `register`.
 //!
+//! Every node is first checked against its op's signature in [`schema`]
+//! (input and output counts, attribute names and types), so an importer sees
+//! only nodes of the shape its op defines.
+//!
 //! An importer lowers one ONNX node into core IR ops and returns one node per
 //! ONNX output it computes (it may compute fewer than the node declares:
 //! using a missing one is an error that names it).
@@ -28,6 +32,7 @@ mod normalization;
 mod pad;
 mod quant;
 mod reduce;
+pub mod schema;
 mod shape;
 
 /// Lowers one ONNX node; returns one IR node per ONNX output, in order.

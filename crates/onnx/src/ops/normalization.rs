@@ -67,6 +67,8 @@ fn layer_norm(c: &mut Ctx) -> Result<Vec<NodeId>> {
         None => {
             let dt = c.dtype(x);
             let shape = c.ty(scale).shape.as_fixed().unwrap_or_default();
+            let n = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+            c.claim_constant("the zero bias", n.unwrap_or(u64::MAX), dt)?;
             c.constant(Tensor::zeros(dt, shape))?
         }
     };

@@ -44,13 +44,10 @@ pub(crate) fn register(r: &mut Registry) {
     reg(r, "Expand", 8, |c| {
         let x = c.req(0)?;
         let shape = Shape(c.dims(1, "shape")?);
+        c.check_dims(shape.dims(), c.dtype(x), &format!("the shape {shape}"))?;
         Ok(vec![c.add(Op::Expand { shape }, &[x])?])
     });
-    reg(r, "Tile", 6, |c| {
-        let x = c.req(0)?;
-        let repeats = c.dims(1, "repeats")?;
-        Ok(vec![c.add(Op::Tile { repeats }, &[x])?])
-    });
+    reg(r, "Tile", 6, tile);
     reg(r, "Shape", 1, shape_of);
     reg(r, "Size", 1, |c| {
         let x = c.req(0)?;
@@ -59,6 +56,35 @@ pub(crate) fn register(r: &mut Registry) {
     });
     reg(r, "Range", 11, range);
     reg(r, "ConstantOfShape", 9, constant_of_shape);
+}
+
+/// `Tile`: the repeats must be sizes, and so must the dims they make
+/// (checked here where both are constants, before the IR multiplies them).
+fn tile(c: &mut Ctx) -> Result<Vec<NodeId>> {
+    let x = c.req(0)?;
+    let repeats = c.dims(1, "repeats")?;
+    let dtype = c.dtype(x);
+    c.check_dims(
+        &repeats,
+        dtype,
+        &format!("the repeats {}", Shape(repeats.clone())),
+    )?;
+    let mut out = Vec::with_capacity(repeats.len());
+    for (d, r) in c.shape(x).iter().zip(&repeats) {
+        match (d.as_const(), r.as_const()) {
+            (Some(a), Some(b)) => out
+                .push(Dim::constant(a.checked_mul(b).ok_or_else(|| {
+                    c.err(format!("repeating a dim of {a} by {b} overflows"))
+                })?)),
+            _ => out.push(d.mul(r)),
+        }
+    }
+    c.check_dims(
+        &out,
+        dtype,
+        &format!("the tiled shape {}", Shape(out.clone())),
+    )?;
+    Ok(vec![c.add(Op::Tile { repeats }, &[x])?])
 }
 
 /// An i64 tensor of `values` (a constant if all are).
@@ -125,8 +151,22 @@ fn reshape(c: &mut Ctx) -> Result<Vec<NodeId>> {
                 "shape {target:?}: -1 cannot be inferred next to a 0 dim"
             )));
         }
-        out[i] = c.ty(x).shape.numel().floor_div(&rest);
+        let numel = c.ty(x).shape.numel();
+        if let (Some(n), Some(r)) = (numel.as_const(), rest.as_const()) {
+            if n % r != 0 {
+                return Err(c.err(format!(
+                    "shape {target:?}: the input's {n} elements cannot be split into rows of \
+                     {r} to infer the -1"
+                )));
+            }
+        }
+        out[i] = numel.floor_div(&rest);
     }
+    c.check_dims(
+        &out,
+        c.dtype(x),
+        &format!("the target shape {}", Shape(out.clone())),
+    )?;
     Ok(vec![c.reshape(x, out)?])
 }
 
@@ -263,6 +303,9 @@ fn split(c: &mut Ctx) -> Result<Vec<NodeId>> {
     };
     let sizes: Vec<Dim> = match given {
         Some(s) => {
+            if let Some(v) = s.iter().find(|&&v| v < 0) {
+                return Err(c.err(format!("split sizes {s:?} have the negative size {v}")));
+            }
             if s.len() != c.n_outputs() {
                 return Err(c.err(format!(
                     "split sizes {s:?} do not match the {} outputs",
@@ -270,7 +313,7 @@ fn split(c: &mut Ctx) -> Result<Vec<NodeId>> {
                 )));
             }
             if let Some(d) = dim.as_const() {
-                if s.iter().sum::<i64>() != d {
+                if s.iter().try_fold(0i64, |a, &v| a.checked_add(v)) != Some(d) {
                     return Err(c.err(format!(
                         "split sizes {s:?} do not add up to the dim {d} of axis {axis}"
                     )));
@@ -407,6 +450,9 @@ fn slice(c: &mut Ctx) -> Result<Vec<NodeId>> {
         if step == 0 {
             return Err(c.err("slice steps must not be 0"));
         }
+        if step == i64::MIN {
+            return Err(c.err(format!("slice step {step} is out of range")));
+        }
         let d = &dims[a];
         let s = slice_bound(c, &starts[i], d, step, "start")?;
         let e = slice_bound(c, &ends[i], d, step, "end")?;
@@ -465,6 +511,9 @@ fn range(c: &mut Ctx) -> Result<Vec<NodeId>> {
         if d == 0 {
             return Err(c.err("delta must not be 0"));
         }
+        if d == i64::MIN {
+            return Err(c.err(format!("delta {d} is out of range")));
+        }
         return Ok(vec![c.add(
             Op::Range {
                 dtype,
@@ -490,7 +539,14 @@ fn range(c: &mut Ctx) -> Result<Vec<NodeId>> {
     if d == 0.0 || !d.is_finite() || !s.is_finite() || !l.is_finite() {
         return Err(c.err(format!("cannot make a range from {s} to {l} by {d}")));
     }
-    let n = ((l - s) / d).ceil().max(0.0) as usize;
+    // Saturating: a count beyond u64 is over the budget all the same.
+    let n = ((l - s) / d).ceil().max(0.0) as u64;
+    c.claim_constant(
+        &format!("a range from {s} to {l} by {d} ({n} elements)"),
+        n,
+        dtype,
+    )?;
+    let n = usize::try_from(n).map_err(|_| c.err(format!("{n} elements do not fit in memory")))?;
     let t = Tensor::new(
         vec![n],
         TensorData::from_f64(dtype, (0..n).map(|i| s + i as f64 * d)),
@@ -509,6 +565,11 @@ fn constant_of_shape(c: &mut Ctx) -> Result<Vec<NodeId>> {
         }
         None => Tensor::scalar(0.0f32),
     };
+    c.check_dims(
+        &shape,
+        value.dtype(),
+        &format!("the shape {}", Shape(shape.clone())),
+    )?;
     let v = c.constant(value)?;
     if shape.is_empty() {
         return Ok(vec![v]);
