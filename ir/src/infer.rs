@@ -40,6 +40,12 @@ impl crate::fused::Builder for TypeBuilder {
 /// Integer tensors with at most this many elements carry known values.
 pub const KNOWN_LIMIT: usize = 256;
 
+/// True if a tensor of `shape` is small enough to carry known values (its
+/// element count, checked for overflow, is at most [`KNOWN_LIMIT`]).
+fn fits_known(shape: &[usize]) -> bool {
+    crate::shape::checked_numel(shape).is_some_and(|n| n <= KNOWN_LIMIT)
+}
+
 /// The elements of a small integer (or bool) tensor, known at compile time as
 /// symbolic dims. Bools are 0 and 1.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -117,7 +123,7 @@ pub fn infer(
             if !dtype.is_int() {
                 return Err(err(format!("dims must have an integer dtype, not {dtype}")));
             }
-            if shape.iter().product::<usize>() != values.len() {
+            if crate::shape::checked_numel(shape) != Some(values.len()) {
                 return Err(err(format!(
                     "shape {shape:?} does not hold {} values",
                     values.len()
@@ -448,7 +454,7 @@ pub fn infer(
             let t = t0.unwrap();
             let out = broadcast(&t.shape, shape).map_err(err)?;
             let k = match (k0, out.as_fixed()) {
-                (Some(k), Some(o)) if o.iter().product::<usize>() <= KNOWN_LIMIT => {
+                (Some(k), Some(o)) if fits_known(&o) => {
                     let idx = bcast_index(&o, &k.shape);
                     Some(Known {
                         shape: o,
@@ -838,7 +844,7 @@ fn const_known(shape: &[usize], v: impl Iterator<Item = i64>) -> Option<Known> {
 }
 
 fn binary_known(b: BinaryOp, x: &Known, y: &Known, out: &[usize]) -> Option<Known> {
-    if out.iter().product::<usize>() > KNOWN_LIMIT {
+    if !fits_known(out) {
         return None;
     }
     let (ix, iy) = (bcast_index(out, &x.shape), bcast_index(out, &y.shape));
@@ -976,7 +982,7 @@ fn gather_known(data: &Known, idx: &Known, axis: usize) -> Option<Known> {
     let mut shape = data.shape[..axis].to_vec();
     shape.extend(&idx.shape);
     shape.extend(&data.shape[axis + 1..]);
-    if shape.iter().product::<usize>() > KNOWN_LIMIT {
+    if !fits_known(&shape) {
         return None;
     }
     let mut values = Vec::new();

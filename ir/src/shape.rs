@@ -4,6 +4,13 @@ use crate::dim::Dim;
 use crate::dtype::DType;
 use std::fmt;
 
+/// The number of elements of concrete sizes, or `None` if it overflows
+/// `usize`: sizes read from a file may be anything, so their product is
+/// checked wherever it decides an allocation.
+pub fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// The shape of a tensor: one [`Dim`] per axis. Rank 0 is a scalar.
 #[derive(Clone, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
 pub struct Shape(pub Vec<Dim>);

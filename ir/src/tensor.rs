@@ -334,7 +334,11 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor; fails if the number of elements does not match the shape.
     pub fn new(shape: Vec<usize>, data: TensorData) -> Result<Tensor, String> {
-        let n: usize = shape.iter().product();
+        let Some(n) = crate::shape::checked_numel(&shape) else {
+            return Err(format!(
+                "shape {shape:?} holds more elements than memory can"
+            ));
+        };
         if n != data.len() {
             return Err(format!(
                 "shape {shape:?} holds {n} elements but {} were given",

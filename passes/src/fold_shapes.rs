@@ -14,6 +14,12 @@ use tcc_ir::{Constant, DType, Graph, Op, Shape, Tensor, TensorData};
 /// symbolic bool leaf), and a node whose known values do not fit its dtype
 /// (an `i32` holding a value beyond `i32`) is left alone, so that the leaf
 /// carries exactly the value the users were typed against.
+///
+/// The leaves it makes are small by construction: shape inference carries
+/// known values only for tensors of at most [`tcc_ir::infer::KNOWN_LIMIT`]
+/// elements (counted with overflow checks), so this pass allocates nothing a
+/// model file can make large; the size budget of folding is
+/// [`crate::FOLD_MAX_ELEMENTS`], in `fold-constants`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FoldShapes;
 

@@ -31,7 +31,7 @@ mod simplify;
 pub use dead_code::DeadCode;
 pub use egraph::EGraphPass;
 pub use error::{Error, Result};
-pub use fold_constants::{FoldConstants, FOLD_LIMIT};
+pub use fold_constants::{FoldConstants, FOLD_LIMIT, FOLD_MAX_ELEMENTS, FOLD_MAX_WORK};
 pub use fold_shapes::FoldShapes;
 pub use fuse_elementwise::FuseElementwise;
 pub use pass::Pass;

@@ -16,11 +16,17 @@ pass pipeline, lowers the graph to LLVM kernels with a memory plan, and links th
 result with tcc's runtime into one self-contained shared library.
 
 By default (`--emit lib`) it writes MODEL.so (the -o path) and MODEL.h beside it,
-both whole or not at all. The library needs only libc, libm and libpthread and
-exports only PREFIX_* functions (see the header). The prefix defaults to the
-output file's name without its extension, made a C identifier (characters other
-than letters, digits and `_` become `_`; a leading digit gets a `_` before it):
-`-o bert.so` gives `bert_run`, `bert_session_create`, ...
+each whole or not at all: both are written under temporary names beside MODEL.so,
+then the header is renamed into place and the library after it. A failure leaves
+the old pair (and removes the temporaries); only a kill between the two renames
+leaves the new header beside the old library. Temporaries that a killed compile
+left are removed by the next compile of the same output.
+
+The library needs only libc, libm and libpthread and exports only PREFIX_*
+functions (see the header). The prefix defaults to the output file's name
+without its extension, made a C identifier (characters other than letters,
+digits and `_` become `_`; a leading digit gets a `_` before it): `-o bert.so`
+gives `bert_run`, `bert_session_create`, ...
 
 Other outputs: `--emit ir` prints the optimised IR (to stdout or -o): exactly
 the kernels that will run, one per op, fused ops included; `--emit dot` Graphviz
@@ -157,6 +163,9 @@ pub fn run(args: Args) -> Result<()> {
         .as_deref()
         .map(|s| parse_sizes(s, "--shape"))
         .transpose()?;
+    if let Some(out) = &args.output {
+        prepare_output(out, args.emit)?;
+    }
     let start = Instant::now();
     let (mut graph, _) = files::load_graph(&args.model, &args.import.options())?;
     if args.emit != Emit::Ir {
@@ -238,8 +247,18 @@ pub fn run(args: Args) -> Result<()> {
     if args.emit == Emit::Lib {
         let start = Instant::now();
         let header = out.with_extension("h");
-        lower::link_library(&compiled, &prefix, &out, &header)
-            .with_context(|| format!("cannot write `{}`", out.display()))?;
+        // Both are written under temporary names beside `out` and then renamed into place,
+        // the header first (see `LibraryTemporaries::install`); dropped on failure, the
+        // temporaries are removed.
+        let temporaries = files::LibraryTemporaries::new(&out);
+        lower::link_library(
+            &compiled,
+            &prefix,
+            &temporaries.library,
+            &temporaries.header,
+        )
+        .with_context(|| format!("cannot write `{}`", out.display()))?;
+        temporaries.install(&out, &header)?;
         stage("link", start);
         eprintln!(
             "tcc: wrote {} and {} (prefix `{prefix}`)",
@@ -248,6 +267,35 @@ pub fn run(args: Args) -> Result<()> {
         );
     } else {
         files::write_atomic(&out, &compiled.bytes)?;
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that the output `out` can be written (its directory exists; a
+/// library and its header are two files), and removes the temporaries that killed compiles
+/// of the same output left beside it.
+fn prepare_output(out: &Path, emit: Emit) -> Result<()> {
+    if let Some(dir) = out.parent() {
+        if !dir.as_os_str().is_empty() && !dir.is_dir() {
+            bail!(
+                "cannot write `{}`: the directory `{}` does not exist",
+                out.display(),
+                dir.display()
+            );
+        }
+    }
+    if emit == Emit::Lib {
+        let header = out.with_extension("h");
+        if header == out {
+            bail!(
+                "the library `{}` and its header would be the same file: give the library \
+                 another extension, such as `.so`",
+                out.display()
+            );
+        }
+        files::remove_stale_temporaries(&[out, &header]);
+    } else {
+        files::remove_stale_temporaries(&[out]);
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 mod bench;
 mod compile;
+mod elf;
 mod expected;
 mod files;
 mod import_args;

@@ -3,6 +3,9 @@
 //! sessions, and runs on inputs bound by name from npz arrays. `tcc run` and `tcc bench` share
 //! it.
 //!
+//! Before `dlopen`, the file's ELF headers are checked (`elf.rs`): a truncated or damaged
+//! library is an error naming it, not a crash inside the dynamic loader.
+//!
 //! The library's prefix (its functions are `PREFIX_run` and so on) is given, or found: the
 //! exported `*_session_create` symbols are read from the file's dynamic string table and each
 //! candidate is confirmed with `dlsym`, so exactly one model API must be exported.
@@ -139,8 +142,8 @@ unsafe fn c_string(ptr: *const c_char) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The prefixes `P` for which the file's bytes hold the string `P_session_create`: candidates
-/// read from the dynamic string table (and any other string table) of the library.
+/// The prefixes `P` for which `bytes` (the library's dynamic string table) hold the string
+/// `P_session_create`.
 fn prefix_candidates(bytes: &[u8]) -> Vec<String> {
     const SUFFIX: &[u8] = b"_session_create\0";
     let mut found = Vec::new();
@@ -190,6 +193,9 @@ impl ModelLib {
         if path.is_dir() {
             bail!("`{}` is a directory, not a model library", path.display());
         }
+        // dlopen trusts the file: a truncated or damaged library would crash it (SIGBUS,
+        // SIGSEGV) instead of failing. The headers are checked first.
+        let checked = crate::elf::check(path)?;
         // A bare file name would make dlopen search the library path instead of this file.
         let path_for_dlopen = if path.components().count() == 1 {
             Path::new(".").join(path)
@@ -202,7 +208,7 @@ impl ModelLib {
             .with_context(|| format!("cannot load the model library `{}`", path.display()))?;
         let prefix = match prefix {
             Some(p) => p.to_owned(),
-            None => find_prefix(&library, path)?,
+            None => find_prefix(&library, path, &checked.dynstr)?,
         };
         let api = (|| -> Result<Api> {
             // SAFETY: every symbol is resolved with the type tcc_model.h declares for it.
@@ -434,10 +440,10 @@ fn data_ptr(data: &TensorData) -> *const c_void {
     with_data!(data, v => v.as_ptr().cast::<c_void>())
 }
 
-/// Finds the one prefix whose `PREFIX_session_create` the library exports.
-fn find_prefix(library: &libloading::Library, path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let exported: Vec<String> = prefix_candidates(&bytes)
+/// Finds the one prefix whose `PREFIX_session_create` the library exports, among the names of
+/// its dynamic string table `dynstr`.
+fn find_prefix(library: &libloading::Library, path: &Path, dynstr: &[u8]) -> Result<String> {
+    let exported: Vec<String> = prefix_candidates(dynstr)
         .into_iter()
         .filter(|p| {
             let name = format!("{p}_session_create");

@@ -14,8 +14,20 @@
 //! Supported dtypes: `f32`, `f64`, `f16`, `i64`, `i32`, `i8`, `u8` and `bool`,
 //! little- or big-endian. `bf16` has no numpy dtype and cannot be written.
 //! Fortran-order arrays are read and transposed to row-major order.
+//!
+//! **Limits.** Only regular files are read (opening a FIFO would block). An
+//! archive is untrusted input: a few megabytes of deflated zeros inflate to
+//! gigabytes. Before an array is inflated, the sizes its archive entry and its
+//! `.npy` header declare are checked: the entry may declare at most
+//! [`MAX_ARRAY_BYTES`] (4 GiB) of elements plus [`MAX_HEADER_BYTES`] of header,
+//! the header itself at most [`MAX_HEADER_BYTES`], and the elements the
+//! header's shape and dtype need must fit in both the entry and
+//! [`MAX_ARRAY_BYTES`]. Every count is checked arithmetic. The entry is then
+//! read through a reader bounded by its declared size, so a stream that
+//! inflates past what its entry declares is cut off there, and the elements go
+//! into a buffer reserved with `try_reserve`, so memory the system will not
+//! give is an error naming the array, not an abort.
 
-use half::f16;
 use npyz::{TypeChar, WriterBuilder};
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -79,6 +91,15 @@ pub enum Error {
 /// The result type of this crate.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The most bytes of elements one array may hold: 4 GiB. A larger array (by
+/// its `.npy` header or by its archive entry's declared size) is refused with
+/// an [`Error::Npy`] naming it, before any of it is inflated.
+pub const MAX_ARRAY_BYTES: u64 = 1 << 32;
+
+/// The most bytes a `.npy` header may have: 64 KiB (numpy writes a few
+/// hundred, and refuses more than 10,000 by default).
+pub const MAX_HEADER_BYTES: u64 = 1 << 16;
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
     move |error| Error::Io {
         path: path.to_path_buf(),
@@ -102,6 +123,11 @@ fn zip_err(path: &Path) -> impl FnOnce(zip::result::ZipError) -> Error + '_ {
 /// Reads every array of the `.npz` at `path`, in archive order, named without
 /// the `.npy` suffix.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    // Only regular files: opening a FIFO would block until someone writes to it.
+    let meta = std::fs::metadata(path).map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(io_err(path)(io::Error::other("not a regular file")));
+    }
     let file = File::open(path).map_err(io_err(path))?;
     read_npz_from(path, BufReader::new(file))
 }
@@ -121,7 +147,19 @@ pub fn read_npz_from<R: Read + Seek>(path: &Path, reader: R) -> Result<Vec<(Stri
             .unwrap_or(&file_name)
             .to_string();
         let declared = entry.size();
-        let tensor = read_npy(path, &name, BufReader::new(entry), declared)?;
+        if declared > MAX_ARRAY_BYTES + MAX_HEADER_BYTES {
+            return Err(Error::Npy {
+                path: path.to_path_buf(),
+                array: name,
+                message: format!(
+                    "its archive entry declares {declared} bytes, more than the limit of \
+                     {MAX_ARRAY_BYTES} bytes per array (plus {MAX_HEADER_BYTES} of header)"
+                ),
+            });
+        }
+        // Never more than the entry declares, however far its data inflates.
+        let bounded = BufReader::new(entry).take(declared);
+        let tensor = read_npy(path, &name, bounded, declared)?;
         out.push((name, tensor));
     }
     Ok(out)
@@ -135,6 +173,7 @@ fn read_npy<R: Read>(path: &Path, name: &str, reader: R, declared: u64) -> Resul
         array: name.to_string(),
         message,
     };
+    let reader = check_header_size(reader).map_err(npy_err)?;
     let npy = npyz::NpyFile::new(reader).map_err(|e| npy_err(format!("bad .npy header: {e}")))?;
     let unsupported = |dtype: String| Error::UnsupportedDType {
         path: path.to_path_buf(),
@@ -165,58 +204,141 @@ fn read_npy<R: Read>(path: &Path, name: &str, reader: R, declared: u64) -> Resul
     // corrupt header cannot make us allocate without bound.
     let numel = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
     let bytes = numel.and_then(|n| n.checked_mul(dtype.size_bytes()));
-    match bytes {
-        Some(b) if (b as u64) <= declared => {}
+    let (numel, bytes) = match numel.zip(bytes) {
+        Some((n, b)) if (b as u64) <= MAX_ARRAY_BYTES => (n, b as u64),
         _ => {
             return Err(npy_err(format!(
-            "shape {shape:?} of {dtype} needs more bytes than the archive entry holds ({declared})"
-        )))
+                "shape {shape:?} of {dtype} needs more than the limit of {MAX_ARRAY_BYTES} \
+                 bytes per array"
+            )))
         }
+    };
+    if bytes > declared {
+        return Err(npy_err(format!(
+            "shape {shape:?} of {dtype} needs more bytes than the archive entry holds ({declared})"
+        )));
     }
     let fortran = npy.order() == npyz::Order::Fortran;
-    let read_err = |e: io::Error| npy_err(format!("cannot read the elements: {e}"));
+    macro_rules! read {
+        ($variant:ident) => {
+            TensorData::$variant(read_elements(npy, numel, &shape, fortran).map_err(npy_err)?)
+        };
+    }
     let data = match dtype {
-        DType::F32 => TensorData::F32(npy.into_vec::<f32>().map_err(read_err)?),
-        DType::F64 => TensorData::F64(npy.into_vec::<f64>().map_err(read_err)?),
-        DType::F16 => TensorData::F16(npy.into_vec::<f16>().map_err(read_err)?),
-        DType::I64 => TensorData::I64(npy.into_vec::<i64>().map_err(read_err)?),
-        DType::I32 => TensorData::I32(npy.into_vec::<i32>().map_err(read_err)?),
-        DType::I8 => TensorData::I8(npy.into_vec::<i8>().map_err(read_err)?),
-        DType::U8 => TensorData::U8(npy.into_vec::<u8>().map_err(read_err)?),
-        DType::Bool => TensorData::Bool(npy.into_vec::<bool>().map_err(read_err)?),
+        DType::F32 => read!(F32),
+        DType::F64 => read!(F64),
+        DType::F16 => read!(F16),
+        DType::I64 => read!(I64),
+        DType::I32 => read!(I32),
+        DType::I8 => read!(I8),
+        DType::U8 => read!(U8),
+        DType::Bool => read!(Bool),
         DType::BF16 => return Err(unsupported("bf16".into())),
-    };
-    let data = if fortran && shape.len() > 1 {
-        data.gather(&fortran_to_c_indices(&shape))
-    } else {
-        data
     };
     Tensor::new(shape, data).map_err(npy_err)
 }
 
-/// For each row-major position of an array of `shape`, the index of that
-/// element in column-major (Fortran) storage.
-fn fortran_to_c_indices(shape: &[usize]) -> Vec<usize> {
+/// Reads the `.npy` magic, version and header length from `reader` and checks
+/// the length against [`MAX_HEADER_BYTES`] before the `.npy` reader allocates
+/// a buffer of that size; returns a reader that yields those bytes again.
+fn check_header_size<R: Read>(mut reader: R) -> std::result::Result<impl Read, String> {
+    // Magic (6 bytes), version (2), and a header length of 2 bytes (version 1)
+    // or 4 (versions 2 and 3).
+    let mut pre = [0u8; 12];
+    let mut got = 0;
+    while got < pre.len() {
+        match reader.read(&mut pre[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read the .npy header: {e}")),
+        }
+    }
+    let len = match (&pre[..6], pre[6], got) {
+        (b"\x93NUMPY", 1, 10..) => u64::from(u16::from_le_bytes([pre[8], pre[9]])),
+        (b"\x93NUMPY", 2 | 3, 12) => {
+            u64::from(u32::from_le_bytes([pre[8], pre[9], pre[10], pre[11]]))
+        }
+        // Not a header this check understands; the .npy reader says why.
+        _ => 0,
+    };
+    if len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "its .npy header declares {len} bytes, more than the limit of {MAX_HEADER_BYTES}"
+        ));
+    }
+    Ok(io::Cursor::new(pre[..got].to_vec()).chain(reader))
+}
+
+/// The `numel` elements of an array of `shape`, in row-major order (transposed
+/// from Fortran order if `fortran`), read into a buffer reserved up front.
+fn read_elements<T, R>(
+    npy: npyz::NpyFile<R>,
+    numel: usize,
+    shape: &[usize],
+    fortran: bool,
+) -> std::result::Result<Vec<T>, String>
+where
+    T: npyz::Deserialize + Copy,
+    R: Read,
+{
+    let reserve = |v: &mut Vec<T>| {
+        v.try_reserve_exact(numel).map_err(|_| {
+            format!(
+                "cannot allocate {numel} elements of {} bytes",
+                std::mem::size_of::<T>()
+            )
+        })
+    };
+    let mut values = Vec::new();
+    reserve(&mut values)?;
+    let reader = npy
+        .data::<T>()
+        .map_err(|e| format!("cannot read the elements: {e}"))?;
+    for value in reader.take(numel) {
+        values.push(value.map_err(|e| format!("cannot read the elements: {e}"))?);
+    }
+    if values.len() != numel {
+        return Err(format!(
+            "the data ends after {} of {numel} elements",
+            values.len()
+        ));
+    }
+    if !fortran || shape.len() < 2 {
+        return Ok(values);
+    }
+    let mut row_major = Vec::new();
+    reserve(&mut row_major)?;
+    row_major.extend(fortran_to_c_order(shape).map(|i| values[i]));
+    Ok(row_major)
+}
+
+/// For each row-major position of an array of `shape`, in order, the index of
+/// that element in column-major (Fortran) storage; computed as it goes, so a
+/// large array needs no table of indices.
+fn fortran_to_c_order(shape: &[usize]) -> impl Iterator<Item = usize> + '_ {
     let n: usize = shape.iter().product();
     // Column-major strides: the first axis moves fastest.
     let mut strides = vec![1usize; shape.len()];
     for k in 1..shape.len() {
         strides[k] = strides[k - 1] * shape[k - 1];
     }
-    let mut out = Vec::with_capacity(n);
     let mut idx = vec![0usize; shape.len()];
-    for _ in 0..n {
-        out.push(idx.iter().zip(&strides).map(|(i, s)| i * s).sum());
+    let mut offset = 0usize;
+    (0..n).map(move |_| {
+        let at = offset;
         // Advance the row-major multi-index: the last axis moves fastest.
         for k in (0..shape.len()).rev() {
             idx[k] += 1;
+            offset += strides[k];
             if idx[k] < shape[k] {
                 break;
             }
+            offset -= strides[k] * shape[k];
             idx[k] = 0;
         }
-    }
-    out
+        at
+    })
 }
 
 /// Writes `arrays` to `path` as an uncompressed `.npz` (as `numpy.savez` does),
@@ -319,6 +441,10 @@ mod tests {
     #[test]
     fn fortran_indices_transpose_a_matrix() {
         // A 2x3 array stored column-major holds a00 a10 a01 a11 a02 a12.
-        assert_eq!(fortran_to_c_indices(&[2, 3]), vec![0, 2, 4, 1, 3, 5]);
+        let order: Vec<usize> = fortran_to_c_order(&[2, 3]).collect();
+        assert_eq!(order, vec![0, 2, 4, 1, 3, 5]);
+        // Three axes: row-major (i, j, k) sits at i + 2j + 6k in column-major storage.
+        let order: Vec<usize> = fortran_to_c_order(&[2, 3, 2]).collect();
+        assert_eq!(order, vec![0, 6, 2, 8, 4, 10, 1, 7, 3, 9, 5, 11]);
     }
 }

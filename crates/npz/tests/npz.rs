@@ -1,10 +1,15 @@
 //! Round trips through `write_npz` and `read_npz`, a real ONNX Runtime
 //! reference from `../shared`, and the errors on bad files.
 
+mod support {
+    pub mod deflate_bomb;
+}
+
 use half::f16;
 use std::path::{Path, PathBuf};
+use support::deflate_bomb;
 use tcc_ir::{DType, Tensor};
-use tcc_npz::{read_npz, write_npz, Error};
+use tcc_npz::{read_npz, write_npz, Error, MAX_ARRAY_BYTES, MAX_HEADER_BYTES};
 
 /// A fresh directory for one test's files.
 fn scratch(test: &str) -> PathBuf {
@@ -194,10 +199,152 @@ fn not_a_zip_and_missing_file_are_errors() {
     let err = read_npz(&path).expect_err("not a zip");
     assert!(matches!(err, Error::Zip { .. }), "{err:?}");
     assert!(err.to_string().contains("text.npz"), "{err}");
+    // A directory, and a FIFO, which would block a reader that opened it.
+    let err = read_npz(&dir).expect_err("a directory");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let fifo = dir.join("fifo.npz");
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+    let err = read_npz(&fifo).expect_err("a FIFO");
+    assert!(err.to_string().contains("fifo.npz"), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
     let missing = dir.join("missing.npz");
     let err = read_npz(&missing).expect_err("missing");
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("missing.npz"), "{err}");
+}
+
+#[test]
+fn a_member_that_inflates_past_the_limit_is_refused_before_inflating() {
+    // The case: about 8 MB on disk, 8 GiB of f32 zeros once inflated, declared
+    // honestly by both the .npy header (2^31 elements) and the archive entry.
+    let path = scratch("bomb").join("bomb.npz");
+    let on_disk = deflate_bomb::write_bomb(&path, "huge", "<f4", "(2147483648,)", 8 << 30);
+    assert!(
+        on_disk < 16 << 20,
+        "the bomb is small on disk: {on_disk} bytes"
+    );
+    let err = read_npz(&path).expect_err("8 GiB is over the limit");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Npy { ref array, .. } if array == "huge"),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("bomb.npz"),
+        "the message names the file: {msg}"
+    );
+    assert!(
+        msg.contains(&MAX_ARRAY_BYTES.to_string()),
+        "the message names the limit: {msg}"
+    );
+    // 8 MB a run is too much to leave in the temporary directory.
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_header_whose_shape_is_over_the_limit_is_refused_whatever_the_entry_declares() {
+    // The .npy header asks for 2^33 bytes of u8, the archive entry declares (falsely) just
+    // what the limit allows; the shape alone is refused.
+    let head = deflate_bomb::npy_header("|u1", "(8589934592,)");
+    let stream = deflate_bomb::deflated_zeros(&head, deflate_bomb::CHUNK);
+    let path = scratch("bomb-header").join("h.npz");
+    deflate_bomb::write_zip(&path, "big.npy", &stream, MAX_ARRAY_BYTES);
+    let err = read_npz(&path).expect_err("the shape is over the limit");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Npy { ref array, .. } if array == "big"),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("8589934592"),
+        "the message shows the shape: {msg}"
+    );
+}
+
+#[test]
+fn a_member_that_inflates_past_its_declared_size_is_read_only_as_far_as_declared() {
+    // The entry declares a header and 16 bytes (four f32 zeros) but its data inflates to
+    // 64 MiB more; reading stops at what the entry declares.
+    let head = deflate_bomb::npy_header("<f4", "(4,)");
+    let stream = deflate_bomb::deflated_zeros(&head, 64 * deflate_bomb::CHUNK);
+    let dir = scratch("over-declared");
+    let path = dir.join("o.npz");
+    deflate_bomb::write_zip(&path, "x.npy", &stream, head.len() as u64 + 16);
+    let back = read_npz(&path).expect("the declared part is a whole array");
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].1.shape(), &[4]);
+    assert_eq!(back[0].1.as_slice::<f32>(), Some(&[0.0f32; 4][..]));
+    // A header whose shape needs more than the entry declares is refused, although the
+    // data would inflate that far.
+    let head = deflate_bomb::npy_header("<f4", "(1048576,)");
+    let stream = deflate_bomb::deflated_zeros(&head, 4 * deflate_bomb::CHUNK);
+    let path = dir.join("short.npz");
+    deflate_bomb::write_zip(&path, "y.npy", &stream, head.len() as u64 + 16);
+    let err = read_npz(&path).expect_err("the shape needs more than the entry declares");
+    assert!(
+        matches!(err, Error::Npy { ref array, .. } if array == "y"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("archive entry holds"), "{err}");
+}
+
+#[test]
+fn an_entry_declaring_more_than_the_limit_is_refused_before_its_header_is_read() {
+    // The declared size alone is over the limit; the data is not even a .npy.
+    let stream = deflate_bomb::deflated_zeros(b"not an npy header", 0);
+    let path = scratch("declared").join("d.npz");
+    let declared = MAX_ARRAY_BYTES + MAX_HEADER_BYTES + 1;
+    deflate_bomb::write_zip(&path, "liar.npy", &stream, declared);
+    let err = read_npz(&path).expect_err("the declared size is over the limit");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Npy { ref array, .. } if array == "liar"),
+        "{err:?}"
+    );
+    assert!(msg.contains(&declared.to_string()), "{msg}");
+}
+
+#[test]
+fn a_header_length_over_the_limit_is_refused() {
+    // A version 2.0 .npy whose header claims 4 GiB - 1 bytes: refused before the reader
+    // allocates a buffer for it.
+    let mut npy = b"\x93NUMPY\x02\x00".to_vec();
+    npy.extend(u32::MAX.to_le_bytes());
+    npy.extend(b"{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\n");
+    let path = scratch("header-length").join("l.npz");
+    write_raw_zip(&path, &[("long.npy", &npy)]);
+    let err = read_npz(&path).expect_err("the header is over the limit");
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Npy { ref array, .. } if array == "long"),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains(&MAX_HEADER_BYTES.to_string()) && msg.contains(&u32::MAX.to_string()),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_large_fortran_array_is_transposed() {
+    // Big enough that a table of indices would be noticed, small enough to be quick:
+    // a 300 x 200 i32 matrix stored column-major.
+    let (rows, cols) = (300usize, 200usize);
+    let data: Vec<u8> = (0..cols)
+        .flat_map(|j| (0..rows).map(move |i| (i * cols + j) as i32))
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let npy = npy_bytes(
+        &format!("{{'descr': '<i4', 'fortran_order': True, 'shape': ({rows}, {cols}), }}"),
+        &data,
+    );
+    let path = scratch("fortran-large").join("f.npz");
+    write_raw_zip(&path, &[("m.npy", &npy)]);
+    let back = read_npz(&path).expect("read");
+    let want: Vec<i32> = (0..(rows * cols) as i32).collect();
+    assert_eq!(back[0].1.as_slice::<i32>(), Some(&want[..]));
 }
 
 /// A version 1.0 `.npy` file with the given header dict and raw data.

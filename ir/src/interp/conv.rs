@@ -13,7 +13,7 @@
 //! f32 accumulates in f32 and f64 in f64; f16 and bf16 are widened to f32,
 //! computed as f32, and rounded back once.
 
-use super::{tensor, OpResult};
+use super::{check_budget, tensor, OpResult};
 use crate::tensor::{Element, Tensor, TensorData};
 use half::{bf16, f16};
 use std::ops::{Add, Mul};
@@ -67,7 +67,7 @@ fn geometry(x: &[usize], w: &[usize], p: &ConvParams<'_>) -> OpResult<Geometry> 
         return Err("group, strides and dilations must be at least 1".into());
     }
     let (n, c, m) = (x[0], x[1], w[0]);
-    if w[1] * g != c || m % g != 0 {
+    if w[1].checked_mul(g) != Some(c) || m % g != 0 {
         return Err(format!(
             "x {x:?} and weights {w:?} do not fit group {g}: channels must be weights[1] * group, \
              and group must divide the output channels"
@@ -79,15 +79,18 @@ fn geometry(x: &[usize], w: &[usize], p: &ConvParams<'_>) -> OpResult<Geometry> 
         if pb < 0 || pe < 0 {
             return Err(format!("negative pads {pb} and {pe} on spatial axis {i}"));
         }
-        let reach = (w[i + 2] as i64 - 1) * p.dilations[i] as i64 + 1;
-        let span = x[i + 2] as i64 + pb + pe - reach;
+        // In i128, where sizes of usize and pads of i64 cannot overflow.
+        let reach = (w[i + 2] as i128 - 1) * p.dilations[i] as i128 + 1;
+        let padded = x[i + 2] as i128 + pb as i128 + pe as i128;
+        let span = padded - reach;
         if w[i + 2] == 0 || span < 0 {
             return Err(format!(
-                "spatial axis {i}: a kernel reaching {reach} does not fit the padded size {}",
-                x[i + 2] as i64 + pb + pe
+                "spatial axis {i}: a kernel reaching {reach} does not fit the padded size {padded}"
             ));
         }
-        out.push((span / p.strides[i] as i64 + 1) as usize);
+        let size = usize::try_from(span / p.strides[i] as i128 + 1)
+            .map_err(|_| format!("spatial axis {i}: the padded size {padded} is too large"))?;
+        out.push(size);
     }
     Ok(Geometry {
         n,
@@ -200,6 +203,8 @@ pub(super) fn conv(x: &Tensor, w: &Tensor, p: &ConvParams<'_>) -> OpResult<Tenso
     let geo = geometry(x.shape(), w.shape(), p)?;
     let mut shape = vec![geo.n, geo.m];
     shape.extend(&geo.out);
+    // The result is accumulated in a buffer of its own size before rounding.
+    check_budget(&shape, x.dtype())?;
     let data = match (x.data(), w.data()) {
         (TensorData::F32(a), TensorData::F32(b)) => TensorData::F32(conv_t(a, b, &geo, p)),
         (TensorData::F64(a), TensorData::F64(b)) => TensorData::F64(conv_t(a, b, &geo, p)),

@@ -26,6 +26,18 @@
 //! element type once, except `MatMul` on f32, which accumulates in f32, and
 //! `Conv`, which accumulates in f32 for f32, f16 and bf16 operands (rounding
 //! f16 and bf16 back once).
+//!
+//! **A budget per result.** A graph is untrusted input, and a few bytes of
+//! attributes (`range` to 2^40, `expand` to `[65536, 65536, 65536]`) can ask
+//! for any amount of memory. Before an op runs, [`eval`] evaluates the size of
+//! the node's type and refuses a result of more than [`MAX_RESULT_BYTES`]
+//! (with checked arithmetic, so sizes that overflow are refused too); `range`,
+//! `expand`, `tile` and `pad` also check the sizes they compute themselves. A
+//! result of at least [`PROBE_BYTES`] is first reserved on trial, with room for
+//! an index per element as the movement ops build, so that memory the system
+//! will not give (an address-space limit, an exhausted machine) is an error
+//! naming the node and op rather than an abort. The trial is best effort: it
+//! does not hold the memory it found, and an op's own scratch is not counted.
 
 mod conv;
 mod elementwise;
@@ -38,10 +50,11 @@ mod reduce;
 mod shape_ops;
 
 use crate::dim::Dim;
+use crate::dtype::DType;
 use crate::error::{invalid, Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::op::Op;
-use crate::shape::{Shape, TensorType};
+use crate::shape::{checked_numel, Shape, TensorType};
 use crate::tensor::Tensor;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -78,6 +91,45 @@ impl Bindings {
 
 /// The result of evaluating one op, before the node's context is added.
 pub(crate) type OpResult<T> = std::result::Result<T, String>;
+
+/// The most bytes one result of the interpreter may hold: 4 GiB (2^30 `f32`
+/// elements, 2^29 `i64`). A larger result is an error naming the node and op.
+pub const MAX_RESULT_BYTES: usize = 1 << 32;
+
+/// Results of at least this many bytes (64 MiB) are reserved on trial before
+/// the op runs; see the module documentation.
+pub const PROBE_BYTES: usize = 64 << 20;
+
+/// Checks that a result of `shape` and `dtype` fits [`MAX_RESULT_BYTES`] and,
+/// from [`PROBE_BYTES`] on, that memory for it (and an index per element) can
+/// be reserved now.
+pub(crate) fn check_budget(shape: &[usize], dtype: DType) -> OpResult<()> {
+    let too_big = || {
+        format!(
+            "its result of shape {shape:?} and dtype {dtype} would need more than \
+             the interpreter's limit of {MAX_RESULT_BYTES} bytes per result"
+        )
+    };
+    let n = checked_numel(shape).ok_or_else(too_big)?;
+    let bytes = n.checked_mul(dtype.size_bytes()).ok_or_else(too_big)?;
+    if bytes > MAX_RESULT_BYTES {
+        return Err(too_big());
+    }
+    if bytes >= PROBE_BYTES {
+        let trial = n
+            .checked_mul(std::mem::size_of::<usize>())
+            .and_then(|index| index.checked_add(bytes))
+            .ok_or_else(too_big)?;
+        let mut probe: Vec<u8> = Vec::new();
+        probe.try_reserve_exact(trial).map_err(|_| {
+            format!(
+                "its result of shape {shape:?} and dtype {dtype} ({bytes} bytes) \
+                 cannot be allocated: the system refused {trial} bytes"
+            )
+        })?;
+    }
+    Ok(())
+}
 
 /// Evaluates a fused op's expansion, one core op at a time: a fused op means exactly this.
 struct TensorBuilder<'a> {
@@ -347,6 +399,12 @@ fn eval_op(op: &Op, x: &[&Tensor], ty: &TensorType, env: &Bindings) -> OpResult<
     };
     if !ok {
         return Err(format!("takes {:?} operands, got {}", op.arity(), x.len()));
+    }
+    // The budget, from the node's type. A type that mentions a symbol not
+    // bound yet (a size known only from the result) is checked by the ops
+    // that compute sizes of their own.
+    if let Ok(shape) = env.eval_shape(&ty.shape) {
+        check_budget(&shape, ty.dtype)?;
     }
     match op {
         Op::Input { name } => Err(format!(

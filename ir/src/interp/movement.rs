@@ -5,7 +5,7 @@
 //! the result, a table of the source offset that each coordinate contributes,
 //! and read the source at the sum of the contributions ([`pick`]).
 
-use super::{broadcast_shapes, same, span_len, strides, tensor, OpResult};
+use super::{broadcast_shapes, check_budget, same, span_len, strides, tensor, OpResult};
 use crate::tensor::{Element, Tensor};
 use crate::with_data;
 
@@ -74,6 +74,8 @@ pub(super) fn transpose(x: &Tensor, perm: &[usize]) -> OpResult<Tensor> {
 /// Broadcasts `x` against `shape`, both ways, as ONNX `Expand` does.
 pub(super) fn expand(x: &Tensor, shape: &[usize]) -> OpResult<Tensor> {
     let out = broadcast_shapes(&[x.shape(), shape])?;
+    // Before the per-axis tables, which are as long as the result's axes.
+    check_budget(&out, x.dtype())?;
     let off = out.len() - x.shape().len();
     let st = strides(x.shape());
     let tables: Vec<Vec<usize>> = out
@@ -184,13 +186,19 @@ pub(super) fn tile(x: &Tensor, repeats: &[i64]) -> OpResult<Tensor> {
     }
     let st = strides(shape);
     let mut out = Vec::with_capacity(shape.len());
-    let mut tables = Vec::with_capacity(shape.len());
     for (ax, &r) in repeats.iter().enumerate() {
         let r = usize::try_from(r).map_err(|_| format!("negative repeat {r} on axis {ax}"))?;
         let d = shape[ax];
-        out.push(d * r);
-        tables.push((0..d * r).map(|c| (c % d) * st[ax]).collect());
+        out.push(
+            d.checked_mul(r)
+                .ok_or_else(|| format!("axis {ax} of size {d} repeated {r} times overflows"))?,
+        );
     }
+    // Before the per-axis tables, which are as long as the result's axes.
+    check_budget(&out, x.dtype())?;
+    let tables: Vec<Vec<usize>> = (0..shape.len())
+        .map(|ax| (0..out[ax]).map(|c| (c % shape[ax]) * st[ax]).collect())
+        .collect();
     pick(x, out, &tables)
 }
 

@@ -4,7 +4,7 @@
 //! reads, or to nothing (the fill value, in constant mode); the result reads
 //! the source at the sum of its coordinates' offsets.
 
-use super::{same, strides, tensor, OpResult};
+use super::{check_budget, same, strides, tensor, OpResult};
 use crate::op::PadMode;
 use crate::tensor::{Element, Tensor};
 use crate::with_data;
@@ -49,32 +49,49 @@ pub(super) fn pad(
     }
     let st = strides(shape);
     let mut out = Vec::with_capacity(r);
-    let mut tables: Vec<Vec<Option<usize>>> = Vec::with_capacity(r);
+    // Per axis: the first source element kept, how many are kept, and the
+    // padding added before them.
+    let mut kept: Vec<(i64, i64, i64)> = Vec::with_capacity(r);
     for ax in 0..r {
         let (pb, pe, n) = (pads_begin[ax], pads_end[ax], shape[ax] as i64);
-        let lo = (-pb).max(0);
-        let len = n - lo - (-pe).max(0);
+        let overflow = || format!("axis {ax} of size {n} with pads {pb} and {pe} overflows");
+        let lo = pb.checked_neg().ok_or_else(overflow)?.max(0);
+        let hi = pe.checked_neg().ok_or_else(overflow)?.max(0);
+        // Saturating: a crop beyond the axis is refused just below.
+        let len = n.saturating_sub(lo).saturating_sub(hi);
         if len < 0 {
             return Err(format!(
                 "axis {ax} of size {n} cannot lose more than it has (pads {pb} and {pe})"
             ));
         }
         let (add_b, add_e) = (pb.max(0), pe.max(0));
-        if len == 0 && mode != PadMode::Constant && add_b + add_e > 0 {
+        if len == 0 && mode != PadMode::Constant && (add_b > 0 || add_e > 0) {
             return Err(format!(
                 "axis {ax} is empty after cropping, so `{}` padding has nothing to repeat",
                 mode.name()
             ));
         }
-        let total = usize::try_from(add_b + len + add_e)
-            .map_err(|_| format!("axis {ax} would have a negative size"))?;
+        let total = add_b
+            .checked_add(len)
+            .and_then(|t| t.checked_add(add_e))
+            .ok_or_else(overflow)?;
+        let total =
+            usize::try_from(total).map_err(|_| format!("axis {ax} would have a negative size"))?;
         out.push(total);
-        tables.push(
+        kept.push((lo, len, add_b));
+    }
+    // Before the per-axis tables, which are as long as the result's axes.
+    check_budget(&out, x.dtype())?;
+    let tables: Vec<Vec<Option<usize>>> = kept
+        .iter()
+        .zip(&out)
+        .enumerate()
+        .map(|(ax, (&(lo, len, add_b), &total))| {
             (0..total as i64)
                 .map(|o| source(o - add_b, len, mode).map(|j| (lo + j) as usize * st[ax]))
-                .collect(),
-        );
-    }
+                .collect()
+        })
+        .collect();
     let fill = match (mode, value) {
         (PadMode::Constant, Some(v)) if v.len() == 1 && v.dtype() == x.dtype() => Some(v),
         (PadMode::Constant, v) => {

@@ -1,12 +1,9 @@
 //! Ops that make integer tensors from shapes: `Dims`, `Range` and `ShapeOf`.
 
-use super::{span_len, tensor, Bindings, OpResult};
+use super::{check_budget, span_len, tensor, Bindings, OpResult};
 use crate::dim::Dim;
 use crate::dtype::DType;
 use crate::tensor::{Tensor, TensorData};
-
-/// A `Range` longer than this is refused rather than allocated.
-const MAX_RANGE: usize = 1 << 32;
 
 /// The symbolic `values` evaluated with `env`, as a tensor of `dtype`.
 pub(super) fn dims(
@@ -33,10 +30,9 @@ pub(super) fn range(dtype: DType, start: i64, limit: i64, delta: i64) -> OpResul
     if delta == 0 {
         return Err("delta 0".into());
     }
+    // Checked before anything is allocated: the span alone may ask for any size.
     let n = span_len(start, limit, delta);
-    if n > MAX_RANGE {
-        return Err(format!("a range of {n} elements is too long"));
-    }
+    check_budget(&[n], dtype)?;
     let v = (0..n as i64).map(|i| start.wrapping_add(i.wrapping_mul(delta)));
     tensor(vec![n], TensorData::from_i64(dtype, v))
 }
