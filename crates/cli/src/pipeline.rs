@@ -52,6 +52,7 @@ pub fn optimize(graph: &mut Graph, args: &PipelineArgs) -> Result<()> {
     }
     let mut config = tcc_passes::egraph::Config {
         reassociate: !args.no_reassociate,
+        sweep: args.explain,
         ..Default::default()
     };
     if let Some(hint) = &args.hint {

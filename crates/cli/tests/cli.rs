@@ -689,3 +689,36 @@ fn linear_attention_memory_grows_linearly() {
         "peak activations {a} bytes at seq=1024 and {b} at seq=4096: more than linear"
     );
 }
+
+/// `--explain` says where a choice depends on the sizes: linear-attn's KV-first form against
+/// the `n x n` one, by `seq` (the crossover is a number between 4 and 4096, the costs on both
+/// sides printed); minilm-l6, whose forms are the same at every size, has no such line.
+#[test]
+fn explain_reports_size_dependent_choices() {
+    let explain = |model: &str| {
+        let m = tcc_tests::shared_dir().join(format!("models/{model}/model.onnx"));
+        let o = tcc(&["compile", p(&m), "--emit", "ir", "--explain"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stderr(&o)
+    };
+    let la = explain("linear-attn");
+    let line = la
+        .lines()
+        .find(|l| l.starts_with("size-dependent choice:"))
+        .unwrap_or_else(|| panic!("no size-dependent choice for linear-attn:\n{la}"));
+    let from: i64 = line
+        .split("from seq = ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no crossover in `{line}`"));
+    assert!(
+        (4..=4096).contains(&from),
+        "crossover at seq = {from}: {line}"
+    );
+    let minilm = explain("minilm-l6");
+    assert!(
+        !minilm.contains("size-dependent choice"),
+        "minilm-l6 should not depend on the sizes:\n{minilm}"
+    );
+}

@@ -53,6 +53,36 @@ type Set = Rc<BTreeMap<Id, f64>>;
 /// Per class: the total of its best choice, that choice's set, and the e-node's index.
 type Best = HashMap<Id, (f64, Set, usize)>;
 
+/// The cost under `model` of what a choice computes for `roots`: each class it needs once,
+/// its chosen e-node's own cost.
+pub fn choice_cost(
+    egraph: &TensorGraph,
+    model: &CostModel,
+    choice: &HashMap<Id, ENode>,
+    roots: &[Id],
+) -> f64 {
+    needed(egraph, choice, roots)
+        .into_iter()
+        .map(|c| enode_cost(egraph, model, &choice[&c], c))
+        .sum()
+}
+
+/// The classes a choice needs for `roots` (canonical ids, in id order).
+pub fn needed(egraph: &TensorGraph, choice: &HashMap<Id, ENode>, roots: &[Id]) -> Vec<Id> {
+    let mut seen: std::collections::BTreeSet<Id> = Default::default();
+    let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+    while let Some(c) = stack.pop() {
+        if seen.insert(c) {
+            if let Some(n) = choice.get(&c) {
+                stack.extend(n.args().iter().map(|&a| egraph.find(a)));
+            }
+        }
+    }
+    seen.into_iter()
+        .filter(|c| choice.contains_key(c))
+        .collect()
+}
+
 /// The e-node's own cost.
 pub fn enode_cost(egraph: &TensorGraph, model: &CostModel, node: &ENode, class: Id) -> f64 {
     let args: Vec<&tcc_ir::TensorType> = node.args().iter().map(|&a| &egraph[a].data.ty).collect();

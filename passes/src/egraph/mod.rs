@@ -41,6 +41,9 @@ pub struct Config {
     pub reassociate: bool,
     /// The cost model extraction uses.
     pub cost: CostModel,
+    /// Also extract at other values of each input symbol and report where the chosen form
+    /// changes ([`Explanation::crossovers`]); `--explain` sets it.
+    pub sweep: bool,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             time_limit: Duration::from_secs(20),
             reassociate: true,
             cost: CostModel::default(),
+            sweep: false,
         }
     }
 }
@@ -89,6 +93,26 @@ pub struct Explanation {
     pub eclasses: usize,
     /// Where the cost model chose between forms (fused or not, merged or not).
     pub choices: Vec<extract::Choice>,
+    /// Where the chosen forms change with a symbol's value, the other symbols at their hints
+    /// (with [`Config::sweep`]).
+    pub crossovers: Vec<Crossover>,
+}
+
+/// A size at which extraction picks other forms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crossover {
+    /// The symbol.
+    pub symbol: String,
+    /// The largest value at which the form chosen below is the cheaper (to one unit: the
+    /// forms' whole costs are bisected between extractions at 1, 4, 16, .., 16384).
+    pub below: i64,
+    /// The smallest value at which the form chosen above is the cheaper.
+    pub above: i64,
+    /// The classes whose chosen e-node differs across the change.
+    pub classes: usize,
+    /// The DAG cost of each side's choice at `above`, in ns: the form chosen below, then the
+    /// one chosen above.
+    pub costs_at_above: (f64, f64),
 }
 
 impl fmt::Display for Explanation {
@@ -125,6 +149,18 @@ impl fmt::Display for Explanation {
                     c.over_cost / 1e3
                 )?;
             }
+        }
+        for c in &self.crossovers {
+            writeln!(
+                f,
+                "size-dependent choice: {n} classes take other forms at larger {sym}; the cost model prefers the smaller {sym}'s forms up to {sym} = {b} and the larger's from {sym} = {a} ({x:.1} µs against {y:.1} µs there); the compiled graph has the forms chosen at the hint",
+                sym = c.symbol,
+                b = c.below,
+                a = c.above,
+                n = c.classes,
+                x = c.costs_at_above.0 / 1e3,
+                y = c.costs_at_above.1 / 1e3,
+            )?;
         }
         writeln!(
             f,
@@ -237,8 +273,83 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
         enodes: loaded.egraph.total_number_of_nodes(),
         eclasses: loaded.egraph.number_of_classes(),
         choices: extraction.choices,
+        crossovers: if config.sweep {
+            crossovers(eg, &config.cost, &loaded.outputs, graph)
+        } else {
+            Vec::new()
+        },
     };
     Ok((out, explanation))
+}
+
+/// Per input symbol of `graph`, the values at which extraction changes its choice, the other
+/// symbols at their hints: extraction at 1, 4, 16, .., 16384, then, between two neighbours
+/// that differ, bisection for the value where the upper form's whole cost falls to the lower
+/// one's.
+fn crossovers(
+    eg: &analysis::TensorGraph,
+    cost: &CostModel,
+    roots: &[egg::Id],
+    graph: &Graph,
+) -> Vec<Crossover> {
+    let mut out = Vec::new();
+    for symbol in graph.input_symbols() {
+        let symbol = symbol.to_string();
+        let at = |v: i64| {
+            let mut model = cost.clone();
+            model.hints.insert(symbol.clone(), v);
+            extract::extract(eg, &model, roots)
+        };
+        // The same graph: the same e-node in every class the roots need.
+        let same = |a: &extract::Extraction, b: &extract::Extraction| {
+            let na = extract::needed(eg, &a.choice, roots);
+            na == extract::needed(eg, &b.choice, roots)
+                && na.iter().all(|c| a.choice[c] == b.choice[c])
+        };
+        let samples: Vec<i64> = (0..8).map(|k| 4i64.pow(k)).collect();
+        let (mut prev_v, mut prev_e) = (samples[0], at(samples[0]));
+        for &v in &samples[1..] {
+            let e = at(v);
+            if !same(&prev_e, &e) {
+                // Two forms: where does the upper one become the cheaper? Bisect on their
+                // whole costs (the greedy extraction itself may switch a little off it).
+                let cost_at = |choice: &std::collections::HashMap<egg::Id, lang::ENode>, v: i64| {
+                    let mut model = cost.clone();
+                    model.hints.insert(symbol.clone(), v);
+                    extract::choice_cost(eg, &model, choice, roots)
+                };
+                let upper_wins = |v: i64| cost_at(&e.choice, v) <= cost_at(&prev_e.choice, v);
+                let (mut lo, mut hi) = (prev_v, v);
+                if upper_wins(lo) || !upper_wins(hi) {
+                    // Not a clean crossing between these two samples: report the samples.
+                    hi = v;
+                } else {
+                    while hi - lo > 1 {
+                        let mid = lo + (hi - lo) / 2;
+                        if upper_wins(mid) {
+                            hi = mid;
+                        } else {
+                            lo = mid;
+                        }
+                    }
+                }
+                let classes = extract::needed(eg, &e.choice, roots)
+                    .iter()
+                    .filter(|c| prev_e.choice.get(c) != Some(&e.choice[c]))
+                    .count();
+                out.push(Crossover {
+                    symbol: symbol.clone(),
+                    below: lo,
+                    above: hi,
+                    classes,
+                    costs_at_above: (cost_at(&prev_e.choice, hi), cost_at(&e.choice, hi)),
+                });
+            }
+            prev_v = v;
+            prev_e = e;
+        }
+    }
+    out
 }
 
 /// The optimiser as a pass. The explanation of its last run is kept for the caller.
