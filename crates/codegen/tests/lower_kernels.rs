@@ -1441,8 +1441,9 @@ fn random_i8(shape: &[usize], seed: u64) -> tcc_ir::Tensor {
 }
 
 /// `MatMulInteger` of a runtime `u8` `A` by constant `i8` weights (dynamic quantisation's
-/// form) runs the vector kernel (vpmaddubsw / vpmaddwd) on the host and on AVX2, in both
-/// arithmetics, with a per-tensor and a per-column `B` zero point, `k` odd and even, column
+/// form) runs the vector kernel (vpmaddubsw / vpmaddwd, and vpdpbusd for the exact form where
+/// the target has VNNI) on the host, on AVX2 and, where the CPU runs it, on AVX-512 without
+/// VNNI, in both arithmetics, with a per-tensor and a per-column `B` zero point, `k` odd and even, column
 /// counts off the panel width, and rows off the tile: exact (integer arithmetic, i32
 /// wrapping), against the interpreter. Full 8-bit ranges make the pair sums exceed i16, so
 /// the saturation is exercised.
@@ -1483,7 +1484,11 @@ fn matmul_integer_with_constant_weights() {
         ir.join("\n"),
         returns.join("\n")
     );
-    let mut case = Case::new("matmul_integer_const_b", &text).input("za", Gen::Int(0, 255));
+    // Every path this CPU runs: the host's (with VNNI where it has it, `vpdpbusd` for the exact
+    // form), AVX2's and, where AVX-512 runs, AVX-512 without VNNI.
+    let mut case = Case::new("matmul_integer_const_b", &text)
+        .input("za", Gen::Int(0, 255))
+        .also_on("x86-64-v4");
     for g in 0..shapes.len() {
         case = case.input(&format!("a{g}"), Gen::Int(0, 255));
     }

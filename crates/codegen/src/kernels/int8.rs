@@ -9,13 +9,15 @@
 //!   `acc - za Σ_k B - zb Σ_k A + k za zb`. Here `vpmaddubsw` on quads of `k` (two pairs per
 //!   `i16` lane pair) and `vpmaddwd` by ones give exactly that.
 //! - exact (the ONNX definition): `Σ A·B` without saturation, with the same corrections, which
-//!   equal `Σ (A - za)(B - zb)` in wrapping `i32`. `A` and `B` are widened to `i16` and
-//!   `vpmaddwd` sums pairs of products exactly.
+//!   equal `Σ (A - za)(B - zb)` in wrapping `i32`. With VNNI (AVX-512 VNNI, AVX-VNNI)
+//!   `vpdpbusd` adds four exact `u8 x s8` products to each `i32` lane, as ONNX Runtime computes
+//!   on such CPUs; without, `A` and `B` are widened to `i16` and `vpmaddwd` sums pairs of
+//!   products exactly (half the products per instruction).
 //!
 //! # Layout
 //! `B` is packed at compile time ([`pack_b`]) in panels of `W = NV x lanes` columns: for each
-//! group of `g` rows of `k` (`g = 4` bytes for the saturating form, `g = 2` `i16` for the exact
-//! one), each column's `g` values are adjacent, so one vector holds `lanes` columns' groups and
+//! group of `g` rows of `k` (`g = 4` bytes for the saturating form and the exact one with
+//! VNNI, `g = 2` `i16` for the exact one without), each column's `g` values are adjacent, so one vector holds `lanes` columns' groups and
 //! one broadcast of `A`'s `g` values (as one `i32`) feeds a whole row of the tile. Rows of `k`
 //! past the end are zero, which adds nothing (and pairs a last odd `k` with a zero, as the
 //! interpreter's lone last product). The micro-tile is `MR` rows by `NV` vectors of `i32`
@@ -39,6 +41,9 @@ pub struct Int8Layout {
     pub mr: u32,
     /// Vectors per tile row.
     pub nv: u32,
+    /// Whether the target has `vpdpbusd` at this width (AVX-512 VNNI for 16 lanes, AVX-VNNI
+    /// for 8): the exact products then go four at a time into the accumulators.
+    pub vnni: bool,
 }
 
 impl Int8Layout {
@@ -50,12 +55,14 @@ impl Int8Layout {
                 lanes: 16,
                 mr: 4,
                 nv: 4,
+                vnni: f.has("avx512vnni"),
             })
         } else if target.f32_lanes() == 8 && f.has("avx2") {
             Some(Int8Layout {
                 lanes: 8,
                 mr: 2,
                 nv: 4,
+                vnni: f.has("avxvnni") || (f.has("avx512vnni") && f.has("avx512vl")),
             })
         } else {
             None
@@ -73,9 +80,15 @@ impl Int8Layout {
     }
 }
 
-/// Rows of `k` per broadcast of `A`: 4 bytes for the saturating form, 2 `i16` for the exact.
-fn group(saturate: bool) -> usize {
-    if saturate {
+/// Whether `B` is packed as bytes in groups of 4 rows of `k` (the saturating form, and the
+/// exact one with VNNI), rather than as `i16` in pairs (the exact one without).
+fn bytes(layout: &Int8Layout, saturate: bool) -> bool {
+    saturate || layout.vnni
+}
+
+/// Rows of `k` per broadcast of `A`: 4 bytes, or 2 `i16` (see [`bytes`]).
+fn group(layout: &Int8Layout, saturate: bool) -> usize {
+    if bytes(layout, saturate) {
         4
     } else {
         2
@@ -83,9 +96,11 @@ fn group(saturate: bool) -> usize {
 }
 
 /// Packs the row-major `k x n` `b` (see the module documentation) as little-endian bytes:
-/// panel, then group of `k`, then column, then the group's values (`i8`, or `i16` when exact).
+/// panel, then group of `k`, then column, then the group's values (`i8`, or `i16` for the
+/// exact form without VNNI).
 pub fn pack_b(layout: &Int8Layout, b: &[i8], k: usize, n: usize, saturate: bool) -> Vec<u8> {
-    let g = group(saturate);
+    let g = group(layout, saturate);
+    let as_bytes = bytes(layout, saturate);
     let steps = k.div_ceil(g);
     let w = layout.width();
     let mut out = Vec::with_capacity(layout.panels(n) * steps * w * 4);
@@ -99,7 +114,7 @@ pub fn pack_b(layout: &Int8Layout, b: &[i8], k: usize, n: usize, saturate: bool)
                     } else {
                         0
                     };
-                    if saturate {
+                    if as_bytes {
                         out.push(v as u8);
                     } else {
                         out.extend_from_slice(&i16::from(v).to_le_bytes());
@@ -141,7 +156,8 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
     let lanes = layout.lanes;
     let w = layout.width();
     let panels = layout.panels(n);
-    let g = group(saturate);
+    let g = group(layout, saturate);
+    let as_bytes = bytes(layout, saturate);
     let steps = k.div_ceil(g);
     let full_steps = k / g;
     // Per column (padded to whole panels): Σ_k B and the zero point, as i32.
@@ -192,6 +208,18 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
         .map_err(err())?;
     let kza_v = kb.splat(kza.into(), "kza.v")?;
     let ones16 = VectorType::const_vector(&vec![i16t.const_int(1, false); (lanes * 2) as usize]);
+    let dpbusd = if layout.vnni && !saturate {
+        Some(kb.intrinsic(
+            if lanes == 16 {
+                "llvm.x86.avx512.vpdpbusd.512"
+            } else {
+                "llvm.x86.avx512.vpdpbusd.256"
+            },
+            &[],
+        )?)
+    } else {
+        None
+    };
     let (madd_ub, madd_wd) = if lanes == 16 {
         (
             kb.intrinsic("llvm.x86.avx512.pmaddubs.w.512", &[])?,
@@ -240,7 +268,7 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
                 .build_int_mul(s, i64t.const_int(g as u64, false), "a.k")
                 .map_err(err())?;
             let mut word = i32t.const_zero();
-            let shift = if saturate { 8 } else { 16 };
+            let shift = if as_bytes { 8 } else { 16 };
             for t in 0..valid {
                 let col = bld
                     .build_int_add(base, i64t.const_int(t as u64, false), "a.kt")
@@ -324,6 +352,17 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
                         let word = group_of(row, s, valid)?;
                         let bc = kb.splat(word.into(), "a.bc")?;
                         for (v, b_vec) in bv.iter().enumerate() {
+                            let slot = accs[i * nv + v];
+                            if let Some(dp) = dpbusd {
+                                // Four exact u8 x s8 products per lane, added to the lane.
+                                let acc = bld.build_load(v32, slot, "acc").map_err(err())?;
+                                let b32 = bld.build_bit_cast(*b_vec, v32, "b32").map_err(err())?;
+                                let sum =
+                                    kb.call(dp, &[acc.into(), bc.into(), b32.into()], "dp")?;
+                                bld.build_store(slot, sum.into_vector_value())
+                                    .map_err(err())?;
+                                continue;
+                            }
                             let dot = if saturate {
                                 let a8 = bld.build_bit_cast(bc, v8, "a8").map_err(err())?;
                                 let pairs =
@@ -334,7 +373,6 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
                                 let b16 = bld.build_bit_cast(*b_vec, v16, "b16").map_err(err())?;
                                 kb.call(madd_wd, &[a16.into(), b16.into()], "pair")?
                             };
-                            let slot = accs[i * nv + v];
                             let acc = bld.build_load(v32, slot, "acc").map_err(err())?;
                             let sum = bld
                                 .build_int_add(
@@ -445,6 +483,7 @@ mod tests {
             lanes: 2,
             mr: 1,
             nv: 1,
+            vnni: false,
         };
         // k = 5, n = 3: two panels of 2 columns, two groups of 4 (the second padded).
         let b: Vec<i8> = (0..15).map(|v| v as i8 - 7).collect();
@@ -463,5 +502,11 @@ mod tests {
         assert_eq!(exact.len(), 2 * 3 * 2 * 4);
         assert_eq!(i16::from_le_bytes([exact[4], exact[5]]), i16::from(b[1]));
         assert_eq!(i16::from_le_bytes([exact[6], exact[7]]), i16::from(b[4]));
+        // With VNNI the exact form is packed as the saturating one: bytes in fours.
+        let vnni = Int8Layout {
+            vnni: true,
+            ..layout
+        };
+        assert_eq!(pack_b(&vnni, &b, 5, 3, false), packed);
     }
 }

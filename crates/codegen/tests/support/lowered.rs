@@ -113,6 +113,21 @@ pub struct Case {
     threads: i32,
     steps: Option<usize>,
     reuse: bool,
+    /// Targets run besides [`TARGETS`] where this CPU can run their code.
+    extra_targets: Vec<&'static str>,
+}
+
+/// Whether this CPU runs code for the named target (`x86-64-v4`: AVX-512 F, BW, DQ, VL).
+fn runnable(target: &str) -> bool {
+    match target {
+        "x86-64-v4" => {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+        }
+        _ => true,
+    }
 }
 
 impl Case {
@@ -131,7 +146,15 @@ impl Case {
             threads: 3,
             steps: None,
             reuse: false,
+            extra_targets: Vec::new(),
         }
+    }
+
+    /// Also runs on `target` where this CPU can (another vector path than the host's and
+    /// AVX2: `x86-64-v4` is AVX-512 without VNNI).
+    pub fn also_on(mut self, target: &'static str) -> Case {
+        self.extra_targets.push(target);
+        self
     }
 
     /// Runs once more with these symbol values.
@@ -252,7 +275,12 @@ impl Case {
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
         let mut failures = Vec::new();
-        for tname in TARGETS {
+        let targets: Vec<&str> = TARGETS
+            .iter()
+            .copied()
+            .chain(self.extra_targets.iter().copied().filter(|t| runnable(t)))
+            .collect();
+        for tname in targets {
             let lib = match Library::build(&graph, tname, dir.path()) {
                 Ok((lib, compiled)) => {
                     let steps = compiled.steps;
