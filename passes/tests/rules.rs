@@ -341,6 +341,13 @@ rule_test!(
     expect = "gemm<activation=none, bias=false>"
 );
 rule_test!(
+    attention_causal_zero_where,
+    "attention-causal-zero-where",
+    0.0,
+    r#"graph(%q: f32[1, 2, n, 8], %k: f32[1, 2, 8, n], %v: f32[1, 2, n, 8], %pad: bool[1, n]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rk = reshape<shape=[1, 1, 1, n]>(%r) : i64[1, 1, 1, n]; %rq = reshape<shape=[1, 1, n, 1]>(%r) : i64[1, 1, n, 1]; %le = less_equal(%rk, %rq) : bool[1, 1, n, n]; %pm = reshape<shape=[1, 1, 1, n]>(%pad) : bool[1, 1, 1, n]; %a = and(%le, %pm) : bool[1, 1, n, n]; %z = const [0.0] : f32[1]; %ninf = const [-inf] : f32[1]; %w = where(%a, %z, %ninf) : f32[1, 1, n, n]; %z0 = const [0.0] : f32[1, 1]; %ze = expand<shape=[n, n]>(%z0) : f32[n, n]; %m = add(%ze, %w) : f32[1, 1, n, n]; %mx = reduce_max<axes=[3], keep_dims=true>(%m) : f32[1, 1, n, 1]; %ni = const [-inf] : f32[]; %dead = equal(%mx, %ni) : bool[1, 1, n, 1]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, n]; %sc = mul(%s, %c8) : f32[1, 2, n, n]; %sm = add(%sc, %m) : f32[1, 2, n, n]; %p = softmax<axis=3>(%sm) : f32[1, 2, n, n]; %zz = const [0.0] : f32[]; %f = where(%dead, %zz, %p) : f32[1, 2, n, n]; %y = matmul(%f, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
+    expect = "zero_where=true, causal=true"
+);
+rule_test!(
     scores_scale_outward,
     "scores-scale-outward",
     1e-6,

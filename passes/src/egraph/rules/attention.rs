@@ -219,6 +219,128 @@ fn last_two(c: &Ctx, id: Id, perm: &Option<Vec<usize>>) -> Option<(Dim, Dim)> {
     Some((at(r - 2), at(r - 1)))
 }
 
+/// The causal forms of the attentions of class `root` whose mask is class `mask` (and whose
+/// `zero_where` is `zero`): see the rule `attention-causal`. An additive mask is read as
+/// `where(X, 0, -inf)`, also under an added all-zero tensor (the dynamo exporter's
+/// `expand(0) + where(..)`, exact: `0 + 0 = 0` and `0 + -inf = -inf`).
+fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool) -> Vec<Id> {
+    let atts: Vec<(Op, Vec<Id>)> = nodes(c.eg, root)
+        .filter(|n| {
+            matches!(
+                n.op(),
+                Op::Attention {
+                    causal: false,
+                    zero_where,
+                    ..
+                } if *zero_where == zero
+            ) && n
+                .args()
+                .get(3)
+                .is_some_and(|&m| c.eg.find(m) == c.eg.find(mask))
+        })
+        .map(|n| (n.op().clone(), n.args().to_vec()))
+        .collect();
+    let mut out = Vec::new();
+    for (op, args) in atts {
+        let Op::Attention {
+            mask: kind,
+            perm_q,
+            perm_k,
+            ..
+        } = &op
+        else {
+            continue;
+        };
+        let (Some((m, _)), Some((_, n))) =
+            (last_two(c, args[0], perm_q), last_two(c, args[1], perm_k))
+        else {
+            continue;
+        };
+        // The condition under the mask, and how the rest is masked again.
+        let conds: Vec<(Id, Option<(Id, Id)>)> = match kind {
+            AttentionMask::Add => {
+                let mut wheres = vec![mask];
+                for a in nodes(c.eg, mask) {
+                    if let (Op::Binary(BinaryOp::Add), [x, y]) = (a.op(), a.args()) {
+                        if all_zero(c, *x) {
+                            wheres.push(*y);
+                        } else if all_zero(c, *y) {
+                            wheres.push(*x);
+                        }
+                    }
+                }
+                wheres
+                    .into_iter()
+                    .flat_map(|w| nodes(c.eg, w).collect::<Vec<_>>())
+                    .filter_map(|w| match (w.op(), w.args()) {
+                        (Op::Where, [x, z, ninf])
+                            if data(c.eg, *z).is_f32_exactly(0.0)
+                                && data(c.eg, *ninf).is_f32_exactly(f32::NEG_INFINITY) =>
+                        {
+                            Some((*x, Some((*z, *ninf))))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            }
+            AttentionMask::Bool => vec![(mask, None)],
+            AttentionMask::None => vec![],
+        };
+        for (x, fill) in conds {
+            // C alone, or C and P either way round: the rest to keep as the mask.
+            let mut rest: Vec<Option<Id>> = Vec::new();
+            if is_causal(c, x, &m, &n, 2) {
+                rest.push(None);
+            }
+            for a in nodes(c.eg, x) {
+                if let (Op::Binary(BinaryOp::And), [p0, p1]) = (a.op(), a.args()) {
+                    if is_causal(c, *p0, &m, &n, 2) {
+                        rest.push(Some(*p1));
+                    } else if is_causal(c, *p1, &m, &n, 2) {
+                        rest.push(Some(*p0));
+                    }
+                }
+            }
+            for p in rest {
+                let mut new = op.clone();
+                let mut new_args = args[..3].to_vec();
+                let new_kind = match p {
+                    None => AttentionMask::None,
+                    Some(p) => {
+                        let kept = match fill {
+                            Some((z, ninf)) => c.add(Op::Where, vec![p, z, ninf]),
+                            None => Some(p),
+                        };
+                        let Some(kept) = kept else { continue };
+                        new_args.push(kept);
+                        *kind
+                    }
+                };
+                if zero {
+                    new_args.push(args[4]);
+                }
+                if let Op::Attention { mask, causal, .. } = &mut new {
+                    *mask = new_kind;
+                    *causal = true;
+                }
+                out.extend(c.add(new, new_args));
+            }
+        }
+    }
+    out
+}
+
+/// True for an f32 class every element of which is +0: a constant, or one expanded.
+fn all_zero(c: &Ctx, id: Id) -> bool {
+    let zeros = |id: Id| {
+        matches!(
+            data(c.eg, id).value.as_deref().map(tcc_ir::Tensor::data),
+            Some(TensorData::F32(v)) if v.iter().all(|x| x.to_bits() == 0)
+        )
+    };
+    zeros(id) || nodes(c.eg, id).any(|n| matches!(n.op(), Op::Expand { .. }) && zeros(n.args()[0]))
+}
+
 /// The attention rules.
 pub fn rules() -> Vec<Rule> {
     vec![
@@ -310,96 +432,14 @@ pub fn rules() -> Vec<Rule> {
             Exact,
             "attention(.., mask(C and P)) = attention<causal>(.., mask(P)) for C = key position <= query position + keys - queries, the mask -inf where false (exact for finite scores)",
             "(attention ?q ?k ?v ?m)",
-            |c, root, s| {
-                let mask = var(s, "?m");
-                let atts: Vec<(Op, Vec<Id>)> = nodes(c.eg, root)
-                    .filter(|n| {
-                        matches!(
-                            n.op(),
-                            Op::Attention {
-                                causal: false,
-                                zero_where: false,
-                                ..
-                            }
-                        )
-                    })
-                    .map(|n| (n.op().clone(), n.args().to_vec()))
-                    .collect();
-                let mut out = Vec::new();
-                for (op, args) in atts {
-                    let Op::Attention {
-                        mask: kind,
-                        perm_q,
-                        perm_k,
-                        ..
-                    } = &op
-                    else {
-                        continue;
-                    };
-                    let (Some((m, _)), Some((_, n))) =
-                        (last_two(c, args[0], perm_q), last_two(c, args[1], perm_k))
-                    else {
-                        continue;
-                    };
-                    // The condition under the mask, and how the rest is masked again.
-                    let conds: Vec<(Id, Option<(Id, Id)>)> = match kind {
-                        AttentionMask::Add => nodes(c.eg, mask)
-                            .filter_map(|w| match (w.op(), w.args()) {
-                                (Op::Where, [x, z, ninf])
-                                    if data(c.eg, *z).is_f32_exactly(0.0)
-                                        && data(c.eg, *ninf).is_f32_exactly(f32::NEG_INFINITY) =>
-                                {
-                                    Some((*x, Some((*z, *ninf))))
-                                }
-                                _ => None,
-                            })
-                            .collect(),
-                        AttentionMask::Bool => vec![(mask, None)],
-                        AttentionMask::None => vec![],
-                    };
-                    for (x, fill) in conds {
-                        // C alone, or C and P either way round: the rest to keep as the mask.
-                        let mut rest: Vec<Option<Id>> = Vec::new();
-                        if is_causal(c, x, &m, &n, 2) {
-                            rest.push(None);
-                        }
-                        for a in nodes(c.eg, x) {
-                            if let (Op::Binary(BinaryOp::And), [p0, p1]) = (a.op(), a.args()) {
-                                if is_causal(c, *p0, &m, &n, 2) {
-                                    rest.push(Some(*p1));
-                                } else if is_causal(c, *p1, &m, &n, 2) {
-                                    rest.push(Some(*p0));
-                                }
-                            }
-                        }
-                        for p in rest {
-                            let mut new = op.clone();
-                            let mut new_args = args[..3].to_vec();
-                            let new_kind = match p {
-                                None => AttentionMask::None,
-                                Some(p) => {
-                                    let kept = match fill {
-                                        Some((z, ninf)) => c.add(Op::Where, vec![p, z, ninf]),
-                                        None => Some(p),
-                                    };
-                                    let Some(kept) = kept else { continue };
-                                    new_args.push(kept);
-                                    *kind
-                                }
-                            };
-                            if let Op::Attention {
-                                mask, causal, ..
-                            } = &mut new
-                            {
-                                *mask = new_kind;
-                                *causal = true;
-                            }
-                            out.extend(c.add(new, new_args));
-                        }
-                    }
-                }
-                out
-            },
+            |c, root, s| causal_forms(c, root, var(s, "?m"), false),
+        ),
+        rule(
+            "attention-causal-zero-where",
+            Exact,
+            "attention<zero_where>(.., mask(C and P), z) = attention<causal, zero_where>(.., mask(P), z), as attention-causal (the ONNX Attention op's form)",
+            "(attention ?q ?k ?v ?m ?z)",
+            |c, root, s| causal_forms(c, root, var(s, "?m"), true),
         ),
         rule(
             "transpose-attention",
