@@ -426,11 +426,20 @@ pub(super) fn attention<'ctx>(
                 ],
             )?;
             if deferred {
-                // O_blk row i *= 1 / sum_i, in f64, rounded once.
+                // O_blk row i *= 1 / sum_i, in f64, rounded once. Without keys the product is
+                // an empty sum, 0, as the softmax of an empty row times V is: it stays.
+                let no_keys = c
+                    .b()
+                    .build_int_compare(IntPredicate::EQ, nv, zero, "no.keys")
+                    .map_err(c.kb.err())?;
                 c.for_range(zero, rows, "scale", |c, i| {
                     let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                     let f64t = c.kb.context().f64_type();
                     let inv = c.b().build_load(f64t, slot, "inv").map_err(c.kb.err())?;
+                    let inv = c
+                        .b()
+                        .build_select(no_keys, f64t.const_float(1.0).into(), inv, "inv")
+                        .map_err(c.kb.err())?;
                     let inv = c.kb.splat(inv, "inv")?;
                     let vd = f64t.vec_type(c.kb.lanes());
                     let orow =
