@@ -8,10 +8,12 @@ use tcc_ir::{Graph, NodeId, Op};
 /// Removes ops that do nothing and merges chains of one op:
 ///
 /// - `reshape` to the operand's shape, `transpose` by the identity, `cast` to
-///   the operand's dtype, `expand` to the operand's shape, and `slice` that
+///   the operand's dtype, `expand` to the operand's shape (by a target whose
+///   dims are 1 or the operand's), and `slice` that
 ///   takes every element (start 0, step 1, end at or past the dim) are
 ///   replaced by their operand;
-/// - `reshape(reshape(x))` becomes one `reshape(x)`;
+/// - `reshape(reshape(x))` becomes one `reshape(x)` when the middle element count is `x`'s
+///   polynomial (otherwise the middle one's run-time count check would go);
 /// - `transpose(transpose(x))` becomes one `transpose(x)` by the composed
 ///   permutation, or `x` itself when the two cancel.
 ///
@@ -87,8 +89,16 @@ fn plan(graph: &Graph, id: NodeId) -> Option<Action> {
     let xty = graph.ty(x);
     match graph.op(id) {
         Op::Reshape { shape } => {
+            // Merging drops the middle reshape, and the run-time check that its element count
+            // is the base's (`[4096, 4096]` between two `[batch, seq, 8]`): only when the
+            // counts are the same polynomial.
             let base = match graph.op(x) {
-                Op::Reshape { .. } => graph.operands(x).first().copied()?,
+                Op::Reshape { .. } => graph
+                    .operands(x)
+                    .first()
+                    .copied()
+                    .filter(|&b| graph.ty(b).shape.numel() == xty.shape.numel())
+                    .unwrap_or(x),
                 _ => x,
             };
             if graph.ty(base).shape == *shape {
@@ -121,7 +131,21 @@ fn plan(graph: &Graph, id: NodeId) -> Option<Action> {
             }
         }
         Op::Cast { to } if xty.dtype == *to => Some(Action::Forward(x)),
-        Op::Expand { .. } if xty == graph.ty(id) => Some(Action::Forward(x)),
+        // Only when the target shape's dims need no run-time check against the operand's
+        // (they are 1 or the same): an expand of `[5]` to `[s]` has the type `[5]` but needs
+        // `s` to be 1 or 5.
+        Op::Expand { shape }
+            if xty == graph.ty(id)
+                && shape.rank() <= xty.rank()
+                && shape
+                    .dims()
+                    .iter()
+                    .rev()
+                    .zip(xty.shape.dims().iter().rev())
+                    .all(|(t, d)| t.is(1) || t == d) =>
+        {
+            Some(Action::Forward(x))
+        }
         Op::Slice {
             axes,
             starts,

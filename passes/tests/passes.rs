@@ -172,6 +172,25 @@ fn simplify_merges_reshape_chains() {
 }
 
 #[test]
+fn simplify_keeps_reshapes_and_expands_whose_sizes_a_run_checks() {
+    // Back to x's shape through [4096, 4096], and [5] expanded by a target [t]: both type as
+    // no-ops, but a run must check 8*batch*seq = 16777216 and t in {1, 5}, which merging or
+    // dropping them would lose. An expand by [1] does nothing and goes.
+    insta::assert_snapshot!(check(
+        &Simplify,
+        "graph(%x: f32[batch, seq, 8], %y: f32[5], %z: f32[t]) {
+  %0 = reshape<shape=[4096, 4096]>(%x) : f32[4096, 4096]
+  %1 = reshape<shape=[batch, seq, 8]>(%0) : f32[batch, seq, 8]
+  %2 = expand<shape=[t]>(%y) : f32[5]
+  %3 = expand<shape=[1]>(%y) : f32[5]
+  return %back = %1
+  return %checked = %2
+  return %free = %3
+}"
+    ));
+}
+
+#[test]
 fn simplify_composes_transposes() {
     insta::assert_snapshot!(check(
         &Simplify,

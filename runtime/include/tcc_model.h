@@ -157,7 +157,7 @@ extern "C" {
  * The descriptor ABI: what generated code gives the runtime. Not for model users.
  * ------------------------------------------------------------------------------------------- */
 
-#define TCC_ABI_VERSION 1
+#define TCC_ABI_VERSION 2
 
 /* An output dim that is an expression of the symbols (only output_dims() knows its value). */
 #define TCC_DIM_COMPUTED INT64_MIN
@@ -190,6 +190,9 @@ typedef struct {
 #define TCC_RUN_INDEX_OUT_OF_RANGE 1
 #define TCC_RUN_SIZES_DISAGREE 2
 
+/* How many values a failed size check reports (tcc_model_desc.check_sizes). */
+#define TCC_CHECK_VALUES 16
+
 typedef struct {
   uint32_t abi_version;                   /* TCC_ABI_VERSION */
   int32_t n_inputs;
@@ -203,14 +206,27 @@ typedef struct {
   /* The activation arena, in bytes, a run with these symbol values needs. */
   uint64_t (*arena_bytes)(const int64_t *symbols);
   /* Computes the outputs. inputs[i] and outputs[i] point to dense buffers of the validated
-   * shapes; arena is 64-byte aligned with at least arena_bytes(symbols) bytes. Returns
-   * TCC_RUN_OK; TCC_RUN_INDEX_OUT_OF_RANGE (reported as TCC_ERR_INVALID_ARGUMENT) when an index
-   * read from an input (a token id, a position) is out of range; TCC_RUN_SIZES_DISAGREE
-   * (reported as TCC_ERR_SHAPE) when input sizes that the model's operations need to agree
-   * (broadcasting, a matrix product's inner size, a concatenation) do not; anything else is
-   * reported as TCC_ERR_INTERNAL. */
+   * shapes; arena is 64-byte aligned with at least arena_bytes(symbols) bytes. Called only
+   * after check_sizes passed. Returns TCC_RUN_OK; TCC_RUN_INDEX_OUT_OF_RANGE (reported as
+   * TCC_ERR_INVALID_ARGUMENT) when an index read from an input (a token id, a position) is out
+   * of range; TCC_RUN_SIZES_DISAGREE (reported as TCC_ERR_SHAPE) when sizes that the model's
+   * operations need to agree do not (generated code checks them all in check_sizes instead);
+   * anything else is reported as TCC_ERR_INTERNAL. */
   int32_t (*run)(tcc_rt_pool *pool, const int64_t *symbols, const void *const *inputs,
                  void *const *outputs, uint8_t *arena);
+  /* The size checks: relations between sizes that the model's operations need (a reshape's
+   * element counts, broadcasting, a matrix product's inner size, a slice within its axis, a
+   * tensor small enough to address) and its types leave to run time. n_size_checks messages,
+   * each a template naming the node and sizes, where {k} stands for values[k] of check_sizes
+   * and {{ and }} for braces. */
+  int32_t n_size_checks;
+  const char *const *size_checks;
+  /* Evaluates the size checks in order for these symbol values, before output_dims,
+   * arena_bytes and run (so nothing is sized from values that do not fit): returns -1 if all
+   * hold, else the index of the first that fails, with the values its message shows in
+   * values[0 .. TCC_CHECK_VALUES). The runtime reports a failure as TCC_ERR_SHAPE. May be NULL
+   * when n_size_checks is 0. */
+  int32_t (*check_sizes)(const int64_t *symbols, int64_t *values);
 } tcc_model_desc;
 
 /* The runtime's generic implementation of the public API: PREFIX_xxx(args...) calls

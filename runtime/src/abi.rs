@@ -6,7 +6,7 @@
 use std::ffi::{c_char, c_void};
 
 /// `TCC_ABI_VERSION`: the descriptor layout this runtime understands.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// `TCC_MAX_RANK`: the largest rank of an output.
 pub const MAX_RANK: usize = 8;
@@ -16,6 +16,9 @@ pub const MAX_THREADS: usize = 1024;
 
 /// `TCC_DIM_COMPUTED`: an output dim that only `output_dims` knows.
 pub const DIM_COMPUTED: i64 = i64::MIN;
+
+/// `TCC_CHECK_VALUES`: how many values a failed size check reports (`check_sizes`).
+pub const CHECK_VALUES: usize = 16;
 
 /// `TCC_RUN_OK`: a run function's return code for success.
 pub const RUN_OK: i32 = 0;
@@ -231,6 +234,11 @@ pub type RunFn = unsafe extern "C" fn(
     arena: *mut u8,
 ) -> i32;
 
+/// `check_sizes`: evaluates the model's size checks in order for these symbol values; -1 if
+/// all hold, else the index of the first that fails, with the values its message shows in
+/// `values[..CHECK_VALUES]`.
+pub type CheckSizesFn = unsafe extern "C" fn(symbols: *const i64, values: *mut i64) -> i32;
+
 /// `tcc_tensor_desc`: a tensor of the model's interface.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -273,6 +281,13 @@ pub struct ModelDesc {
     pub arena_bytes: Option<ArenaBytesFn>,
     /// Runs the model.
     pub run: Option<RunFn>,
+    /// The number of size checks.
+    pub n_size_checks: i32,
+    /// `n_size_checks` NUL-terminated message templates: `{k}` stands for `values[k]` of
+    /// [`CheckSizesFn`], `{{` and `}}` for braces.
+    pub size_checks: *const *const c_char,
+    /// Evaluates the size checks; may be NULL when there are none.
+    pub check_sizes: Option<CheckSizesFn>,
 }
 
 // SAFETY: as for `TensorDesc`: immutable data, only read.

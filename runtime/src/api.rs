@@ -8,8 +8,10 @@
 //!
 //! A run validates everything before calling the model: counts, each input's dtype, rank, dims
 //! (against the fixed size or the symbol it binds), data pointer and alignment; then the
-//! outputs' sizes, capacities, alignment and overlaps. Only then does it size the arena and
-//! call the generated `run`.
+//! model's size checks (`check_sizes`: the relations between sizes that its operations need and
+//! its types leave to run time, such as a reshape's element counts), then the outputs' sizes,
+//! capacities, alignment and overlaps. Only then does it size the arena and call the generated
+//! `run`.
 
 use std::ffi::{c_char, c_void};
 use std::mem::align_of;
@@ -18,8 +20,8 @@ use std::path::Path;
 use std::ptr;
 
 use crate::abi::{
-    Dtype, ModelDesc, Output, RtPool, Status, Tensor, TensorDesc, ABI_VERSION, DIM_COMPUTED,
-    MAX_RANK, RUN_INDEX_OUT_OF_RANGE, RUN_OK, RUN_SIZES_DISAGREE,
+    Dtype, ModelDesc, Output, RtPool, Status, Tensor, TensorDesc, ABI_VERSION, CHECK_VALUES,
+    DIM_COMPUTED, MAX_RANK, RUN_INDEX_OUT_OF_RANGE, RUN_OK, RUN_SIZES_DISAGREE,
 };
 use crate::arena::Arena;
 use crate::pool::{default_num_threads, resolve_num_threads, Pool, ENV_NUM_THREADS};
@@ -200,16 +202,21 @@ unsafe fn check_desc(desc: *const ModelDesc) -> Outcome<&'static ModelDesc> {
             d.abi_version
         ));
     }
-    if d.n_inputs < 0 || d.n_outputs < 0 || d.n_symbols < 0 {
+    if d.n_inputs < 0 || d.n_outputs < 0 || d.n_symbols < 0 || d.n_size_checks < 0 {
         return corrupt("a negative count".into());
     }
     if (d.n_inputs > 0 && d.inputs.is_null())
         || (d.n_outputs > 0 && d.outputs.is_null())
         || (d.n_symbols > 0 && d.symbol_names.is_null())
+        || (d.n_size_checks > 0 && d.size_checks.is_null())
     {
         return corrupt("a NULL table".into());
     }
-    if d.output_dims.is_none() || d.arena_bytes.is_none() || d.run.is_none() {
+    if d.output_dims.is_none()
+        || d.arena_bytes.is_none()
+        || d.run.is_none()
+        || (d.n_size_checks > 0 && d.check_sizes.is_none())
+    {
         return corrupt("a NULL function".into());
     }
     let n_symbols = d.n_symbols as usize;
@@ -698,6 +705,11 @@ unsafe fn run_checked(
     // SAFETY: the caller's promises about `inputs`, passed on.
     unsafe { check_inputs(s, d, in_desc, inputs) }?;
 
+    // The relations between sizes that the model's operations need, before anything is sized
+    // from the symbols.
+    // SAFETY: the symbols are bound; a valid descriptor's checks and messages agree.
+    unsafe { check_sizes(d, &s.symbols) }?;
+
     // Outputs: their dims for these symbols, sizes, then capacities and overlaps.
     let output_dims = d.output_dims.ok_or_else(|| internal("no output_dims"))?;
     // SAFETY: the symbol table holds n_symbols values and the dims buffer the sum of the
@@ -841,6 +853,87 @@ unsafe fn run_checked(
         out.data = ptr;
     }
     Ok(())
+}
+
+/// Runs the model's size checks for the bound `symbols`: a failure is [`Status::Shape`] with
+/// the check's message, its values filled in, and the symbols' values.
+///
+/// # Safety
+///
+/// `d` must be a descriptor that passed [`check_desc`], and `symbols` hold its `n_symbols`
+/// values.
+unsafe fn check_sizes(d: &ModelDesc, symbols: &[i64]) -> Outcome {
+    let (n, Some(check)) = (d.n_size_checks, d.check_sizes) else {
+        return Ok(());
+    };
+    if n <= 0 {
+        return Ok(());
+    }
+    let mut values = [0i64; CHECK_VALUES];
+    // SAFETY: `symbols` holds the bound symbols; `values` has the room the ABI promises.
+    let k = unsafe { check(symbols.as_ptr(), values.as_mut_ptr()) };
+    if k < 0 {
+        return Ok(());
+    }
+    if k >= n {
+        return fail(
+            Status::Internal,
+            format!("the model's size check {k} failed, but it has {n} checks"),
+        );
+    }
+    // SAFETY: `check_desc` verified the table is not NULL; it holds `n` strings.
+    let template = unsafe { c_str(*d.size_checks.add(k as usize)) };
+    let mut message = fill_template(&template, &values);
+    if !symbols.is_empty() {
+        message.push_str(" (with ");
+        for (i, v) in symbols.iter().enumerate() {
+            if i > 0 {
+                message.push_str(", ");
+            }
+            // SAFETY: `check_desc` verified the table holds `n_symbols` names.
+            let name = unsafe { c_str(*d.symbol_names.add(i)) };
+            message.push_str(&format!("{name} = {v}"));
+        }
+        message.push(')');
+    }
+    fail(Status::Shape, message)
+}
+
+/// A size check's message: `{k}` replaced by `values[k]` (the saturated extremes of `i64`,
+/// which mark an overflow, in words), `{{` and `}}` by braces, anything else kept.
+fn fill_template(template: &str, values: &[i64]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if tail.starts_with("{{") || tail.starts_with("}}") {
+            out.push_str(&tail[..1]);
+            rest = &tail[2..];
+            continue;
+        }
+        let placeholder = tail.strip_prefix('{').and_then(|t| {
+            let end = t.find('}')?;
+            let k: usize = t[..end].parse().ok()?;
+            Some((values.get(k)?, &t[end + 1..]))
+        });
+        match placeholder {
+            Some((&v, after)) => {
+                match v {
+                    i64::MAX => out.push_str("2^63 or more"),
+                    i64::MIN => out.push_str("-2^63 or less"),
+                    v => out.push_str(&v.to_string()),
+                }
+                rest = after;
+            }
+            None => {
+                out.push_str(&tail[..1]);
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Validates the inputs, binding the session's symbols and recording each input's size in

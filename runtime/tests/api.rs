@@ -418,6 +418,30 @@ fn run_codes_for_bad_indices_and_disagreeing_sizes_are_input_errors() {
 }
 
 #[test]
+fn a_failed_size_check_is_a_shape_error_with_its_values_and_the_symbols() {
+    let session = session(&DESC, 2);
+    let (batch, seq) = (3, REFUSED_SEQ);
+    let x = x_values(batch, seq, 1);
+    let ids = ids_values(batch, 1);
+    let (x_dims, ids_dims) = ([batch, seq, 2], [batch]);
+    let inputs = tensors(&x, &x_dims, &ids, &ids_dims);
+    let mut outputs = [Output::SESSION_OWNED; 2];
+    assert_eq!(run(session, &inputs, &mut outputs), Status::Shape as i32);
+    assert_eq!(
+        session_error(&DESC, session),
+        "fake check: seq is 99, which the model refuses ({2^63 or more} -7; {x} {99} stay) \
+         (with batch = 3, seq = 99)"
+    );
+    assert!(outputs.iter().all(|o| o.data.is_null()));
+    // Other sizes pass the check.
+    let x = x_values(batch, 4, 1);
+    let x_dims = [batch, 4, 2];
+    let inputs = tensors(&x, &x_dims, &ids, &ids_dims);
+    assert_eq!(run(session, &inputs, &mut outputs), Status::Ok as i32);
+    free(&DESC, session);
+}
+
+#[test]
 fn errors_stay_until_the_next_failure_and_sessions_keep_their_own() {
     let a = session(&DESC, 1);
     let b = session(&DESC, 1);
@@ -580,6 +604,10 @@ fn session_create_checks_its_arguments_and_the_descriptor() {
         ..DESC
     };
     let no_run = ModelDesc { run: None, ..DESC };
+    let no_checks = ModelDesc {
+        check_sizes: None,
+        ..DESC
+    };
     let too_many_symbols = ModelDesc {
         n_symbols: 1,
         ..DESC
@@ -589,7 +617,8 @@ fn session_create_checks_its_arguments_and_the_descriptor() {
         ..DESC
     };
     for (desc, words) in [
-        (&bad_version, "ABI version 2"),
+        (&bad_version, "ABI version 3"),
+        (&no_checks, "NULL function"),
         (&no_run, "NULL function"),
         (&too_many_symbols, "symbol 1 of 1"),
         (&unbound_symbol, "symbol 0 is not a dim of any input"),

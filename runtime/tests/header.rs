@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use tcc_runtime::abi::{
-    Dtype, ModelDesc, Output, Status, Tensor, TensorDesc, ABI_VERSION, MAX_RANK, MAX_THREADS,
+    Dtype, ModelDesc, Output, Status, Tensor, TensorDesc, ABI_VERSION, CHECK_VALUES, MAX_RANK,
+    MAX_THREADS,
 };
 
 const PROGRAM: &str = r#"
@@ -29,7 +30,9 @@ int main(void) {
   P(offsetof(tcc_model_desc, n_symbols)); P(offsetof(tcc_model_desc, inputs));
   P(offsetof(tcc_model_desc, outputs)); P(offsetof(tcc_model_desc, symbol_names));
   P(offsetof(tcc_model_desc, output_dims)); P(offsetof(tcc_model_desc, arena_bytes));
-  P(offsetof(tcc_model_desc, run));
+  P(offsetof(tcc_model_desc, run)); P(offsetof(tcc_model_desc, n_size_checks));
+  P(offsetof(tcc_model_desc, size_checks)); P(offsetof(tcc_model_desc, check_sizes));
+  P(TCC_CHECK_VALUES);
   P(TCC_ABI_VERSION); P(TCC_MAX_RANK); P(TCC_MAX_THREADS); P(TCC_DIM_COMPUTED == INT64_MIN);
   P(TCC_OK); P(TCC_ERR_INVALID_ARGUMENT); P(TCC_ERR_DTYPE); P(TCC_ERR_SHAPE);
   P(TCC_ERR_OUT_OF_MEMORY); P(TCC_ERR_INTERNAL); P(TCC_ERR_CAPACITY);
@@ -96,6 +99,10 @@ fn the_header_matches_the_rust_mirrors() {
         offset_of!(ModelDesc, output_dims),
         offset_of!(ModelDesc, arena_bytes),
         offset_of!(ModelDesc, run),
+        offset_of!(ModelDesc, n_size_checks),
+        offset_of!(ModelDesc, size_checks),
+        offset_of!(ModelDesc, check_sizes),
+        CHECK_VALUES,
         ABI_VERSION as usize,
         MAX_RANK,
         MAX_THREADS,

@@ -3,9 +3,9 @@
 //!
 //! The runtime (`runtime/`, linked into every model library) implements the whole public C API
 //! once, generically over a model descriptor; `runtime/include/tcc_model.h` is the source of
-//! truth of both. Given a plain [`Interface`] (the model's inputs, outputs and symbols) and
-//! the three LLVM functions the backend provides ([`EntryPoints`]), [`emit_model_abi`] adds to
-//! a module:
+//! truth of both. Given a plain [`Interface`] (the model's inputs, outputs, symbols and size
+//! checks) and the four LLVM functions the backend provides ([`EntryPoints`]),
+//! [`emit_model_abi`] adds to a module:
 //!
 //! - the descriptor and the tables it points to, all private constants;
 //! - one exported function `PREFIX_name` per entry of [`API`], each a tail call of
@@ -34,7 +34,10 @@ use crate::error::{Error, Result};
 pub const RUNTIME_HEADER: &str = include_str!("../../../runtime/include/tcc_model.h");
 
 /// `TCC_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
+
+/// `TCC_CHECK_VALUES`: how many values a failed size check reports.
+pub const CHECK_VALUES: usize = 16;
 
 /// `TCC_MAX_RANK`: the largest rank of an output.
 pub const MAX_RANK: usize = 8;
@@ -93,10 +96,15 @@ pub struct Interface {
     /// The symbols, numbered in this order in the `symbols` array generated code receives.
     /// Each must be a dim of some input, which binds it.
     pub symbols: Vec<String>,
+    /// The messages of the size checks, in the order [`EntryPoints::check_sizes`] numbers
+    /// them: templates where `{k}` stands for the check's value `k` (below [`CHECK_VALUES`]),
+    /// `{{` and `}}` for braces.
+    pub size_checks: Vec<String>,
 }
 
 /// The functions the backend provides, with the descriptor's signatures
-/// ([`run_fn_type`], [`output_dims_fn_type`], [`arena_bytes_fn_type`]).
+/// ([`run_fn_type`], [`output_dims_fn_type`], [`arena_bytes_fn_type`],
+/// [`check_sizes_fn_type`]).
 ///
 /// Those defined in the module being emitted into become internal; declarations stay external
 /// (defined in another object of the same library, and hidden by the link's version script).
@@ -110,6 +118,10 @@ pub struct EntryPoints<'ctx> {
     pub output_dims: FunctionValue<'ctx>,
     /// `uint64_t arena_bytes(const int64_t *symbols)`.
     pub arena_bytes: FunctionValue<'ctx>,
+    /// `int32_t check_sizes(const int64_t *symbols, int64_t *values)`: -1 if every size check
+    /// of [`Interface::size_checks`] holds, else the index of the first that fails, with its
+    /// values in `values[..CHECK_VALUES]`.
+    pub check_sizes: FunctionValue<'ctx>,
 }
 
 /// A C type of the API, with its LLVM type.
@@ -304,7 +316,7 @@ fn invalid(subject: impl Into<String>, message: &'static str) -> Error {
 
 /// Checks the prefix and the interface: unique, NUL-free names; inputs whose dims are fixed or
 /// known symbols; outputs of rank at most [`MAX_RANK`] whose symbols are known; every symbol
-/// bound by some input.
+/// bound by some input; NUL-free size check messages that fit an `int32_t` count.
 pub fn check_interface(prefix: &str, interface: &Interface) -> Result<()> {
     if !is_valid_prefix(prefix) {
         return Err(invalid(prefix, "the prefix is not a C identifier"));
@@ -316,6 +328,15 @@ pub fn check_interface(prefix: &str, interface: &Interface) -> Result<()> {
         if interface.symbols[..i].contains(symbol) {
             return Err(invalid(symbol, "the symbol is listed twice"));
         }
+    }
+    if i32::try_from(interface.size_checks.len()).is_err() {
+        return Err(invalid(
+            prefix,
+            "the model has more size checks than an int32_t counts",
+        ));
+    }
+    if let Some(m) = interface.size_checks.iter().find(|m| m.contains('\0')) {
+        return Err(invalid(m, "a size check's message contains NUL"));
     }
     let mut bound = vec![false; interface.symbols.len()];
     for (list, is_input) in [(&interface.inputs, true), (&interface.outputs, false)] {
@@ -385,6 +406,12 @@ pub fn arena_bytes_fn_type<'ctx>(context: ContextRef<'ctx>) -> FunctionType<'ctx
     context.i64_type().fn_type(&[ptr], false)
 }
 
+/// `int32_t (const int64_t *symbols, int64_t *values)`.
+pub fn check_sizes_fn_type<'ctx>(context: ContextRef<'ctx>) -> FunctionType<'ctx> {
+    let ptr = context.ptr_type(AddressSpace::default()).into();
+    context.i32_type().fn_type(&[ptr; 2], false)
+}
+
 /// `void (void *ctx, int64_t i)`: a task of `tcc_rt_parallel_for`.
 pub fn task_fn_type<'ctx>(context: ContextRef<'ctx>) -> FunctionType<'ctx> {
     let ptr = context.ptr_type(AddressSpace::default()).into();
@@ -438,11 +465,17 @@ fn tensor_desc_type<'ctx>(context: ContextRef<'ctx>) -> StructType<'ctx> {
     context.struct_type(&[ptr, i32, i32, ptr], false)
 }
 
-/// The LLVM type of `tcc_model_desc`: four 32-bit counts, then six pointers.
+/// The LLVM type of `tcc_model_desc`: four 32-bit counts, six pointers, the count of size
+/// checks (padded to 8 bytes by the pointers' alignment, as in C) and two pointers.
 fn model_desc_type<'ctx>(context: ContextRef<'ctx>) -> StructType<'ctx> {
     let ptr = context.ptr_type(AddressSpace::default()).into();
     let i32 = context.i32_type().into();
-    context.struct_type(&[i32, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, ptr], false)
+    context.struct_type(
+        &[
+            i32, i32, i32, i32, ptr, ptr, ptr, ptr, ptr, ptr, i32, ptr, ptr,
+        ],
+        false,
+    )
 }
 
 /// Adds a private constant global initialised to `value` and returns its address.
@@ -488,6 +521,11 @@ pub fn emit_model_abi<'ctx>(
             arena_bytes_fn_type(context),
             "the arena_bytes entry point has the wrong signature",
         ),
+        (
+            entry.check_sizes,
+            check_sizes_fn_type(context),
+            "the check_sizes entry point has the wrong signature",
+        ),
     ] {
         if function.get_type() != expected {
             return Err(invalid(function.get_name().to_string_lossy(), what));
@@ -507,7 +545,12 @@ pub fn emit_model_abi<'ctx>(
     for f in &API {
         emit_wrapper(module, prefix, f, desc.as_pointer_value())?;
     }
-    for function in [entry.run, entry.output_dims, entry.arena_bytes] {
+    for function in [
+        entry.run,
+        entry.output_dims,
+        entry.arena_bytes,
+        entry.check_sizes,
+    ] {
         if function.count_basic_blocks() > 0 {
             function.set_linkage(Linkage::Internal);
         }
@@ -605,6 +648,21 @@ fn emit_descriptor<'ctx>(
             ptr_type.const_array(&names).into(),
         )
     };
+    let size_checks = if interface.size_checks.is_empty() {
+        ptr_type.const_null()
+    } else {
+        let messages: Vec<_> = interface
+            .size_checks
+            .iter()
+            .enumerate()
+            .map(|(k, m)| string(&format!("{DESC_NAME}.check{k}"), m))
+            .collect();
+        private_constant(
+            module,
+            &format!("{DESC_NAME}.checks"),
+            ptr_type.const_array(&messages).into(),
+        )
+    };
     let count = |n: usize| i32_type.const_int(n as u64, false).into();
     let value = model_desc_type(context).const_named_struct(&[
         i32_type.const_int(u64::from(ABI_VERSION), false).into(),
@@ -625,6 +683,13 @@ fn emit_descriptor<'ctx>(
             .as_pointer_value()
             .into(),
         entry.run.as_global_value().as_pointer_value().into(),
+        count(interface.size_checks.len()),
+        size_checks.into(),
+        entry
+            .check_sizes
+            .as_global_value()
+            .as_pointer_value()
+            .into(),
     ]);
     let global = module.add_global(value.get_type(), None, DESC_NAME);
     global.set_initializer(&value);
@@ -865,6 +930,7 @@ mod tests {
                 vec![sym("batch"), Dim::Computed("2*seq".into()), Dim::Fixed(768)],
             )],
             symbols: vec!["batch".into(), "seq".into()],
+            size_checks: vec!["node %3: {0} and {1} differ".into()],
         }
     }
 
@@ -886,6 +952,7 @@ mod tests {
             run: define("model_run", run_fn_type(context)),
             output_dims: define("model_output_dims", output_dims_fn_type(context)),
             arena_bytes: define("model_arena_bytes", arena_bytes_fn_type(context)),
+            check_sizes: define("model_check_sizes", check_sizes_fn_type(context)),
         }
     }
 
@@ -910,6 +977,10 @@ mod tests {
             .all(|g| g.get_linkage() == Linkage::Private));
         let text = module.print_to_string().to_string();
         assert!(text.contains("c\"input_ids\\00\""), "{text}");
+        assert!(
+            text.contains("c\"node %3: {0} and {1} differ\\00\""),
+            "{text}"
+        );
         // The output's dims: batch is symbol 0 (-1), 2*seq is computed, 768 is fixed.
         assert!(
             text.contains("[i64 -1, i64 -9223372036854775808, i64 768]"),

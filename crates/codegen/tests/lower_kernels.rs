@@ -1312,7 +1312,7 @@ graph(%a: f32[s], %b: f32[t]) {
     )
     .bind(&bad)
     .bind(&[("s", 300), ("t", 7)])
-    .expect_failure()
+    .expect_shape_error(&["add node %", "does not broadcast to", "(`max(s, t)`)"])
     .check();
     Case::new(
         "concat_mismatch",
@@ -1325,7 +1325,7 @@ graph(%a: f32[2, s], %b: f32[2, t]) {
     )
     .bind(&bad)
     .bind(&[("s", 5), ("t", 300)])
-    .expect_failure()
+    .expect_shape_error(&["concat node %", "operand 1's axis 1 has size"])
     .check();
     Case::new(
         "matmul_mismatch",
@@ -1338,8 +1338,147 @@ graph(%a: f32[4, s], %b: f32[t, 6]) {
     )
     .bind(&bad)
     .bind(&[("s", 300), ("t", 7)])
-    .expect_failure()
+    .expect_shape_error(&["matmul node %", "the inner sizes differ"])
     .check();
+}
+
+/// Sizes that only a run can decide (issue 15): a reshape's element count (of a `-1` resolved
+/// by floor division), a slice past its axis, an expand's target shape, `gather_elements`'
+/// indices larger than the data, a repeating pad of an axis cropped to nothing, a convolution
+/// kernel larger than its input, and a tensor too large to address. Each case compiles; where
+/// the sizes do not fit, the interpreter refuses the run and the library fails it with
+/// `TCC_ERR_SHAPE` and a message naming the node and showing the sizes; where they fit, both
+/// compute the same.
+#[test]
+fn sizes_the_types_leave_to_run_time_are_checked_with_named_errors() {
+    // A binding that does not fit, with what the message must say.
+    type Bad<'a> = (&'a [(&'a str, i64)], &'a [&'a str]);
+    type Binding<'a> = Vec<(&'a str, i64)>;
+    let cases: Vec<(&str, &str, Vec<Bad>, Vec<Binding>)> = vec![
+        (
+            "reshape_infer",
+            r#"
+graph(%x: f32[s, 8]) {
+  %r = reshape<shape=[floordiv(8*s, 3), 3]>(%x) : f32[floordiv(8*s, 3), 3]
+  %y = relu(%r) : f32[floordiv(8*s, 3), 3]
+  return %y = %y
+}
+"#,
+            vec![(
+                &[("s", 5)],
+                &["reshape node %", "40 elements ([s, 8]) cannot make [13, 3] ([floordiv(8*s, 3), 3]), which holds 39", "(with s = 5)"],
+            )],
+            vec![vec![("s", 3)], vec![("s", 6)]],
+        ),
+        (
+            "slice_past_the_axis",
+            r#"
+graph(%x: f32[s], %y: f32[t]) {
+  %z = slice<axes=[0], starts=[0], ends=[t], steps=[1]>(%x) : f32[t]
+  %w = add(%z, %y) : f32[t]
+  return %w = %w
+}
+"#,
+            vec![(
+                &[("s", 3), ("t", 5)],
+                &["slice node %", "reads indices 0 to 4", "axis 0 of its operand, which has 3 (`s`)"],
+            )],
+            vec![vec![("s", 5), ("t", 3)], vec![("s", 4), ("t", 4)]],
+        ),
+        (
+            "expand_target",
+            r#"
+graph(%x: f32[5], %y: f32[t]) {
+  %e = expand<shape=[t]>(%x) : f32[5]
+  return %e = %e
+}
+"#,
+            vec![(
+                &[("t", 3)],
+                &["expand node %", "the target shape's axis 0 has size 3 (`t`), which does not broadcast to 5"],
+            )],
+            vec![vec![("t", 1)], vec![("t", 5)]],
+        ),
+        (
+            "gather_elements_indices",
+            r#"
+graph(%x: f32[s, 4], %i: i64[t, 4]) {
+  %g = gather_elements<axis=1>(%x, %i) : f32[t, 4]
+  return %g = %g
+}
+"#,
+            vec![(
+                &[("s", 2), ("t", 5)],
+                &["gather_elements node %", "the indices' axis 0 has size 5 (`t`), more than the data's 2 (`s`)"],
+            )],
+            vec![vec![("s", 5), ("t", 2)], vec![("s", 3), ("t", 3)]],
+        ),
+        (
+            "pad_cropped",
+            r#"
+graph(%x: f32[s]) {
+  %p = pad<mode=edge, pads_begin=[-3], pads_end=[2]>(%x) : f32[s - 1]
+  return %p = %p
+}
+"#,
+            vec![
+                (&[("s", 3)], &["pad node %", "`edge` padding of axis 0 needs an element to repeat, but the axis keeps 0"]),
+                (&[("s", 2)], &["pad node %", "axis 0 of size `s` cannot lose more than it has", "it would keep -1"]),
+            ],
+            vec![vec![("s", 4)], vec![("s", 7)]],
+        ),
+        (
+            "conv_kernel_too_large",
+            r#"
+graph(%x: f32[1, 1, w]) {
+  %k = const @"k" : f32[1, 1, 3]
+  %c = conv<strides=[1], pads_begin=[0], pads_end=[0], dilations=[1], group=1>(%x, %k) : f32[1, 1, w - 2]
+  return %c = %c
+}
+"#,
+            vec![
+                (&[("w", 2)], &["conv node %", "the kernel does not fit spatial axis 0", "would have 0 positions"]),
+                (&[("w", 1)], &["conv node %", "axis 2 of its result, `w - 2`, is -1"]),
+            ],
+            vec![vec![("w", 3)], vec![("w", 9)]],
+        ),
+        (
+            "too_large",
+            r#"
+graph(%x: f32[s]) {
+  %e = expand<shape=[s*s*s, s]>(%x) : f32[s*s*s, s]
+  %r = reduce_sum<axes=[0, 1], keep_dims=false>(%e) : f32[]
+  return %r = %r
+}
+"#,
+            vec![
+                (&[("s", 65536)], &["expand node %", "would hold 2^63 or more elements"]),
+                (&[("s", 4096)], &["expand node %", "its result [s*s*s, s] of f32 would hold 281474976710656 elements, 1125899906842624 bytes"]),
+            ],
+            vec![vec![("s", 3)]],
+        ),
+    ];
+    let new_case = |name: &str, ir: &str| {
+        let case = Case::new(name, ir).weight("k", lowered::random_f32(&[1, 1, 3], "k", -1.0, 1.0));
+        if ir.contains("%i: i64") {
+            case.input("i", Gen::Int(0, 3))
+        } else {
+            case
+        }
+    };
+    for (name, ir, bad, good) in cases {
+        for (b, (binding, words)) in bad.iter().enumerate() {
+            new_case(&format!("{name}_bad{b}"), ir)
+                .bind(binding)
+                .expect_shape_error(words)
+                .check();
+        }
+        let mut case = new_case(name, ir).tol(Tol::Ulps { ulps: 4, abs: 1e-6 });
+        for binding in &good {
+            case = case.bind(binding);
+        }
+        case.check();
+    }
 }
 
 /// Attention as torch exports it (`Q`, `K` read through transposes, a scale, an additive
@@ -1997,6 +2136,26 @@ fn fused_op_attention_causal() {
     case.check();
 }
 
+/// Attention over no keys: the product of an empty softmax with V is an empty sum, zeros, as
+/// the interpreter gives, unnormalised (no filter: the division by the rows' sums) and
+/// normalised (the filter), with and without the causal flag.
+#[test]
+fn fused_op_attention_without_keys() {
+    Case::new(
+        "fused_attention_no_keys",
+        r#"
+graph(%q: f32[b, 3, 8], %kt: f32[b, 8, 0], %v: f32[b, 0, 4]) {
+  %o1 = attention<scale=mul(0.5), mask=none, nan_filter=false>(%q, %kt, %v) : f32[b, 3, 4]
+  %o2 = attention<scale=none, mask=none, nan_filter=true, causal=true>(%q, %kt, %v) : f32[b, 3, 4]
+  return %o1 = %o1
+  return %o2 = %o2
+}"#,
+    )
+    .bind(&[("b", 1)])
+    .bind(&[("b", 3)])
+    .check();
+}
+
 /// `fused` is one elementwise loop over the result (checked: one step each), its operands read
 /// broadcast: arithmetic with a broadcast row and scalar constants, a comparison choosing
 /// between a cast integer and a negation, bool logic, integer arithmetic, `isnan` and `where`,
@@ -2115,7 +2274,7 @@ graph(%a: f32[s], %b: f32[t]) {
     )
     .bind(&bad)
     .bind(&[("s", 300), ("t", 7)])
-    .expect_failure()
+    .expect_shape_error(&["fused node %", "(in its expansion, add)"])
     .check();
     Case::new(
         "fused_gemm_mismatch",
@@ -2128,7 +2287,7 @@ graph(%a: f32[4, s], %b: f32[t, 6]) {
     )
     .bind(&bad)
     .bind(&[("s", 300), ("t", 7)])
-    .expect_failure()
+    .expect_shape_error(&["gemm node %", "the inner sizes differ"])
     .check();
 }
 

@@ -5,7 +5,7 @@
 //! `y: f32[batch, seq, 2] = 2 * x + 1` (staged through the arena) and
 //! `s: i64[batch, 2 * seq]` with `s[b, j] = ids[b] + j`, whose second dim only `output_dims`
 //! knows. Rows are computed with `tcc_rt_parallel_for`. An `ids[0]` of [`FAIL_ID`] makes `run`
-//! return an error code.
+//! return an error code. Its one size check refuses a `seq` of [`REFUSED_SEQ`].
 //!
 //! [`EMPTY_DESC`] has one input `e: f32[n, 0]`, always empty, and one output `count: i64[1]`
 //! holding `n`.
@@ -27,6 +27,8 @@ pub const INDEX_ID: i64 = -998;
 pub const SIZES_ID: i64 = -997;
 /// The code the fake model's run returns then.
 pub const FAIL_CODE: i32 = 42;
+/// The `seq` that the fake model's size check refuses.
+pub const REFUSED_SEQ: i64 = 99;
 
 const BATCH: i64 = -1;
 const SEQ: i64 = -2;
@@ -78,7 +80,29 @@ pub static DESC: ModelDesc = ModelDesc {
     output_dims: Some(fake_output_dims),
     arena_bytes: Some(fake_arena_bytes),
     run: Some(fake_run),
+    n_size_checks: 2,
+    size_checks: CHECKS.0.as_ptr(),
+    check_sizes: Some(fake_check_sizes),
 };
+
+static CHECKS: SyncPtrs<2> = SyncPtrs([
+    c"never fails".as_ptr(),
+    c"fake check: seq is {0}, which the model refuses ({{{1}}} {2}; {x} {99} stay)".as_ptr(),
+]);
+
+unsafe extern "C" fn fake_check_sizes(symbols: *const i64, values: *mut i64) -> i32 {
+    // SAFETY: the runtime passes 2 symbols and room for CHECK_VALUES values.
+    unsafe {
+        let seq = *symbols.add(1);
+        if seq == REFUSED_SEQ {
+            *values = seq;
+            *values.add(1) = i64::MAX;
+            *values.add(2) = -7;
+            return 1;
+        }
+    }
+    -1
+}
 
 unsafe extern "C" fn fake_output_dims(symbols: *const i64, dims: *mut i64) {
     // SAFETY: the runtime passes 2 symbols and room for 3 + 2 dims.
@@ -194,6 +218,9 @@ pub static EMPTY_DESC: ModelDesc = ModelDesc {
     output_dims: Some(empty_output_dims),
     arena_bytes: Some(empty_arena_bytes),
     run: Some(empty_run),
+    n_size_checks: 0,
+    size_checks: std::ptr::null(),
+    check_sizes: None,
 };
 
 unsafe extern "C" fn empty_output_dims(_symbols: *const i64, dims: *mut i64) {

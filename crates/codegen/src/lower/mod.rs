@@ -8,7 +8,9 @@
 //!    buffers, constants as globals, everything else in arena slots reused after their last use;
 //! 3. [`ops`]: one LLVM function per step, `void step(void *ctx, int64_t task)`, working on
 //!    a range of rows so the runtime's thread pool can split it;
-//! 4. [`run`]: the descriptor's entry points, `run` calling the steps in order;
+//! 4. [`run`]: the descriptor's entry points, `run` calling the steps in order, and
+//!    [`checks`]: `check_sizes`, the relations between sizes that the graph's types leave to
+//!    run time, which the runtime checks before every run;
 //! 5. the model ABI ([`crate::abi`]): the descriptor and the exported `PREFIX_*` wrappers;
 //! 6. LLVM optimisation and code generation ([`crate::emit`]).
 //!
@@ -31,6 +33,7 @@
 //! GEMM's packing scratch is one region per batch matrix (in the arena, planned like any other
 //! buffer), not one per thread: tasks do not know which thread runs them.
 
+pub mod checks;
 pub mod dims;
 pub mod ops;
 pub mod plan;
@@ -76,6 +79,8 @@ pub struct Compiled {
     pub plan: Plan,
     /// The number of kernels (steps) of the schedule.
     pub steps: usize,
+    /// The size checks `check_sizes` evaluates before every run, in order.
+    pub size_checks: Vec<checks::SizeCheck>,
     /// Time spent scheduling, planning and building LLVM IR.
     pub lowering: Duration,
     /// Time spent in LLVM optimisation and code generation.
@@ -92,8 +97,14 @@ impl Compiled {
     }
 }
 
-/// The model's interface: inputs (dims fixed or plain symbols), outputs, symbols.
+/// The model's interface: inputs (dims fixed or plain symbols), outputs, symbols and the
+/// messages of its size checks ([`checks::size_checks`]).
 pub fn interface(graph: &Graph) -> Result<Interface> {
+    interface_with(graph, &checks::size_checks(graph))
+}
+
+/// [`interface`] with the size checks already listed.
+fn interface_with(graph: &Graph, size_checks: &[checks::SizeCheck]) -> Result<Interface> {
     let symbols: Vec<String> = graph
         .input_symbols()
         .iter()
@@ -153,20 +164,23 @@ pub fn interface(graph: &Graph) -> Result<Interface> {
         inputs,
         outputs,
         symbols,
+        size_checks: size_checks.iter().map(|c| c.message.clone()).collect(),
     })
 }
 
 /// Compiles a graph: schedule, memory plan, kernels, entry points, ABI, then LLVM.
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
     let start = Instant::now();
-    let interface = interface(graph)?;
+    let size_checks = checks::size_checks(graph);
+    let interface = interface_with(graph, &size_checks)?;
     abi::check_interface(&opts.prefix, &interface)?;
     let header = abi::header(&opts.prefix, &interface)?;
     let names: Vec<Arc<str>> = graph.input_symbols();
     let mut steps = schedule::schedule(graph)?;
     let direct = schedule::add_output_copies(graph, &mut steps);
     let target = &opts.target;
-    // Documented in ARCHITECTURE.md (Code generation): the schedule, one line per step.
+    // Documented in ARCHITECTURE.md (Code generation): the schedule, one line per step, and
+    // the size checks.
     if std::env::var_os("TCC_DEBUG_SCHEDULE").is_some() {
         for (k, s) in steps.iter().enumerate() {
             let kind = match &s.kernel {
@@ -202,6 +216,9 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
                 kind.chars().take(200).collect::<String>()
             );
         }
+        for (k, c) in size_checks.iter().enumerate() {
+            eprintln!("size check {k}: {:?}: {}", c.relation, c.message);
+        }
     }
     let plan = plan::plan(graph, &steps, &direct, &|s| {
         ops::scratch_bytes(graph, s, target)
@@ -226,7 +243,16 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
         )?;
         functions.push(run::StepFunction { function, parallel });
     }
-    let entry = run::emit_entry_points(&module, graph, &names, &steps, &functions, &plan)?;
+    let check_sizes = checks::emit_check_sizes(&module, &names, &size_checks)?;
+    let entry = run::emit_entry_points(
+        &module,
+        graph,
+        &names,
+        &steps,
+        &functions,
+        &plan,
+        check_sizes,
+    )?;
     abi::emit_model_abi(&module, &opts.prefix, &interface, &entry)?;
     let lowering = start.elapsed();
     let start = Instant::now();
@@ -238,6 +264,7 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
         interface,
         plan,
         steps: steps.len(),
+        size_checks,
         lowering,
         codegen,
     })

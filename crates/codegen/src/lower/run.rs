@@ -7,8 +7,8 @@
 //! [`PARALLEL_WORK`] elements or multiply-adds, or one thread), else hands it to
 //! `tcc_rt_parallel_for` with about four tasks per thread (chunks rounded to the kernel's
 //! alignment, such as the GEMM's register tile rows). It returns the error flag: 0, or 1 if a
-//! kernel met bad data (an index out of range); before any kernel it checks the sizes the
-//! graph's types assume fit (see [`shape_constraints`]) and returns 2 (`TCC_RUN_SIZES_DISAGREE`, which the runtime reports as `TCC_ERR_SHAPE`) if they do not.
+//! kernel met bad data (an index out of range). The sizes the graph's types assume fit are
+//! checked before it, by `check_sizes` (see [`super::checks`]), which the runtime calls first.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use inkwell::module::{Linkage, Module};
 use inkwell::values::{FunctionValue, IntValue, PointerValue};
 use inkwell::{AddressSpace, IntPredicate};
-use tcc_ir::{Dim, Graph, NodeId, Op};
+use tcc_ir::{Graph, NodeId};
 
 use super::dims::DimEmitter;
 use super::ops::{CtxSlot, Parallel};
@@ -36,7 +36,8 @@ pub struct StepFunction<'ctx> {
     pub parallel: Parallel,
 }
 
-/// Emits `run`, `output_dims` and `arena_bytes`.
+/// Emits `run`, `output_dims` and `arena_bytes`; `check_sizes` is the already emitted
+/// [`super::checks::emit_check_sizes`].
 pub fn emit_entry_points<'ctx>(
     module: &Module<'ctx>,
     graph: &Graph,
@@ -44,6 +45,7 @@ pub fn emit_entry_points<'ctx>(
     steps: &[Step],
     functions: &[StepFunction<'ctx>],
     plan: &Plan,
+    check_sizes: FunctionValue<'ctx>,
 ) -> Result<EntryPoints<'ctx>> {
     let context = module.get_context();
     let ptr_t = context.ptr_type(AddressSpace::default());
@@ -109,7 +111,6 @@ pub fn emit_entry_points<'ctx>(
     let ctx = b
         .build_array_alloca(i64t, i64t.const_int(n_slots as u64, false), "ctx")
         .map_err(Error::builder("tcc_run"))?;
-    emit_shape_checks(context, &b, run, &d, graph)?;
     let parallel_for = abi::declare_parallel_for(module);
     let num_threads = abi::declare_num_threads(module);
     let threads = b
@@ -262,146 +263,8 @@ pub fn emit_entry_points<'ctx>(
         run,
         output_dims,
         arena_bytes,
+        check_sizes,
     })
-}
-
-/// The run-time size constraints of the graph that its types leave open, as pairs `(d, o)`:
-/// operand size `d` must equal `o`, or be 1 if `broadcast`.
-///
-/// The IR types a symbolic size against another (`[s]` with `[t]`, or with `[5]`) assuming the
-/// operands fit at run time, where the interpreter checks them; the kernels index by those
-/// types, so a run whose inputs do not fit must stop before any kernel reads or writes out of
-/// bounds. Checked: broadcasting operands of elementwise ops and `Expand` against the result,
-/// `MatMul` and `MatMulInteger` inner sizes and batch broadcasting, `Concat` operands off the
-/// axis, and `LayerNorm` scale and bias against the normalised shape, for the nodes the outputs
-/// need; a fused op is checked as its expansion (`tcc_ir::fused::expand`), core op by core op,
-/// since that is what it means and what the interpreter checks. A pair that is the same
-/// [`Dim`], or an operand size that is the constant 1, needs no check.
-fn shape_constraints(graph: &Graph) -> Vec<(Dim, Dim, bool)> {
-    let mut out = Vec::new();
-    let mut add = |d: &Dim, o: &Dim, broadcast: bool| {
-        if d != o && !(broadcast && d.is(1)) {
-            out.push((d.clone(), o.clone(), broadcast));
-        }
-    };
-    // Only the nodes the outputs need (the interpreter evaluates no others).
-    let mut live = std::collections::HashSet::new();
-    let mut stack: Vec<NodeId> = graph.outputs().iter().map(|(_, id)| *id).collect();
-    while let Some(id) = stack.pop() {
-        if live.insert(id) {
-            stack.extend(graph.operands(id));
-        }
-    }
-    for id in graph.topo_order() {
-        if !live.contains(&id) {
-            continue;
-        }
-        match super::schedule::expansion(graph, id) {
-            // A fused node whose expansion does not type is refused by the schedule.
-            Some(expanded) => {
-                for e in expanded.iter().flatten() {
-                    let dims: Vec<&[Dim]> = e.args.iter().map(|t| t.shape.dims()).collect();
-                    op_constraints(&e.op, &dims, e.ty.shape.dims(), &mut add);
-                }
-            }
-            None => {
-                let operands = graph.operands(id);
-                let dims: Vec<&[Dim]> =
-                    operands.iter().map(|&o| graph.ty(o).shape.dims()).collect();
-                op_constraints(graph.op(id), &dims, graph.ty(id).shape.dims(), &mut add);
-            }
-        }
-    }
-    out
-}
-
-/// The constraints of [`shape_constraints`] of one core op, with operands of dims `operands`
-/// and a result of dims `out`.
-fn op_constraints(
-    op: &Op,
-    operands: &[&[Dim]],
-    out: &[Dim],
-    add: &mut dyn FnMut(&Dim, &Dim, bool),
-) {
-    let right = |add: &mut dyn FnMut(&Dim, &Dim, bool), shape: &[Dim], target: &[Dim]| {
-        let n = shape.len().min(target.len());
-        for i in 0..n {
-            add(
-                &shape[shape.len() - n + i],
-                &target[target.len() - n + i],
-                true,
-            );
-        }
-    };
-    match op {
-        Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } | Op::Expand { .. } => {
-            for dims in operands {
-                right(add, dims, out);
-            }
-        }
-        Op::MatMul | Op::MatMulInteger { .. } => {
-            let (a, b) = (operands[0], operands[1]);
-            if a.len() >= 2 && b.len() >= 2 {
-                add(&a[a.len() - 1], &b[b.len() - 2], false);
-                let batch = &out[..out.len().saturating_sub(2)];
-                right(add, &a[..a.len() - 2], batch);
-                right(add, &b[..b.len() - 2], batch);
-            }
-        }
-        Op::Concat { axis } => {
-            for dims in operands {
-                for (a, d) in dims.iter().enumerate() {
-                    if a != *axis && a < out.len() {
-                        add(d, &out[a], false);
-                    }
-                }
-            }
-        }
-        Op::LayerNorm { axis, .. } => {
-            let norm = &out[(*axis).min(out.len())..];
-            for dims in &operands[1..] {
-                right(add, dims, norm);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Emits the checks of [`shape_constraints`]: `run` returns 2 (`TCC_RUN_SIZES_DISAGREE`) before any kernel if one fails.
-fn emit_shape_checks<'ctx>(
-    context: inkwell::context::ContextRef<'ctx>,
-    b: &inkwell::builder::Builder<'ctx>,
-    run: FunctionValue<'ctx>,
-    d: &DimEmitter<'_, 'ctx>,
-    graph: &Graph,
-) -> Result<()> {
-    let e = || Error::builder("tcc_run");
-    let constraints = shape_constraints(graph);
-    if constraints.is_empty() {
-        return Ok(());
-    }
-    let mut ok = context.bool_type().const_int(1, false);
-    for (dim, want, broadcast) in &constraints {
-        let (x, y) = (d.dim(dim)?, d.dim(want)?);
-        let mut fits = b
-            .build_int_compare(IntPredicate::EQ, x, y, "fits")
-            .map_err(e())?;
-        if *broadcast {
-            let one = b
-                .build_int_compare(IntPredicate::EQ, x, d.constant(1), "one")
-                .map_err(e())?;
-            fits = b.build_or(fits, one, "fits").map_err(e())?;
-        }
-        ok = b.build_and(ok, fits, "ok").map_err(e())?;
-    }
-    let bad = context.append_basic_block(run, "bad_shapes");
-    let good = context.append_basic_block(run, "shapes_ok");
-    b.build_conditional_branch(ok, good, bad).map_err(e())?;
-    b.position_at_end(bad);
-    b.build_return(Some(&context.i32_type().const_int(2, false)))
-        .map_err(e())?;
-    b.position_at_end(good);
-    Ok(())
 }
 
 /// How a step of `rows` rows of `work` each, and `cols` column units, splits on `threads`

@@ -110,6 +110,8 @@ pub struct Case {
     tols: HashMap<String, Tol>,
     /// Whether every run must fail (bad data) on both sides rather than match.
     expect_failure: bool,
+    /// What the library's failures must say: `TCC_ERR_SHAPE` and these words.
+    shape_error: Option<Vec<String>>,
     threads: i32,
     steps: Option<usize>,
     reuse: bool,
@@ -143,6 +145,7 @@ impl Case {
             tol: Tol::Exact,
             tols: HashMap::new(),
             expect_failure: false,
+            shape_error: None,
             threads: 3,
             steps: None,
             reuse: false,
@@ -205,6 +208,14 @@ impl Case {
     /// Every run must fail, in the interpreter and in the library (an index out of range).
     pub fn expect_failure(mut self) -> Case {
         self.expect_failure = true;
+        self
+    }
+
+    /// Every run must fail, in the interpreter and in the library, the library with
+    /// `TCC_ERR_SHAPE` (sizes its size checks refuse) and a message holding each of `words`.
+    pub fn expect_shape_error(mut self, words: &[&str]) -> Case {
+        self.expect_failure = true;
+        self.shape_error = Some(words.iter().map(|w| w.to_string()).collect());
         self
     }
 
@@ -310,7 +321,15 @@ impl Case {
                 let tensors: Vec<&Tensor> = inputs.iter().map(|(_, t)| t).collect();
                 let got = session.run(&tensors, graph.outputs().len());
                 match (expected, got) {
-                    (Err(_), Err(_)) if self.expect_failure => {}
+                    (Err(_), Err(e)) if self.expect_failure => {
+                        for w in self.shape_error.iter().flatten() {
+                            if !e.starts_with("status 3:") || !e.contains(w.as_str()) {
+                                failures.push(format!(
+                                    "{at}: expected a shape error (status 3) saying `{w}`, got: {e}"
+                                ));
+                            }
+                        }
+                    }
                     (want, got) if self.expect_failure => failures.push(format!(
                         "{at}: expected both runs to fail; the interpreter {}, the library {}",
                         if want.is_ok() { "succeeds" } else { "fails" },
