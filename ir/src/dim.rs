@@ -10,6 +10,11 @@
 //! simplifier assumes every symbol is at least 1, which is what lets
 //! `min(seq, 9223372036854775807)` become `seq` and `max(seq - 1, 0)` become
 //! `seq - 1`.
+//!
+//! Coefficient arithmetic wraps at 64 bits rather than panic (`i64::MIN / -1`
+//! included): dims come from untrusted models, and a size that large is refused
+//! where it would become one (the importer's constant-dim check, the
+//! interpreter's budget), not here.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -176,9 +181,7 @@ impl Dim {
     pub fn floor_div(&self, other: &Dim) -> Dim {
         if let (Some(a), Some(b)) = (self.as_const(), other.as_const()) {
             if b != 0 {
-                return Dim::constant(
-                    a.div_euclid(b) - if b < 0 && a.rem_euclid(b) != 0 { 1 } else { 0 },
-                );
+                return Dim::constant(floor_div_i64(a, b));
             }
         }
         if other.is(1) {
@@ -219,7 +222,8 @@ impl Dim {
         }
         let mut out = Dim::default();
         for (m, c) in &self.terms {
-            if c % dc != 0 {
+            // Wrapping: `i64::MIN % -1` would panic (its quotient overflows).
+            if c.wrapping_rem(*dc) != 0 {
                 return None;
             }
             let mut rest = m.clone();
@@ -227,7 +231,7 @@ impl Dim {
                 let pos = rest.iter().position(|x| x == a)?;
                 rest.remove(pos);
             }
-            out.add_term(rest, c / dc);
+            out.add_term(rest, c.wrapping_div(*dc));
         }
         Some(out)
     }
@@ -236,12 +240,7 @@ impl Dim {
     pub fn rem(&self, other: &Dim) -> Dim {
         if let (Some(a), Some(b)) = (self.as_const(), other.as_const()) {
             if b != 0 {
-                let r = a % b;
-                return Dim::constant(if r != 0 && ((r < 0) != (b < 0)) {
-                    r + b
-                } else {
-                    r
-                });
+                return Dim::constant(floor_mod_i64(a, b));
             }
         }
         if self.exact_div(other).is_some() {
@@ -417,6 +416,28 @@ impl Dim {
     }
 }
 
+/// `floor(a / b)` for `b != 0`, wrapping as the coefficients do: the one
+/// overflowing case, `i64::MIN / -1`, gives `i64::MIN` rather than a panic.
+fn floor_div_i64(a: i64, b: i64) -> i64 {
+    let q = a.wrapping_div_euclid(b);
+    if b < 0 && a.wrapping_rem_euclid(b) != 0 {
+        q.wrapping_sub(1)
+    } else {
+        q
+    }
+}
+
+/// The remainder of floor division for `b != 0`, with the sign of `b`
+/// (`i64::MIN mod -1` is 0, not a panic).
+fn floor_mod_i64(a: i64, b: i64) -> i64 {
+    let r = a.wrapping_rem(b);
+    if r != 0 && ((r < 0) != (b < 0)) {
+        r + b
+    } else {
+        r
+    }
+}
+
 fn eval_atom(a: &Atom, env: &dyn Fn(&str) -> Option<i64>) -> Result<i64, String> {
     Ok(match a {
         Atom::Sym(s) => env(s).ok_or_else(|| format!("symbol `{s}` is not bound"))?,
@@ -425,19 +446,14 @@ fn eval_atom(a: &Atom, env: &dyn Fn(&str) -> Option<i64>) -> Result<i64, String>
             if y == 0 {
                 return Err("division by zero in a dim".into());
             }
-            x.div_euclid(y) - if y < 0 && x.rem_euclid(y) != 0 { 1 } else { 0 }
+            floor_div_i64(x, y)
         }
         Atom::Mod(x, y) => {
             let (x, y) = (x.eval(env)?, y.eval(env)?);
             if y == 0 {
                 return Err("division by zero in a dim".into());
             }
-            let r = x % y;
-            if r != 0 && ((r < 0) != (y < 0)) {
-                r + y
-            } else {
-                r
-            }
+            floor_mod_i64(x, y)
         }
         Atom::Min(x, y) => x.eval(env)?.min(y.eval(env)?),
         Atom::Max(x, y) => x.eval(env)?.max(y.eval(env)?),

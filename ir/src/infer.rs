@@ -40,10 +40,26 @@ impl crate::fused::Builder for TypeBuilder {
 /// Integer tensors with at most this many elements carry known values.
 pub const KNOWN_LIMIT: usize = 256;
 
-/// True if a tensor of `shape` is small enough to carry known values (its
-/// element count, checked for overflow, is at most [`KNOWN_LIMIT`]).
+/// True if a tensor of `shape` is small enough to carry known values: the
+/// product of its dims, a zero dim counted as 1, is at most [`KNOWN_LIMIT`].
+/// Counting zeros as 1 keeps an empty tensor of shape `[0, 2^40, 2^40]` (a
+/// valid constant) from carrying values whose strides and offsets overflow.
 fn fits_known(shape: &[usize]) -> bool {
-    crate::shape::checked_numel(shape).is_some_and(|n| n <= KNOWN_LIMIT)
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))
+        .is_some_and(|n| n <= KNOWN_LIMIT)
+}
+
+/// `known` if it keeps the invariants every consumer of known values relies
+/// on: its shape [`fits_known`] and it holds one value per element. A value
+/// that breaks them (a `reshape` whose element counts agree only modulo 2^64,
+/// a `dims` node of a huge empty shape) is dropped: known values only make
+/// shape arithmetic foldable, so doing without them is always right.
+fn checked_known(known: Option<Known>) -> Option<Known> {
+    known.filter(|k| {
+        fits_known(&k.shape) && crate::shape::checked_numel(&k.shape) == Some(k.values.len())
+    })
 }
 
 /// The elements of a small integer (or bool) tensor, known at compile time as
@@ -108,11 +124,11 @@ pub fn infer(
             let k = (matches!(
                 v.dtype(),
                 DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool
-            ) && v.len() <= KNOWN_LIMIT)
-                .then(|| Known {
-                    shape: v.shape().to_vec(),
-                    values: v.data().to_i64_vec().into_iter().map(Dim::from).collect(),
-                });
+            ) && fits_known(v.shape()))
+            .then(|| Known {
+                shape: v.shape().to_vec(),
+                values: v.data().to_i64_vec().into_iter().map(Dim::from).collect(),
+            });
             (ty, k)
         }
         Op::Dims {
@@ -161,7 +177,7 @@ pub fn infer(
                 (UnaryOp::Neg, Some(k)) => Some(map_known(k, |d| Some(d.neg()))),
                 (UnaryOp::Abs, Some(k)) => k
                     .ints()
-                    .map(|v| const_known(&k.shape, v.into_iter().map(i64::abs))),
+                    .map(|v| const_known(&k.shape, v.into_iter().map(i64::wrapping_abs))),
                 (UnaryOp::Not, Some(k)) => k
                     .ints()
                     .map(|v| const_known(&k.shape, v.into_iter().map(|x| (x == 0) as i64))),
@@ -212,23 +228,25 @@ pub fn infer(
             let shape =
                 broadcast(&broadcast(&c.shape, &a.shape).map_err(err)?, &b.shape).map_err(err)?;
             let k = match (known[0], known[1], known[2], shape.as_fixed()) {
-                (Some(kc), Some(ka), Some(kb), Some(out)) => kc.ints().map(|cv| {
-                    let (ic, ia, ib) = (
-                        bcast_index(&out, &kc.shape),
-                        bcast_index(&out, &ka.shape),
-                        bcast_index(&out, &kb.shape),
-                    );
-                    let values = (0..ic.len())
-                        .map(|i| {
-                            if cv[ic[i]] != 0 {
-                                ka.values[ia[i]].clone()
-                            } else {
-                                kb.values[ib[i]].clone()
-                            }
-                        })
-                        .collect();
-                    Known { shape: out, values }
-                }),
+                (Some(kc), Some(ka), Some(kb), Some(out)) if fits_known(&out) => {
+                    kc.ints().map(|cv| {
+                        let (ic, ia, ib) = (
+                            bcast_index(&out, &kc.shape),
+                            bcast_index(&out, &ka.shape),
+                            bcast_index(&out, &kb.shape),
+                        );
+                        let values = (0..ic.len())
+                            .map(|i| {
+                                if cv[ic[i]] != 0 {
+                                    ka.values[ia[i]].clone()
+                                } else {
+                                    kb.values[ib[i]].clone()
+                                }
+                            })
+                            .collect();
+                        Known { shape: out, values }
+                    })
+                }
                 _ => None,
             };
             (TensorType::new(a.dtype, shape), k)
@@ -564,9 +582,11 @@ pub fn infer(
             }
             let last = i.shape.0[i.rank() - 1]
                 .as_const()
-                .ok_or_else(|| err("the last dim of the indices must be a constant".into()))?
-                as usize;
-            if b + last > t.rank() {
+                .and_then(|d| usize::try_from(d).ok())
+                .ok_or_else(|| {
+                    err("the last dim of the indices must be a non-negative constant".into())
+                })?;
+            if b.checked_add(last).is_none_or(|n| n > t.rank()) {
                 return Err(err(format!(
                     "index tuples of length {last} exceed data rank {}",
                     t.rank()
@@ -607,7 +627,10 @@ pub fn infer(
             let k = match (start.as_const(), len.as_const()) {
                 (Some(s), Some(n)) if (n as usize) <= KNOWN_LIMIT => Some(Known {
                     shape: vec![n as usize],
-                    values: (0..n).map(|i| Dim::constant(s + i * delta)).collect(),
+                    // Wrapping, as the coefficients of dims do.
+                    values: (0..n)
+                        .map(|i| Dim::constant(s.wrapping_add(i.wrapping_mul(*delta))))
+                        .collect(),
                 }),
                 _ => None,
             };
@@ -639,7 +662,7 @@ pub fn infer(
         }
     };
     let _ = rank0;
-    Ok(out)
+    Ok((out.0, checked_known(out.1)))
 }
 
 /// The result type of `Conv` on `x` and `w`, or what is wrong.
@@ -796,15 +819,33 @@ pub fn slice_len(start: &Dim, end: &Dim, step: i64) -> Option<Dim> {
     } else {
         start.sub(end)
     };
+    if let Some(span) = span.as_const() {
+        // In 128 bits: `span + |step| - 1` may overflow i64, and |i64::MIN| does.
+        let n = if span <= 0 {
+            0
+        } else {
+            (i128::from(span) - 1) / i128::from(step).abs() + 1
+        };
+        return Some(Dim::constant(n as i64));
+    }
     Some(
-        span.ceil_div(&Dim::constant(step.abs()))
+        // `saturating_abs`: |i64::MIN| is one past i64::MAX, and dividing an
+        // i64 span by either gives the same ceiling.
+        span.ceil_div(&Dim::constant(step.saturating_abs()))
             .max_dim(&Dim::constant(0)),
     )
 }
 
 /// For each element of `out`, the flat index of the element of a tensor of
 /// shape `inp` that numpy broadcasting reads.
+///
+/// An empty `out` (a zero dim) reads nothing, whatever the other dims: a
+/// tensor of shape `[0, 2^40, 2^40]` is a valid constant, and the strides of
+/// its other dims would overflow.
 pub fn bcast_index(out: &[usize], inp: &[usize]) -> Vec<usize> {
+    if out.contains(&0) {
+        return Vec::new();
+    }
     let n: usize = out.iter().product();
     let r = out.len();
     let off = r - inp.len();

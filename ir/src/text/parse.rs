@@ -238,7 +238,8 @@ impl Parser<'_> {
             .as_fixed()
             .ok_or_else(|| c.err(format!("a constant's type must be concrete, got {ty}")))?;
         let items = split_top_level(inner);
-        let n: usize = shape.iter().product();
+        let n = crate::shape::checked_numel(&shape)
+            .ok_or_else(|| c.err(format!("type {ty} holds more elements than memory can")))?;
         if items.len() != n {
             return Err(c.err(format!(
                 "type {ty} holds {n} elements but {} were given",
