@@ -286,6 +286,18 @@ fn prepare_output(out: &Path, emit: Emit) -> Result<()> {
     }
     if emit == Emit::Lib {
         let header = out.with_extension("h");
+        for path in [out, header.as_path()] {
+            if files::is_special(path) {
+                bail!(
+                    "cannot write the library `{}`: `{}` is not a regular file (a device or \
+                     a pipe); a library and its header are written as files, renamed into \
+                     place (to compile without keeping the result, write into a temporary \
+                     directory)",
+                    out.display(),
+                    path.display()
+                );
+            }
+        }
         if header == out {
             bail!(
                 "the library `{}` and its header would be the same file: give the library \

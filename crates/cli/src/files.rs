@@ -58,8 +58,17 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)], what: &str) -> Result
 }
 
 /// Writes `bytes` to `path` whole or not at all: into a temporary file beside
-/// it, then renamed over it.
+/// it, then renamed over it. A `path` that exists and is not a regular file
+/// (`/dev/null`, a FIFO, a terminal) is written in place: a rename would
+/// replace the device or pipe itself.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if is_special(path) {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .with_context(|| format!("cannot write `{}`", path.display()));
+    }
     let tmp = temp_beside(path);
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -72,6 +81,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write `{}`", path.display()))
+}
+
+/// True if `path` exists (through symlinks) and is neither a regular file nor a directory:
+/// a device, a FIFO or a socket, which output is written into in place.
+pub fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 fn temp_beside(path: &Path) -> PathBuf {

@@ -722,3 +722,55 @@ fn explain_reports_size_dependent_choices() {
         "minilm-l6 should not depend on the sizes:\n{minilm}"
     );
 }
+
+/// Output to a path that is not a regular file: `/dev/null` is written into, never replaced
+/// (a rename over it would swap the device for a file, as root), for the IR, an object file
+/// and `tcc run`'s outputs; a library, which is two files renamed into place, is refused with
+/// an error naming the path.
+#[test]
+fn output_to_dev_null_writes_into_it_and_a_library_there_is_refused() {
+    use std::os::unix::fs::FileTypeExt;
+    let null = Path::new("/dev/null");
+    let is_device = || {
+        std::fs::symlink_metadata(null)
+            .map(|m| m.file_type().is_char_device())
+            .unwrap_or(false)
+    };
+    assert!(
+        is_device(),
+        "/dev/null is not a character device before the test"
+    );
+    let model = example("model.onnx");
+    for emit in ["ir", "obj"] {
+        let o = tcc(&["compile", p(&model), "--emit", emit, "-o", "/dev/null"]);
+        assert!(o.status.success(), "--emit {emit}: {}", stderr(&o));
+        assert!(
+            is_device(),
+            "--emit {emit} -o /dev/null replaced the device"
+        );
+    }
+    let o = tcc(&["compile", p(&model), "-o", "/dev/null"]);
+    assert_fails_naming(&o, &["/dev/null", "not a regular file"]);
+    assert!(
+        is_device(),
+        "a library compile to /dev/null replaced the device"
+    );
+
+    let dir = scratch("dev-null");
+    let so = dir.join("tiny.so");
+    let o = tcc(&["compile", p(&model), "-o", p(&so)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = tcc(&[
+        "run",
+        p(&so),
+        "--inputs",
+        p(&example("inputs.npz")),
+        "--output",
+        "/dev/null",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        is_device(),
+        "tcc run --output /dev/null replaced the device"
+    );
+}

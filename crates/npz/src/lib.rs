@@ -344,6 +344,9 @@ fn fortran_to_c_order(shape: &[usize]) -> impl Iterator<Item = usize> + '_ {
 /// Writes `arrays` to `path` as an uncompressed `.npz` (as `numpy.savez` does),
 /// each as `<name>.npy`. The file is written whole or not at all: the archive
 /// goes to a temporary file beside `path`, which is renamed over it at the end.
+/// A `path` that exists and is not a regular file (`/dev/null`, a FIFO, a
+/// terminal) is written in place instead, from an archive built in memory: a
+/// rename would replace the device or pipe itself.
 pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<()> {
     for (i, (name, t)) in arrays.iter().enumerate() {
         if arrays[..i].iter().any(|(n, _)| n == name) {
@@ -359,6 +362,14 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<()> {
                 dtype: "bf16".into(),
             });
         }
+    }
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let archive = write_zip(path, io::Cursor::new(Vec::new()), arrays)?.into_inner();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        return file.write_all(&archive).map_err(io_err(path));
     }
     let tmp = temp_path(path);
     let result = write_to(path, &tmp, arrays).and_then(|()| {
@@ -385,7 +396,17 @@ fn temp_path(path: &Path) -> PathBuf {
 
 fn write_to(path: &Path, tmp: &Path, arrays: &[(String, Tensor)]) -> Result<()> {
     let file = File::create(tmp).map_err(io_err(path))?;
-    let mut zip = zip::ZipWriter::new(BufWriter::new(file));
+    let buffered = write_zip(path, BufWriter::new(file), arrays)?;
+    let file = buffered
+        .into_inner()
+        .map_err(|e| io_err(path)(e.into_error()))?;
+    file.sync_all().map_err(io_err(path))?;
+    Ok(())
+}
+
+/// Writes the archive of `arrays` into `w` and returns it; `path` names the file in errors.
+fn write_zip<W: Write + io::Seek>(path: &Path, w: W, arrays: &[(String, Tensor)]) -> Result<W> {
+    let mut zip = zip::ZipWriter::new(w);
     for (name, t) in arrays {
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
@@ -412,12 +433,7 @@ fn write_to(path: &Path, tmp: &Path, arrays: &[(String, Tensor)]) -> Result<()> 
         }
         .map_err(npy_err)?;
     }
-    let buffered = zip.finish().map_err(zip_err(path))?;
-    let file = buffered
-        .into_inner()
-        .map_err(|e| io_err(path)(e.into_error()))?;
-    file.sync_all().map_err(io_err(path))?;
-    Ok(())
+    zip.finish().map_err(zip_err(path))
 }
 
 fn write_npy<T, W>(w: &mut W, shape: &[u64], values: &[T]) -> io::Result<()>

@@ -160,49 +160,20 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
-    let f32t = kb.context().f32_type();
-    let f64t = kb.context().f64_type();
-    let vd = f64t.vec_type(kb.lanes());
-    let zeros = vt.const_zero();
-    {
-        let max = row_extreme_f32(c, src, lenv, true, pre)?;
-        let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
-        // e = exp(x - max), stored; the sum in f64 lanes.
-        let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
-            let x = kb.load_f32(src, i, mask)?;
-            let mut e = exp_minus_max(kb, x, neg_max, floor)?;
-            if let Some(mask) = mask {
-                e = b
-                    .build_select(mask, e, zeros, "e")
-                    .map_err(kb.err())?
-                    .into_vector_value();
-            }
-            kb.store_f32(dst, i, e, mask)?;
-            b.build_float_ext(e, vd, "ed").map_err(kb.err())
-        })?;
-        let inv = b
-            .build_float_div(f64t.const_float(1.0), total, "inv")
-            .map_err(kb.err())?;
-        // max is finite exactly when max - max is 0 (NaN for NaN and the infinities).
-        let dm = b.build_float_sub(max, max, "dm").map_err(kb.err())?;
-        let finite = b
-            .build_float_compare(FloatPredicate::OEQ, dm, f32t.const_zero(), "finite")
-            .map_err(kb.err())?;
-        let inv = b
-            .build_select(finite, inv, f64t.const_float(f64::NAN), "inv")
-            .map_err(kb.err())?;
-        let inv_v = kb.splat(inv, "inv")?;
-        kb.vector_loop_in(lenv, |kb, i, mask| {
-            let e = kb.load_f32(dst, i, mask)?;
-            let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
-            let y = b.build_float_mul(ed, inv_v, "y").map_err(kb.err())?;
-            let mut y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
-            if let Some(post) = post {
-                y = post(kb, i, y, mask)?;
-            }
-            kb.store_f32(dst, i, y, mask)
-        })
-    }
+    let vd = kb.context().f64_type().vec_type(kb.lanes());
+    // e = exp(x - max) into dst (pre applied to src in place on the way), and 1 / sum.
+    let inv = softmax_row_unnormalised_f32(c, src, dst, lenv, pre, floor)?;
+    let inv_v = kb.splat(inv.into(), "inv")?;
+    kb.vector_loop_in(lenv, |kb, i, mask| {
+        let e = kb.load_f32(dst, i, mask)?;
+        let ed = b.build_float_ext(e, vd, "ed").map_err(kb.err())?;
+        let y = b.build_float_mul(ed, inv_v, "y").map_err(kb.err())?;
+        let mut y = b.build_float_trunc(y, vt, "y").map_err(kb.err())?;
+        if let Some(post) = post {
+            y = post(kb, i, y, mask)?;
+        }
+        kb.store_f32(dst, i, y, mask)
+    })
 }
 
 /// `exp(x - max)` for a vector `x`, given `neg_max = -max`: the difference as an exact f32
@@ -255,17 +226,19 @@ fn exp_minus_max<'ctx>(
         .into_vector_value())
 }
 
-/// The unnormalised softmax of one contiguous f32 row of `len` elements, in place, for
-/// attention, whose product with `V` divides by the sum afterwards (a pass over the row
-/// fewer): `pre` is applied to the row in place while the pass finds its maximum, then each
-/// element becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0
+/// The unnormalised softmax of one contiguous f32 row of `len` elements from `src` into `dst`
+/// (which may be `src`), for attention, whose product with `V` divides by the sum afterwards
+/// (a pass over the row fewer), and as the first two passes of [`softmax_row_mapped_f32`]:
+/// `pre` is applied to `src` in place while the pass finds its maximum, then each element
+/// becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0
 /// where `x - max < floor`). Returns `1 / sum(e)` in f64 (the sum in
 /// f64 lanes), NaN when the maximum is not finite (a row holding a NaN or an infinity, or a
 /// row whose elements are all `-inf` or that has none: NaN everywhere, as the softmax is).
 /// `e * (1 / sum)` is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s.
 pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     c: &Ctx<'_, 'ctx>,
-    row: PointerValue<'ctx>,
+    src: PointerValue<'ctx>,
+    dst: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
     floor: f32,
@@ -277,10 +250,10 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
     let zeros = vt.const_zero();
-    let max = row_extreme_f32(c, row, lenv, true, pre)?;
+    let max = row_extreme_f32(c, src, lenv, true, pre)?;
     let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
     let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
-        let x = kb.load_f32(row, i, mask)?;
+        let x = kb.load_f32(src, i, mask)?;
         let mut e = exp_minus_max(kb, x, neg_max, floor)?;
         if let Some(mask) = mask {
             e = b
@@ -288,7 +261,7 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
                 .map_err(kb.err())?
                 .into_vector_value();
         }
-        kb.store_f32(row, i, e, mask)?;
+        kb.store_f32(dst, i, e, mask)?;
         b.build_float_ext(e, vd, "ed").map_err(kb.err())
     })?;
     let inv = b
