@@ -104,6 +104,13 @@ pub struct Args {
     #[arg(long, value_name = "SYM=N,...")]
     pub shape: Option<String>,
 
+    /// Compile only the forms the cost model picks at the --hint sizes. By default, when
+    /// its choice depends on a symbol's value (linear attention's KV-first form pays off
+    /// only for long sequences), the library holds the forms of each side of the crossover
+    /// and picks one per call by the actual size; --explain and the header say where.
+    #[arg(long)]
+    pub one_form: bool,
+
     #[command(flatten)]
     pub import: ImportArgs,
 
@@ -167,18 +174,21 @@ pub fn run(args: Args) -> Result<()> {
         prepare_output(out, args.emit)?;
     }
     let start = Instant::now();
-    let (mut graph, _) = files::load_graph(&args.model, &args.import.options())?;
+    let (graph, _) = files::load_graph(&args.model, &args.import.options())?;
     if args.emit != Emit::Ir {
         stage("import", start);
     }
     let start = Instant::now();
     let before = (args.emit == Emit::Dot).then(|| graph.clone());
-    pipeline::optimize(&mut graph, &args.pipeline)?;
+    // One form for the IR and dot outputs, which show the hinted sizes' graph.
+    let one_form = args.one_form || matches!(args.emit, Emit::Ir | Emit::Dot);
+    let forms = pipeline::optimize_forms(graph, &args.pipeline, one_form)?;
+    let graph = &forms.graphs[forms.main];
     if let Some(before) = before {
         let dot = format!(
             "digraph tcc {{\n  rankdir=TB;\n{}{}}}\n",
             tcc_ir::text::dot_cluster(&before, "before", "as imported"),
-            tcc_ir::text::dot_cluster(&graph, "after", "optimised")
+            tcc_ir::text::dot_cluster(graph, "after", "optimised")
         );
         return match &args.output {
             Some(path) => files::write_atomic(path, dot.as_bytes()),
@@ -186,13 +196,25 @@ pub fn run(args: Args) -> Result<()> {
         };
     }
     if args.emit == Emit::Ir {
-        let text = tcc_ir::text::print(&graph);
+        let text = tcc_ir::text::print(graph);
         return match &args.output {
             Some(path) => files::write_atomic(path, text.as_bytes()),
             None => files::print_stdout(&text),
         };
     }
     stage("passes", start);
+    if let Some(d) = &forms.dispatch {
+        let ranges: Vec<String> = (0..forms.graphs.len())
+            .map(|k| format!("form {k} for {}", d.range(k)))
+            .collect();
+        eprintln!(
+            "tcc: the cost model's choice depends on `{}`: the library holds {} forms and \
+             picks one per call ({}); --one-form keeps only the hinted sizes' form",
+            d.symbol,
+            forms.graphs.len(),
+            ranges.join(", ")
+        );
+    }
     let target = if args.target_cpu == "host" {
         Target::host()
     } else {
@@ -208,7 +230,8 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the prefix `{prefix}` is not a C identifier (letters, digits and `_`, not starting with a digit)");
     }
     if args.emit == Emit::Header {
-        let interface = lower::interface(&graph)?;
+        let graphs: Vec<&tcc_ir::Graph> = forms.graphs.iter().collect();
+        let (interface, _) = lower::forms_interface(&graphs, forms.dispatch.as_ref())?;
         let header = tcc_codegen::abi::header(&prefix, &interface)?;
         return match &args.output {
             Some(path) => files::write_atomic(path, header.as_bytes()),
@@ -231,13 +254,14 @@ pub fn run(args: Args) -> Result<()> {
         prefix: prefix.clone(),
         emit: kind,
     };
-    let compiled = lower::compile(&graph, &opts)
+    let graphs: Vec<&tcc_ir::Graph> = forms.graphs.iter().collect();
+    let compiled = lower::compile_forms(&graphs, forms.dispatch.as_ref(), &opts)
         .with_context(|| format!("cannot compile `{}`", args.model.display()))?;
-    eprintln!(
-        "tcc: {:<40} {}",
-        format!("lowering ({} kernels)", compiled.steps),
-        files::ms(compiled.lowering)
-    );
+    let lowered = match compiled.forms.len() {
+        1 => format!("lowering ({} kernels)", compiled.steps()),
+        n => format!("lowering ({n} forms, {} kernels)", compiled.steps()),
+    };
+    eprintln!("tcc: {lowered:<40} {}", files::ms(compiled.lowering));
     eprintln!(
         "tcc: {:<40} {}",
         "LLVM optimisation and code generation",
@@ -325,7 +349,6 @@ fn emit_name(e: Emit) -> &'static str {
 }
 
 fn report_plan(compiled: &lower::Compiled, shape: Option<&[(String, i64)]>) -> Result<()> {
-    let plan = &compiled.plan;
     match shape {
         Some(values) => {
             let env = |s: &str| values.iter().find(|(k, _)| k == s).map(|(_, v)| *v);
@@ -333,8 +356,12 @@ fn report_plan(compiled: &lower::Compiled, shape: Option<&[(String, i64)]>) -> R
                 .plan_report(&env)
                 .map_err(|e| anyhow::anyhow!("cannot evaluate the memory plan for --shape: {e}"))?;
             let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let form = match &compiled.dispatch {
+                Some(d) => format!(" (form {})", env(&d.symbol).map_or(0, |v| d.form(v))),
+                None => String::new(),
+            };
             eprintln!(
-                "tcc: memory plan at {}: peak activations {} bytes ({:.2} MiB) in {} slots \
+                "tcc: memory plan at {}{form}: peak activations {} bytes ({:.2} MiB) in {} slots \
                  (without reuse: {} bytes)",
                 shown.join(","),
                 r.arena_bytes,
@@ -343,26 +370,35 @@ fn report_plan(compiled: &lower::Compiled, shape: Option<&[(String, i64)]>) -> R
                 r.unshared_bytes
             );
         }
-        None => match plan.arena_bytes.as_const() {
-            Some(bytes) => eprintln!(
-                "tcc: memory plan: peak activations {bytes} bytes in {} slots",
-                plan.slot_sizes.len()
-            ),
-            None => {
-                let symbols: Vec<String> = plan
-                    .arena_bytes
-                    .symbols()
-                    .iter()
-                    .map(|s| format!("{s}=N"))
-                    .collect();
-                eprintln!(
-                    "tcc: memory plan: {} slots; the peak depends on the sizes \
-                     (--shape {} gives it in bytes)",
-                    plan.slot_sizes.len(),
-                    symbols.join(",")
-                )
+        None => {
+            for (k, form) in compiled.forms.iter().enumerate() {
+                let plan = &form.plan;
+                let which = match &compiled.dispatch {
+                    Some(d) => format!(" of form {k} ({})", d.range(k)),
+                    None => String::new(),
+                };
+                match plan.arena_bytes.as_const() {
+                    Some(bytes) => eprintln!(
+                        "tcc: memory plan{which}: peak activations {bytes} bytes in {} slots",
+                        plan.slot_sizes.len()
+                    ),
+                    None => {
+                        let symbols: Vec<String> = plan
+                            .arena_bytes
+                            .symbols()
+                            .iter()
+                            .map(|s| format!("{s}=N"))
+                            .collect();
+                        eprintln!(
+                            "tcc: memory plan{which}: {} slots; the peak depends on the sizes \
+                             (--shape {} gives it in bytes)",
+                            plan.slot_sizes.len(),
+                            symbols.join(",")
+                        )
+                    }
+                }
             }
-        },
+        }
     }
     Ok(())
 }

@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result};
 use clap::builder::PossibleValuesParser;
+use tcc_codegen::lower::Dispatch;
 use tcc_ir::Graph;
-use tcc_passes::PassManager;
+use tcc_passes::{egraph, PassManager};
 
 /// How to run the default pass pipeline.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -50,9 +51,104 @@ pub fn optimize(graph: &mut Graph, args: &PipelineArgs) -> Result<()> {
     if args.no_opt {
         return Ok(());
     }
-    let mut config = tcc_passes::egraph::Config {
+    run_pipeline(graph, args, &config(args)?, true)?;
+    Ok(())
+}
+
+/// The forms of a model that a library holds: one, or one per range of a symbol's values
+/// where the cost model prefers other forms (linear attention's `n x n` and KV-first forms
+/// by `seq`), with the dispatch that picks one per call.
+pub struct Forms {
+    /// The optimised graphs, by increasing sizes.
+    pub graphs: Vec<Graph>,
+    /// How a run picks a graph, when there are several.
+    pub dispatch: Option<Dispatch>,
+    /// The graph optimised at the hinted sizes (the one `--emit ir` prints).
+    pub main: usize,
+}
+
+/// Runs the default pipeline as [`optimize`] does and, where the optimiser reports that its
+/// choice depends on a symbol's value ([`tcc_passes::egraph::plan_forms`]), again for each
+/// other range of that symbol, at the value of the range nearest the hint: the library then
+/// holds each form and picks one per call. Forms that come out equal are merged. With
+/// `one_form`, only the hinted sizes' form.
+pub fn optimize_forms(graph: Graph, args: &PipelineArgs, one_form: bool) -> Result<Forms> {
+    let single = |g: Graph| Forms {
+        graphs: vec![g],
+        dispatch: None,
+        main: 0,
+    };
+    if args.no_opt {
+        return Ok(single(graph));
+    }
+    let config = config(args)?;
+    let imported = graph.clone();
+    let mut main = graph;
+    let explanation = run_pipeline(&mut main, args, &config, true)?;
+    let plan = explanation.and_then(|e| egraph::plan_forms(&e.crossovers));
+    let Some(plan) = plan.filter(|_| !one_form) else {
+        return Ok(single(main));
+    };
+    let main_text = tcc_ir::text::print(&main);
+    // (graph, its IR text, the value it was optimised at)
+    let mut forms: Vec<(Graph, String, i64)> = Vec::new();
+    let mut bounds = Vec::new();
+    for (k, &at) in plan.at.iter().enumerate() {
+        let mut other = config.clone();
+        other.cost.hints.insert(plan.symbol.clone(), at);
+        let mut graph = imported.clone();
+        run_pipeline(&mut graph, args, &other, false)?;
+        let text = tcc_ir::text::print(&graph);
+        match forms.last_mut() {
+            // The same graph as the range below: one form for both.
+            Some(last) if last.1 == text => {}
+            _ => {
+                if k > 0 {
+                    bounds.push(plan.bounds[k - 1]);
+                }
+                forms.push((graph, text, at));
+            }
+        }
+    }
+    if forms.len() == 1 {
+        return Ok(single(main));
+    }
+    // The form `--emit ir` would show: the hinted sizes', else the one whose range holds them.
+    let hint = *config
+        .cost
+        .hints
+        .get(&plan.symbol)
+        .unwrap_or(&config.cost.default_dim);
+    let main_index = forms
+        .iter()
+        .position(|f| f.1 == main_text)
+        .unwrap_or_else(|| bounds.iter().take_while(|&&b| hint >= b).count());
+    let notes = forms
+        .iter()
+        .map(|f| {
+            format!(
+                "the forms the cost model picks at {} = {}",
+                plan.symbol, f.2
+            )
+        })
+        .collect();
+    Ok(Forms {
+        main: main_index,
+        dispatch: Some(Dispatch {
+            symbol: plan.symbol,
+            bounds,
+            notes,
+        }),
+        graphs: forms.into_iter().map(|f| f.0).collect(),
+    })
+}
+
+/// The optimiser's settings from the flags.
+fn config(args: &PipelineArgs) -> Result<egraph::Config> {
+    let mut config = egraph::Config {
         reassociate: !args.no_reassociate,
-        sweep: args.explain,
+        // Cheap (extractions of the saturated e-graph): the forms of a library need it.
+        sweep: true,
         ..Default::default()
     };
     if let Some(hint) = &args.hint {
@@ -60,32 +156,49 @@ pub fn optimize(graph: &mut Graph, args: &PipelineArgs) -> Result<()> {
             config.cost.hints.insert(k, v);
         }
     }
-    let (mut pm, explanation) = PassManager::with_optimiser(config);
+    Ok(config)
+}
+
+/// Runs the pipeline with `config`; with `report`, the dumps, `--explain` and the timing
+/// report go to stderr as `args` ask. Returns the optimiser's explanation.
+fn run_pipeline(
+    graph: &mut Graph,
+    args: &PipelineArgs,
+    config: &egraph::Config,
+    report: bool,
+) -> Result<Option<egraph::Explanation>> {
+    let (mut pm, explanation) = PassManager::with_optimiser(config.clone());
     for name in &args.disable_pass {
         pm.disable(name)
             .with_context(|| format!("cannot disable pass `{name}`"))?;
     }
-    for name in &args.dump_after {
-        pm.dump_after(name)
-            .with_context(|| format!("cannot dump after pass `{name}`"))?;
+    if report {
+        for name in &args.dump_after {
+            pm.dump_after(name)
+                .with_context(|| format!("cannot dump after pass `{name}`"))?;
+        }
     }
-    let report = pm.run(graph).context("the pass pipeline failed")?;
-    for dump in &report.dumps {
+    let run = pm.run(graph).context("the pass pipeline failed")?;
+    let explanation = explanation.lock().ok().and_then(|e| e.clone());
+    if !report {
+        return Ok(explanation);
+    }
+    for dump in &run.dumps {
         eprintln!("# {} {}\n{}", dump.stage, dump.pass, dump.text);
     }
     if args.explain {
-        match explanation.lock().ok().and_then(|e| e.clone()) {
+        match &explanation {
             Some(e) => eprintln!("{e}"),
             None => eprintln!("tcc explain: the egraph pass did not run"),
         }
     }
     if args.time_passes {
-        eprint!("{report}");
+        eprint!("{run}");
         eprintln!(
             "{:<16} {:>35.3} ms",
             "total",
-            report.total_duration().as_secs_f64() * 1e3
+            run.total_duration().as_secs_f64() * 1e3
         );
     }
-    Ok(())
+    Ok(explanation)
 }

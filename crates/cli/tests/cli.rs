@@ -774,3 +774,66 @@ fn output_to_dev_null_writes_into_it_and_a_library_there_is_refused() {
         "tcc run --output /dev/null replaced the device"
     );
 }
+
+/// linear-attn's library holds both forms, split where `--explain` puts the crossover: the
+/// header lists them, `--shape` reports the plan of the form of its size (the `n x n` form's
+/// peak grows with the square of `seq`, the KV-first one's linearly), and `--one-form` keeps
+/// only the hinted sizes' form. (Their outputs are checked against ONNX Runtime's on both
+/// sides of the crossover, `seq` 77 and 128 to 4096, by lower_models.rs.)
+#[test]
+fn linear_attention_library_holds_both_forms_split_at_the_crossover() {
+    let model = tcc_tests::shared_dir().join("models/linear-attn/model.onnx");
+    let explained = tcc(&["compile", p(&model), "--emit", "ir", "--explain"]);
+    assert!(explained.status.success(), "{}", stderr(&explained));
+    let err = stderr(&explained);
+    let from: i64 = err
+        .split("from seq = ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no crossover in:\n{err}"));
+    let dir = scratch("linear-forms");
+    let so = dir.join("la.so");
+    let peak = |seq: i64| -> (String, u64) {
+        let shape = format!("batch=1,seq={seq}");
+        let o = tcc(&["compile", p(&model), "-o", p(&so), "--shape", &shape]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let err = stderr(&o);
+        let line = err
+            .lines()
+            .find(|l| l.contains("peak activations"))
+            .unwrap_or_else(|| panic!("no memory plan line in:\n{err}"))
+            .to_string();
+        let bytes = line
+            .split("peak activations ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no byte count in `{line}`"));
+        (line, bytes)
+    };
+    let header = || std::fs::read_to_string(dir.join("la.h")).unwrap();
+    let (below, small) = peak(from - 1);
+    let h = header();
+    assert!(
+        h.contains(&format!("form 0: seq < {from}"))
+            && h.contains(&format!("form 1: seq >= {from}")),
+        "the header does not list the forms split at seq = {from}:\n{h}"
+    );
+    assert!(below.contains("(form 0)"), "{below}");
+    let (above, large) = peak(4 * (from - 1));
+    assert!(above.contains("(form 1)"), "{above}");
+    // Four times the tokens: the KV-first form needs less than the n x n form's 16 times.
+    assert!(
+        large < 8 * small,
+        "peaks {small} and {large} bytes: {below} / {above}"
+    );
+
+    let o = tcc(&["compile", p(&model), "-o", p(&so), "--one-form"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !header().contains("form 0"),
+        "--one-form kept several forms"
+    );
+    assert!(!stderr(&o).contains("holds"), "{}", stderr(&o));
+}

@@ -100,6 +100,10 @@ pub struct Interface {
     /// them: templates where `{k}` stands for the check's value `k` (below [`CHECK_VALUES`]),
     /// `{{` and `}}` for braces.
     pub size_checks: Vec<String>,
+    /// When the library holds several forms of the model and picks one per call by a
+    /// symbol's value: one line per form, saying at which sizes it runs (the header lists
+    /// them). Empty for one form.
+    pub forms: Vec<String>,
 }
 
 /// The functions the backend provides, with the descriptor's signatures
@@ -866,6 +870,18 @@ pub fn header(prefix: &str, interface: &Interface) -> Result<String> {
             binder.unwrap_or_default()
         );
     }
+    if !interface.forms.is_empty() {
+        let _ = writeln!(
+            h,
+            " * Forms: the cost model prefers other forms of this model at other sizes, so \
+             the library\n * holds {} and each run takes the one for its sizes (its own \
+             memory plan and size checks):",
+            interface.forms.len()
+        );
+        for (k, form) in interface.forms.iter().enumerate() {
+            let _ = writeln!(h, " *   form {k}: {}", comment_safe(form));
+        }
+    }
     let _ = writeln!(
         h,
         " *\n * Thread safety: a session is used by one thread at a time; different sessions (of \
@@ -931,6 +947,7 @@ mod tests {
             )],
             symbols: vec!["batch".into(), "seq".into()],
             size_checks: vec!["node %3: {0} and {1} differ".into()],
+            forms: Vec::new(),
         }
     }
 

@@ -106,6 +106,13 @@ pub enum Error {
         why: String,
     },
 
+    /// The forms of a model given to one library do not fit together.
+    #[error("cannot compile the forms of the model into one library: {why}")]
+    Forms {
+        /// What does not fit.
+        why: String,
+    },
+
     /// Reading or writing a file failed.
     #[error("I/O error on `{}`: {source}", path.display())]
     Io {

@@ -46,6 +46,7 @@ fn interface() -> Interface {
         }],
         symbols: vec!["n".into()],
         size_checks: Vec::new(),
+        forms: Vec::new(),
     }
 }
 

@@ -113,6 +113,9 @@ pub struct Crossover {
     /// The DAG cost of each side's choice at `above`, in ns: the form chosen below, then the
     /// one chosen above.
     pub costs_at_above: (f64, f64),
+    /// The values at which extraction gave each side's form (the sweep's samples around the
+    /// crossover): extracting at them gives those forms again.
+    pub samples: (i64, i64),
 }
 
 impl fmt::Display for Explanation {
@@ -153,7 +156,7 @@ impl fmt::Display for Explanation {
         for c in &self.crossovers {
             writeln!(
                 f,
-                "size-dependent choice: {n} classes take other forms at larger {sym}; the cost model prefers the smaller {sym}'s forms up to {sym} = {b} and the larger's from {sym} = {a} ({x:.1} µs against {y:.1} µs there); the compiled graph has the forms chosen at the hint",
+                "size-dependent choice: {n} classes take other forms at larger {sym}; the cost model prefers the smaller {sym}'s forms up to {sym} = {b} and the larger's from {sym} = {a} ({x:.1} µs against {y:.1} µs there); a compiled library holds the forms of each side and picks one per call by {sym}",
                 sym = c.symbol,
                 b = c.below,
                 a = c.above,
@@ -180,6 +183,43 @@ impl fmt::Display for Explanation {
             self.cost_after / 1e3
         )
     }
+}
+
+/// The forms a library should hold when extraction's choice depends on a symbol's value:
+/// the symbol, the bounds between forms (form `k` for `bounds[k - 1] <= value < bounds[k]`)
+/// and, per form, the value to extract it at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormPlan {
+    /// The symbol whose value picks the form.
+    pub symbol: String,
+    /// The bounds, increasing: where the cost model's whole costs of the neighbouring forms
+    /// cross ([`Crossover::above`]).
+    pub bounds: Vec<i64>,
+    /// Per form, the symbol's value to optimise it at: a value inside its range at which the
+    /// sweep's extraction gave that form ([`Crossover::samples`]; extraction is greedy, so
+    /// near a bound it may still give the other side's form).
+    pub at: Vec<i64>,
+}
+
+/// At most this many forms per library (the crossovers of a symbol beyond them are ignored:
+/// each form costs its code and compile time).
+pub const MAX_FORMS: usize = 4;
+
+/// The forms to compile from the crossovers of an optimiser run ([`Explanation::crossovers`],
+/// in input-symbol order): the first symbol with crossovers decides (the others keep their
+/// hints), with one form per range between its crossovers, at most [`MAX_FORMS`]. `None`
+/// when nothing depends on the sizes.
+pub fn plan_forms(crossovers: &[Crossover]) -> Option<FormPlan> {
+    let symbol = crossovers.first()?.symbol.clone();
+    let mut cs: Vec<&Crossover> = crossovers.iter().filter(|c| c.symbol == symbol).collect();
+    cs.sort_by_key(|c| c.above);
+    cs.dedup_by_key(|c| c.above);
+    cs.truncate(MAX_FORMS - 1);
+    let bounds = cs.iter().map(|c| c.above).collect();
+    let at = std::iter::once(cs[0].samples.0)
+        .chain(cs.iter().map(|c| c.samples.1))
+        .collect();
+    Some(FormPlan { symbol, bounds, at })
 }
 
 /// The cost model's estimate for a whole graph, in ns: each node once.
@@ -343,6 +383,7 @@ fn crossovers(
                     above: hi,
                     classes,
                     costs_at_above: (cost_at(&prev_e.choice, hi), cost_at(&e.choice, hi)),
+                    samples: (prev_v, v),
                 });
             }
             prev_v = v;
@@ -380,5 +421,45 @@ impl Pass for EGraphPass {
             *graph = out;
         }
         Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crossing(symbol: &str, above: i64) -> Crossover {
+        Crossover {
+            symbol: symbol.into(),
+            below: above - 1,
+            above,
+            classes: 1,
+            costs_at_above: (1.0, 1.0),
+            samples: (above / 2, above * 2),
+        }
+    }
+
+    #[test]
+    fn forms_are_planned_per_range_of_the_first_symbol_at_the_sweeps_samples() {
+        assert_eq!(plan_forms(&[]), None);
+        let p = plan_forms(&[crossing("seq", 114)]).unwrap();
+        assert_eq!(
+            (p.symbol.as_str(), p.bounds.clone(), p.at),
+            ("seq", vec![114], vec![57, 228])
+        );
+        // Several crossovers of one symbol, unordered and repeated; another symbol's ignored.
+        let p = plan_forms(&[
+            crossing("seq", 900),
+            crossing("seq", 20),
+            crossing("batch", 4),
+            crossing("seq", 20),
+        ])
+        .unwrap();
+        assert_eq!((p.bounds, p.at), (vec![20, 900], vec![10, 40, 1800]));
+        // At most MAX_FORMS forms.
+        let many: Vec<_> = (1..10).map(|k| crossing("seq", 10 * k)).collect();
+        let p = plan_forms(&many).unwrap();
+        assert_eq!(p.bounds.len(), MAX_FORMS - 1);
+        assert_eq!(p.at.len(), MAX_FORMS);
     }
 }

@@ -953,24 +953,26 @@ impl<'a, 'ctx> Checked<'a, 'ctx> {
     }
 }
 
-/// Emits `int32_t tcc_check_sizes(const int64_t *symbols, int64_t *values)`: evaluates the
-/// checks in order and returns -1 if all hold, else the index of the first that fails (or
-/// overflows `i64` on the way) after writing its values to `values`.
+/// Emits `int32_t NAME(const int64_t *symbols, int64_t *values)` (`tcc_check_sizes`, or a
+/// form's when a library holds several): evaluates the checks in order and returns -1 if all
+/// hold, else the index of the first that fails (or overflows `i64` on the way) after writing
+/// its values to `values`.
 pub fn emit_check_sizes<'ctx>(
     module: &Module<'ctx>,
     names: &[Arc<str>],
     checks: &[SizeCheck],
+    name: &str,
 ) -> Result<FunctionValue<'ctx>> {
     let context = module.get_context();
-    let function = module.add_function("tcc_check_sizes", abi::check_sizes_fn_type(context), None);
-    let e = || Error::builder("tcc_check_sizes");
+    let function = module.add_function(name, abi::check_sizes_fn_type(context), None);
+    let e = || Error::builder(name);
     let b = context.create_builder();
     b.position_at_end(context.append_basic_block(function, "entry"));
     let param = |n: u32| -> Result<PointerValue<'ctx>> {
         Ok(function
             .get_nth_param(n)
             .ok_or_else(|| Error::Internal {
-                function: "tcc_check_sizes".into(),
+                function: name.into(),
                 message: "a parameter is missing",
             })?
             .into_pointer_value())
@@ -980,7 +982,7 @@ pub fn emit_check_sizes<'ctx>(
     let i64t = context.i64_type();
     let i32t = context.i32_type();
     let checked = Checked {
-        d: DimEmitter::new(&b, symbols, names, "tcc_check_sizes"),
+        d: DimEmitter::new(&b, symbols, names, name),
         b: &b,
         overflow: Cell::new(i1.const_zero()),
     };

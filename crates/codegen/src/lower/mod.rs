@@ -66,7 +66,51 @@ pub struct CompileOptions {
     pub emit: EmitKind,
 }
 
-/// The result of [`compile`].
+/// Where a library that holds several forms of its model (graphs the optimiser chose for
+/// different sizes, such as linear attention's `n x n` and KV-first forms) picks one per
+/// call: form `k` runs when `bounds[k - 1] <= symbol < bounds[k]`, form 0 below the first
+/// bound and the last form from the last bound up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispatch {
+    /// The input symbol whose value decides.
+    pub symbol: String,
+    /// The bounds, increasing: one fewer than the forms.
+    pub bounds: Vec<i64>,
+    /// What distinguishes each form, for the header (such as the cost model's reason), one
+    /// per form or none.
+    pub notes: Vec<String>,
+}
+
+impl Dispatch {
+    /// The form that runs when the symbol has the value `value`.
+    pub fn form(&self, value: i64) -> usize {
+        self.bounds.iter().take_while(|&&b| value >= b).count()
+    }
+
+    /// The sizes at which form `k` runs, such as `seq < 114` or `seq >= 114`.
+    pub fn range(&self, k: usize) -> String {
+        let s = &self.symbol;
+        match (k.checked_sub(1).map(|j| self.bounds[j]), self.bounds.get(k)) {
+            (None, Some(hi)) => format!("{s} < {hi}"),
+            (Some(lo), None) => format!("{s} >= {lo}"),
+            (Some(lo), Some(hi)) => format!("{lo} <= {s} < {hi}"),
+            (None, None) => "every size".to_string(),
+        }
+    }
+}
+
+/// One form of a compiled model.
+#[derive(Debug)]
+pub struct CompiledForm {
+    /// The memory plan.
+    pub plan: Plan,
+    /// The number of kernels (steps) of the schedule.
+    pub steps: usize,
+    /// The size checks its `check_sizes` evaluates before every run, in order.
+    pub size_checks: Vec<checks::SizeCheck>,
+}
+
+/// The result of [`compile`] and [`compile_forms`].
 #[derive(Debug)]
 pub struct Compiled {
     /// The emitted bytes, of kind [`CompileOptions::emit`].
@@ -75,12 +119,10 @@ pub struct Compiled {
     pub header: String,
     /// The model's interface.
     pub interface: Interface,
-    /// The memory plan.
-    pub plan: Plan,
-    /// The number of kernels (steps) of the schedule.
-    pub steps: usize,
-    /// The size checks `check_sizes` evaluates before every run, in order.
-    pub size_checks: Vec<checks::SizeCheck>,
+    /// The forms, one unless the library picks one per call by [`Compiled::dispatch`].
+    pub forms: Vec<CompiledForm>,
+    /// How the library picks a form, when it holds several.
+    pub dispatch: Option<Dispatch>,
     /// Time spent scheduling, planning and building LLVM IR.
     pub lowering: Duration,
     /// Time spent in LLVM optimisation and code generation.
@@ -88,12 +130,29 @@ pub struct Compiled {
 }
 
 impl Compiled {
-    /// The memory-plan report for symbol values given by name.
+    /// The number of kernels (steps) of all forms together.
+    pub fn steps(&self) -> usize {
+        self.forms.iter().map(|f| f.steps).sum()
+    }
+
+    /// The form that runs for symbol values given by name (the first when the dispatch
+    /// symbol has no value).
+    pub fn form_at(&self, env: &dyn Fn(&str) -> Option<i64>) -> &CompiledForm {
+        let k = self
+            .dispatch
+            .as_ref()
+            .and_then(|d| env(&d.symbol).map(|v| d.form(v)))
+            .unwrap_or(0);
+        &self.forms[k]
+    }
+
+    /// The memory-plan report for symbol values given by name, of the form that runs at
+    /// them.
     pub fn plan_report(
         &self,
         env: &dyn Fn(&str) -> Option<i64>,
     ) -> std::result::Result<PlanReport, String> {
-        self.plan.report(env)
+        self.form_at(env).plan.report(env)
     }
 }
 
@@ -165,23 +224,158 @@ fn interface_with(graph: &Graph, size_checks: &[checks::SizeCheck]) -> Result<In
         outputs,
         symbols,
         size_checks: size_checks.iter().map(|c| c.message.clone()).collect(),
+        forms: Vec::new(),
     })
 }
 
 /// Compiles a graph: schedule, memory plan, kernels, entry points, ABI, then LLVM.
 pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
+    compile_forms(&[graph], None, opts)
+}
+
+/// The interface of a library of the forms `graphs` picked by `dispatch` (see
+/// [`compile_forms`]), and each form's size checks: the forms' inputs, outputs and symbols
+/// must agree; the size checks are concatenated, form by form.
+pub fn forms_interface(
+    graphs: &[&Graph],
+    dispatch: Option<&Dispatch>,
+) -> Result<(Interface, Vec<Vec<checks::SizeCheck>>)> {
+    let Some(&first) = graphs.first() else {
+        return Err(Error::Forms {
+            why: "no graph to compile".into(),
+        });
+    };
+    let multi = graphs.len() > 1;
+    let form_checks: Vec<Vec<checks::SizeCheck>> =
+        graphs.iter().map(|g| checks::size_checks(g)).collect();
+    let all_checks: Vec<checks::SizeCheck> = form_checks.iter().flatten().cloned().collect();
+    let mut interface = interface_with(first, &all_checks)?;
+    for (k, g) in graphs.iter().enumerate().skip(1) {
+        let other = interface_with(g, &[])?;
+        let same = other.inputs == interface.inputs
+            && other.symbols == interface.symbols
+            && other.outputs.len() == interface.outputs.len()
+            && other.outputs.iter().zip(&interface.outputs).all(|(a, b)| {
+                a.name == b.name && a.dtype == b.dtype && a.dims.len() == b.dims.len()
+            });
+        if !same {
+            return Err(Error::Forms {
+                why: format!("form {k}'s inputs, outputs or symbols differ from form 0's"),
+            });
+        }
+    }
+    if let Some(d) = dispatch.filter(|_| multi) {
+        interface.forms = (0..graphs.len())
+            .map(|k| match d.notes.get(k) {
+                Some(note) => format!("{}: {note}", d.range(k)),
+                None => d.range(k),
+            })
+            .collect();
+    }
+    Ok((interface, form_checks))
+}
+
+/// Compiles several forms of one model into one library that picks a form per call by
+/// `dispatch` (which must be given when there are several forms, with one bound fewer than
+/// forms). The forms must have the same interface (inputs, outputs, symbols); their size
+/// checks are concatenated, form by form. Equal constants of several forms are stored once
+/// (LLVM merges them).
+pub fn compile_forms(
+    graphs: &[&Graph],
+    dispatch: Option<&Dispatch>,
+    opts: &CompileOptions,
+) -> Result<Compiled> {
     let start = Instant::now();
-    let size_checks = checks::size_checks(graph);
-    let interface = interface_with(graph, &size_checks)?;
+    let Some(&first) = graphs.first() else {
+        return Err(Error::Internal {
+            function: opts.prefix.clone(),
+            message: "no graph to compile",
+        });
+    };
+    let multi = graphs.len() > 1;
+    let symbol = match (multi, dispatch) {
+        (false, None) => None,
+        (true, Some(d))
+            if d.bounds.len() + 1 == graphs.len() && d.bounds.windows(2).all(|w| w[0] < w[1]) =>
+        {
+            let k = first.input_symbols().iter().position(|s| **s == *d.symbol);
+            Some(k.ok_or_else(|| Error::Forms {
+                why: format!("the dispatch symbol `{}` is not an input symbol", d.symbol),
+            })?)
+        }
+        _ => {
+            return Err(Error::Forms {
+                why: format!(
+                    "{} forms need {} increasing bounds; the dispatch is {dispatch:?}",
+                    graphs.len(),
+                    graphs.len() - 1
+                ),
+            })
+        }
+    };
+    let (interface, form_checks) = forms_interface(graphs, dispatch)?;
     abi::check_interface(&opts.prefix, &interface)?;
     let header = abi::header(&opts.prefix, &interface)?;
+    let target = &opts.target;
+    let context = Context::create();
+    let module = context.create_module(&opts.prefix);
+    crate::emit::prepare(&module, target);
+    let mut forms = Vec::new();
+    let mut entries = Vec::new();
+    let mut offsets = Vec::new();
+    let mut offset = 0u32;
+    for (k, (graph, size_checks)) in graphs.iter().zip(form_checks).enumerate() {
+        let tag = if multi {
+            format!(".form{k}")
+        } else {
+            String::new()
+        };
+        let (entry, form) = lower_form(&module, graph, size_checks, target, &tag)?;
+        offsets.push(offset);
+        offset += form.size_checks.len() as u32;
+        entries.push(entry);
+        forms.push(form);
+    }
+    let entry = match (symbol, dispatch) {
+        (Some(symbol), Some(d)) => {
+            run::emit_dispatch(&module, symbol, &d.bounds, &entries, &offsets)?
+        }
+        _ => entries[0],
+    };
+    abi::emit_model_abi(&module, &opts.prefix, &interface, &entry)?;
+    let lowering = start.elapsed();
+    let start = Instant::now();
+    let bytes = crate::emit::emit(&module, target, opts.emit)?;
+    let codegen = start.elapsed();
+    Ok(Compiled {
+        bytes,
+        header,
+        interface,
+        forms,
+        dispatch: dispatch.filter(|_| multi).cloned(),
+        lowering,
+        codegen,
+    })
+}
+
+/// Lowers one form into `module`: its steps, `check_sizes` and entry points, their names
+/// tagged with `tag` (empty for a library of one form).
+fn lower_form<'ctx>(
+    module: &inkwell::module::Module<'ctx>,
+    graph: &Graph,
+    size_checks: Vec<checks::SizeCheck>,
+    target: &Target,
+    tag: &str,
+) -> Result<(abi::EntryPoints<'ctx>, CompiledForm)> {
     let names: Vec<Arc<str>> = graph.input_symbols();
     let mut steps = schedule::schedule(graph)?;
     let direct = schedule::add_output_copies(graph, &mut steps);
-    let target = &opts.target;
     // Documented in ARCHITECTURE.md (Code generation): the schedule, one line per step, and
     // the size checks.
     if std::env::var_os("TCC_DEBUG_SCHEDULE").is_some() {
+        if !tag.is_empty() {
+            eprintln!("form{tag}:");
+        }
         for (k, s) in steps.iter().enumerate() {
             let kind = match &s.kernel {
                 schedule::Kernel::Fused(e) => format!("fused {e:?}"),
@@ -223,51 +417,46 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
     let plan = plan::plan(graph, &steps, &direct, &|s| {
         ops::scratch_bytes(graph, s, target)
     });
-
-    let context = Context::create();
-    let module = context.create_module(&opts.prefix);
-    crate::emit::prepare(&module, target);
     let mut functions = Vec::new();
     for (k, step) in steps.iter().enumerate() {
         let n_buffers = step.inputs.len() as u32 + 1;
         let has_scratch = plan.scratch.contains_key(&k);
         let (function, parallel) = ops::emit_step(
-            &module,
+            module,
             target,
             graph,
             &names,
             step,
             n_buffers,
             has_scratch,
-            &format!("tcc.step{k}"),
+            &format!("tcc{tag}.step{k}"),
         )?;
         functions.push(run::StepFunction { function, parallel });
     }
-    let check_sizes = checks::emit_check_sizes(&module, &names, &size_checks)?;
+    let check_sizes = checks::emit_check_sizes(
+        module,
+        &names,
+        &size_checks,
+        &format!("tcc_check_sizes{tag}"),
+    )?;
     let entry = run::emit_entry_points(
-        &module,
+        module,
         graph,
         &names,
         &steps,
         &functions,
         &plan,
         check_sizes,
+        tag,
     )?;
-    abi::emit_model_abi(&module, &opts.prefix, &interface, &entry)?;
-    let lowering = start.elapsed();
-    let start = Instant::now();
-    let bytes = crate::emit::emit(&module, target, opts.emit)?;
-    let codegen = start.elapsed();
-    Ok(Compiled {
-        bytes,
-        header,
-        interface,
-        plan,
-        steps: steps.len(),
-        size_checks,
-        lowering,
-        codegen,
-    })
+    Ok((
+        entry,
+        CompiledForm {
+            plan,
+            steps: steps.len(),
+            size_checks,
+        },
+    ))
 }
 
 /// Writes an object, links it with the runtime into the library `out` and writes the header

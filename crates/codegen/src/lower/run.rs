@@ -36,8 +36,10 @@ pub struct StepFunction<'ctx> {
     pub parallel: Parallel,
 }
 
-/// Emits `run`, `output_dims` and `arena_bytes`; `check_sizes` is the already emitted
-/// [`super::checks::emit_check_sizes`].
+/// Emits `run`, `output_dims` and `arena_bytes`, named `tcc_run{tag}` and so on (`tag` is
+/// empty, or names the form when a library holds several); `check_sizes` is the already
+/// emitted [`super::checks::emit_check_sizes`].
+#[allow(clippy::too_many_arguments)]
 pub fn emit_entry_points<'ctx>(
     module: &Module<'ctx>,
     graph: &Graph,
@@ -46,22 +48,26 @@ pub fn emit_entry_points<'ctx>(
     functions: &[StepFunction<'ctx>],
     plan: &Plan,
     check_sizes: FunctionValue<'ctx>,
+    tag: &str,
 ) -> Result<EntryPoints<'ctx>> {
     let context = module.get_context();
     let ptr_t = context.ptr_type(AddressSpace::default());
     let i64t = context.i64_type();
     let i32t = context.i32_type();
-    let err = Error::builder("model_run");
+    let (od_name, ab_name, run_name) = (
+        format!("tcc_output_dims{tag}"),
+        format!("tcc_arena_bytes{tag}"),
+        format!("tcc_run{tag}"),
+    );
 
     // output_dims
-    let output_dims =
-        module.add_function("tcc_output_dims", abi::output_dims_fn_type(context), None);
+    let output_dims = module.add_function(&od_name, abi::output_dims_fn_type(context), None);
     {
         let b = context.create_builder();
         b.position_at_end(context.append_basic_block(output_dims, "entry"));
         let symbols = param_ptr(output_dims, 0)?;
         let dims_out = param_ptr(output_dims, 1)?;
-        let d = DimEmitter::new(&b, symbols, names, "tcc_output_dims");
+        let d = DimEmitter::new(&b, symbols, names, &od_name);
         let mut k = 0u64;
         for (_, id) in graph.outputs() {
             for dim in graph.ty(*id).shape.dims() {
@@ -69,32 +75,28 @@ pub fn emit_entry_points<'ctx>(
                 // SAFETY: the runtime passes room for every output dim.
                 let p = unsafe {
                     b.build_in_bounds_gep(i64t, dims_out, &[i64t.const_int(k, false)], "d")
-                        .map_err(Error::builder("tcc_output_dims"))?
+                        .map_err(Error::builder(&od_name))?
                 };
-                b.build_store(p, v)
-                    .map_err(Error::builder("tcc_output_dims"))?;
+                b.build_store(p, v).map_err(Error::builder(&od_name))?;
                 k += 1;
             }
         }
-        b.build_return(None)
-            .map_err(Error::builder("tcc_output_dims"))?;
+        b.build_return(None).map_err(Error::builder(&od_name))?;
     }
 
     // arena_bytes
-    let arena_bytes =
-        module.add_function("tcc_arena_bytes", abi::arena_bytes_fn_type(context), None);
+    let arena_bytes = module.add_function(&ab_name, abi::arena_bytes_fn_type(context), None);
     {
         let b = context.create_builder();
         b.position_at_end(context.append_basic_block(arena_bytes, "entry"));
         let symbols = param_ptr(arena_bytes, 0)?;
-        let d = DimEmitter::new(&b, symbols, names, "tcc_arena_bytes");
+        let d = DimEmitter::new(&b, symbols, names, &ab_name);
         let v = d.dim(&plan.arena_bytes)?;
-        b.build_return(Some(&v))
-            .map_err(Error::builder("tcc_arena_bytes"))?;
+        b.build_return(Some(&v)).map_err(Error::builder(&ab_name))?;
     }
 
     // run
-    let run = module.add_function("tcc_run", abi::run_fn_type(context), None);
+    let run = module.add_function(&run_name, abi::run_fn_type(context), None);
     let b = context.create_builder();
     b.position_at_end(context.append_basic_block(run, "entry"));
     let pool = param_ptr(run, 0)?;
@@ -102,31 +104,28 @@ pub fn emit_entry_points<'ctx>(
     let inputs = param_ptr(run, 2)?;
     let outputs = param_ptr(run, 3)?;
     let arena = param_ptr(run, 4)?;
-    let d = DimEmitter::new(&b, symbols, names, "tcc_run");
-    let error = b.build_alloca(i32t, "error").map_err(err)?;
-    b.build_store(error, i32t.const_zero())
-        .map_err(Error::builder("tcc_run"))?;
+    let d = DimEmitter::new(&b, symbols, names, &run_name);
+    let e = || Error::builder(&run_name);
+    let error = b.build_alloca(i32t, "error").map_err(e())?;
+    b.build_store(error, i32t.const_zero()).map_err(e())?;
     let max_buffers = steps.iter().map(|s| s.inputs.len() + 2).max().unwrap_or(1);
     let n_slots = CtxSlot::FIRST_BUFFER as usize + max_buffers;
     let ctx = b
         .build_array_alloca(i64t, i64t.const_int(n_slots as u64, false), "ctx")
-        .map_err(Error::builder("tcc_run"))?;
+        .map_err(e())?;
     let parallel_for = abi::declare_parallel_for(module);
     let num_threads = abi::declare_num_threads(module);
     let threads = b
         .build_call(num_threads, &[pool.into()], "threads")
-        .map_err(Error::builder("tcc_run"))?
+        .map_err(e())?
         .try_as_basic_value()
         .basic()
         .ok_or_else(|| Error::Internal {
-            function: "tcc_run".into(),
+            function: run_name.clone(),
             message: "tcc_rt_num_threads returned void",
         })?
         .into_int_value();
-    let threads = b
-        .build_int_s_extend(threads, i64t, "t64")
-        .map_err(Error::builder("tcc_run"))?;
-    let e = || Error::builder("tcc_run");
+    let threads = b.build_int_s_extend(threads, i64t, "t64").map_err(e())?;
     let slot = |k: u32| -> Result<PointerValue<'ctx>> {
         // SAFETY: k < n_slots.
         unsafe {
@@ -147,7 +146,7 @@ pub fn emit_entry_points<'ctx>(
     let mut globals: HashMap<NodeId, PointerValue<'ctx>> = HashMap::new();
     let unreachable_storage = |id: NodeId| -> Error {
         Error::Internal {
-            function: format!("tcc_run (node %{}, {})", id.index(), graph.op(id).name()),
+            function: format!("{run_name} (node %{}, {})", id.index(), graph.op(id).name()),
             message: "a value has no storage in the memory plan",
         }
     };
@@ -178,9 +177,15 @@ pub fn emit_entry_points<'ctx>(
                 .ok_or_else(|| unreachable_storage(id))?;
             let bytes = t.data().to_le_bytes();
             let value = context.const_string(&bytes, false);
-            let g = module.add_global(value.get_type(), None, &format!("tcc.const.{}", id.index()));
+            let g = module.add_global(
+                value.get_type(),
+                None,
+                &format!("tcc.const{tag}.{}", id.index()),
+            );
             g.set_initializer(&value);
             g.set_constant(true);
+            // No address is compared: LLVM may merge equal constants (of several forms).
+            g.set_unnamed_addr(true);
             g.set_linkage(Linkage::Private);
             g.set_alignment(64);
             let p = g.as_pointer_value();
@@ -425,4 +430,158 @@ fn param_ptr<'ctx>(f: FunctionValue<'ctx>, n: u32) -> Result<PointerValue<'ctx>>
             function: f.get_name().to_string_lossy().into_owned(),
             message: "missing parameter",
         })
+}
+
+/// Emits the entry points of a library that holds several forms of its model (see
+/// [`super::Dispatch`]): `tcc_run`, `tcc_output_dims`, `tcc_arena_bytes` and
+/// `tcc_check_sizes` each read the value of the symbol numbered `symbol` and call form `k`'s
+/// own function when `bounds[k - 1] <= value < bounds[k]` (form 0 below `bounds[0]`, the last
+/// form from the last bound up); `tcc_check_sizes` adds `check_offsets[k]`, the number of the
+/// earlier forms' checks, to the index of a failing check, so that indices number the
+/// concatenated messages. The forms' own functions become internal (and inline).
+pub fn emit_dispatch<'ctx>(
+    module: &Module<'ctx>,
+    symbol: usize,
+    bounds: &[i64],
+    forms: &[EntryPoints<'ctx>],
+    check_offsets: &[u32],
+) -> Result<EntryPoints<'ctx>> {
+    let context = module.get_context();
+    let i64t = context.i64_type();
+    if forms.len() != bounds.len() + 1 || check_offsets.len() != forms.len() {
+        return Err(Error::Internal {
+            function: "tcc_run".into(),
+            message: "a dispatch needs one bound fewer than forms",
+        });
+    }
+    for f in forms {
+        for g in [f.run, f.output_dims, f.arena_bytes, f.check_sizes] {
+            g.set_linkage(Linkage::Internal);
+        }
+    }
+    // (name, type, index of the symbols parameter, the form's function, whether it is
+    // check_sizes)
+    type Pick<'ctx> = fn(&EntryPoints<'ctx>) -> FunctionValue<'ctx>;
+    let entries: [(&str, _, u32, Pick<'ctx>, bool); 4] = [
+        ("tcc_run", abi::run_fn_type(context), 1, |f| f.run, false),
+        (
+            "tcc_output_dims",
+            abi::output_dims_fn_type(context),
+            0,
+            |f| f.output_dims,
+            false,
+        ),
+        (
+            "tcc_arena_bytes",
+            abi::arena_bytes_fn_type(context),
+            0,
+            |f| f.arena_bytes,
+            false,
+        ),
+        (
+            "tcc_check_sizes",
+            abi::check_sizes_fn_type(context),
+            0,
+            |f| f.check_sizes,
+            true,
+        ),
+    ];
+    let mut made = Vec::new();
+    for (name, ty, sym_param, pick, is_check) in entries {
+        let e = || Error::builder(name);
+        let function = module.add_function(name, ty, None);
+        let b = context.create_builder();
+        b.position_at_end(context.append_basic_block(function, "entry"));
+        let symbols = param_ptr(function, sym_param)?;
+        // SAFETY: the runtime passes one value per symbol; `symbol` is one of them.
+        let at = unsafe {
+            b.build_in_bounds_gep(i64t, symbols, &[i64t.const_int(symbol as u64, false)], "s")
+                .map_err(e())?
+        };
+        let value = b
+            .build_load(i64t, at, "value")
+            .map_err(e())?
+            .into_int_value();
+        let args: Vec<inkwell::values::BasicMetadataValueEnum> =
+            function.get_param_iter().map(|p| p.into()).collect();
+        for (k, form) in forms.iter().enumerate() {
+            let call = context.append_basic_block(function, &format!("form{k}"));
+            if let Some(&bound) = bounds.get(k) {
+                let next = context.append_basic_block(function, &format!("above{k}"));
+                let below = b
+                    .build_int_compare(
+                        IntPredicate::SLT,
+                        value,
+                        i64t.const_int(bound as u64, true),
+                        "below",
+                    )
+                    .map_err(e())?;
+                b.build_conditional_branch(below, call, next).map_err(e())?;
+                b.position_at_end(call);
+                emit_form_call(
+                    &b,
+                    pick(form),
+                    &args,
+                    is_check.then_some(check_offsets[k]),
+                    name,
+                )?;
+                b.position_at_end(next);
+            } else {
+                b.build_unconditional_branch(call).map_err(e())?;
+                b.position_at_end(call);
+                emit_form_call(
+                    &b,
+                    pick(form),
+                    &args,
+                    is_check.then_some(check_offsets[k]),
+                    name,
+                )?;
+            }
+        }
+        made.push(function);
+    }
+    Ok(EntryPoints {
+        run: made[0],
+        output_dims: made[1],
+        arena_bytes: made[2],
+        check_sizes: made[3],
+    })
+}
+
+/// Calls a form's `target` with the dispatcher's arguments and returns its result; a
+/// `check_sizes` result that names a failing check (non-negative) is moved by `offset`.
+fn emit_form_call<'ctx>(
+    b: &inkwell::builder::Builder<'ctx>,
+    target: FunctionValue<'ctx>,
+    args: &[inkwell::values::BasicMetadataValueEnum<'ctx>],
+    offset: Option<u32>,
+    name: &str,
+) -> Result<()> {
+    let e = || Error::builder(name);
+    let result = b
+        .build_call(target, args, "r")
+        .map_err(e())?
+        .try_as_basic_value()
+        .basic();
+    match (result, offset) {
+        (None, _) => {
+            b.build_return(None).map_err(e())?;
+        }
+        (Some(r), None) => {
+            b.build_return(Some(&r)).map_err(e())?;
+        }
+        (Some(r), Some(offset)) => {
+            let r = r.into_int_value();
+            let t = r.get_type();
+            let failed = b
+                .build_int_compare(IntPredicate::SGE, r, t.const_zero(), "failed")
+                .map_err(e())?;
+            let moved = b
+                .build_int_add(r, t.const_int(u64::from(offset), false), "moved")
+                .map_err(e())?;
+            let r = b.build_select(failed, moved, r, "k").map_err(e())?;
+            b.build_return(Some(&r)).map_err(e())?;
+        }
+    }
+    Ok(())
 }

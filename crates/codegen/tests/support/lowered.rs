@@ -294,7 +294,7 @@ impl Case {
         for tname in targets {
             let lib = match Library::build(&graph, tname, dir.path()) {
                 Ok((lib, compiled)) => {
-                    let steps = compiled.steps;
+                    let steps = compiled.steps();
                     if self.reuse {
                         let first = &bindings[0];
                         let env = |s: &str| first.iter().find(|(k, _)| k == s).map(|(_, v)| *v);
@@ -576,6 +576,17 @@ impl Library {
     /// Compiles `graph` for the target named `tag` into `dir/<tag>.so` (prefix `m`) and
     /// loads it; also returns the compilation's summary.
     pub fn build(graph: &Graph, tag: &str, dir: &Path) -> Result<(Library, Compiled), String> {
+        Library::build_forms(&[graph], None, tag, dir)
+    }
+
+    /// [`Library::build`] of a library holding several forms picked by `dispatch`
+    /// (`lower::compile_forms`).
+    pub fn build_forms(
+        graphs: &[&Graph],
+        dispatch: Option<&lower::Dispatch>,
+        tag: &str,
+        dir: &Path,
+    ) -> Result<(Library, Compiled), String> {
         let opts = CompileOptions {
             target: Target::named(tag).map_err(|e| e.to_string())?,
             prefix: "m".into(),
@@ -583,8 +594,8 @@ impl Library {
         };
         let so = dir.join(format!("{tag}.so"));
         let header = dir.join(format!("{tag}.h"));
-        let compiled =
-            lower::compile_library(graph, &opts, &so, &header).map_err(|e| e.to_string())?;
+        let compiled = lower::compile_forms(graphs, dispatch, &opts).map_err(|e| e.to_string())?;
+        lower::link_library(&compiled, "m", &so, &header).map_err(|e| e.to_string())?;
         // SAFETY: the library was just linked from generated code and the tcc runtime.
         let library = unsafe { libloading::Library::new(&so) }.map_err(|e| e.to_string())?;
         // SAFETY: each symbol is the API function of tcc_model.h with this signature.

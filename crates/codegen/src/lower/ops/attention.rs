@@ -366,8 +366,14 @@ pub(super) fn attention<'ctx>(
                     let g_ref: Option<&RowMap<'_, 'ctx>> =
                         if post.is_some() { Some(&g_map) } else { None };
                     if deferred {
-                        let inv =
-                            softmax_row_unnormalised_f32(c, srow, srow, len, f_ref, ATTENTION_FLOOR)?;
+                        let inv = softmax_row_unnormalised_f32(
+                            c,
+                            srow,
+                            srow,
+                            len,
+                            f_ref,
+                            ATTENTION_FLOOR,
+                        )?;
                         let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                         c.b().build_store(slot, inv).map_err(c.kb.err())?;
                     } else {
