@@ -24,6 +24,7 @@ mod error;
 mod fold_constants;
 mod fold_shapes;
 mod fuse_elementwise;
+pub mod key_mask;
 mod pass;
 mod pass_manager;
 mod simplify;
