@@ -1058,6 +1058,245 @@ graph(%x: f32[n, 4, h, w], %x1: f32[n, 3, w]) {{
     case.check();
 }
 
+/// One convolution of [`convolutions_through_the_gemm`]: its name, input, weights (a constant
+/// of this shape, or the named runtime input), attributes and result type.
+struct ConvSpec {
+    name: &'static str,
+    input: &'static str,
+    weights: ConvWeights,
+    attrs: &'static str,
+    out: &'static str,
+}
+
+/// The weights of a [`ConvSpec`].
+enum ConvWeights {
+    /// A constant of this shape, drawn in `[-1, 1)`.
+    Const(&'static [usize]),
+    /// A graph input of this name and shape.
+    Input(&'static str, &'static [usize]),
+}
+
+impl ConvWeights {
+    fn shape(&self) -> &'static [usize] {
+        match self {
+            ConvWeights::Const(s) | ConvWeights::Input(_, s) => s,
+        }
+    }
+}
+
+#[test]
+fn convolutions_through_the_gemm() {
+    // f32 convolutions of one group run as a GEMM of the weights by blocks of unfolded input:
+    // Conv1d and Conv2d, strides 1 and 2, asymmetric pads, dilation 2, 1x1, 3x3 and 7x7
+    // kernels, 3, 17 and 64 channels (K up to 576, past one k-block of the GEMM), output
+    // channels that are no multiple of a register tile's rows (12 on AVX-512, 6 on AVX2),
+    // weights constant or computed, at symbolic batch and spatial sizes from 1 to several
+    // tasks' worth (lines longer and shorter than a panel, blocks spanning several lines and
+    // rows). A grouped convolution beside them still takes the scalar loop. Each output sums
+    // K products in f32 in the interpreter's order, fused: the GEMM bound with k = K, against
+    // the same convolutions of |x| and |w|.
+    let specs = [
+        ConvSpec {
+            name: "k3",
+            input: "x3",
+            weights: ConvWeights::Const(&[5, 3, 3, 3]),
+            attrs: "strides=[1, 1], pads_begin=[1, 1], pads_end=[1, 1], dilations=[1, 1], group=1",
+            out: "[n, 5, h, w]",
+        },
+        ConvSpec {
+            name: "s2",
+            input: "x17",
+            weights: ConvWeights::Const(&[13, 17, 3, 3]),
+            attrs: "strides=[2, 2], pads_begin=[0, 1], pads_end=[2, 1], dilations=[1, 1], group=1",
+            out: "[n, 13, floordiv(h - 1, 2) + 1, floordiv(w - 1, 2) + 1]",
+        },
+        ConvSpec {
+            name: "dil2",
+            input: "x17",
+            weights: ConvWeights::Const(&[7, 17, 3, 3]),
+            attrs: "strides=[1, 1], pads_begin=[3, 1], pads_end=[1, 3], dilations=[2, 2], group=1",
+            out: "[n, 7, h, w]",
+        },
+        ConvSpec {
+            name: "dil2s2",
+            input: "x3",
+            weights: ConvWeights::Const(&[11, 3, 3, 3]),
+            attrs: "strides=[2, 1], pads_begin=[2, 2], pads_end=[2, 2], dilations=[2, 2], group=1",
+            out: "[n, 11, floordiv(h - 1, 2) + 1, w]",
+        },
+        ConvSpec {
+            name: "p1x1",
+            input: "x64",
+            weights: ConvWeights::Const(&[33, 64, 1, 1]),
+            attrs: "strides=[1, 1], pads_begin=[0, 0], pads_end=[0, 0], dilations=[1, 1], group=1",
+            out: "[n, 33, h, w]",
+        },
+        ConvSpec {
+            name: "p1x1s2",
+            input: "x64",
+            weights: ConvWeights::Const(&[20, 64, 1, 1]),
+            attrs: "strides=[2, 2], pads_begin=[0, 0], pads_end=[1, 1], dilations=[1, 1], group=1",
+            out: "[n, 20, floordiv(h, 2) + 1, floordiv(w, 2) + 1]",
+        },
+        ConvSpec {
+            name: "k7s2",
+            input: "x3",
+            weights: ConvWeights::Const(&[37, 3, 7, 7]),
+            attrs: "strides=[2, 2], pads_begin=[3, 3], pads_end=[3, 3], dilations=[1, 1], group=1",
+            out: "[n, 37, floordiv(h - 1, 2) + 1, floordiv(w - 1, 2) + 1]",
+        },
+        ConvSpec {
+            name: "c64",
+            input: "x64",
+            weights: ConvWeights::Const(&[64, 64, 3, 3]),
+            attrs: "strides=[1, 1], pads_begin=[1, 1], pads_end=[1, 1], dilations=[1, 1], group=1",
+            out: "[n, 64, h, w]",
+        },
+        ConvSpec {
+            name: "runtime_w",
+            input: "x17",
+            weights: ConvWeights::Input("wr", &[9, 17, 3, 3]),
+            attrs: "strides=[1, 1], pads_begin=[1, 0], pads_end=[1, 2], dilations=[1, 1], group=1",
+            out: "[n, 9, h, w]",
+        },
+        ConvSpec {
+            name: "d1k3",
+            input: "y17",
+            weights: ConvWeights::Const(&[19, 17, 3]),
+            attrs: "strides=[1], pads_begin=[1], pads_end=[1], dilations=[1], group=1",
+            out: "[n, 19, l]",
+        },
+        ConvSpec {
+            name: "d1k7s2",
+            input: "y17",
+            weights: ConvWeights::Const(&[40, 17, 7]),
+            attrs: "strides=[2], pads_begin=[7], pads_end=[5], dilations=[2], group=1",
+            out: "[n, 40, floordiv(l - 1, 2) + 1]",
+        },
+        ConvSpec {
+            name: "d1c64",
+            input: "y64",
+            weights: ConvWeights::Const(&[50, 64, 3]),
+            attrs: "strides=[1], pads_begin=[0], pads_end=[2], dilations=[1], group=1",
+            out: "[n, 50, l]",
+        },
+        ConvSpec {
+            name: "group2",
+            input: "x6",
+            weights: ConvWeights::Const(&[4, 3, 3, 3]),
+            attrs: "strides=[1, 1], pads_begin=[1, 1], pads_end=[1, 1], dilations=[1, 1], group=2",
+            out: "[n, 4, h, w]",
+        },
+    ];
+    let inputs = [
+        ("x3", "[n, 3, h, w]"),
+        ("x6", "[n, 6, h, w]"),
+        ("x17", "[n, 17, h, w]"),
+        ("x64", "[n, 64, h, w]"),
+        ("y17", "[n, 17, l]"),
+        ("y64", "[n, 64, l]"),
+        ("wr", "[9, 17, 3, 3]"),
+    ];
+    let dims = |s: &[usize]| {
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // The graph, or its bound: the same convolutions of |x| and |w|.
+    let ir = |abs: bool| {
+        let params: Vec<String> = inputs
+            .iter()
+            .map(|(name, shape)| format!("%{name}: f32{shape}"))
+            .collect();
+        let mut body = String::new();
+        if abs {
+            for (name, shape) in inputs {
+                body += &format!("  %a{name} = abs(%{name}) : f32{shape}\n");
+            }
+        }
+        for spec in &specs {
+            let w = format!("w_{}", spec.name);
+            let shape = dims(spec.weights.shape());
+            let wname = match spec.weights {
+                ConvWeights::Const(_) => {
+                    body += &format!("  %{w} = const @\"{w}\" : f32[{shape}]\n");
+                    w.clone()
+                }
+                ConvWeights::Input(name, _) => name.to_owned(),
+            };
+            let (x, wv) = if abs {
+                if matches!(spec.weights, ConvWeights::Const(_)) {
+                    body += &format!("  %a{wname} = abs(%{wname}) : f32[{shape}]\n");
+                }
+                (format!("%a{}", spec.input), format!("%a{wname}"))
+            } else {
+                (format!("%{}", spec.input), format!("%{wname}"))
+            };
+            body += &format!(
+                "  %{n} = conv<{attrs}>({x}, {wv}) : f32{out}\n",
+                n = spec.name,
+                attrs = spec.attrs,
+                out = spec.out
+            );
+        }
+        for spec in &specs {
+            body += &format!("  return %{n} = %{n}\n", n = spec.name);
+        }
+        format!("graph({}) {{\n{body}}}\n", params.join(", "))
+    };
+    let mut case = Case::new("conv_gemm", &ir(false))
+        .bound(&ir(true))
+        .input("wr", Gen::Float(-1.0, 1.0));
+    for spec in &specs {
+        if let ConvWeights::Const(shape) = spec.weights {
+            let w = format!("w_{}", spec.name);
+            case = case.weight(&w, lowered::random_f32(shape, &w, -1.0, 1.0));
+        }
+        let s = spec.weights.shape();
+        let k = s[1] * s[2..].iter().product::<usize>();
+        case = case.tol_for(spec.name, Tol::gemm(Len::Fixed(k)));
+    }
+    for (n, h, w, l) in [
+        (1, 1, 1, 1),
+        (2, 5, 7, 9),
+        (1, 17, 33, 100),
+        (3, 40, 45, 3000),
+    ] {
+        case = case.bind(&[("n", n), ("h", h), ("w", w), ("l", l)]);
+    }
+    case.check();
+}
+
+#[test]
+fn conv3d_through_the_gemm() {
+    // The GEMM's packing walks any number of spatial axes: a Conv3d, strided, padded
+    // asymmetrically and dilated, K = 5 * 27 = 135, against the interpreter with the GEMM
+    // bound, as above.
+    let ir = |abs: bool| {
+        let (x, w) = if abs { ("%ax", "%aw") } else { ("%x", "%w") };
+        format!(
+            r#"
+graph(%x: f32[n, 5, d, h, w]) {{
+  %w = const @"w" : f32[6, 5, 3, 3, 3]
+  %ax = abs(%x) : f32[n, 5, d, h, w]
+  %aw = abs(%w) : f32[6, 5, 3, 3, 3]
+  %y = conv<strides=[1, 2, 1], pads_begin=[1, 2, 0], pads_end=[1, 0, 2], dilations=[1, 1, 2], group=1>({x}, {w}) : f32[n, 6, d, floordiv(h - 1, 2) + 1, w - 2]
+  return %y = %y
+}}
+"#
+        )
+    };
+    let mut case = Case::new("conv3d_gemm", &ir(false))
+        .bound(&ir(true))
+        .weight("w", lowered::random_f32(&[6, 5, 3, 3, 3], "w3", -1.0, 1.0))
+        .tol_for("y", Tol::gemm(Len::Fixed(135)));
+    for (n, d, h, w) in [(1, 1, 1, 3), (2, 3, 5, 7), (1, 6, 17, 40)] {
+        case = case.bind(&[("n", n), ("d", d), ("h", h), ("w", w)]);
+    }
+    case.check();
+}
+
 #[test]
 fn matmul_integer_exact_and_with_saturated_pairs() {
     // Integer products accumulate exactly (i32 wrapping): exact. Full 8-bit ranges make the

@@ -31,7 +31,8 @@
 //! [`EmitKind`] rather than the inkwell module, since a module borrows its LLVM context and
 //! cannot outlive [`compile`]; `--emit llvm|asm|obj` ask for that kind up front. The runtime-B
 //! GEMM's packing scratch is one region per batch matrix (in the arena, planned like any other
-//! buffer), not one per thread: tasks do not know which thread runs them.
+//! buffer), not one per thread: tasks do not know which thread runs them. A convolution's
+//! scratch is likewise one packed block per row of its task split, at most 64 rows per image.
 
 pub mod checks;
 pub mod dims;

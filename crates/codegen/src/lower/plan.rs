@@ -8,7 +8,8 @@
 //! first free one, else a new one) when its step runs, and its slot is freed after the last
 //! step that reads it or any view of it. A slot's size is the [`Dim::max_dim`] of its
 //! occupants' sizes, rounded up to 64 bytes; slot offsets are the prefix sums. Steps that need
-//! scratch (the runtime-B GEMM's packed panels) get a slot that is freed right after them.
+//! scratch (the runtime-B GEMM's packed panels, attention's and convolutions' blocks) get a
+//! slot that is freed right after them.
 
 use std::collections::HashMap;
 

@@ -563,14 +563,16 @@ pub fn emit_step<'a, 'ctx>(
     Ok((c.kb.function(), parallel))
 }
 
-/// The scratch (in bytes) of a step, if it has one: the runtime-B GEMM's packed `B`, or the
-/// fused attention's packed `K` and `V` and block of scores.
+/// The scratch (in bytes) of a step, if it has one: the runtime-B GEMM's packed `B`, the
+/// fused attention's packed `K` and `V` and block of scores, or a convolution's blocks of
+/// unfolded input.
 pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim> {
     match &step.kernel {
         Kernel::Attention { .. } => attention::scratch_bytes(graph, step, target),
         Kernel::MatMul { product, perms, .. } => {
             Some(matmul::scratch_bytes(graph, step, target, product, perms))
         }
+        Kernel::Op(Op::Conv { group, .. }) => conv::scratch_bytes(graph, step, target, *group),
         Kernel::Fused(_) | Kernel::GemmConstB { .. } | Kernel::Copy | Kernel::Op(_) => None,
     }
 }
@@ -668,7 +670,7 @@ fn op_body(
             dilations,
             group,
             ..
-        } => conv::conv(c, graph, step, st, pads_begin, dilations, *group),
+        } => conv::conv(c, graph, step, target, st, pads_begin, dilations, *group),
         Op::Gemm { .. } | Op::Attention { .. } | Op::Fused { .. } => Err(unsupported(
             graph,
             step,
