@@ -19,8 +19,9 @@
 //! [`Fact::Unknown`], and nothing built on Unknown is ever recognised.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use tcc_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, UnaryOp};
+use tcc_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, TensorType, UnaryOp};
 
 /// A value of one element of a mask fact, at real or at padded positions.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -34,8 +35,8 @@ pub enum Val {
 /// Where a mask fact's value reads the mask: `m[idx[b], idx[j]]` of the input `m`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct At {
-    /// The mask input.
-    pub m: NodeId,
+    /// The mask input's name.
+    pub m: Arc<str>,
     /// The axis of the value that indexes the batch.
     pub b: usize,
     /// The axis that indexes the position (the key, in an attention mask).
@@ -77,8 +78,10 @@ pub enum Fact {
     /// The mask flattened row-major along axis `row` (the other axes of size 1): element `r`
     /// of that axis reads `m[r / seq, r % seq]`.
     Flat {
-        /// The mask input.
-        m: NodeId,
+        /// The mask input's name.
+        m: Arc<str>,
+        /// The mask's dims, `[batch, seq]`.
+        dims: [Dim; 2],
         /// The flattened axis.
         row: usize,
         /// The value at real positions.
@@ -88,20 +91,36 @@ pub enum Fact {
     },
 }
 
+/// What [`transfer`] knows of an operand: its type, its fact and, for a constant, its value.
+#[derive(Clone, Copy, Debug)]
+pub struct Operand<'a> {
+    /// The type.
+    pub ty: &'a TensorType,
+    /// The fact.
+    pub fact: &'a Fact,
+    /// The value, for a constant.
+    pub value: Option<&'a tcc_ir::Tensor>,
+}
+
 /// The facts of every node of `graph` whose value is a function of one of `masks` (rank-2
 /// inputs `[batch, seq]`, usually the one `attention_mask`), by node.
 pub fn analyse(graph: &Graph, masks: &[NodeId]) -> HashMap<NodeId, Fact> {
     let mut facts: HashMap<NodeId, Fact> = HashMap::new();
     for id in graph.topo_order() {
-        let fact = if masks.contains(&id) {
-            input_fact(graph, id)
-        } else {
-            let operands = graph.operands(id);
-            let args: Vec<&Fact> = operands
-                .iter()
-                .map(|o| facts.get(o).unwrap_or(&Fact::Unknown))
-                .collect();
-            transfer(graph, id, &args)
+        let fact = match graph.op(id) {
+            Op::Input { name } if masks.contains(&id) => input_fact(name, graph.ty(id)),
+            op => {
+                let operands = graph.operands(id);
+                let args: Vec<Operand> = operands
+                    .iter()
+                    .map(|&o| Operand {
+                        ty: graph.ty(o),
+                        fact: facts.get(&o).unwrap_or(&Fact::Unknown),
+                        value: graph.const_value(o).map(|v| &**v),
+                    })
+                    .collect();
+                transfer(op, graph.ty(id), &args)
+            }
         };
         if fact != Fact::Unknown {
             facts.insert(id, fact);
@@ -140,54 +159,65 @@ pub fn mask_candidates(graph: &Graph) -> Vec<NodeId> {
 /// If `fact` is an additive key-padding mask for scores of rank `rank` (`[batch, heads,
 /// queries, keys]`, or any rank with the batch first and the keys last): 0 at real keys and
 /// at most -1e4 at padded ones (`-inf`, torch's `finfo.min`, `-10000`), so that a padded
-/// key's exponential in the softmax is exactly 0. Returns the mask input.
-pub fn additive_key_mask(fact: &Fact, rank: usize) -> Option<NodeId> {
+/// key's exponential in the softmax is exactly 0. Returns the mask input's name.
+pub fn additive_key_mask(fact: &Fact, rank: usize) -> Option<&str> {
     match fact {
         Fact::Mask {
             at,
             valid: Val::Num(v),
             padded: Val::Num(p),
-        } if *v == 0.0 && *p <= -1e4 && at.b == 0 && at.j + 1 == rank => Some(at.m),
+        } if *v == 0.0 && *p <= -1e4 && at.b == 0 && at.j + 1 == rank => Some(&at.m),
         _ => None,
     }
 }
 
 /// If `fact` is a boolean key-padding mask (true at real keys, false at padded ones) for
-/// scores of rank `rank`, the mask input.
-pub fn bool_key_mask(fact: &Fact, rank: usize) -> Option<NodeId> {
+/// scores of rank `rank`, the mask input's name.
+pub fn bool_key_mask(fact: &Fact, rank: usize) -> Option<&str> {
     match fact {
         Fact::Mask {
             at,
             valid: Val::Bool(true),
             padded: Val::Bool(false),
-        } if at.b == 0 && at.j + 1 == rank => Some(at.m),
+        } if at.b == 0 && at.j + 1 == rank => Some(&at.m),
         _ => None,
     }
 }
 
-/// The fact of a mask input: its values, 1 at real positions and 0 at padded ones.
-fn input_fact(graph: &Graph, id: NodeId) -> Fact {
-    let (valid, padded) = if graph.ty(id).dtype == DType::Bool {
+/// The fact of the mask input `name` of type `ty` (`[batch, seq]`): its values, 1 (true) at
+/// real positions and 0 at padded ones.
+pub fn input_fact(name: &str, ty: &TensorType) -> Fact {
+    let (valid, padded) = if ty.dtype == DType::Bool {
         (Val::Bool(true), Val::Bool(false))
     } else {
         (Val::Num(1.0), Val::Num(0.0))
     };
     Fact::Mask {
-        at: At { m: id, b: 0, j: 1 },
+        at: At {
+            m: name.into(),
+            b: 0,
+            j: 1,
+        },
         valid,
         padded,
     }
 }
 
-/// The fact of node `id` from its operands' facts `args`.
-pub fn transfer(graph: &Graph, id: NodeId, args: &[&Fact]) -> Fact {
-    let ty = graph.ty(id);
+/// The fact of the result (of type `ty`) of `op` on `operands`.
+pub fn transfer(op: &Op, ty: &TensorType, operands: &[Operand]) -> Fact {
     let rank = ty.shape.rank();
     let dtype = ty.dtype;
-    let operands = graph.operands(id);
-    let shape_of = |k: usize| graph.ty(operands[k]).shape.dims().to_vec();
-    match graph.op(id) {
-        Op::Const(_) | Op::Dims { .. } => splat_of(graph, id),
+    let args: Vec<&Fact> = operands.iter().map(|o| o.fact).collect();
+    let shape_of = |k: usize| operands[k].ty.shape.dims().to_vec();
+    match op {
+        Op::Const(c) => splat_of_const(&c.value, ty),
+        Op::Dims { values, .. } => match values.as_slice() {
+            [v] => Fact::Affine {
+                c: v.clone(),
+                coef: vec![Dim::constant(0); rank],
+            },
+            _ => Fact::Unknown,
+        },
         Op::Range { start, delta, .. } => Fact::Affine {
             c: start.clone(),
             coef: vec![Dim::constant(*delta)],
@@ -206,12 +236,14 @@ pub fn transfer(graph: &Graph, id: NodeId, args: &[&Fact]) -> Fact {
             }
             Fact::Flat {
                 m,
+                dims,
                 row,
                 valid,
                 padded,
             } => match (cast_val(*valid, *to), cast_val(*padded, *to)) {
                 (Some(valid), Some(padded)) => Fact::Flat {
-                    m: *m,
+                    m: m.clone(),
+                    dims: dims.clone(),
                     row: *row,
                     valid,
                     padded,
@@ -257,7 +289,7 @@ pub fn transfer(graph: &Graph, id: NodeId, args: &[&Fact]) -> Fact {
                 args[0],
                 &from,
                 ty.shape.dims(),
-                matches!(graph.op(id), Op::Expand { .. }),
+                matches!(op, Op::Expand { .. }),
             )
         }
         Op::Transpose { perm } => match args[0] {
@@ -266,7 +298,11 @@ pub fn transfer(graph: &Graph, id: NodeId, args: &[&Fact]) -> Fact {
                 let pos = |a: usize| perm.iter().position(|&p| p == a);
                 match (pos(at.b), pos(at.j)) {
                     (Some(b), Some(j)) => Fact::Mask {
-                        at: At { m: at.m, b, j },
+                        at: At {
+                            m: at.m.clone(),
+                            b,
+                            j,
+                        },
                         valid: *valid,
                         padded: *padded,
                     },
@@ -275,7 +311,7 @@ pub fn transfer(graph: &Graph, id: NodeId, args: &[&Fact]) -> Fact {
             }
             _ => Fact::Unknown,
         },
-        Op::Gather { axis: 0 } => gather(graph, args[0], args[1], &shape_of(0), &shape_of(1)),
+        Op::Gather { axis: 0 } => gather(args[0], args[1], &shape_of(0), &shape_of(1)),
         Op::GatherNd { batch_dims: 0 } => gather_nd(args[0], args[1], &shape_of(0), &shape_of(1)),
         Op::Concat { axis } if *axis + 1 == rank => {
             // Affine values of last axis 1, side by side: index tuples.
@@ -296,22 +332,9 @@ pub fn transfer(graph: &Graph, id: NodeId, args: &[&Fact]) -> Fact {
     }
 }
 
-/// A constant (or a `dims` op) all of whose elements are equal: its splat; an integer one
-/// of one element: also an affine value with no coefficient, so index arithmetic can use it.
-fn splat_of(graph: &Graph, id: NodeId) -> Fact {
-    let ty = graph.ty(id);
-    if let Op::Dims { values, .. } = graph.op(id) {
-        if let [v] = values.as_slice() {
-            return Fact::Affine {
-                c: v.clone(),
-                coef: vec![Dim::constant(0); ty.shape.rank()],
-            };
-        }
-        return Fact::Unknown;
-    }
-    let Some(t) = graph.const_value(id) else {
-        return Fact::Unknown;
-    };
+/// A constant all of whose elements are equal: its splat; an integer one of one element: an
+/// affine value with no coefficient, so that index arithmetic can use it.
+fn splat_of_const(t: &tcc_ir::Tensor, ty: &TensorType) -> Fact {
     let values = t.data().to_f64_vec();
     let Some(&first) = values.first() else {
         return Fact::Unknown;
@@ -336,7 +359,7 @@ fn lift(fact: &Fact, extra: usize) -> Fact {
     match fact {
         Fact::Mask { at, valid, padded } => Fact::Mask {
             at: At {
-                m: at.m,
+                m: at.m.clone(),
                 b: at.b + extra,
                 j: at.j + extra,
             },
@@ -512,7 +535,11 @@ fn reshape(fact: &Fact, from: &[Dim], to: &[Dim], expand: bool) -> Fact {
             let (b, j) = (at.b + extra, at.j + extra);
             if to.get(b) == from.get(at.b) && to.get(j) == from.get(at.j) {
                 Fact::Mask {
-                    at: At { m: at.m, b, j },
+                    at: At {
+                        m: at.m.clone(),
+                        b,
+                        j,
+                    },
                     valid: *valid,
                     padded: *padded,
                 }
@@ -527,7 +554,11 @@ fn reshape(fact: &Fact, from: &[Dim], to: &[Dim], expand: bool) -> Fact {
                 let map = |a: usize| bf.iter().position(|&x| x == a).map(|k| bt[k]);
                 return match (map(at.b), map(at.j)) {
                     (Some(b), Some(j)) => Fact::Mask {
-                        at: At { m: at.m, b, j },
+                        at: At {
+                            m: at.m.clone(),
+                            b,
+                            j,
+                        },
                         valid: *valid,
                         padded: *padded,
                     },
@@ -538,7 +569,8 @@ fn reshape(fact: &Fact, from: &[Dim], to: &[Dim], expand: bool) -> Fact {
             let flat = from[at.b].mul(&from[at.j]);
             if bf == [at.b, at.j] && at.j == at.b + 1 && bt.len() == 1 && to[bt[0]] == flat {
                 return Fact::Flat {
-                    m: at.m,
+                    m: at.m.clone(),
+                    dims: [from[at.b].clone(), from[at.j].clone()],
                     row: bt[0],
                     valid: *valid,
                     padded: *padded,
@@ -583,10 +615,11 @@ fn reshape(fact: &Fact, from: &[Dim], to: &[Dim], expand: bool) -> Fact {
 /// `gather(data, index)` along axis 0: the flattened mask read at `batch_index * seq +
 /// position` (an affine index with coefficient `seq` on one axis of `batch` elements and 1
 /// on one of `seq`) is the mask at those axes.
-fn gather(graph: &Graph, data: &Fact, index: &Fact, data_dims: &[Dim], index_dims: &[Dim]) -> Fact {
+fn gather(data: &Fact, index: &Fact, data_dims: &[Dim], index_dims: &[Dim]) -> Fact {
     let (
         Fact::Flat {
             m,
+            dims: [batch, seq],
             row: 0,
             valid,
             padded,
@@ -599,8 +632,6 @@ fn gather(graph: &Graph, data: &Fact, index: &Fact, data_dims: &[Dim], index_dim
     if !c.is(0) || data_dims[1..].iter().any(|d| !d.is(1)) {
         return Fact::Unknown;
     }
-    let mdims = graph.ty(*m).shape.dims();
-    let (batch, seq) = (&mdims[0], &mdims[1]);
     let nonzero: Vec<usize> = (0..coef.len()).filter(|&a| !coef[a].is(0)).collect();
     let [x, y] = nonzero.as_slice() else {
         return Fact::Unknown;
@@ -617,7 +648,7 @@ fn gather(graph: &Graph, data: &Fact, index: &Fact, data_dims: &[Dim], index_dim
     }
     // The result's axes: the index's, then data's trailing unit axes.
     Fact::Mask {
-        at: At { m: *m, b, j },
+        at: At { m: m.clone(), b, j },
         valid: *valid,
         padded: *padded,
     }
@@ -646,7 +677,11 @@ fn gather_nd(data: &Fact, index: &Fact, data_dims: &[Dim], index_dims: &[Dim]) -
         axis_of(&parts[1], &data_dims[1]),
     ) {
         (Some(b), Some(j)) if b != j => Fact::Mask {
-            at: At { m: at.m, b, j },
+            at: At {
+                m: at.m.clone(),
+                b,
+                j,
+            },
             valid: *valid,
             padded: *padded,
         },

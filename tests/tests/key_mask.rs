@@ -54,10 +54,10 @@ fn every_encoders_attention_mask_is_recognised_and_no_causal_one() {
         let mask = graph
             .inputs()
             .iter()
-            .copied()
-            .find(|&i| matches!(graph.op(i), Op::Input { name } if name == "attention_mask"));
+            .any(|&i| matches!(graph.op(i), Op::Input { name } if name == "attention_mask"))
+            .then_some("attention_mask");
         let facts = key_mask::analyse(&graph, &key_mask::mask_candidates(&graph));
-        let found: Vec<Option<NodeId>> = softmax_masks(&graph)
+        let found: Vec<Option<&str>> = softmax_masks(&graph)
             .into_iter()
             .map(|(a, b, rank)| {
                 let of = |n: NodeId| {
