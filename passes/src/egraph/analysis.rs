@@ -4,8 +4,11 @@
 //! inference knows ([`Known`]), and, for a constant, its tensor. All e-nodes of a class
 //! compute one value, so [`Analysis::merge`] asserts that their types agree: a rewrite that
 //! merged tensors of different shapes would be a bug in the rule, caught where it happens.
+//! It also carries what the class is in terms of a key-padding mask input
+//! ([`crate::key_mask`]), for the rules of padding elimination.
 
 use super::lang::ENode;
+use crate::key_mask::{self, Fact, Operand};
 use egg::{Analysis, DidMerge, EGraph, Id};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +28,8 @@ pub struct Data {
     pub value: Option<Arc<Tensor>>,
     /// True for a constant of the graph itself (not one a rule derived from others).
     pub graph_constant: bool,
+    /// What the class is in terms of a mask input ([`crate::key_mask::Fact`]).
+    pub mask: Fact,
 }
 
 impl Data {
@@ -56,6 +61,8 @@ impl Data {
 pub struct TensorAnalysis {
     /// The types of the graph's inputs, by name.
     pub inputs: HashMap<String, TensorType>,
+    /// The inputs that may be key-padding masks ([`crate::key_mask::mask_candidates`]).
+    pub mask_inputs: Vec<String>,
 }
 
 impl TensorAnalysis {
@@ -83,30 +90,55 @@ impl Analysis<ENode> for TensorAnalysis {
     fn make(egraph: &mut TensorGraph, enode: &ENode, _id: Id) -> Data {
         let op = enode.op();
         match op {
-            Op::Input { name } => Data {
-                ty: egraph.analysis.inputs[name].clone(),
-                known: None,
-                value: None,
-                graph_constant: false,
-            },
+            Op::Input { name } => {
+                let ty = egraph.analysis.inputs[name].clone();
+                let mask = if egraph.analysis.mask_inputs.contains(name) {
+                    key_mask::input_fact(name, &ty)
+                } else {
+                    Fact::Unknown
+                };
+                Data {
+                    ty,
+                    known: None,
+                    value: None,
+                    graph_constant: false,
+                    mask,
+                }
+            }
             Op::Const(c) => {
                 let (ty, known) = infer(op, &[], &[]).expect("constants always type-check");
+                let mask = key_mask::transfer(op, &ty, &[]);
                 Data {
                     ty,
                     known,
                     value: Some(c.value.clone()),
                     graph_constant: enode.is_graph_constant(),
+                    mask,
                 }
             }
             _ => {
                 let (ty, known) = Self::infer(egraph, op, enode.args()).unwrap_or_else(|e| {
                     panic!("the optimiser added an ill-typed e-node {enode:?}: {e}")
                 });
+                let operands: Vec<Operand> = enode
+                    .args()
+                    .iter()
+                    .map(|&a| {
+                        let d = &egraph[a].data;
+                        Operand {
+                            ty: &d.ty,
+                            fact: &d.mask,
+                            value: d.value.as_deref(),
+                        }
+                    })
+                    .collect();
+                let mask = key_mask::transfer(op, &ty, &operands);
                 Data {
                     ty,
                     known,
                     value: None,
                     graph_constant: false,
+                    mask,
                 }
             }
         }
@@ -127,9 +159,17 @@ impl Analysis<ENode> for TensorAnalysis {
             a.value = b.value.clone();
             changed_a = true;
         }
+        // Facts are exact descriptions of the one value: either side's is true.
+        let (a_unknown, b_unknown) = (a.mask == Fact::Unknown, b.mask == Fact::Unknown);
+        if a_unknown && !b_unknown {
+            a.mask = b.mask.clone();
+            changed_a = true;
+        }
         DidMerge(
             changed_a,
-            (b.known.is_none() && a.known.is_some()) || (b.value.is_none() && a.value.is_some()),
+            (b.known.is_none() && a.known.is_some())
+                || (b.value.is_none() && a.value.is_some())
+                || (b_unknown && !a_unknown),
         )
     }
 }

@@ -16,6 +16,15 @@ pub struct Loaded {
     pub outputs: Vec<Id>,
     /// Where each class came from, when the graph said.
     pub origins: HashMap<Id, String>,
+    /// The class each node of the graph went into.
+    pub classes: HashMap<NodeId, Id>,
+}
+
+impl Loaded {
+    /// The class of the graph's node `id` (canonical now).
+    pub fn class_of(&self, id: NodeId) -> Id {
+        self.egraph.find(self.classes[&id])
+    }
 }
 
 /// Adds every node of `graph` to a new e-graph. Identical nodes (same op, same operands)
@@ -28,6 +37,13 @@ pub fn to_egraph(graph: &Graph) -> Loaded {
             .map(|&i| match graph.op(i) {
                 Op::Input { name } => (name.clone(), graph.ty(i).clone()),
                 _ => unreachable!("graph inputs are input nodes"),
+            })
+            .collect(),
+        mask_inputs: crate::key_mask::mask_candidates(graph)
+            .into_iter()
+            .filter_map(|i| match graph.op(i) {
+                Op::Input { name } => Some(name.clone()),
+                _ => None,
             })
             .collect(),
     };
@@ -48,6 +64,7 @@ pub fn to_egraph(graph: &Graph) -> Loaded {
         egraph,
         outputs,
         origins,
+        classes: class,
     }
 }
 
