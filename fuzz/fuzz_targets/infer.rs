@@ -216,7 +216,7 @@ fn body(u: &mut Unstructured, depth: u32) -> Result<Body> {
 
 /// Any op of the IR but `input`, with fuzzed attributes.
 fn op(u: &mut Unstructured) -> Result<Op> {
-    Ok(match u.int_in_range(0..=37)? {
+    Ok(match u.int_in_range(0..=40)? {
         0 => Op::Const(Constant {
             name: None,
             value: Arc::new(tensor(u)?),
@@ -350,6 +350,18 @@ fn op(u: &mut Unstructured) -> Result<Op> {
         36 => Op::RmsNorm {
             axis: small(u)?,
             epsilon: f32_attr(u)?,
+        },
+        // Token symbols: fresh, one the inputs use, and names that are not symbols.
+        37 => Op::Pack {
+            tokens: (*u.choose(&["t", "tokens", "a", "n", "2t", "", "t 1"])?).into(),
+        },
+        38 => Op::Unpack,
+        39 => Op::PackedAttention {
+            scale: match u.int_in_range(0..=2)? {
+                0 => ScoreScale::None,
+                1 => ScoreScale::Mul(f32_attr(u)?),
+                _ => ScoreScale::Div(f32_attr(u)?),
+            },
         },
         _ => Op::Fused {
             body: Arc::new(body(u, 3)?),

@@ -416,6 +416,15 @@ impl Dim {
     }
 }
 
+/// True if `name` reads back from the text form as one symbol: `[A-Za-z_][A-Za-z0-9_]*`,
+/// what [`Dim::parse`] takes for a symbol. Ops that name a symbol in an attribute (`pack`'s
+/// `tokens`) require it, so that the symbol prints and parses like any other.
+pub fn is_symbol_name(name: &str) -> bool {
+    let mut cs = name.bytes();
+    matches!(cs.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && cs.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
 /// `floor(a / b)` for `b != 0`, wrapping as the coefficients do: the one
 /// overflowing case, `i64::MIN / -1`, gives `i64::MIN` rather than a panic.
 fn floor_div_i64(a: i64, b: i64) -> i64 {

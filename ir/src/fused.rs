@@ -1,11 +1,11 @@
 //! The fused ops' vocabulary and their meaning.
 //!
 //! A fused op ([`Op::Gemm`], [`Op::Attention`], [`Op::AddLayerNorm`], [`Op::RmsNorm`],
-//! [`Op::Fused`]) is what the optimiser rewrites a group of core ops into and what code
-//! generation lowers to one kernel. Each means exactly its [`expand`]sion into core ops: type
-//! inference and the reference interpreter both go through [`expand`], so a fused op cannot
-//! mean anything its expansion does not, and a rewrite into it is checked by evaluating both
-//! sides with the interpreter.
+//! [`Op::Fused`], [`Op::PackedAttention`]) is what the optimiser rewrites a group of core ops
+//! into and what code generation lowers to one kernel. Each means exactly its [`expand`]sion
+//! into core ops: type inference and the reference interpreter both go through [`expand`], so
+//! a fused op cannot mean anything its expansion does not, and a rewrite into it is checked by
+//! evaluating both sides with the interpreter.
 //!
 //! This module also holds the attribute types the fused ops carry: the GEMM epilogue's
 //! [`Activation`], attention's [`ScoreScale`], and the [`Body`] of a fused elementwise op,
@@ -347,8 +347,15 @@ pub fn is_fused(op: &Op) -> bool {
             | Op::AddLayerNorm { .. }
             | Op::RmsNorm { .. }
             | Op::Fused { .. }
+            | Op::PackedAttention { .. }
     )
 }
+
+/// The name [`expand`] gives the `pack` that ends a [`Op::PackedAttention`]'s expansion when
+/// `q`'s first dim is not a bare symbol (in the interpreter, where every dim is a number).
+/// The packed rows are `q`'s rows either way, and type inference states the result's first
+/// dim as `q`'s; the name is never bound by a run.
+pub const PACKED_ATTENTION_TOKENS: &str = "packed_attention_tokens";
 
 /// Writes the fused op `op` on `args` as core ops into `b` and returns the result.
 ///
@@ -557,6 +564,56 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
         Op::Fused { body } => {
             want(body.operand_count())?;
             eval_body(body, args, b)
+        }
+        Op::PackedAttention { scale } => {
+            want(4)?;
+            let m = &args[3];
+            let mdims = b.dims(m);
+            if mdims.len() != 2 {
+                return Err(invalid(
+                    name,
+                    format!("the mask must be [b, s], got rank {}", mdims.len()),
+                ));
+            }
+            // Each sequence's tokens in the padded layout, heads split: [b, s, h, d].
+            let q = b.op(Op::Unpack, &[args[0].clone(), m.clone()])?;
+            let k = b.op(Op::Unpack, &[args[1].clone(), m.clone()])?;
+            let v = b.op(Op::Unpack, &[args[2].clone(), m.clone()])?;
+            // The key mask, true for real keys, broadcast over heads and queries.
+            let keep = b.op(Op::Cast { to: DType::Bool }, std::slice::from_ref(m))?;
+            let one = Dim::constant(1);
+            let km = b.op(
+                Op::Reshape {
+                    shape: Shape::from(vec![mdims[0].clone(), one.clone(), one, mdims[1].clone()]),
+                },
+                &[keep],
+            )?;
+            let heads = Some(vec![0, 2, 1, 3]);
+            let y = b.op(
+                Op::Attention {
+                    scale: *scale,
+                    mask: AttentionMask::Bool,
+                    nan_filter: false,
+                    zero_where: false,
+                    causal: false,
+                    perm_q: heads.clone(),
+                    perm_k: Some(vec![0, 2, 3, 1]),
+                    perm_v: heads.clone(),
+                    perm_out: heads,
+                },
+                &[q, k, v, km],
+            )?;
+            let tokens = b
+                .dims(&args[0])
+                .first()
+                .and_then(|d| d.as_sym().map(str::to_string))
+                .unwrap_or_else(|| PACKED_ATTENTION_TOKENS.to_string());
+            b.op(
+                Op::Pack {
+                    tokens: tokens.into(),
+                },
+                &[y, m.clone()],
+            )
         }
         _ => Err(invalid(name, "is a core op: it has no expansion")),
     }

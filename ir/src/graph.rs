@@ -329,7 +329,9 @@ impl Graph {
         dead.len()
     }
 
-    /// Every symbol that the inputs' shapes mention, in first-seen order.
+    /// Every symbol that the inputs' shapes mention, in first-seen order: the symbols a
+    /// caller binds. Derived symbols (a `pack`'s `tokens`, bound at run time by a count of
+    /// mask entries) are not among them: the verifier keeps them out of the inputs' dims.
     pub fn input_symbols(&self) -> Vec<Arc<str>> {
         let mut out: Vec<Arc<str>> = Vec::new();
         for &i in &self.inputs {

@@ -117,6 +117,76 @@ pub fn infer(
                 .map_err(|e| err(format!("in its expansion: {e}")))?;
             (ty, None)
         }
+        Op::PackedAttention { .. } => {
+            let (q, k, v, m) = (tys[0], tys[1], tys[2], tys[3]);
+            for (what, t) in [("q", q), ("k", k), ("v", v)] {
+                if t.rank() != 3 {
+                    return Err(err(format!(
+                        "{what} must be packed heads [tokens, h, d], got {t}"
+                    )));
+                }
+            }
+            float_only(name, q)?;
+            for (what, t) in [("k", k), ("v", v)] {
+                if t.dtype != q.dtype {
+                    return Err(err(format!("{what} is {t}, q is {q}")));
+                }
+                let (a, b) = (&t.shape.dims()[0], &q.shape.dims()[0]);
+                if dims_differ(a, b) {
+                    return Err(err(format!(
+                        "{what} has {a} tokens, q {b}: they must be packed by one mask"
+                    )));
+                }
+            }
+            check_mask(name, m)?;
+            let args: Vec<TensorType> = tys.iter().map(|t| (*t).clone()).collect();
+            let mut ty = crate::fused::expand(op, &args, q.dtype, &mut TypeBuilder)
+                .map_err(|e| err(format!("in its expansion: {e}")))?;
+            // The expansion's `pack` makes as many rows as `q` has (it names `q`'s first dim
+            // when that is a symbol): say so when it is not one.
+            ty.shape.0[0] = q.shape.dims()[0].clone();
+            (ty, None)
+        }
+        Op::Pack { tokens } => {
+            let (x, m) = (tys[0], tys[1]);
+            if !crate::dim::is_symbol_name(tokens) {
+                return Err(err(format!(
+                    "tokens must be a symbol name ([A-Za-z_][A-Za-z0-9_]*), got `{tokens}`"
+                )));
+            }
+            if x.rank() < 2 {
+                return Err(err(format!(
+                    "x must be [b, s, ..] (rank 2 or more), got {x}"
+                )));
+            }
+            check_mask(name, m)?;
+            let xd = x.shape.dims();
+            if xd[..2]
+                .iter()
+                .zip(m.shape.dims())
+                .any(|(a, b)| dims_differ(a, b))
+            {
+                return Err(err(format!(
+                    "x of shape {} does not start with the mask's dims {}",
+                    x.shape, m.shape
+                )));
+            }
+            let mut dims = vec![Dim::sym(tokens)];
+            dims.extend(xd[2..].iter().cloned());
+            (TensorType::new(x.dtype, dims), None)
+        }
+        Op::Unpack => {
+            let (y, m) = (tys[0], tys[1]);
+            if y.rank() < 1 {
+                return Err(err(format!(
+                    "y must be packed rows [tokens, ..] (rank 1 or more), got {y}"
+                )));
+            }
+            check_mask(name, m)?;
+            let mut dims = m.shape.dims().to_vec();
+            dims.extend(y.shape.dims()[1..].iter().cloned());
+            (TensorType::new(y.dtype, dims), None)
+        }
         Op::Input { .. } => return Err(err("inputs have no operands to infer from".into())),
         Op::Const(c) => {
             let v = &c.value;
@@ -774,6 +844,25 @@ fn matmul_shape(a: &TensorType, b: &TensorType) -> std::result::Result<Vec<Dim>,
     dims.push(ad[ra - 2].clone());
     dims.push(bd[rb - 1].clone());
     Ok(dims)
+}
+
+/// Checks a key-padding mask (of `pack`, `unpack` and `packed_attention`): `[b, s]`, bool or
+/// an integer type, whose nonzero entries mark the real tokens.
+fn check_mask(name: &str, m: &TensorType) -> Result<()> {
+    if m.rank() != 2 || !(m.dtype == DType::Bool || m.dtype.is_int()) {
+        return Err(invalid(
+            name,
+            format!("the mask must be [b, s] of bool or an integer type, got {m}"),
+        ));
+    }
+    Ok(())
+}
+
+/// True if two sizes cannot be equal: they differ by a constant other than 0 (`4` and `5`,
+/// `seq` and `seq + 1`), as a reshape's element counts are compared. Sizes that may agree
+/// for some binding of the symbols (`batch` and `2`) are checked by the interpreter.
+fn dims_differ(a: &Dim, b: &Dim) -> bool {
+    a.sub(b).as_const().is_some_and(|d| d != 0)
 }
 
 fn float_only(name: &str, t: &TensorType) -> Result<()> {

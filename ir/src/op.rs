@@ -624,6 +624,36 @@ pub enum Op {
         /// The expression.
         body: Arc<Body>,
     },
+    /// Padding elimination: the real tokens of a padded batch, packed. Operands: `x`
+    /// (`[b, s, r..]`, rank 2 or more, any dtype) and the key-padding `mask` (`[b, s]`, bool
+    /// or an integer type; nonzero marks a real token). The result (`[tokens, r..]`) stacks
+    /// the rows `x[i, j, ..]` with `mask[i, j] != 0` in row-major `(i, j)` order on a new
+    /// first axis, whose size is the symbol `tokens`: a *derived* symbol, bound at run time by
+    /// the number of nonzero mask entries, never by an input's dims (see [`crate::verify`]
+    /// for the rules that keep it meaningful). Later passes move token-wise ops after a
+    /// `pack` so that they run on real tokens only.
+    Pack {
+        /// The name of the derived symbol that sizes the result's first axis.
+        tokens: Arc<str>,
+    },
+    /// Padding elimination: the inverse of [`Op::Pack`]. Operands: `y` (`[tokens, r..]`)
+    /// and the `mask` (`[b, s]`, as `pack` takes it). The result (`[b, s, r..]`) holds row
+    /// `k` of `y` at the `k`-th nonzero position of the mask (row-major) and zeros (`false`
+    /// for bool) at the others, so `unpack(pack(x, m), m)` is `x` where `m` is nonzero and 0
+    /// elsewhere, and `pack(unpack(y, m), m)` is `y`. `y` must have exactly as many rows as
+    /// the mask has nonzero entries (checked at run time).
+    Unpack,
+    /// Fused: attention over packed tokens, each sequence's real tokens attending only to
+    /// that sequence's real tokens (no causal mask). Operands: `q` (`[tokens, h, d]`), `k`
+    /// (`[tokens, h, d]`), `v` (`[tokens, h, dv]`) and the `mask` (`[b, s]`) they were packed
+    /// by; the result is `[tokens, h, dv]`. It means
+    /// `pack(attention<scale, mask=bool>(unpack(q, m), unpack(k, m), unpack(v, m), km), m)`
+    /// with `km = reshape(cast<to=bool>(m), [b, 1, 1, s])` and the permutations that make
+    /// `[b, h, s, d]` heads of the unpacked `[b, s, h, d]` (see [`crate::fused::expand`]).
+    PackedAttention {
+        /// How the scores are scaled, as [`Op::Attention`]'s `scale`.
+        scale: ScoreScale,
+    },
 }
 
 /// How many operands an op takes.
@@ -674,6 +704,9 @@ impl Op {
             Op::AddLayerNorm { .. } => "add_layer_norm",
             Op::RmsNorm { .. } => "rms_norm",
             Op::Fused { .. } => "fused",
+            Op::Pack { .. } => "pack",
+            Op::Unpack => "unpack",
+            Op::PackedAttention { .. } => "packed_attention",
         }
     }
 
@@ -683,6 +716,8 @@ impl Op {
             Op::Input { .. } | Op::Const(_) | Op::Dims { .. } | Op::Range { .. } => Arity::Exact(0),
             Op::Binary(_)
             | Op::MatMul
+            | Op::Pack { .. }
+            | Op::Unpack
             | Op::Gather { .. }
             | Op::GatherElements { .. }
             | Op::GatherNd { .. }
@@ -692,7 +727,9 @@ impl Op {
                 ..
             } => Arity::Exact(2),
             Op::Where | Op::LayerNorm { .. } => Arity::Exact(3),
-            Op::MatMulInteger { .. } | Op::AddLayerNorm { .. } => Arity::Exact(4),
+            Op::MatMulInteger { .. } | Op::AddLayerNorm { .. } | Op::PackedAttention { .. } => {
+                Arity::Exact(4)
+            }
             Op::RmsNorm { .. } => Arity::Exact(2),
             Op::Gemm { bias, .. } => Arity::Exact(2 + usize::from(*bias)),
             Op::Attention {
@@ -731,7 +768,7 @@ impl Op {
                     ("values", list(values)),
                 ]
             }
-            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::MatMul => vec![],
+            Op::Unary(_) | Op::Binary(_) | Op::Where | Op::MatMul | Op::Unpack => vec![],
             Op::Cast { to } => vec![("to", to.to_string())],
             Op::MatMulInteger { saturate_pairs } => {
                 vec![("saturate_pairs", saturate_pairs.to_string())]
@@ -879,6 +916,8 @@ impl Op {
                 vec![("axis", axis.to_string()), ("epsilon", fmt_f32(*epsilon))]
             }
             Op::Fused { body } => vec![("body", body.to_string())],
+            Op::Pack { tokens } => vec![("tokens", tokens.to_string())],
+            Op::PackedAttention { scale } => vec![("scale", scale.to_string())],
         }
     }
 
@@ -1040,6 +1079,25 @@ impl Op {
                     Body::parse(a.raw("body")?)
                         .map_err(|e| format!("attribute `body` of `fused`: {e}"))?,
                 ),
+            },
+            "pack" => Op::Pack {
+                tokens: {
+                    let v = a.raw("tokens")?;
+                    if !crate::dim::is_symbol_name(v) {
+                        return Err(format!(
+                            "attribute `tokens` of `pack` must be a symbol name, got `{v}`"
+                        ));
+                    }
+                    Arc::from(v)
+                },
+            },
+            "unpack" => {
+                a.none()?;
+                Op::Unpack
+            }
+            "packed_attention" => Op::PackedAttention {
+                scale: ScoreScale::parse(a.raw("scale")?)
+                    .map_err(|e| format!("attribute `scale` of `packed_attention`: {e}"))?,
             },
             _ => return Err(format!("unknown op `{name}`")),
         })

@@ -19,6 +19,13 @@
 //! 7. **Types.** Running [`crate::infer::infer`] again on the operands' stored
 //!    types and known values gives exactly the node's stored type and `known`
 //!    value. Inputs, which are not inferred, have no known value.
+//! 8. **Derived symbols.** A symbol that some node's type mentions but no
+//!    input's dims do is *derived*: bound at run time by an op, not by the
+//!    caller. Every derived symbol is the `tokens` of an [`Op::Pack`] (bound
+//!    to its mask's count of nonzero entries); all packs that name one symbol
+//!    take the same mask node as operand 1 (so they all count the same
+//!    tokens); and no input's dims use a pack's symbol (a caller could bind
+//!    it to another count). [`Graph::input_symbols`] lists no derived symbol.
 //!
 //! Every broken invariant is reported, up to [`MAX_ERRORS`] of them, in one
 //! [`Error::Verify`], one per line.
@@ -30,7 +37,8 @@ use crate::op::{Arity, Op};
 use crate::shape::TensorType;
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use petgraph::Direction;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// At most this many broken invariants are listed in one error.
 pub const MAX_ERRORS: usize = 20;
@@ -156,6 +164,86 @@ impl Verifier<'_> {
 
         for &id in &order {
             self.check_node(id);
+        }
+        self.check_symbols(&order);
+    }
+
+    /// Invariant 8: every derived symbol comes from packs over one mask, and no input's
+    /// dims use a pack's symbol.
+    fn check_symbols(&mut self, order: &[NodeId]) {
+        let graph = self.graph;
+        let inputs: HashSet<Arc<str>> = graph.input_symbols().into_iter().collect();
+        // Per pack symbol, the first pack that names it and its mask.
+        let mut packs: HashMap<Arc<str>, (NodeId, NodeId)> = HashMap::new();
+        for &id in order {
+            let Op::Pack { tokens } = graph.op(id) else {
+                continue;
+            };
+            let Some(&mask) = graph.operands(id).get(1) else {
+                continue; // An arity error, reported already.
+            };
+            if inputs.contains(tokens) {
+                let input = graph
+                    .inputs()
+                    .iter()
+                    .copied()
+                    .find(|&i| {
+                        graph
+                            .ty(i)
+                            .shape
+                            .dims()
+                            .iter()
+                            .any(|d| d.symbols().contains(tokens))
+                    })
+                    .map(|i| self.node_name(i))
+                    .unwrap_or_else(|| "an input".into());
+                self.fail(
+                    id,
+                    format!(
+                        "its token symbol `{tokens}` is also a dim of {input}: a pack's symbol \
+                         is derived from its mask, never bound by an input"
+                    ),
+                );
+                continue;
+            }
+            match packs.get(tokens) {
+                None => {
+                    packs.insert(tokens.clone(), (id, mask));
+                }
+                Some(&(first, first_mask)) if first_mask != mask => {
+                    let (f, fm, m) = (
+                        self.node_name(first),
+                        self.node_name(first_mask),
+                        self.node_name(mask),
+                    );
+                    self.fail(
+                        id,
+                        format!(
+                            "packs the token symbol `{tokens}` over the mask {m}, but {f} \
+                             packs it over {fm}: all packs of one symbol take the same mask node"
+                        ),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        let mut reported: HashSet<Arc<str>> = HashSet::new();
+        for &id in order {
+            let ty = graph.ty(id);
+            for d in ty.shape.dims() {
+                for s in d.symbols() {
+                    if !inputs.contains(&s) && !packs.contains_key(&s) && reported.insert(s.clone())
+                    {
+                        self.fail(
+                            id,
+                            format!(
+                                "its type {ty} uses the symbol `{s}`, which no input's dims \
+                                 bind and no `pack` introduces"
+                            ),
+                        );
+                    }
+                }
+            }
         }
     }
 

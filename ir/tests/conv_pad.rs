@@ -328,8 +328,10 @@ fn conv_infers_symbolic_spatial_sizes() {
         g.ty(y).shape.dims(),
         &[n.clone(), c(8), out(&h), out(&w)][..]
     );
-    // Symbolic pads: out = floor((h + p + 2 - 3) / 2) + 1.
+    // Symbolic pads: out = floor((h + p + 2 - 3) / 2) + 1. An input binds `p` (a symbol no
+    // input binds would be derived, which only a `pack` may introduce).
     let p = Dim::sym("p");
+    g.add_input("pads", TensorType::new(DType::F32, vec![p.clone()]));
     let k3 = g.add_const(Tensor::zeros(DType::F32, vec![4, 3, 3, 3]), None);
     let op = Op::Conv {
         strides: vec![2, 1],

@@ -25,7 +25,8 @@ pub const FOLD_MAX_WORK: u64 = 1 << 30;
 
 /// Evaluates, with the reference interpreter, every node whose operands are
 /// all `const` and whose attributes and type mention no symbol, and replaces
-/// it by a `const` of the result. Nodes are visited operands first, so chains
+/// it by a `const` of the result. Padding elimination's `pack`, `unpack` and
+/// `packed_attention` are never folded. Nodes are visited operands first, so chains
 /// fold in one run.
 ///
 /// A node is left alone when its result would be larger than both its
@@ -66,7 +67,7 @@ impl Pass for FoldConstants {
             let Some(out_shape) = node.ty.shape.as_fixed() else {
                 continue;
             };
-            if mentions_symbol(&node.op) {
+            if mentions_symbol(&node.op) || is_padding_op(&node.op) {
                 continue;
             }
             let Some(out_len) = checked_numel(&out_shape) else {
@@ -91,6 +92,16 @@ impl Pass for FoldConstants {
         }
         Ok(changed)
     }
+}
+
+/// True for padding elimination's ops, which are never folded: their results are sized by
+/// a count of mask entries that a run binds to a derived symbol, and the rewrites that move
+/// `pack` and `unpack` through a model must see them where they are.
+fn is_padding_op(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Pack { .. } | Op::Unpack | Op::PackedAttention { .. }
+    )
 }
 
 /// True if an attribute of `op` holds a dim that is not a number.

@@ -2583,3 +2583,49 @@ fn fused_op_unsupported_forms_are_named_errors() {
         }
     }
 }
+
+#[test]
+fn padding_elimination_ops_are_named_errors() {
+    // No kernels yet: each of pack, unpack and packed_attention is refused, naming the node
+    // (`%2`, its IR index after the two inputs) and the op, before anything is sized from its
+    // derived symbol, by every entry point (the header's interface, the schedule, the whole
+    // compile), and nothing panics.
+    let cases = [
+        (
+            "graph(%x: f32[b, s, 8], %m: bool[b, s]) {\n  %0 = pack<tokens=t>(%x, %m) : f32[t, 8]\n  return %y = %0\n}",
+            "(pack)",
+        ),
+        (
+            "graph(%y: f32[n, 8], %m: i64[b, s]) {\n  %0 = unpack(%y, %m) : f32[b, s, 8]\n  return %z = %0\n}",
+            "(unpack)",
+        ),
+        (
+            "graph(%q: f32[n, 2, 4], %m: i32[b, s]) {\n  %0 = packed_attention<scale=div(2.0)>(%q, %q, %q, %m) : f32[n, 2, 4]\n  return %z = %0\n}",
+            "(packed_attention)",
+        ),
+    ];
+    for (text, op) in cases {
+        let graph = tcc_ir::text::parse(text, &|_| None)
+            .unwrap_or_else(|e| panic!("the IR does not parse: {e}\n{text}"));
+        let opts = tcc_codegen::lower::CompileOptions {
+            target: tcc_codegen::Target::named("x86-64-v3").expect("a target"),
+            prefix: "m".into(),
+            emit: tcc_codegen::emit::EmitKind::LlvmIr,
+        };
+        let errors = [
+            tcc_codegen::lower::compile(&graph, &opts).err(),
+            tcc_codegen::lower::interface(&graph).err(),
+            tcc_codegen::lower::forms_interface(&[&graph], None).err(),
+            tcc_codegen::lower::schedule::schedule(&graph).err(),
+        ];
+        for e in errors {
+            let msg = e.unwrap_or_else(|| panic!("accepted:\n{text}")).to_string();
+            assert!(
+                msg.starts_with("cannot compile node `%2` ")
+                    && msg.contains(op)
+                    && msg.contains("padding elimination's kernels are not there yet"),
+                "unexpected error `{msg}` for\n{text}"
+            );
+        }
+    }
+}

@@ -7,8 +7,10 @@
 //!
 //! [`run`] binds the shape symbols from the inputs, evaluates the nodes in
 //! [`Graph::topo_order`] through [`eval`], drops every value after its last
-//! use, and checks each result against the node's type. [`eval`] evaluates one
-//! op; the op families live in one file each:
+//! use, and checks each result against the node's type. A `pack` binds its
+//! derived `tokens` symbol to its mask's count of nonzero entries before it
+//! runs (a later `pack` of the same symbol must count as many). [`eval`]
+//! evaluates one op; the op families live in one file each:
 //!
 //! - `elementwise`: unary and binary ops, `Where` and `Cast`, with numpy
 //!   broadcasting;
@@ -18,6 +20,8 @@
 //! - `movement`: `Reshape`, `Transpose`, `Expand`, `Concat`, `Slice`,
 //!   `Tile` and `Trilu`;
 //! - `gather`: `Gather`, `GatherElements` and `GatherNd`;
+//! - `pack`: `Pack` and `Unpack`, padding elimination's moves between a padded
+//!   batch and its real tokens;
 //! - `conv`: `Conv`, through an im2col buffer;
 //! - `pad`: `Pad` in its four modes;
 //! - `shape_ops`: `Dims`, `Range` and `ShapeOf`.
@@ -32,12 +36,13 @@
 //! for any amount of memory. Before an op runs, [`eval`] evaluates the size of
 //! the node's type and refuses a result of more than [`MAX_RESULT_BYTES`]
 //! (with checked arithmetic, so sizes that overflow are refused too); `range`,
-//! `expand`, `tile` and `pad` also check the sizes they compute themselves. A
-//! result of at least [`PROBE_BYTES`] is first reserved on trial, with room for
-//! an index per element as the movement ops build, so that memory the system
-//! will not give (an address-space limit, an exhausted machine) is an error
-//! naming the node and op rather than an abort. The trial is best effort: it
-//! does not hold the memory it found, and an op's own scratch is not counted.
+//! `expand`, `tile`, `pad`, `pack` and `unpack` also check the sizes they
+//! compute themselves. A result of at least [`PROBE_BYTES`] is first reserved
+//! on trial, with room for an index per element as the movement ops build, so
+//! that memory the system will not give (an address-space limit, an exhausted
+//! machine) is an error naming the node and op rather than an abort. The trial
+//! is best effort: it does not hold the memory it found, and an op's own
+//! scratch is not counted.
 
 mod conv;
 mod elementwise;
@@ -45,6 +50,7 @@ mod gather;
 mod matmul;
 mod movement;
 mod norm;
+mod pack;
 mod pad;
 mod reduce;
 mod shape_ops;
@@ -175,7 +181,10 @@ impl crate::fused::Builder for TensorBuilder<'_> {
 /// output depends on are not evaluated. After each node, the result's shape
 /// and dtype are checked against the node's type; a symbol that the inputs do
 /// not bind but that appears alone as a dim of a node's type is bound from the
-/// first result it sizes.
+/// first result it sizes. A `pack`'s `tokens` symbol is bound before the pack
+/// runs, to its mask's number of nonzero entries, which must be at least 1;
+/// when an earlier `pack` bound it already, the counts must agree (an error
+/// naming the node otherwise).
 pub fn run(graph: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
     let mut env = bind_inputs(graph, inputs)?;
     let order = graph.topo_order();
@@ -240,6 +249,9 @@ pub fn run(graph: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<(Strin
                             )))
                         }
                     }
+                }
+                if let (Op::Pack { tokens }, Some(mask)) = (op, args.get(1)) {
+                    bind_tokens(tokens, mask, &mut env).map_err(&fail)?;
                 }
                 let t = eval_op(op, &args, &node.ty, &env).map_err(&fail)?;
                 Cow::Owned(t)
@@ -345,6 +357,33 @@ pub fn bind_inputs(graph: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Bi
         }
     }
     Ok(env)
+}
+
+/// Binds a `pack`'s derived symbol `tokens` to the number of nonzero entries of
+/// its `mask`, before the pack runs (so that its type, and the budget, can be
+/// evaluated). If the symbol is bound already (by an earlier `pack` over the
+/// same mask), the counts must agree. A mask without a nonzero entry is
+/// refused: a symbol stands for a size of at least 1 (the simplifier relies on
+/// it, and the runtime refuses 0 for an input's symbol likewise).
+fn bind_tokens(tokens: &str, mask: &Tensor, env: &mut Bindings) -> OpResult<()> {
+    let count = pack::count_tokens(mask)? as i64;
+    if count == 0 {
+        return Err(format!(
+            "its mask has no nonzero entry, but the symbol `{tokens}` it binds must be at \
+             least 1, as every symbol"
+        ));
+    }
+    match env.get(tokens) {
+        Some(v) if v != count => Err(format!(
+            "its mask has {count} nonzero entries, but the symbol `{tokens}` is already bound \
+             to {v}"
+        )),
+        Some(_) => Ok(()),
+        None => {
+            env.insert(tokens, count);
+            Ok(())
+        }
+    }
 }
 
 /// Checks a node's result against its type, binding any bare symbol of the
@@ -492,11 +531,14 @@ fn eval_op(op: &Op, x: &[&Tensor], ty: &TensorType, env: &Bindings) -> OpResult<
         } => shape_ops::range(*dtype, env.eval_dim(start)?, env.eval_dim(limit)?, *delta),
         Op::ShapeOf { start, end } => shape_ops::shape_of(x[0], *start, *end),
         Op::Trilu { upper, k } => movement::trilu(x[0], *upper, *k),
+        Op::Pack { .. } => pack::pack(x[0], x[1]),
+        Op::Unpack => pack::unpack(x[0], x[1]),
         Op::Gemm { .. }
         | Op::Attention { .. }
         | Op::AddLayerNorm { .. }
         | Op::RmsNorm { .. }
-        | Op::Fused { .. } => {
+        | Op::Fused { .. }
+        | Op::PackedAttention { .. } => {
             let dtype = x.first().map(|t| t.dtype()).unwrap_or(ty.dtype);
             let args: Vec<Tensor> = x.iter().map(|t| (*t).clone()).collect();
             crate::fused::expand(op, &args, dtype, &mut TensorBuilder { env })

@@ -523,6 +523,9 @@ op_variants! {
     "AddLayerNorm": Op::AddLayerNorm { .. },
     "RmsNorm": Op::RmsNorm { .. },
     "Fused": Op::Fused { .. },
+    "Pack": Op::Pack { .. },
+    "Unpack": Op::Unpack,
+    "PackedAttention": Op::PackedAttention { .. },
 }
 
 fn body(s: &str) -> Arc<Body> {
@@ -780,6 +783,42 @@ fn every_other_op() -> Graph {
     g
 }
 
+/// A graph of padding elimination's ops: `pack` over bool and integer masks (two packs of one
+/// symbol over one mask, rank 3 and 4), `packed_attention` with every kind of scale, and
+/// `unpack` back to the padded layout.
+fn padding_ops() -> Graph {
+    let mut g = Graph::new();
+    let x = g.add_input("x", ty(DType::F32, "batch, seq, 8"));
+    let hs = g.add_input("hs", ty(DType::F32, "batch, seq, heads, 4"));
+    let m = g.add_input("m", ty(DType::Bool, "batch, seq"));
+    let im = g.add_input("im", ty(DType::I64, "batch, seq"));
+    let add = |g: &mut Graph, op: Op, xs: &[NodeId]| {
+        g.add(op.clone(), xs)
+            .unwrap_or_else(|e| panic!("{op:?}: {e}"))
+    };
+    let pack = |tokens: &str| Op::Pack {
+        tokens: tokens.into(),
+    };
+    let mut outs = Vec::new();
+    let px = add(&mut g, pack("tokens"), &[x, m]);
+    let ph = add(&mut g, pack("tokens"), &[hs, m]);
+    let pi = add(&mut g, pack("real"), &[x, im]);
+    outs.push(add(&mut g, Op::Unpack, &[px, m]));
+    outs.push(add(&mut g, Op::Unpack, &[pi, im]));
+    for scale in [
+        crate::fused::ScoreScale::None,
+        crate::fused::ScoreScale::Mul(0.5),
+        crate::fused::ScoreScale::Div(2.0),
+    ] {
+        let y = add(&mut g, Op::PackedAttention { scale }, &[ph, ph, ph, m]);
+        outs.push(add(&mut g, Op::Unpack, &[y, m]));
+    }
+    for (i, o) in outs.into_iter().enumerate() {
+        g.add_output(&format!("out{i}"), o);
+    }
+    g
+}
+
 /// Checks that `b` is `a` node for node: the same inputs, ops (constants by value, and by
 /// name where `a` has one), types, operands and outputs, matched by position in
 /// [`Graph::topo_order`].
@@ -820,7 +859,7 @@ fn assert_same_graph(a: &Graph, b: &Graph) {
 #[test]
 fn every_op_variant_round_trips_to_an_identical_graph() {
     let mut seen: Vec<&str> = Vec::new();
-    for g in [every_op(), every_other_op()] {
+    for g in [every_op(), every_other_op(), padding_ops()] {
         let text = round_trip(&g);
         let weights = elided_weights(&g);
         let back = parse(&text, &|n| weights.get(n).cloned()).unwrap();
@@ -879,6 +918,58 @@ fn fused_ops_print_their_attributes() {
         "pad<mode=wrap, pads_begin=[0, -1, 2], pads_end=[1, seq, -3]>(%x)",
     ] {
         assert!(text.contains(needle), "`{needle}` is not in:\n{text}");
+    }
+}
+
+#[test]
+fn padding_ops_print_their_attributes() {
+    let text = round_trip(&padding_ops());
+    for needle in [
+        "pack<tokens=tokens>(%x, %m) : f32[tokens, 8]",
+        "pack<tokens=tokens>(%hs, %m) : f32[tokens, heads, 4]",
+        "pack<tokens=real>(%x, %im) : f32[real, 8]",
+        " : f32[batch, seq, 8]",
+        "packed_attention<scale=none>(%",
+        "packed_attention<scale=mul(0.5)>(%",
+        "packed_attention<scale=div(2.0)>(%",
+        " : f32[tokens, heads, 4]",
+    ] {
+        assert!(text.contains(needle), "`{needle}` is not in:\n{text}");
+    }
+    assert!(text.contains("unpack("), "{text}");
+}
+
+#[test]
+fn bad_padding_attributes_name_the_attribute() {
+    let head = "graph(%x: f32[b, s, 4], %m: bool[b, s]) {\n";
+    for (line, want) in [
+        (
+            "  %0 = pack<tokens=2t>(%x, %m) : f32[t, 4]\n",
+            "attribute `tokens` of `pack` must be a symbol name, got `2t`",
+        ),
+        (
+            "  %0 = pack<tokens=t + 1>(%x, %m) : f32[t, 4]\n",
+            "attribute `tokens` of `pack` must be a symbol name",
+        ),
+        (
+            "  %0 = pack(%x, %m) : f32[t, 4]\n",
+            "op `pack` needs attribute `tokens`",
+        ),
+        (
+            "  %0 = unpack<tokens=t>(%x, %m) : f32[b, s, 4]\n",
+            "op `unpack` takes no attribute, but `tokens` was given",
+        ),
+        (
+            "  %0 = packed_attention<scale=pow(2.0)>(%x, %x, %x, %m) : f32[b, s, 4]\n",
+            "attribute `scale` of `packed_attention`: bad scale `pow(2.0)`",
+        ),
+    ] {
+        let (n, message) = parse_err(&format!("{head}{line}}}\n"));
+        assert_eq!(n, 2, "{line}: {message}");
+        assert!(
+            message.contains(want),
+            "{line}: `{want}` not in `{message}`"
+        );
     }
 }
 

@@ -8,8 +8,10 @@
 //!
 //! - `flops`: floating-point operations of the op at the hinted sizes. A matrix product
 //!   counts `2 m n k`; attention `2 s_q s_k (d + d_v)` per head plus 10 per score for the
-//!   softmax, half that when causal (the kernel skips the keys a query block does not see);
-//!   an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
+//!   softmax, half that when causal (the kernel skips the keys a query block does not see),
+//!   and packed attention the same per query row over its sequence's real keys (`tokens / b`
+//!   of them, at most `s`, for `tokens` query rows per head); `pack` and `unpack` none (they
+//!   only move bytes); an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
 //!   transcendental functions), a fused elementwise op the sum over its body; softmax 10 and
 //!   the normalisations 8 per element; a convolution `2` per tap per channel of its group,
 //!   times the vector lanes (codegen lowers it as a scalar loop).
@@ -23,7 +25,8 @@
 //! The defaults ([`CostModel::default`]) describe the 2-core machines tcc is tuned on (a
 //! Zen 3/Zen 5/Xeon VM at about 3 GHz, 20 GB/s of sustained memory bandwidth per socket share,
 //! ~0.5 µs per kernel hand-off, measured with `tcc bench` on minilm-l6); symbols are valued by
-//! the hints (`batch=1, seq=128` unless told), and a symbol without a hint counts as 128.
+//! the hints (`batch=1, seq=128` unless told), and a symbol without a hint counts as 128 (so
+//! does a `pack`'s derived `tokens` symbol unless it is hinted by name).
 //! The model ranks alternatives; it does not predict run times to better than a factor of two.
 
 use std::collections::HashMap;
@@ -134,6 +137,18 @@ impl CostModel {
                 let seen = if *causal { 0.5 } else { 1.0 };
                 seen * rows * keys * (2.0 * (d + dv) + 10.0)
             }
+            Op::PackedAttention { .. } => {
+                // q is [tokens, h, d]: tokens * h query rows, each scoring the real keys of its
+                // sequence, tokens / b of them on average (at most s, from the [b, s] mask).
+                let (q, mask) = (args[0], args[3]);
+                let tokens = self.dim(q, 0);
+                let rows = tokens * self.dim(q, 1);
+                let keys = (tokens / self.dim(mask, 0).max(1.0)).min(self.dim(mask, 1));
+                let (d, dv) = (self.dim(q, 2), self.dim(out, 2));
+                rows * keys * (2.0 * (d + dv) + 10.0)
+            }
+            // Padding elimination's moves: bytes only.
+            Op::Pack { .. } | Op::Unpack => 0.0,
             Op::Conv { .. } => {
                 // 2 flops per tap per input channel of the group (w is [m, c / group, k..]);
                 // codegen's convolution is a scalar loop, so it runs at one lane's rate.

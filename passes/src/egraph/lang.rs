@@ -189,7 +189,7 @@ impl Language for ENode {
 /// The names an op can have in a pattern, leaked once so that e-nodes can hold `&'static str`.
 fn static_name(name: &str) -> Option<&'static str> {
     use tcc_ir::{BinaryOp, ReduceKind, UnaryOp};
-    const OTHER: [&str; 35] = [
+    const OTHER: [&str; 38] = [
         "input",
         "const",
         "dims",
@@ -222,6 +222,9 @@ fn static_name(name: &str) -> Option<&'static str> {
         "add_layer_norm",
         "rms_norm",
         "fused",
+        "pack",
+        "unpack",
+        "packed_attention",
         "reduce_sum",
         "reduce_mean",
         "reduce_max",

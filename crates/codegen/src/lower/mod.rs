@@ -158,8 +158,10 @@ impl Compiled {
 }
 
 /// The model's interface: inputs (dims fixed or plain symbols), outputs, symbols and the
-/// messages of its size checks ([`checks::size_checks`]).
+/// messages of its size checks ([`checks::size_checks`]). Fails, naming the node, on an op
+/// code generation has no kernel for ([`schedule::check_supported`]).
 pub fn interface(graph: &Graph) -> Result<Interface> {
+    schedule::check_supported(graph)?;
     interface_with(graph, &checks::size_checks(graph))
 }
 
@@ -236,7 +238,8 @@ pub fn compile(graph: &Graph, opts: &CompileOptions) -> Result<Compiled> {
 
 /// The interface of a library of the forms `graphs` picked by `dispatch` (see
 /// [`compile_forms`]), and each form's size checks: the forms' inputs, outputs and symbols
-/// must agree; the size checks are concatenated, form by form.
+/// must agree; the size checks are concatenated, form by form. Fails, naming the node, on an
+/// op code generation has no kernel for ([`schedule::check_supported`]).
 pub fn forms_interface(
     graphs: &[&Graph],
     dispatch: Option<&Dispatch>,
@@ -246,6 +249,9 @@ pub fn forms_interface(
             why: "no graph to compile".into(),
         });
     };
+    for g in graphs {
+        schedule::check_supported(g)?;
+    }
     let multi = graphs.len() > 1;
     let form_checks: Vec<Vec<checks::SizeCheck>> =
         graphs.iter().map(|g| checks::size_checks(g)).collect();

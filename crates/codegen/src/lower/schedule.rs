@@ -147,10 +147,31 @@ pub fn is_elementwise(op: &Op) -> bool {
     )
 }
 
+/// Why code generation refuses padding elimination's ops.
+pub(crate) const NO_PADDING_KERNELS: &str = "padding elimination's kernels are not there \
+    yet: pack, unpack and packed_attention run in the interpreter only";
+
+/// Refuses a graph with an op that code generation has no kernel for, naming the first such
+/// node (in topological order): padding elimination's `pack`, `unpack` and
+/// `packed_attention`, whose derived symbols the memory plan and size checks cannot evaluate
+/// either. Called before anything is sized from the graph.
+pub fn check_supported(graph: &Graph) -> Result<()> {
+    for id in graph.topo_order() {
+        if matches!(
+            graph.op(id),
+            Op::Pack { .. } | Op::Unpack | Op::PackedAttention { .. }
+        ) {
+            return Err(unsupported_node(graph, id, NO_PADDING_KERNELS));
+        }
+    }
+    Ok(())
+}
+
 /// Builds the schedule of `graph`: one step per node (views, inputs and constants aside), in
 /// topological order. Fails, naming the node, on a fused op of a form no kernel computes (see
-/// [`fused_step`]).
+/// [`fused_step`]) and on the ops [`check_supported`] refuses.
 pub fn schedule(graph: &Graph) -> Result<Vec<Step>> {
+    check_supported(graph)?;
     let mut steps = Vec::new();
     for id in graph.topo_order() {
         let node = graph.node(id);

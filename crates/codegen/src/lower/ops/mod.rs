@@ -676,6 +676,12 @@ fn op_body(
             step,
             "a fused op scheduled as a plain op (internal error)",
         )),
+        // The schedule refuses them first (`schedule::check_supported`).
+        Op::Pack { .. } | Op::Unpack | Op::PackedAttention { .. } => Err(unsupported(
+            graph,
+            step,
+            super::schedule::NO_PADDING_KERNELS,
+        )),
         Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } => Err(unsupported(
             graph,
             step,
