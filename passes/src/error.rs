@@ -45,6 +45,13 @@ pub enum Error {
     /// The verifier rejected the graph before any pass ran.
     #[error("the graph is invalid before the passes: {0}")]
     InvalidInput(tcc_ir::Error),
+    /// Padding elimination was asked for a model where it cannot be shown exact.
+    #[error("cannot remove padding: {why}")]
+    Padding {
+        /// Why: the mask not found, or the node whose attention mask is not a key-padding
+        /// mask.
+        why: String,
+    },
     /// Writing an IR dump to the dump writer failed.
     #[error("cannot write the IR dump of pass `{pass}`: {error}")]
     Dump {

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tcc_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, TensorType, UnaryOp};
+use tcc_ir::{BinaryOp, DType, Dim, Graph, NodeId, Op, ReduceKind, TensorType, UnaryOp};
 
 /// A value of one element of a mask fact, at real or at padded positions.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +67,19 @@ pub enum Fact {
         valid: Val,
         /// The value at padded positions.
         padded: Val,
+    },
+    /// Element `idx` depends only on whether sequence `idx[b]` has a real token: `nonempty`
+    /// if it has one, `empty` if it has none (as the maximum over the keys of an additive
+    /// key mask is: 0, or `-inf` for a row whose keys are all masked).
+    PerSeq {
+        /// The mask input's name.
+        m: Arc<str>,
+        /// The batch axis.
+        b: usize,
+        /// The value for a sequence with a real token.
+        nonempty: Val,
+        /// The value for a sequence with none.
+        empty: Val,
     },
     /// Integer index tuples along the last axis (of size `parts.len()`), as a `concat` of
     /// affine values builds the indices of a `gather_nd`: part `k` is the affine value
@@ -169,6 +182,20 @@ pub fn additive_key_mask(fact: &Fact, rank: usize) -> Option<&str> {
         } if *v == 0.0 && *p <= -1e4 && at.b == 0 && at.j + 1 == rank => Some(&at.m),
         _ => None,
     }
+}
+
+/// True if `fact` is false at every index of a sequence with a real token, the batch on axis
+/// 0: the condition of attention's `zero_where` (rows whose keys are all masked), which no
+/// real query row meets.
+pub fn false_for_real_sequences(fact: &Fact) -> bool {
+    matches!(
+        fact,
+        Fact::PerSeq {
+            b: 0,
+            nonempty: Val::Bool(false),
+            ..
+        }
+    )
 }
 
 /// If `fact` is a boolean key-padding mask (true at real keys, false at padded ones) for
@@ -312,6 +339,32 @@ pub fn transfer(op: &Op, ty: &TensorType, operands: &[Operand]) -> Fact {
             _ => Fact::Unknown,
         },
         Op::Gather { axis: 0 } => gather(args[0], args[1], &shape_of(0), &shape_of(1)),
+        Op::Reduce {
+            kind,
+            axes,
+            keep_dims: true,
+        } => match args[0] {
+            // Over the keys only: a sequence with a real token reaches `valid` (a maximum
+            // when `valid` is the larger, a minimum when the smaller), one without only
+            // `padded`.
+            Fact::Mask {
+                at,
+                valid: Val::Num(v),
+                padded: Val::Num(p),
+            } if axes.as_slice() == [at.j]
+                && ((*kind == ReduceKind::Max && v >= p)
+                    || (*kind == ReduceKind::Min && v <= p)) =>
+            {
+                Fact::PerSeq {
+                    m: at.m.clone(),
+                    b: at.b,
+                    nonempty: Val::Num(*v),
+                    empty: Val::Num(*p),
+                }
+            }
+            Fact::Splat(v) if matches!(kind, ReduceKind::Max | ReduceKind::Min) => Fact::Splat(*v),
+            _ => Fact::Unknown,
+        },
         Op::GatherNd { batch_dims: 0 } => gather_nd(args[0], args[1], &shape_of(0), &shape_of(1)),
         Op::Concat { axis } if *axis + 1 == rank => {
             // Affine values of last axis 1, side by side: index tuples.
@@ -371,6 +424,17 @@ fn lift(fact: &Fact, extra: usize) -> Fact {
             coef: std::iter::repeat_n(Dim::constant(0), extra)
                 .chain(coef.iter().cloned())
                 .collect(),
+        },
+        Fact::PerSeq {
+            m,
+            b,
+            nonempty,
+            empty,
+        } => Fact::PerSeq {
+            m: m.clone(),
+            b: b + extra,
+            nonempty: *nonempty,
+            empty: *empty,
         },
         Fact::Flat { .. } if extra > 0 => Fact::Unknown,
         other => other.clone(),
@@ -459,6 +523,23 @@ fn binary(op: BinaryOp, a: &Fact, b: &Fact, dtype: DType) -> Fact {
         (Fact::Splat(x), Fact::Mask { at, valid, padded }) => {
             mask_of(at, f(*x, *valid), f(*x, *padded))
         }
+        (
+            Fact::PerSeq {
+                m,
+                b,
+                nonempty,
+                empty,
+            },
+            Fact::Splat(y),
+        ) => match (f(*nonempty, *y), f(*empty, *y)) {
+            (Some(nonempty), Some(empty)) => Fact::PerSeq {
+                m: m.clone(),
+                b: *b,
+                nonempty,
+                empty,
+            },
+            _ => Fact::Unknown,
+        },
         (
             Fact::Mask {
                 at: p,

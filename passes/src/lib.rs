@@ -13,6 +13,7 @@
 //! | `fold-constants` | [`FoldConstants`]  | nodes of constant operands are evaluated by the interpreter |
 //! | `simplify`       | [`Simplify`]       | no-op reshapes, transposes, casts, expands and slices go; chains merge |
 //! | `dead-code`      | [`DeadCode`]       | nodes that no output needs are removed |
+//! | `remove-padding` | [`RemovePadding`]  | (with `--remove-padding` only) outputs `o` of `[batch, seq, ..]` become `unpack(pack(o, mask), mask)`, for the optimiser to run token-wise ops on real tokens |
 //! | `egraph`         | [`EGraphPass`]     | equality saturation with the rules of [`egraph::rules`], extraction by the cost model: GEMM epilogues, attention, norms |
 //! | `fuse-elementwise` | [`FuseElementwise`] | chains of elementwise ops become one `fused` op |
 
@@ -27,6 +28,7 @@ mod fuse_elementwise;
 pub mod key_mask;
 mod pass;
 mod pass_manager;
+mod remove_padding;
 mod simplify;
 
 pub use dead_code::DeadCode;
@@ -37,6 +39,7 @@ pub use fold_shapes::FoldShapes;
 pub use fuse_elementwise::FuseElementwise;
 pub use pass::Pass;
 pub use pass_manager::{Dump, PassManager, PassRun, Report, Stage};
+pub use remove_padding::{find_mask, RemovePadding};
 pub use simplify::Simplify;
 
 use tcc_ir::Graph;
@@ -56,13 +59,20 @@ pub fn all_passes() -> Vec<Box<dyn Pass>> {
 
 /// The names of every pass, in the order of [`all_passes`].
 pub fn pass_names() -> Vec<&'static str> {
-    all_passes().iter().map(|p| p.name()).collect()
+    optional_passes().iter().map(|p| p.name()).collect()
+}
+
+/// [`all_passes`] and the passes an option adds ([`RemovePadding`], before the optimiser).
+fn optional_passes() -> Vec<Box<dyn Pass>> {
+    let mut v = all_passes();
+    v.insert(4, Box::new(RemovePadding::default()));
+    v
 }
 
 /// The pass called `name`; an [`Error::UnknownPass`] listing the valid names
 /// if there is none.
 pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>> {
-    all_passes()
+    optional_passes()
         .into_iter()
         .find(|p| p.name() == name)
         .ok_or_else(|| Error::UnknownPass {

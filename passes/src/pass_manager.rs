@@ -136,24 +136,29 @@ impl PassManager {
         PassManager::new(crate::all_passes())
     }
 
-    /// The default pipeline with the optimiser configured by `config`, and where its
+    /// The default pipeline with the optimiser configured by `config` (and
+    /// [`crate::RemovePadding`] before it when `config.remove_padding` asks), and where its
     /// explanation will be once it has run (for `tcc compile --explain`).
     pub fn with_optimiser(
         config: crate::egraph::Config,
     ) -> (PassManager, Arc<Mutex<Option<crate::egraph::Explanation>>>) {
+        let remove_padding = config.remove_padding.clone();
         let egraph = crate::EGraphPass {
             config,
             ..Default::default()
         };
         let last = egraph.last.clone();
-        let passes: Vec<Box<dyn Pass>> = vec![
+        let mut passes: Vec<Box<dyn Pass>> = vec![
             Box::new(FoldShapes),
             Box::new(FoldConstants),
             Box::new(Simplify),
             Box::new(DeadCode),
-            Box::new(egraph),
-            Box::new(FuseElementwise),
         ];
+        if let Some(p) = remove_padding {
+            passes.push(Box::new(p));
+        }
+        passes.push(Box::new(egraph));
+        passes.push(Box::new(FuseElementwise));
         (PassManager::new(passes), last)
     }
 

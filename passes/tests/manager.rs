@@ -109,7 +109,8 @@ fn unknown_pass_names_list_the_valid_ones() {
     assert_eq!(
         err.to_string(),
         "unknown pass `fold-everything`; valid passes are: \
-         fold-shapes, fold-constants, simplify, dead-code, egraph, fuse-elementwise"
+         fold-shapes, fold-constants, simplify, dead-code, remove-padding, egraph, \
+         fuse-elementwise"
     );
 
     // In disable and dump lists, the valid names are this pipeline's.

@@ -391,6 +391,22 @@ rule_test!(
     expect = "rms_norm<axis=2"
 );
 
+// Transposes.
+rule_test!(
+    transpose_through_reshapes,
+    "transpose-through-reshapes",
+    0.0,
+    r#"graph(%q: f32[n, 2, s, 8], %x: f32[n, s, 2, 8]) {; %h = transpose<perm=[0, 2, 1, 3]>(%x) : f32[n, 2, s, 8]; %a = reshape<shape=[2*n, s, 8]>(%h) : f32[2*n, s, 8]; %t = transpose<perm=[0, 2, 1]>(%a) : f32[2*n, 8, s]; %y = reshape<shape=[n, 2, 8, s]>(%t) : f32[n, 2, 8, s]; %m = matmul(%q, %y) : f32[n, 2, s, s]; return %o = %m; }"#,
+    expect = "perm_b=[0, 2, 3, 1]>(%q, %x)"
+);
+rule_test!(
+    transpose_transpose,
+    "transpose-transpose",
+    0.0,
+    r#"graph(%x: f32[n, s, 2, 8]) {; %a = transpose<perm=[0, 2, 1, 3]>(%x) : f32[n, 2, s, 8]; %b = transpose<perm=[0, 1, 3, 2]>(%a) : f32[n, 2, 8, s]; %e = erf(%b) : f32[n, 2, 8, s]; return %o = %e; }"#,
+    expect = "transpose<perm=[0, 2, 3, 1]>(%x)"
+);
+
 // Projections.
 rule_test!(
     qkv_merge,

@@ -38,6 +38,14 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "SYM=N,...")]
     pub hint: Option<String>,
 
+    /// Padding elimination: run token-wise work on the real tokens of a padded batch only.
+    /// The key-padding mask input is found (the `attention_mask` of torch exports, traced
+    /// through how the model builds its additive mask), or named: `--remove-padding=NAME`.
+    /// Outputs at padded positions become 0. A model where a padded token could change a
+    /// real one (a causal or 2-D attention mask) is refused.
+    #[arg(long, value_name = "MASK", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub remove_padding: Option<String>,
+
     /// Leave out the rewrite rules that may change rounding (those RULES.md tags
     /// reassociating: another association of a GELU, the decomposed layer norm recognised,
     /// ...): every rewrite is then exact.
@@ -149,6 +157,12 @@ fn config(args: &PipelineArgs) -> Result<egraph::Config> {
         reassociate: !args.no_reassociate,
         // Cheap (extractions of the saturated e-graph): the forms of a library need it.
         sweep: true,
+        remove_padding: args
+            .remove_padding
+            .as_ref()
+            .map(|m| tcc_passes::RemovePadding {
+                mask: (!m.is_empty()).then(|| m.clone()),
+            }),
         ..Default::default()
     };
     if let Some(hint) = &args.hint {

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod cost;
 pub mod extract;
 pub mod lang;
+pub mod padding;
 pub mod rules;
 
 use crate::error::Result;
@@ -44,6 +45,9 @@ pub struct Config {
     /// Also extract at other values of each input symbol and report where the chosen form
     /// changes ([`Explanation::crossovers`]); `--explain` sets it.
     pub sweep: bool,
+    /// Padding elimination: the pipeline runs [`crate::RemovePadding`] before the
+    /// optimiser, which then moves its packs toward the inputs ([`padding`]).
+    pub remove_padding: Option<crate::RemovePadding>,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             reassociate: true,
             cost: CostModel::default(),
             sweep: false,
+            remove_padding: None,
         }
     }
 }
@@ -116,7 +121,22 @@ pub struct Crossover {
     /// The values at which extraction gave each side's form (the sweep's samples around the
     /// crossover): extracting at them gives those forms again.
     pub samples: (i64, i64),
+    /// What each side's form saves at its own sample, as a fraction of the other form's
+    /// cost there: `(1 - lower / upper at samples.0, 1 - upper / lower at samples.1)`.
+    pub savings: (f64, f64),
 }
+
+impl Crossover {
+    /// True if each side's form saves at least [`MIN_FORM_SAVING`] of the other's cost at
+    /// its sample: worth a form of its own in a library.
+    pub fn worth_a_form(&self) -> bool {
+        self.savings.0 >= MIN_FORM_SAVING && self.savings.1 >= MIN_FORM_SAVING
+    }
+}
+
+/// A crossover whose forms save less than this fraction of the cost on either side is not
+/// worth a second form in a library (its code and compile time).
+pub const MIN_FORM_SAVING: f64 = 0.01;
 
 impl fmt::Display for Explanation {
     /// The rules that fired, the e-graph per round, the stop reason and the costs; the last
@@ -156,13 +176,22 @@ impl fmt::Display for Explanation {
         for c in &self.crossovers {
             writeln!(
                 f,
-                "size-dependent choice: {n} classes take other forms at larger {sym}; the cost model prefers the smaller {sym}'s forms up to {sym} = {b} and the larger's from {sym} = {a} ({x:.1} µs against {y:.1} µs there); a compiled library holds the forms of each side and picks one per call by {sym}",
+                "size-dependent choice: {n} classes take other forms at larger {sym}; the cost model prefers the smaller {sym}'s forms up to {sym} = {b} and the larger's from {sym} = {a} ({x:.1} µs against {y:.1} µs there; each saves {s0:.1}% at {sym} = {v0} and {s1:.1}% at {sym} = {v1}); {lib}",
                 sym = c.symbol,
                 b = c.below,
                 a = c.above,
                 n = c.classes,
                 x = c.costs_at_above.0 / 1e3,
                 y = c.costs_at_above.1 / 1e3,
+                s0 = c.savings.0 * 100.0,
+                s1 = c.savings.1 * 100.0,
+                v0 = c.samples.0,
+                v1 = c.samples.1,
+                lib = if c.worth_a_form() {
+                    format!("a compiled library holds the forms of each side and picks one per call by {}", c.symbol)
+                } else {
+                    format!("too little for a form of its own (under {}%): a library holds the hinted sizes' form", MIN_FORM_SAVING * 100.0)
+                },
             )?;
         }
         writeln!(
@@ -206,12 +235,13 @@ pub struct FormPlan {
 pub const MAX_FORMS: usize = 4;
 
 /// The forms to compile from the crossovers of an optimiser run ([`Explanation::crossovers`],
-/// in input-symbol order): the first symbol with crossovers decides (the others keep their
-/// hints), with one form per range between its crossovers, at most [`MAX_FORMS`]. `None`
-/// when nothing depends on the sizes.
+/// in input-symbol order) that are [`Crossover::worth_a_form`]: the first symbol with such
+/// crossovers decides (the others keep their hints), with one form per range between its
+/// crossovers, at most [`MAX_FORMS`]. `None` when nothing depends on the sizes enough.
 pub fn plan_forms(crossovers: &[Crossover]) -> Option<FormPlan> {
-    let symbol = crossovers.first()?.symbol.clone();
-    let mut cs: Vec<&Crossover> = crossovers.iter().filter(|c| c.symbol == symbol).collect();
+    let worth: Vec<&Crossover> = crossovers.iter().filter(|c| c.worth_a_form()).collect();
+    let symbol = worth.first()?.symbol.clone();
+    let mut cs: Vec<&Crossover> = worth.into_iter().filter(|c| c.symbol == symbol).collect();
     cs.sort_by_key(|c| c.above);
     cs.dedup_by_key(|c| c.above);
     cs.truncate(MAX_FORMS - 1);
@@ -220,6 +250,30 @@ pub fn plan_forms(crossovers: &[Crossover]) -> Option<FormPlan> {
         .chain(cs.iter().map(|c| c.samples.1))
         .collect();
     Some(FormPlan { symbol, bounds, at })
+}
+
+/// `cost` with a hint for each `pack`'s token symbol of `graph` that has none: half of its
+/// mask's elements at the hints (the padded batches padding elimination is for are about
+/// half real tokens; an exact count is a run's, not the compiler's).
+fn with_token_hints(cost: &CostModel, graph: &Graph) -> CostModel {
+    let mut model = cost.clone();
+    for id in graph.topo_order() {
+        if let tcc_ir::Op::Pack { tokens } = graph.op(id) {
+            if model.hints.contains_key(&**tokens) {
+                continue;
+            }
+            let mask = graph.operands(id)[1];
+            let env = |s: &str| Some(*cost.hints.get(s).unwrap_or(&cost.default_dim));
+            let n = graph
+                .ty(mask)
+                .shape
+                .numel()
+                .eval(&env)
+                .unwrap_or(cost.default_dim);
+            model.hints.insert(tokens.to_string(), (n / 2).max(1));
+        }
+    }
+    model
 }
 
 /// The cost model's estimate for a whole graph, in ns: each node once.
@@ -268,7 +322,27 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
         Some(StopReason::Other(s)) => s.clone(),
         None => "not run".to_string(),
     };
+    // Padding elimination: the packs the remove-padding pass wrote, moved toward the inputs.
+    let mut egraph = runner.egraph;
+    let packs: Vec<egg::Id> = egraph
+        .classes()
+        .filter(|c| {
+            c.nodes
+                .iter()
+                .any(|n| matches!(n.op(), tcc_ir::Op::Pack { .. }))
+        })
+        .map(|c| c.id)
+        .collect();
+    let sunk = if packs.is_empty() {
+        0
+    } else {
+        padding::sink(&mut egraph, &packs)
+    };
+    let cost_model = with_token_hints(&config.cost, graph);
     let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    if sunk > 0 {
+        counts.insert("pack-sink".to_string(), sunk);
+    }
     let iterations = runner
         .iterations
         .iter()
@@ -285,7 +359,7 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
             }
         })
         .collect();
-    loaded.egraph = runner.egraph;
+    loaded.egraph = egraph;
     let eg = &loaded.egraph;
     loaded.outputs = loaded.outputs.iter().map(|&o| eg.find(o)).collect();
     let mut origins = std::collections::HashMap::new();
@@ -293,7 +367,7 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
         origins.entry(eg.find(k)).or_insert(v);
     }
     loaded.origins = origins;
-    let extraction = extract::extract(eg, &config.cost, &loaded.outputs);
+    let extraction = extract::extract(eg, &cost_model, &loaded.outputs);
     let out = convert::from_egraph(&loaded, &extraction.choice, graph)?;
     let fired = rules
         .iter()
@@ -308,8 +382,8 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
         iterations,
         stop_reason,
         time: start.elapsed(),
-        cost_before: graph_cost(graph, &config.cost),
-        cost_after: graph_cost(&out, &config.cost),
+        cost_before: graph_cost(graph, &cost_model),
+        cost_after: graph_cost(&out, &cost_model),
         enodes: loaded.egraph.total_number_of_nodes(),
         eclasses: loaded.egraph.number_of_classes(),
         choices: extraction.choices,
@@ -338,7 +412,7 @@ fn crossovers(
         let at = |v: i64| {
             let mut model = cost.clone();
             model.hints.insert(symbol.clone(), v);
-            extract::extract(eg, &model, roots)
+            extract::extract(eg, &with_token_hints(&model, graph), roots)
         };
         // The same graph: the same e-node in every class the roots need.
         let same = |a: &extract::Extraction, b: &extract::Extraction| {
@@ -356,7 +430,7 @@ fn crossovers(
                 let cost_at = |choice: &std::collections::HashMap<egg::Id, lang::ENode>, v: i64| {
                     let mut model = cost.clone();
                     model.hints.insert(symbol.clone(), v);
-                    extract::choice_cost(eg, &model, choice, roots)
+                    extract::choice_cost(eg, &with_token_hints(&model, graph), choice, roots)
                 };
                 let upper_wins = |v: i64| cost_at(&e.choice, v) <= cost_at(&prev_e.choice, v);
                 let (mut lo, mut hi) = (prev_v, v);
@@ -384,6 +458,10 @@ fn crossovers(
                     classes,
                     costs_at_above: (cost_at(&prev_e.choice, hi), cost_at(&e.choice, hi)),
                     samples: (prev_v, v),
+                    savings: (
+                        1.0 - cost_at(&prev_e.choice, prev_v) / cost_at(&e.choice, prev_v),
+                        1.0 - cost_at(&e.choice, v) / cost_at(&prev_e.choice, v),
+                    ),
                 });
             }
             prev_v = v;
@@ -436,6 +514,7 @@ mod tests {
             classes: 1,
             costs_at_above: (1.0, 1.0),
             samples: (above / 2, above * 2),
+            savings: (0.1, 0.3),
         }
     }
 
@@ -461,5 +540,11 @@ mod tests {
         let p = plan_forms(&many).unwrap();
         assert_eq!(p.bounds.len(), MAX_FORMS - 1);
         assert_eq!(p.at.len(), MAX_FORMS);
+        // A crossover whose forms save little on one side is no form of its own.
+        let mut slight = crossing("seq", 9);
+        slight.savings = (0.3, 0.0001);
+        assert_eq!(plan_forms(&[slight.clone()]), None);
+        let p = plan_forms(&[slight, crossing("seq", 300)]).unwrap();
+        assert_eq!(p.bounds, vec![300]);
     }
 }
