@@ -197,3 +197,215 @@ fn vit_patch_embedding_as_gemm() {
         all.join("\n")
     );
 }
+
+/// The outputs of `run` (an npz) against `want`: within the model tolerance where `mask` is
+/// nonzero, exactly 0 elsewhere; the failures.
+fn compare_unpadded(
+    got: &[(String, tcc_ir::Tensor)],
+    want: &[(String, tcc_ir::Tensor)],
+    mask: &tcc_ir::Tensor,
+    what: &str,
+) -> Vec<String> {
+    let m = mask.data().to_i64_vec();
+    let zeroed = |t: &tcc_ir::Tensor| -> tcc_ir::Tensor {
+        let row: usize = t.shape()[2..].iter().product();
+        let mut v = t.data().to_f64_vec();
+        for (p, &keep) in m.iter().enumerate() {
+            if keep == 0 {
+                v[p * row..(p + 1) * row].iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
+        tcc_ir::Tensor::new(
+            t.shape().to_vec(),
+            tcc_ir::TensorData::from_f64(t.dtype(), v),
+        )
+        .unwrap()
+    };
+    let mut failures = Vec::new();
+    for (k, g) in got {
+        let Some((_, w)) = want.iter().find(|(n, _)| n == k) else {
+            failures.push(format!("{what}: output `{k}` has no reference"));
+            continue;
+        };
+        if let Err(e) = tcc_tests::compare_model_output(&zeroed(g), &zeroed(w)) {
+            failures.push(format!("{what}: `{k}` at the real positions: {e}"));
+        }
+        if zeroed(g) != *g {
+            failures.push(format!("{what}: `{k}` is not 0 at the padded positions"));
+        }
+    }
+    failures
+}
+
+/// `tcc compile --remove-padding`: the shared encoders, compiled once each, match ONNX
+/// Runtime's references at every real position and are 0 at the padded ones, on their padded
+/// batches and their unpadded cases; the header says so. Then bert-tiny on generated masks
+/// (all ones, one real token per row, right- and left-padded, random, and a batch with no
+/// real token at all) equals the interpreter's unpadded model at the real positions.
+#[test]
+fn remove_padding_compiled() {
+    let models = tcc_tests::discover_models();
+    let mut all = Vec::new();
+    for name in ["minilm-l6", "bert-tiny", "bert-tiny-extdata"] {
+        let model = models.iter().find(|m| m.name == name).unwrap();
+        let work = scratch(&format!("unpadded-{name}"));
+        let lib = work.join("m.so");
+        let onnx = model.dir.join("model.onnx");
+        let out = tcc(&[
+            "compile".as_ref(),
+            onnx.as_os_str(),
+            "-o".as_ref(),
+            lib.as_os_str(),
+            "--remove-padding".as_ref(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let header = std::fs::read_to_string(work.join("m.h")).unwrap();
+        assert!(
+            header.contains("are 0 at the padded positions") && header.contains("`attention_mask`"),
+            "{name}: the header does not say that padded positions are 0:\n{header}"
+        );
+        for (case, r) in &model.cases {
+            let result = work.join(format!("out_{case}.npz"));
+            let run = tcc(&[
+                "run".as_ref(),
+                lib.as_os_str(),
+                "--inputs".as_ref(),
+                r.as_os_str(),
+                "--output".as_ref(),
+                result.as_os_str(),
+            ]);
+            if !run.status.success() {
+                all.push(format!(
+                    "{name} / {case}: {}",
+                    String::from_utf8_lossy(&run.stderr)
+                ));
+                continue;
+            }
+            let want = tcc_npz::read_npz(r).unwrap();
+            let mask = &want.iter().find(|(n, _)| n == "attention_mask").unwrap().1;
+            let got = tcc_npz::read_npz(&result).unwrap();
+            all.extend(compare_unpadded(
+                &got,
+                &want,
+                mask,
+                &format!("{name} / {case}"),
+            ));
+        }
+    }
+
+    // bert-tiny on generated masks, against the interpreter without the option.
+    let model = models.iter().find(|m| m.name == "bert-tiny").unwrap();
+    let work = scratch("unpadded-masks");
+    let lib = work.join("m.so");
+    let onnx = model.dir.join("model.onnx");
+    let out = tcc(&[
+        "compile".as_ref(),
+        onnx.as_os_str(),
+        "-o".as_ref(),
+        lib.as_os_str(),
+        "--remove-padding".as_ref(),
+    ]);
+    assert!(out.status.success());
+    let (b, s) = (4usize, 23usize);
+    let lens = [23usize, 5, 12, 1];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let masks: Vec<(&str, Vec<i64>)> = vec![
+        ("all-ones", vec![1; b * s]),
+        (
+            "one-token",
+            (0..b * s).map(|p| i64::from(p % s == 0)).collect(),
+        ),
+        (
+            "right",
+            (0..b * s).map(|p| i64::from(p % s < lens[p / s])).collect(),
+        ),
+        (
+            "left",
+            (0..b * s)
+                .map(|p| i64::from(p % s >= s - lens[p / s]))
+                .collect(),
+        ),
+        (
+            "random",
+            (0..b * s).map(|_| i64::from(next() % 3 != 0)).collect(),
+        ),
+        (
+            "empty-row",
+            (0..b * s).map(|p| i64::from(p / s != 2)).collect(),
+        ),
+    ];
+    for (what, mask) in masks {
+        let ids: Vec<i64> = (0..b * s).map(|_| (next() % 1000) as i64).collect();
+        let inputs = vec![
+            (
+                "input_ids".to_string(),
+                tcc_ir::Tensor::from_vec(vec![b, s], ids).unwrap(),
+            ),
+            (
+                "attention_mask".to_string(),
+                tcc_ir::Tensor::from_vec(vec![b, s], mask.clone()).unwrap(),
+            ),
+            (
+                "token_type_ids".to_string(),
+                tcc_ir::Tensor::from_vec(vec![b, s], vec![0i64; b * s]).unwrap(),
+            ),
+        ];
+        let inp = work.join(format!("in_{what}.npz"));
+        tcc_npz::write_npz(&inp, &inputs).unwrap();
+        let (got, want) = (
+            work.join(format!("got_{what}.npz")),
+            work.join(format!("want_{what}.npz")),
+        );
+        let run = tcc(&[
+            "run".as_ref(),
+            lib.as_os_str(),
+            "--inputs".as_ref(),
+            inp.as_os_str(),
+            "--output".as_ref(),
+            got.as_os_str(),
+        ]);
+        let interp = tcc(&[
+            "interpret".as_ref(),
+            onnx.as_os_str(),
+            "--inputs".as_ref(),
+            inp.as_os_str(),
+            "--output".as_ref(),
+            want.as_os_str(),
+        ]);
+        if !run.status.success() || !interp.status.success() {
+            all.push(format!(
+                "bert-tiny / {what}: {}{}",
+                String::from_utf8_lossy(&run.stderr),
+                String::from_utf8_lossy(&interp.stderr)
+            ));
+            continue;
+        }
+        let (got, want) = (
+            tcc_npz::read_npz(&got).unwrap(),
+            tcc_npz::read_npz(&want).unwrap(),
+        );
+        let mask = tcc_ir::Tensor::from_vec(vec![b, s], mask).unwrap();
+        all.extend(compare_unpadded(
+            &got,
+            &want,
+            &mask,
+            &format!("bert-tiny / {what}"),
+        ));
+    }
+    assert!(
+        all.is_empty(),
+        "{} failure(s):\n{}",
+        all.len(),
+        all.join("\n")
+    );
+}

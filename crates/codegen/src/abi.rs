@@ -104,6 +104,9 @@ pub struct Interface {
     /// symbol's value: one line per form, saying at which sizes it runs (the header lists
     /// them). Empty for one form.
     pub forms: Vec<String>,
+    /// What the caller must know of the outputs' values beyond their types (padding
+    /// elimination's zeros at padded positions), one paragraph each, for the header.
+    pub notes: Vec<String>,
 }
 
 /// The functions the backend provides, with the descriptor's signatures
@@ -870,6 +873,9 @@ pub fn header(prefix: &str, interface: &Interface) -> Result<String> {
             binder.unwrap_or_default()
         );
     }
+    for note in &interface.notes {
+        let _ = writeln!(h, " *\n * {}", comment_safe(note));
+    }
     if !interface.forms.is_empty() {
         let _ = writeln!(
             h,
@@ -948,6 +954,7 @@ mod tests {
             symbols: vec!["batch".into(), "seq".into()],
             size_checks: vec!["node %3: {0} and {1} differ".into()],
             forms: Vec::new(),
+            notes: Vec::new(),
         }
     }
 

@@ -47,6 +47,7 @@ fn interface() -> Interface {
         symbols: vec!["n".into()],
         size_checks: Vec::new(),
         forms: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -43,7 +43,7 @@
 //! seq = 5)`).
 
 use std::cell::Cell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use inkwell::builder::Builder;
@@ -125,6 +125,17 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
             stack.extend(graph.operands(id));
         }
     }
+    let bounds: HashMap<String, Dim> = graph
+        .topo_order()
+        .into_iter()
+        .filter_map(|id| match graph.op(id) {
+            Op::Pack { tokens } => Some((
+                tokens.to_string(),
+                graph.ty(graph.operands(id)[1]).shape.numel(),
+            )),
+            _ => None,
+        })
+        .collect();
     let mut c = Collector::default();
     for id in graph.topo_order() {
         if !live.contains(&id) {
@@ -136,7 +147,19 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
         }
         let label = node_label(graph, id);
         let ty = graph.ty(id);
-        result_checks(&mut c, &label, ty);
+        // A size of a derived symbol (a pack's token count) is at most its bound, the mask's
+        // entry count, which the arena is sized for: the bound's size is checked.
+        let bounded = TensorType::new(
+            ty.dtype,
+            Shape(
+                ty.shape
+                    .dims()
+                    .iter()
+                    .map(|d| bounded(d, &bounds))
+                    .collect(),
+            ),
+        );
+        result_checks(&mut c, &label, &bounded);
         match super::schedule::expansion(graph, id) {
             // A fused node whose expansion does not type is refused by the schedule.
             Some(expanded) => {
@@ -154,6 +177,30 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
         }
     }
     c.finish()
+}
+
+/// `d` with each derived symbol replaced by its bound.
+fn bounded(d: &Dim, bounds: &HashMap<String, Dim>) -> Dim {
+    if bounds.is_empty() {
+        d.clone()
+    } else {
+        d.substitute(&|s| bounds.get(s).cloned())
+    }
+}
+
+/// True if the relation reads a symbol that is not one of `inputs` (a derived one, which the
+/// checks, run before any step, cannot know).
+pub fn reads_derived(relation: &Relation, inputs: &[std::sync::Arc<str>]) -> bool {
+    let dims: Vec<&Dim> = match relation {
+        Relation::Equal(a, b) | Relation::Broadcast(a, b) | Relation::AtLeast(a, b) => vec![a, b],
+        Relation::SameCount(x, y) => x.iter().chain(y).collect(),
+        Relation::InBounds {
+            start, len, dim, ..
+        } => vec![start, len, dim],
+        Relation::Fits { dims, .. } => dims.iter().collect(),
+    };
+    dims.iter()
+        .any(|d| d.symbols().iter().any(|s| !inputs.contains(s)))
 }
 
 #[derive(Default)]

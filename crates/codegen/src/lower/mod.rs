@@ -165,6 +165,38 @@ pub fn interface(graph: &Graph) -> Result<Interface> {
     interface_with(graph, &checks::size_checks(graph))
 }
 
+/// The header's note on padding elimination, if outputs are unpacked by a mask input: their
+/// values at the mask's padded positions are 0, and the mask must hold 0 and 1 only.
+fn padding_notes(graph: &Graph) -> Vec<String> {
+    let mut masks: Vec<String> = Vec::new();
+    let mut outputs: Vec<String> = Vec::new();
+    for (name, id) in graph.outputs() {
+        if let Op::Unpack = graph.op(*id) {
+            if let Op::Input { name: m } = graph.op(graph.operands(*id)[1]) {
+                outputs.push(format!("`{name}`"));
+                if !masks.contains(m) {
+                    masks.push(m.clone());
+                }
+            }
+        }
+    }
+    if outputs.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "Padding elimination (tcc compile --remove-padding): the model runs the real tokens \
+         only, those where {} is nonzero. The outputs {} are 0 at the padded positions (where \
+         ONNX Runtime leaves values that no caller should read). The mask must hold 0 and 1 \
+         only, as tokenizers make it.",
+        masks
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(" and "),
+        outputs.join(", ")
+    )]
+}
+
 /// [`interface`] with the size checks already listed.
 fn interface_with(graph: &Graph, size_checks: &[checks::SizeCheck]) -> Result<Interface> {
     let symbols: Vec<String> = graph
@@ -228,6 +260,7 @@ fn interface_with(graph: &Graph, size_checks: &[checks::SizeCheck]) -> Result<In
         symbols,
         size_checks: size_checks.iter().map(|c| c.message.clone()).collect(),
         forms: Vec::new(),
+        notes: padding_notes(graph),
     })
 }
 
@@ -374,7 +407,17 @@ fn lower_form<'ctx>(
     target: &Target,
     tag: &str,
 ) -> Result<(abi::EntryPoints<'ctx>, CompiledForm)> {
-    let names: Vec<Arc<str>> = graph.input_symbols();
+    // The input symbols (the caller's), then the derived ones (each pack's token count),
+    // which the run computes into its own copy of the symbols.
+    let inputs: Vec<Arc<str>> = graph.input_symbols();
+    let mut names = inputs.clone();
+    for id in graph.topo_order() {
+        if let Op::Pack { tokens } = graph.op(id) {
+            if !names.contains(tokens) {
+                names.push(tokens.clone());
+            }
+        }
+    }
     let mut steps = schedule::schedule(graph)?;
     let direct = schedule::add_output_copies(graph, &mut steps);
     // Documented in ARCHITECTURE.md (Code generation): the schedule, one line per step, and
@@ -440,9 +483,21 @@ fn lower_form<'ctx>(
         )?;
         functions.push(run::StepFunction { function, parallel });
     }
+    // Size checks run before any step: they can read input symbols only.
+    if let Some(c) = size_checks
+        .iter()
+        .find(|c| checks::reads_derived(&c.relation, &inputs))
+    {
+        return Err(Error::Forms {
+            why: format!(
+                "a size relation depends on a pack's token count, which only the run knows: {}",
+                c.message
+            ),
+        });
+    }
     let check_sizes = checks::emit_check_sizes(
         module,
-        &names,
+        &inputs,
         &size_checks,
         &format!("tcc_check_sizes{tag}"),
     )?;
@@ -450,6 +505,7 @@ fn lower_form<'ctx>(
         module,
         graph,
         &names,
+        inputs.len(),
         &steps,
         &functions,
         &plan,

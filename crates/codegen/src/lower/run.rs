@@ -38,12 +38,15 @@ pub struct StepFunction<'ctx> {
 
 /// Emits `run`, `output_dims` and `arena_bytes`, named `tcc_run{tag}` and so on (`tag` is
 /// empty, or names the form when a library holds several); `check_sizes` is the already
-/// emitted [`super::checks::emit_check_sizes`].
+/// emitted [`super::checks::emit_check_sizes`]. `names` numbers the symbols: the first
+/// `n_inputs` are the caller's (the only ones `output_dims` and `arena_bytes` may read), the
+/// others derived, computed by the run's steps into its own copy of the array.
 #[allow(clippy::too_many_arguments)]
 pub fn emit_entry_points<'ctx>(
     module: &Module<'ctx>,
     graph: &Graph,
     names: &[Arc<str>],
+    n_inputs: usize,
     steps: &[Step],
     functions: &[StepFunction<'ctx>],
     plan: &Plan,
@@ -67,7 +70,7 @@ pub fn emit_entry_points<'ctx>(
         b.position_at_end(context.append_basic_block(output_dims, "entry"));
         let symbols = param_ptr(output_dims, 0)?;
         let dims_out = param_ptr(output_dims, 1)?;
-        let d = DimEmitter::new(&b, symbols, names, &od_name);
+        let d = DimEmitter::new(&b, symbols, &names[..n_inputs], &od_name);
         let mut k = 0u64;
         for (_, id) in graph.outputs() {
             for dim in graph.ty(*id).shape.dims() {
@@ -90,7 +93,7 @@ pub fn emit_entry_points<'ctx>(
         let b = context.create_builder();
         b.position_at_end(context.append_basic_block(arena_bytes, "entry"));
         let symbols = param_ptr(arena_bytes, 0)?;
-        let d = DimEmitter::new(&b, symbols, names, &ab_name);
+        let d = DimEmitter::new(&b, symbols, &names[..n_inputs], &ab_name);
         let v = d.dim(&plan.arena_bytes)?;
         b.build_return(Some(&v)).map_err(Error::builder(&ab_name))?;
     }
@@ -100,12 +103,31 @@ pub fn emit_entry_points<'ctx>(
     let b = context.create_builder();
     b.position_at_end(context.append_basic_block(run, "entry"));
     let pool = param_ptr(run, 0)?;
-    let symbols = param_ptr(run, 1)?;
+    let caller_symbols = param_ptr(run, 1)?;
     let inputs = param_ptr(run, 2)?;
     let outputs = param_ptr(run, 3)?;
     let arena = param_ptr(run, 4)?;
-    let d = DimEmitter::new(&b, symbols, names, &run_name);
     let e = || Error::builder(&run_name);
+    // With derived symbols, the run's own copy of the symbols, the caller's first.
+    let symbols = if names.len() > n_inputs {
+        let local = b
+            .build_array_alloca(i64t, i64t.const_int(names.len() as u64, false), "symbols")
+            .map_err(e())?;
+        if n_inputs > 0 {
+            b.build_memcpy(
+                local,
+                8,
+                caller_symbols,
+                8,
+                i64t.const_int(8 * n_inputs as u64, false),
+            )
+            .map_err(e())?;
+        }
+        local
+    } else {
+        caller_symbols
+    };
+    let d = DimEmitter::new(&b, symbols, names, &run_name);
     let error = b.build_alloca(i32t, "error").map_err(e())?;
     b.build_store(error, i32t.const_zero()).map_err(e())?;
     let max_buffers = steps.iter().map(|s| s.inputs.len() + 2).max().unwrap_or(1);

@@ -147,21 +147,27 @@ pub fn is_elementwise(op: &Op) -> bool {
     )
 }
 
-/// Why code generation refuses padding elimination's ops.
-pub(crate) const NO_PADDING_KERNELS: &str = "padding elimination's kernels are not there \
-    yet: pack, unpack and packed_attention run in the interpreter only";
-
-/// Refuses a graph with an op that code generation has no kernel for, naming the first such
-/// node (in topological order): padding elimination's `pack`, `unpack` and
-/// `packed_attention`, whose derived symbols the memory plan and size checks cannot evaluate
-/// either. Called before anything is sized from the graph.
+/// Refuses a graph whose outputs' dims use a derived symbol (a `pack`'s token count, which
+/// only the run knows, and which the caller's `output_dims` cannot be told), naming the
+/// output. Called before anything is sized from the graph.
 pub fn check_supported(graph: &Graph) -> Result<()> {
-    for id in graph.topo_order() {
-        if matches!(
-            graph.op(id),
-            Op::Pack { .. } | Op::Unpack | Op::PackedAttention { .. }
-        ) {
-            return Err(unsupported_node(graph, id, NO_PADDING_KERNELS));
+    let inputs = graph.input_symbols();
+    for (name, id) in graph.outputs() {
+        let derived = graph
+            .ty(*id)
+            .shape
+            .dims()
+            .iter()
+            .any(|d| d.symbols().iter().any(|s| !inputs.contains(s)));
+        if derived {
+            return Err(unsupported_node(
+                graph,
+                *id,
+                format!(
+                    "the output `{name}` is sized by a pack's token count, which only the run \
+                     knows: unpack it to the mask's [batch, seq] first"
+                ),
+            ));
         }
     }
     Ok(())
@@ -219,6 +225,10 @@ pub fn schedule(graph: &Graph) -> Result<Vec<Step>> {
                         ops,
                     ),
                 });
+            }
+            // Its own kernel over the packed layout (`ops::attention::packed_attention`).
+            op @ Op::PackedAttention { .. } => {
+                steps.push(step(Kernel::Op(op.clone()), graph.operands(id)))
             }
             op if tcc_ir::fused::is_fused(op) => steps.push(fused_step(graph, id)?),
             op => steps.push(step(Kernel::Op(op.clone()), graph.operands(id))),

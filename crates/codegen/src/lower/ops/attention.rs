@@ -470,3 +470,260 @@ pub(super) fn attention<'ctx>(
         dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
     ))
 }
+
+/// Scratch floats per task of `packed_attention` for sequences of at most `s` tokens: packed
+/// `K` (`dk x s`) and `V` (`s x dv`), one block of scores and its rows' inverse sums.
+fn packed_scratch_floats(s: &Dim, dk: &Dim, dv: &Dim, target: &Target) -> Dim {
+    let layout = GemmLayout::for_target(target);
+    let nr = Dim::constant(layout.nr() as i64);
+    let panels = |d: &Dim| d.add(&nr.sub(&Dim::constant(1))).floor_div(&nr);
+    panels(s)
+        .mul(&nr)
+        .mul(dk)
+        .add(&panels(dv).mul(&nr).mul(s))
+        .add(&Dim::constant(ATTENTION_ROWS).mul(s))
+        .add(&Dim::constant(2 * ATTENTION_ROWS))
+}
+
+/// The scratch (in bytes) of a `packed_attention` step: one task's (see
+/// [`packed_scratch_floats`]) per sequence and head.
+pub(super) fn packed_scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Dim {
+    let (q, v, m) = (
+        graph.ty(step.inputs[0]).shape.dims(),
+        graph.ty(step.inputs[2]).shape.dims(),
+        graph.ty(step.inputs[3]).shape.dims(),
+    );
+    m[0].mul(&q[1])
+        .mul(&packed_scratch_floats(&m[1], &q[2], &v[2], target))
+        .mul(&Dim::constant(4))
+}
+
+/// `Op::PackedAttention`: a task per (sequence, head). A task finds its sequence's tokens
+/// (`start`, the mask's nonzero entries before the sequence, and `len`, its own), packs that
+/// head's `K` and `V` rows of them once, and runs the fused attention's blocks of query rows
+/// over them: `Q·K` over the sequence's `len` keys only, the scale applied in the softmax's
+/// first pass, the rows left unnormalised and `P·V` divided by each row's sum (f64, rounded
+/// once). The sequence's padded keys, which the op's expansion masks to `-inf`, contribute
+/// exact zeros there and are not computed here: the values are those of the expansion, within
+/// the softmax's few ulp.
+pub(super) fn packed_attention<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    graph: &Graph,
+    step: &Step,
+    target: &Target,
+    scale: tcc_ir::ScoreScale,
+) -> Result<Parallel> {
+    let (qt, vt, mt) = (
+        graph.ty(step.inputs[0]),
+        graph.ty(step.inputs[2]),
+        graph.ty(step.inputs[3]),
+    );
+    if qt.dtype != DType::F32 || vt.dtype != DType::F32 {
+        return Err(unsupported(
+            graph,
+            step,
+            "packed attention computes in f32 only",
+        ));
+    }
+    let (qd, vd, md) = (qt.shape.dims(), vt.shape.dims(), mt.shape.dims());
+    let layout = GemmLayout::for_target(target);
+    let base = c.kb.function().get_name().to_string_lossy().into_owned();
+    let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
+    let gemm = gemm::emit_gemm_packed_b(
+        c.m,
+        target,
+        &format!("{base}.gemm"),
+        &layout,
+        Epilogue::default(),
+    )?;
+    let (hv, dkv, dvv, sv) = (
+        c.dim(&qd[1])?,
+        c.dim(&qd[2])?,
+        c.dim(&vd[2])?,
+        c.dim(&md[1])?,
+    );
+    let q_row = c.mul(hv, dkv)?; // stride between tokens of q and k
+    let v_row = c.mul(hv, dvv)?; // and of v and the result
+    let per_task = c.dim(&packed_scratch_floats(&md[1], &qd[2], &vd[2], target))?;
+    let nr = layout.nr() as i64;
+    let padded_len = |d| -> Result<IntValue> {
+        let up = c.add(d, c.kb.i64_const(nr - 1))?;
+        c.mul(c.div(up, c.kb.i64_const(nr))?, c.kb.i64_const(nr))
+    };
+    let scratch = c
+        .scratch
+        .ok_or_else(|| c.kb.internal("the packed attention has no scratch"))?;
+    let mask = c.inputs[3];
+    let mdt = mt.dtype;
+    let one = c.kb.i64_const(1);
+    let zero = c.kb.i64_const(0);
+    let rows_step = c.kb.i64_const(ATTENTION_ROWS);
+    let real = |c: &Ctx<'_, 'ctx>, p: IntValue<'ctx>| -> Result<IntValue<'ctx>> {
+        let v = load(&c.kb, mdt, mask, p)?.into_int_value();
+        let r = c
+            .b()
+            .build_int_compare(IntPredicate::NE, v, v.get_type().const_zero(), "real")
+            .map_err(c.kb.err())?;
+        c.b()
+            .build_int_z_extend(r, c.kb.context().i64_type(), "r64")
+            .map_err(c.kb.err())
+    };
+    let count = |c: &Ctx<'_, 'ctx>, from: IntValue<'ctx>, to: IntValue<'ctx>| {
+        let n = c.var(zero.into())?;
+        c.for_range(from, to, "cnt", |c, p| {
+            let v = c.get(n, zero.into())?.into_int_value();
+            c.set(n, c.add(v, real(c, p)?)?.into())
+        })?;
+        Ok::<_, crate::error::Error>(c.get(n, zero.into())?.into_int_value())
+    };
+    // The rows q, k, v and the result have (the token count, when they come from packs over
+    // the mask; a task whose sequence reaches past them sets the error flag and skips).
+    let rows_of = |i: usize| c.dim(&graph.ty(step.inputs[i]).shape.dims()[0]);
+    let have =
+        c.kb.min_i64(c.kb.min_i64(rows_of(0)?, rows_of(1)?)?, rows_of(2)?)?;
+    c.for_range(c.r0, c.r1, "task", |c, t| {
+        let bi = c.div(t, hv)?;
+        let h = c.rem(t, hv)?;
+        let start = count(c, zero, c.mul(bi, sv)?)?;
+        let len = count(c, c.mul(bi, sv)?, c.mul(c.add(bi, one)?, sv)?)?;
+        let past = c
+            .b()
+            .build_int_compare(IntPredicate::SGT, c.add(start, len)?, have, "past")
+            .map_err(c.kb.err())?;
+        c.if_then(past, |c| c.set_error())?;
+        let len = c
+            .b()
+            .build_select(past, zero, len, "len")
+            .map_err(c.kb.err())?
+            .into_int_value();
+        let q_off = c.add(c.mul(start, q_row)?, c.mul(h, dkv)?)?;
+        let v_off = c.add(c.mul(start, v_row)?, c.mul(h, dvv)?)?;
+        let q = scalar::element_ptr(&c.kb, DType::F32, c.inputs[0], q_off)?;
+        let k = scalar::element_ptr(&c.kb, DType::F32, c.inputs[1], q_off)?;
+        let v = scalar::element_ptr(&c.kb, DType::F32, c.inputs[2], v_off)?;
+        let o = scalar::element_ptr(&c.kb, DType::F32, c.dest, v_off)?;
+        let sk = scalar::element_ptr(&c.kb, DType::F32, scratch, c.mul(t, per_task)?)?;
+        let sv_ = scalar::element_ptr(&c.kb, DType::F32, sk, c.mul(padded_len(len)?, dkv)?)?;
+        let sblk = scalar::element_ptr(&c.kb, DType::F32, sv_, c.mul(padded_len(dvv)?, len)?)?;
+        let sinv = scalar::element_ptr(
+            &c.kb,
+            DType::F32,
+            sblk,
+            c.mul(c.kb.i64_const(ATTENTION_ROWS), len)?,
+        )?;
+        let call = |f, args: &[inkwell::values::BasicMetadataValueEnum]| {
+            c.b()
+                .build_call(f, args, "")
+                .map_err(c.kb.err())
+                .map(|_| ())
+        };
+        // Kt (dk x len: element (d, j) at k[j * q_row + d]) and V (len x dv), packed.
+        call(
+            pack,
+            &[
+                k.into(),
+                one.into(),
+                q_row.into(),
+                len.into(),
+                dkv.into(),
+                sk.into(),
+            ],
+        )?;
+        call(
+            pack,
+            &[
+                v.into(),
+                v_row.into(),
+                one.into(),
+                dvv.into(),
+                len.into(),
+                sv_.into(),
+            ],
+        )?;
+        c.kb.for_loop(zero, len, rows_step, "qblock", |_, rb| {
+            let left = c.b().build_int_sub(len, rb, "left").map_err(c.kb.err())?;
+            let rows = c.kb.min_i64(left, rows_step)?;
+            let q_blk = scalar::element_ptr(&c.kb, DType::F32, q, c.mul(rb, q_row)?)?;
+            call(
+                gemm,
+                &[
+                    q_blk.into(),
+                    q_row.into(),
+                    sk.into(),
+                    sblk.into(),
+                    len.into(),
+                    zero.into(),
+                    rows.into(),
+                    len.into(),
+                    dkv.into(),
+                    dkv.into(),
+                ],
+            )?;
+            c.for_range(zero, rows, "qrow", |c, i| {
+                let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, c.mul(i, len)?)?;
+                let scaled =
+                    |kb: &KernelBuilder<'_, 'ctx>,
+                     _j: IntValue<'ctx>,
+                     x: inkwell::values::VectorValue<'ctx>,
+                     _mask: Option<inkwell::values::VectorValue<'ctx>>| {
+                        let b = kb.builder();
+                        match scale {
+                            tcc_ir::ScoreScale::None => Ok(x),
+                            tcc_ir::ScoreScale::Mul(k) => b
+                                .build_float_mul(x, kb.f32_splat_const(k), "sc")
+                                .map_err(kb.err()),
+                            tcc_ir::ScoreScale::Div(k) => b
+                                .build_float_div(x, kb.f32_splat_const(k), "sc")
+                                .map_err(kb.err()),
+                        }
+                    };
+                let pre: Option<&RowMap<'_, 'ctx>> = match scale {
+                    tcc_ir::ScoreScale::None => None,
+                    _ => Some(&scaled),
+                };
+                let inv = softmax_row_unnormalised_f32(c, srow, srow, len, pre, ATTENTION_FLOOR)?;
+                let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
+                c.b().build_store(slot, inv).map_err(c.kb.err())?;
+                Ok(())
+            })?;
+            let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, v_row)?)?;
+            call(
+                gemm,
+                &[
+                    sblk.into(),
+                    len.into(),
+                    sv_.into(),
+                    o_blk.into(),
+                    v_row.into(),
+                    zero.into(),
+                    rows.into(),
+                    dvv.into(),
+                    len.into(),
+                    len.into(),
+                ],
+            )?;
+            c.for_range(zero, rows, "scale", |c, i| {
+                let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
+                let f64t = c.kb.context().f64_type();
+                let inv = c.b().build_load(f64t, slot, "inv").map_err(c.kb.err())?;
+                let inv = c.kb.splat(inv, "inv")?;
+                let vdt = f64t.vec_type(c.kb.lanes());
+                let orow = scalar::element_ptr(&c.kb, DType::F32, o_blk, c.mul(i, v_row)?)?;
+                c.kb.vector_loop_in(dvv, |kb, j, mask| {
+                    let b = kb.builder();
+                    let y = kb.load_f32(orow, j, mask)?;
+                    let y = b.build_float_ext(y, vdt, "yd").map_err(kb.err())?;
+                    let y = b.build_float_mul(y, inv, "ys").map_err(kb.err())?;
+                    let y = b
+                        .build_float_trunc(y, kb.f32_vector(), "y")
+                        .map_err(kb.err())?;
+                    kb.store_f32(orow, j, y, mask)
+                })
+            })
+        })
+    })?;
+    Ok(Parallel::rows(
+        md[0].mul(&qd[1]),
+        md[1].mul(&md[1]).mul(&qd[2].add(&vd[2])),
+    ))
+}

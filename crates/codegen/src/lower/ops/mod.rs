@@ -25,6 +25,7 @@ mod int8;
 mod matmul;
 mod movement;
 mod norm;
+mod pack;
 mod reduce;
 mod shape;
 mod softmax;
@@ -288,6 +289,25 @@ impl<'a, 'ctx> Ctx<'a, 'ctx> {
         self.b()
             .build_int_unsigned_rem(x, y, "r")
             .map_err(self.kb.err())
+    }
+
+    /// Stores `value` as symbol `k` of the run's symbols (a derived symbol, such as the token
+    /// count a `pack` finds).
+    fn store_symbol(&self, k: usize, value: IntValue<'ctx>) -> Result<()> {
+        let i64t = self.kb.context().i64_type();
+        // SAFETY: `k` indexes the run's symbols array, which holds the derived ones too.
+        let p = unsafe {
+            self.b()
+                .build_in_bounds_gep(
+                    i64t,
+                    self.symbols,
+                    &[i64t.const_int(k as u64, false)],
+                    "sym",
+                )
+                .map_err(self.kb.err())?
+        };
+        self.b().build_store(p, value).map_err(self.kb.err())?;
+        Ok(())
     }
 
     fn set_error(&self) -> Result<()> {
@@ -573,6 +593,9 @@ pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim>
             Some(matmul::scratch_bytes(graph, step, target, product, perms))
         }
         Kernel::Op(Op::Conv { group, .. }) => conv::scratch_bytes(graph, step, target, *group),
+        Kernel::Op(Op::PackedAttention { .. }) => {
+            Some(attention::packed_scratch_bytes(graph, step, target))
+        }
         Kernel::Fused(_) | Kernel::GemmConstB { .. } | Kernel::Copy | Kernel::Op(_) => None,
     }
 }
@@ -676,12 +699,18 @@ fn op_body(
             step,
             "a fused op scheduled as a plain op (internal error)",
         )),
-        // The schedule refuses them first (`schedule::check_supported`).
-        Op::Pack { .. } | Op::Unpack | Op::PackedAttention { .. } => Err(unsupported(
-            graph,
-            step,
-            super::schedule::NO_PADDING_KERNELS,
-        )),
+        Op::Pack { tokens } => {
+            let k = c
+                .names
+                .iter()
+                .position(|n| **n == **tokens)
+                .ok_or_else(|| unsupported(graph, step, "its token symbol is not the run's"))?;
+            pack::pack(c, graph, step, k)
+        }
+        Op::Unpack => pack::unpack(c, graph, step),
+        Op::PackedAttention { scale } => {
+            attention::packed_attention(c, graph, step, target, *scale)
+        }
         Op::Unary(_) | Op::Binary(_) | Op::Where | Op::Cast { .. } => Err(unsupported(
             graph,
             step,
