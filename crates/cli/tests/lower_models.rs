@@ -237,27 +237,62 @@ fn compare_unpadded(
     failures
 }
 
-/// `tcc compile --remove-padding`: the shared encoders, compiled once each, match ONNX
-/// Runtime's references at every real position and are 0 at the padded ones, on their padded
-/// batches and their unpadded cases; the header says so. Then bert-tiny on generated masks
-/// (all ones, one real token per row, right- and left-padded, random, and a batch with no
-/// real token at all) equals the interpreter's unpadded model at the real positions.
+/// `tcc compile --remove-padding`: the shared encoders and every encoder of tests/zoo (BERT,
+/// DistilBERT, RoBERTa, ALBERT from the TorchScript and dynamo exporters), compiled once each,
+/// match ONNX Runtime's references at every real position and are 0 at the padded ones, on
+/// their padded batches and their unpadded cases; the header says so. Then bert-tiny on
+/// generated masks (all ones, one real token per row, right- and left-padded with one
+/// sequence of full length among short ones, random, a sequence with no real token, and a
+/// batch of one) equals the interpreter's unpadded model at the real positions.
 #[test]
 fn remove_padding_compiled() {
     let models = tcc_tests::discover_models();
     let mut all = Vec::new();
-    for name in ["minilm-l6", "bert-tiny", "bert-tiny-extdata"] {
-        let model = models.iter().find(|m| m.name == name).unwrap();
+    let mut encoders: Vec<(String, &tcc_tests::ModelDir)> =
+        ["minilm-l6", "bert-tiny", "bert-tiny-extdata"]
+            .iter()
+            .map(|n| (n.to_string(), models.iter().find(|m| m.name == *n).unwrap()))
+            .collect();
+    let zoo = tcc_tests::discover_zoo();
+    let zoo_encoders: Vec<&tcc_tests::ModelDir> = zoo
+        .iter()
+        .filter(|m| {
+            ["bert-", "distilbert-", "roberta-", "albert-"]
+                .iter()
+                .any(|f| m.name.starts_with(f))
+        })
+        .collect();
+    assert!(
+        zoo_encoders.len() >= 12,
+        "only {} zoo encoders",
+        zoo_encoders.len()
+    );
+    for m in &zoo_encoders {
+        assert!(
+            m.cases.iter().any(|(c, _)| c == "b4_padded"),
+            "{}: no ref_b4_padded.npz (tests/zoo/make_padded_refs.py makes them)",
+            m.name
+        );
+        encoders.push((format!("zoo-{}", m.name), m));
+    }
+    for (name, model) in encoders {
         let work = scratch(&format!("unpadded-{name}"));
         let lib = work.join("m.so");
         let onnx = model.dir.join("model.onnx");
-        let out = tcc(&[
+        let mut args: Vec<&std::ffi::OsStr> = vec![
             "compile".as_ref(),
             onnx.as_os_str(),
             "-o".as_ref(),
             lib.as_os_str(),
             "--remove-padding".as_ref(),
-        ]);
+        ];
+        if model.options.int8_matmul == tcc_onnx::Int8MatMul::Exact {
+            args.extend([
+                std::ffi::OsStr::new("--int8-matmul"),
+                std::ffi::OsStr::new("exact"),
+            ]);
+        }
+        let out = tcc(&args);
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -312,6 +347,7 @@ fn remove_padding_compiled() {
     assert!(out.status.success());
     let (b, s) = (4usize, 23usize);
     let lens = [23usize, 5, 12, 1];
+    let one: Vec<i64> = (0..s).map(|p| i64::from(p < 9)).collect();
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         seed ^= seed << 13;
@@ -343,8 +379,10 @@ fn remove_padding_compiled() {
             "empty-row",
             (0..b * s).map(|p| i64::from(p / s != 2)).collect(),
         ),
+        ("batch-of-one", one),
     ];
     for (what, mask) in masks {
+        let b = mask.len() / s;
         let ids: Vec<i64> = (0..b * s).map(|_| (next() % 1000) as i64).collect();
         let inputs = vec![
             (
