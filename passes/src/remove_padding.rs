@@ -10,9 +10,11 @@
 //! the real tokens only, and chooses the packed forms by cost.
 //!
 //! It refuses (with [`Error::Padding`]) a model where it cannot show that a real token's
-//! result ignores the padding: no mask input found, or an attention-like softmax (over an
-//! axis of `seq` keys) whose added mask is not a key-padding mask of `m` (a causal or
-//! general 2-D mask, or none at all: then padded keys reach real tokens).
+//! result ignores the padding: no mask input found, an attention-like softmax (over an axis
+//! of `seq` keys) whose added mask is not a key-padding mask of `m` (a causal or general 2-D
+//! mask, or none at all: then padded keys reach real tokens), or an output that is not one
+//! row per token (a pooler reads across the sequence). The optimiser refuses afterwards a
+//! graph where an attention still runs on the padded batch (an op on the way mixes tokens).
 
 use crate::error::{Error, Result};
 use crate::key_mask;
@@ -168,10 +170,21 @@ impl Pass for RemovePadding {
         let lead: Vec<tcc_ir::Dim> = graph.ty(m).shape.dims().to_vec();
         let tokens = token_symbol(graph);
         let mut changed = false;
-        for (k, (_, o)) in graph.outputs().to_vec().into_iter().enumerate() {
+        for (k, (name, o)) in graph.outputs().to_vec().into_iter().enumerate() {
             let dims = graph.ty(o).shape.dims();
             if dims.len() < 2 || dims[..2] != lead[..] {
-                continue;
+                // Not token-wise (a pooler's [batch, hidden], a classifier's logits): it reads
+                // the encoder's rows across the sequence, which may be padded ones (left
+                // padding), so the padded tokens would still have to be computed.
+                return Err(Error::Padding {
+                    why: format!(
+                        "the output `{name}` ({}) is not one row per token of the mask's \
+                         [batch, seq]: it reads across the sequence, padded positions \
+                         included, so they would still have to be computed (drop the output, \
+                         or compile without --remove-padding)",
+                        graph.ty(o)
+                    ),
+                });
             }
             let p = graph.add(
                 Op::Pack {

@@ -219,3 +219,35 @@ fn patterns_name_the_padding_ops() {
         assert_eq!(p.search(&egraph).len(), 1, "{pattern}");
     }
 }
+
+/// `remove-padding` refuses, naming it, an output that is not one row per token (a pooler's
+/// `[batch, hidden]` reads across the sequence, padded positions included).
+#[test]
+fn an_output_across_the_sequence_is_refused() {
+    let text = r#"graph(%x: f32[b, s, 8], %m: i64[b, s]) {
+  %k = transpose<perm=[0, 2, 1]>(%x) : f32[b, 8, s]
+  %sc = matmul(%x, %k) : f32[b, s, s]
+  %r = reshape<shape=[b, 1, s]>(%m) : i64[b, 1, s]
+  %f = cast<to=f32>(%r) : f32[b, 1, s]
+  %one = const [1.0] : f32[]
+  %inv = sub(%one, %f) : f32[b, 1, s]
+  %min = const [-3.4028235e38] : f32[]
+  %add = mul(%inv, %min) : f32[b, 1, s]
+  %a = add(%sc, %add) : f32[b, s, s]
+  %p = softmax<axis=2>(%a) : f32[b, s, s]
+  %o = matmul(%p, %x) : f32[b, s, 8]
+  %first = slice<axes=[1], starts=[0], ends=[1], steps=[1]>(%o) : f32[b, 1, 8]
+  %pooled = reshape<shape=[b, 8]>(%first) : f32[b, 8]
+  return %hidden = %o
+  return %pooled = %pooled
+}"#;
+    let mut graph = tcc_ir::text::parse(text, &|_| None).expect("parses");
+    let e = tcc_passes::RemovePadding::default()
+        .run(&mut graph)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains("the output `pooled`") && e.contains("not one row per token"),
+        "{e}"
+    );
+}

@@ -369,6 +369,27 @@ pub fn optimize(graph: &Graph, config: &Config) -> Result<(Graph, Explanation)> 
     loaded.origins = origins;
     let extraction = extract::extract(eg, &cost_model, &loaded.outputs);
     let out = convert::from_egraph(&loaded, &extraction.choice, graph)?;
+    if !packs.is_empty() {
+        // Padding elimination must have reached every attention: one left on the padded
+        // batch means an op on the way mixes tokens, and the padded tokens are computed.
+        if let Some(id) = out
+            .topo_order()
+            .into_iter()
+            .find(|&id| matches!(out.op(id), tcc_ir::Op::Attention { .. }))
+        {
+            let node = match &out.node(id).origin {
+                Some(o) => format!("`{o}`"),
+                None => format!("%{}", id.index()),
+            };
+            return Err(crate::Error::Padding {
+                why: format!(
+                    "the attention {node} still runs on the padded batch: an op between it and \
+                     the outputs mixes tokens (or its operands are not laid out as [batch, seq, \
+                     heads, dim]), so padded tokens would still be computed"
+                ),
+            });
+        }
+    }
     let fired = rules
         .iter()
         .filter_map(|r| {
