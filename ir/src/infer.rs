@@ -784,14 +784,18 @@ fn conv_type(
         return Err(format!("pads must not be negative, got {p}"));
     }
     let (xd, wd) = (x.shape.dims(), w.shape.dims());
-    let g = group as i64;
+    let g = i64::try_from(group).map_err(|_| format!("group {group} is too large"))?;
     if let (Some(c), Some(cg)) = (xd[1].as_const(), wd[1].as_const()) {
-        if c != cg * g {
-            return Err(format!(
-                "x has {c} channels, but weights {} with group {group} take {}",
-                w.shape,
-                cg * g
-            ));
+        // Checked: a weights' channel count times the group may overflow (a fuzzer's case).
+        match cg.checked_mul(g) {
+            Some(taken) if taken == c => {}
+            taken => {
+                return Err(format!(
+                    "x has {c} channels, but weights {} with group {group} take {}",
+                    w.shape,
+                    taken.map_or("more than i64 holds".to_string(), |t| t.to_string())
+                ))
+            }
         }
     }
     if let Some(m) = wd[0].as_const() {

@@ -176,3 +176,26 @@ fn an_inline_constant_of_an_overflowing_type_is_refused() {
         "{e}"
     );
 }
+
+/// `infer` found a convolution whose weights' channel count times the group overflows an
+/// `i64` (`fuzz/artifacts/infer/crash-aa98bbf2...`): the check of the input's channel count
+/// multiplied unchecked. Now an error, as is a group beyond `i64`.
+#[test]
+fn conv_channels_times_group_overflowing_is_refused() {
+    let conv = |group: usize| Op::Conv {
+        strides: vec![1],
+        pads_begin: vec![c(0)],
+        pads_end: vec![c(0)],
+        dilations: vec![1],
+        group,
+    };
+    let x = ty(DType::F32, vec![c(1), c(6), c(8)]);
+    let w = ty(DType::F32, vec![c(4), c(i64::MAX / 2), c(3)]);
+    let e = tcc_ir::infer::infer(&conv(4), &[&x, &w], &[None, None]).unwrap_err();
+    assert!(e.to_string().contains("more than i64 holds"), "{e}");
+    let w = ty(DType::F32, vec![c(4), c(3), c(3)]);
+    let e = tcc_ir::infer::infer(&conv(usize::MAX), &[&x, &w], &[None, None]).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+    // And one that fits still types.
+    assert!(tcc_ir::infer::infer(&conv(2), &[&x, &w], &[None, None]).is_ok());
+}
