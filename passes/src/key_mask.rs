@@ -43,6 +43,17 @@ pub struct At {
     pub j: usize,
 }
 
+impl At {
+    /// The same mask read at other axes, if both are known.
+    fn moved(&self, b: Option<usize>, j: Option<usize>) -> Option<At> {
+        Some(At {
+            m: self.m.clone(),
+            b: b?,
+            j: j?,
+        })
+    }
+}
+
 /// What a value is in terms of a mask input.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fact {
@@ -323,18 +334,8 @@ pub fn transfer(op: &Op, ty: &TensorType, operands: &[Operand]) -> Fact {
             Fact::Splat(v) => Fact::Splat(*v),
             Fact::Mask { at, valid, padded } => {
                 let pos = |a: usize| perm.iter().position(|&p| p == a);
-                match (pos(at.b), pos(at.j)) {
-                    (Some(b), Some(j)) => Fact::Mask {
-                        at: At {
-                            m: at.m.clone(),
-                            b,
-                            j,
-                        },
-                        valid: *valid,
-                        padded: *padded,
-                    },
-                    _ => Fact::Unknown,
-                }
+                let moved = at.moved(pos(at.b), pos(at.j));
+                mask_of_at(moved, Some(*valid), Some(*padded))
             }
             _ => Fact::Unknown,
         },
@@ -558,12 +559,13 @@ fn binary(op: BinaryOp, a: &Fact, b: &Fact, dtype: DType) -> Fact {
 
 /// A mask fact of two values, if both are known.
 fn mask_of(at: &At, valid: Option<Val>, padded: Option<Val>) -> Fact {
-    match (valid, padded) {
-        (Some(valid), Some(padded)) => Fact::Mask {
-            at: at.clone(),
-            valid,
-            padded,
-        },
+    mask_of_at(Some(at.clone()), valid, padded)
+}
+
+/// A mask fact, if its place and both values are known.
+fn mask_of_at(at: Option<At>, valid: Option<Val>, padded: Option<Val>) -> Fact {
+    match (at, valid, padded) {
+        (Some(at), Some(valid), Some(padded)) => Fact::Mask { at, valid, padded },
         _ => Fact::Unknown,
     }
 }
@@ -633,18 +635,7 @@ fn reshape(fact: &Fact, from: &[Dim], to: &[Dim], expand: bool) -> Fact {
             let same = bf.len() == bt.len() && bf.iter().zip(&bt).all(|(&x, &y)| from[x] == to[y]);
             if same {
                 let map = |a: usize| bf.iter().position(|&x| x == a).map(|k| bt[k]);
-                return match (map(at.b), map(at.j)) {
-                    (Some(b), Some(j)) => Fact::Mask {
-                        at: At {
-                            m: at.m.clone(),
-                            b,
-                            j,
-                        },
-                        valid: *valid,
-                        padded: *padded,
-                    },
-                    _ => Fact::Unknown,
-                };
+                return mask_of_at(at.moved(map(at.b), map(at.j)), Some(*valid), Some(*padded));
             }
             // [batch, seq] (with unit axes) into one axis of batch * seq.
             let flat = from[at.b].mul(&from[at.j]);

@@ -403,6 +403,84 @@ pub fn check_model_case(graph: &Graph, model: &str, case: &str, npz: &Path) -> C
     report
 }
 
+/// A deterministic xorshift generator, for test inputs.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Key-padding masks of `b` sequences of `s` positions (row-major, 1 for a real token), named:
+/// all ones, one real token per sequence, right- and left-padded to the lengths `lens` (one
+/// per sequence), and random (about two thirds real, the first token of each real).
+pub fn padding_masks(
+    b: usize,
+    s: usize,
+    lens: &[usize],
+    seed: u64,
+) -> Vec<(&'static str, Vec<i64>)> {
+    let mut rng = Rng(seed);
+    vec![
+        ("all ones", vec![1; b * s]),
+        (
+            "one real token per sequence",
+            (0..b * s).map(|p| i64::from(p % s == 0)).collect(),
+        ),
+        (
+            "right-padded",
+            (0..b * s).map(|p| i64::from(p % s < lens[p / s])).collect(),
+        ),
+        (
+            "left-padded",
+            (0..b * s)
+                .map(|p| i64::from(p % s >= s - lens[p / s]))
+                .collect(),
+        ),
+        (
+            "random",
+            (0..b * s)
+                .map(|p| i64::from(p % s == 0 || !rng.next().is_multiple_of(3)))
+                .collect(),
+        ),
+    ]
+}
+
+/// `t` (`[b, s, ..]`) with the rows where `mask` (`[b, s]`) is 0 set to 0.
+pub fn zero_padded(t: &Tensor, mask: &Tensor) -> Tensor {
+    let m = mask.data().to_i64_vec();
+    let row: usize = t.shape()[2..].iter().product();
+    let mut v = t.data().to_f64_vec();
+    for (p, &keep) in m.iter().enumerate() {
+        if keep == 0 {
+            v[p * row..(p + 1) * row].iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+    Tensor::new(
+        t.shape().to_vec(),
+        tcc_ir::TensorData::from_f64(t.dtype(), v),
+    )
+    .expect("the same shape")
+}
+
+/// Padding elimination's check of an output `got` (`[b, s, ..]`) against `want`: within the
+/// model tolerance ([`compare_model_output`]) where `mask` is nonzero, exactly 0 elsewhere.
+pub fn compare_unpadded(got: &Tensor, want: &Tensor, mask: &Tensor) -> Result<(), String> {
+    let g = zero_padded(got, mask);
+    compare_model_output(&g, &zero_padded(want, mask))
+        .map_err(|e| format!("at the real positions: {e}"))?;
+    if g != *got {
+        return Err("not 0 at the padded positions".into());
+    }
+    Ok(())
+}
+
 /// Imports `model.onnx` of a model directory and runs the default pass
 /// pipeline on it.
 pub fn import_and_optimise(model: &ModelDir) -> Result<Graph, String> {

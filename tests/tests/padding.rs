@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use tcc_ir::{Graph, Tensor, TensorData};
+use tcc_ir::{Graph, Tensor};
 use tcc_passes::egraph::Config;
 use tcc_passes::{PassManager, RemovePadding};
 
@@ -34,19 +34,6 @@ fn count(graph: &Graph, name: &str) -> usize {
         .count()
 }
 
-/// `t` (`[b, s, ..]`) with the rows where `mask` (`[b, s]`) is 0 set to `fill`.
-fn masked(t: &Tensor, mask: &Tensor, fill: f64) -> Tensor {
-    let m = mask.data().to_i64_vec();
-    let row: usize = t.shape()[2..].iter().product();
-    let mut v = t.data().to_f64_vec();
-    for (p, &keep) in m.iter().enumerate() {
-        if keep == 0 {
-            v[p * row..(p + 1) * row].iter_mut().for_each(|x| *x = fill);
-        }
-    }
-    Tensor::new(t.shape().to_vec(), TensorData::from_f64(t.dtype(), v)).unwrap()
-}
-
 /// Checks the packed graph on one case's inputs against `want` (name to tensor): real
 /// positions within the model tolerance, padded ones exactly 0.
 fn check(graph: &Graph, inputs: &HashMap<String, Tensor>, want: &[(String, Tensor)], what: &str) {
@@ -59,14 +46,7 @@ fn check(graph: &Graph, inputs: &HashMap<String, Tensor>, want: &[(String, Tenso
         if g.shape().len() < 2 || g.shape()[..2] != *mask.shape() {
             continue;
         }
-        // Real positions: compare with the padded ones of both set to 0.
-        tcc_tests::compare_model_output(&masked(g, mask, 0.0), &masked(w, mask, 0.0))
-            .unwrap_or_else(|e| panic!("{what}: `{name}` at the real positions: {e}"));
-        assert_eq!(
-            &masked(g, mask, 0.0),
-            g,
-            "{what}: `{name}` is not 0 at the padded positions"
-        );
+        tcc_tests::compare_unpadded(g, w, mask).unwrap_or_else(|e| panic!("{what}: `{name}`: {e}"));
     }
 }
 
@@ -92,48 +72,10 @@ fn shared_encoders_match_onnx_runtime_at_real_positions_and_are_zero_at_padding(
     }
 }
 
-/// A deterministic generator of masks and token ids.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn zoo_encoders_packed_equal_unpacked_at_real_positions_on_random_masks() {
     let (b, s) = (4usize, 11usize);
-    let masks: Vec<(&str, Vec<i64>)> = {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        let lens = [11, 3, 7, 1];
-        vec![
-            ("all ones", vec![1; b * s]),
-            (
-                "one real token per row",
-                (0..b * s).map(|p| i64::from(p % s == 0)).collect(),
-            ),
-            (
-                "right-padded",
-                (0..b * s).map(|p| i64::from(p % s < lens[p / s])).collect(),
-            ),
-            (
-                "left-padded",
-                (0..b * s)
-                    .map(|p| i64::from(p % s >= s - lens[p / s]))
-                    .collect(),
-            ),
-            (
-                "random",
-                (0..b * s)
-                    .map(|p| i64::from(p % s == 0 || !rng.next().is_multiple_of(3)))
-                    .collect(),
-            ),
-        ]
-    };
+    let masks = tcc_tests::padding_masks(b, s, &[11, 3, 7, 1], 0x9e37_79b9_7f4a_7c15);
     let mut checked = 0;
     for model in tcc_tests::discover_zoo() {
         let mut plain = tcc_onnx::import_file_with(&model.model_path(), &model.options).unwrap();
@@ -147,7 +89,7 @@ fn zoo_encoders_packed_equal_unpacked_at_real_positions_on_random_masks() {
         let graph = packed(&model);
         assert!(count(&graph, "packed_attention") > 0, "{}", model.name);
         for (what, mask) in &masks {
-            let mut rng = Rng(7 + checked as u64);
+            let mut rng = tcc_tests::Rng(7 + checked as u64);
             let mut inputs = HashMap::new();
             for name in tcc_tests::input_names(&graph) {
                 let t = match name.as_str() {

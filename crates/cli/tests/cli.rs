@@ -660,6 +660,30 @@ fn int8_matmul_mode_chooses_the_arithmetic() {
     assert_fails_naming(&exact, &["last_hidden_state", "differs"]);
 }
 
+/// The number after `key` in `text` (up to the next space), or a panic naming what is missing.
+fn number_after(text: &str, key: &str) -> i64 {
+    text.split(key)
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after `{key}` in:\n{text}"))
+}
+
+/// Compiles `model` into `so` with `--shape SHAPE` and returns the memory plan's line and its
+/// peak activation bytes.
+fn peak_at(model: &Path, so: &Path, shape: &str) -> (String, u64) {
+    let o = tcc(&["compile", p(model), "-o", p(so), "--shape", shape]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("peak activations"))
+        .unwrap_or_else(|| panic!("no memory plan line in:\n{err}"))
+        .to_string();
+    let bytes = number_after(&line, "peak activations ") as u64;
+    (line, bytes)
+}
+
 /// linear-attn compiled KV-first: the memory plan's peak activations grow linearly with the
 /// sequence (4 times the bytes for 4 times the tokens; an `n x n` buffer would grow 16
 /// times), as `--shape` reports them.
@@ -668,20 +692,7 @@ fn linear_attention_memory_grows_linearly() {
     let model = tcc_tests::shared_dir().join("models/linear-attn/model.onnx");
     let peak = |seq: u32| -> u64 {
         let dir = scratch(&format!("linear-peak-{seq}"));
-        let so = dir.join("la.so");
-        let shape = format!("batch=1,seq={seq}");
-        let o = tcc(&["compile", p(&model), "-o", p(&so), "--shape", &shape]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let err = stderr(&o);
-        let line = err
-            .lines()
-            .find(|l| l.contains("peak activations"))
-            .unwrap_or_else(|| panic!("no memory plan line in:\n{err}"));
-        line.split("peak activations ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no byte count in `{line}`"))
+        peak_at(&model, &dir.join("la.so"), &format!("batch=1,seq={seq}")).1
     };
     let (a, b) = (peak(1024), peak(4096));
     assert!(
@@ -706,12 +717,7 @@ fn explain_reports_size_dependent_choices() {
         .lines()
         .find(|l| l.starts_with("size-dependent choice:"))
         .unwrap_or_else(|| panic!("no size-dependent choice for linear-attn:\n{la}"));
-    let from: i64 = line
-        .split("from seq = ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no crossover in `{line}`"));
+    let from = number_after(line, "from seq = ");
     assert!(
         (4..=4096).contains(&from),
         "crossover at seq = {from}: {line}"
@@ -786,32 +792,10 @@ fn linear_attention_library_holds_both_forms_split_at_the_crossover() {
     let explained = tcc(&["compile", p(&model), "--emit", "ir", "--explain"]);
     assert!(explained.status.success(), "{}", stderr(&explained));
     let err = stderr(&explained);
-    let from: i64 = err
-        .split("from seq = ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no crossover in:\n{err}"));
+    let from = number_after(&err, "from seq = ");
     let dir = scratch("linear-forms");
     let so = dir.join("la.so");
-    let peak = |seq: i64| -> (String, u64) {
-        let shape = format!("batch=1,seq={seq}");
-        let o = tcc(&["compile", p(&model), "-o", p(&so), "--shape", &shape]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        let err = stderr(&o);
-        let line = err
-            .lines()
-            .find(|l| l.contains("peak activations"))
-            .unwrap_or_else(|| panic!("no memory plan line in:\n{err}"))
-            .to_string();
-        let bytes = line
-            .split("peak activations ")
-            .nth(1)
-            .and_then(|r| r.split(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no byte count in `{line}`"));
-        (line, bytes)
-    };
+    let peak = |seq: i64| peak_at(&model, &so, &format!("batch=1,seq={seq}"));
     let header = || std::fs::read_to_string(dir.join("la.h")).unwrap();
     let (below, small) = peak(from - 1);
     let h = header();

@@ -39,6 +39,42 @@ fn failures(name: &str) -> Vec<String> {
 /// Compiles `model` (with its import options), runs it on every reference beside it and
 /// returns the failures; `name` names its scratch directory.
 fn failures_in(model: &tcc_tests::ModelDir, name: &str, extra: &[&str]) -> Vec<String> {
+    failures_with(model, name, extra, &compare_all).0
+}
+
+/// Every output against its reference by the model tolerance (the same check as the
+/// interpreter's model tests, tests/src/lib.rs); `what` names the case in the failures.
+fn compare_all(
+    got: &[(String, tcc_ir::Tensor)],
+    want: &[(String, tcc_ir::Tensor)],
+    what: &str,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (k, t) in got {
+        let Some((_, e)) = want.iter().find(|(n, _)| n == k) else {
+            failures.push(format!("{what}: output `{k}` has no reference"));
+            continue;
+        };
+        match tcc_tests::compare_model_output(t, e) {
+            Ok(worst) => eprintln!("{what}: `{k}` worst difference {worst:e}"),
+            Err(why) => failures.push(format!("{what}: `{k}`: {why}")),
+        }
+    }
+    failures
+}
+
+/// A comparison of a run's outputs with the reference arrays (inputs included), naming the
+/// case `what` in its failures.
+type Compare =
+    dyn Fn(&[(String, tcc_ir::Tensor)], &[(String, tcc_ir::Tensor)], &str) -> Vec<String>;
+
+/// [`failures_in`] with another comparison; also returns the library's path.
+fn failures_with(
+    model: &tcc_tests::ModelDir,
+    name: &str,
+    extra: &[&str],
+    compare: &Compare,
+) -> (Vec<String>, PathBuf) {
     let work = scratch(name);
     let lib = work.join(format!("{}.so", name.replace('-', "_")));
     let onnx = model.dir.join("model.onnx");
@@ -84,19 +120,9 @@ fn failures_in(model: &tcc_tests::ModelDir, name: &str, extra: &[&str]) -> Vec<S
         let expected = tcc_npz::read_npz(r).unwrap();
         let got = tcc_npz::read_npz(&result).unwrap();
         assert!(!got.is_empty(), "{}: no outputs", r.display());
-        for (k, t) in &got {
-            let Some((_, e)) = expected.iter().find(|(n, _)| n == k) else {
-                failures.push(format!("{}: output `{k}` has no reference", r.display()));
-                continue;
-            };
-            // The same check as the interpreter's model tests (tests/src/lib.rs).
-            match tcc_tests::compare_model_output(t, e) {
-                Ok(worst) => eprintln!("{}: `{k}` worst difference {worst:e}", r.display()),
-                Err(why) => failures.push(format!("{}: `{k}`: {why}", r.display())),
-            }
-        }
+        failures.extend(compare(&got, &expected, &r.display().to_string()));
     }
-    failures
+    (failures, lib)
 }
 
 fn check(name: &str) {
@@ -198,43 +224,22 @@ fn vit_patch_embedding_as_gemm() {
     );
 }
 
-/// The outputs of `run` (an npz) against `want`: within the model tolerance where `mask` is
-/// nonzero, exactly 0 elsewhere; the failures.
+/// The outputs of `run` (an npz) against `want` by [`tcc_tests::compare_unpadded`]: within the
+/// model tolerance where `mask` is nonzero, exactly 0 elsewhere; the failures.
 fn compare_unpadded(
     got: &[(String, tcc_ir::Tensor)],
     want: &[(String, tcc_ir::Tensor)],
     mask: &tcc_ir::Tensor,
     what: &str,
 ) -> Vec<String> {
-    let m = mask.data().to_i64_vec();
-    let zeroed = |t: &tcc_ir::Tensor| -> tcc_ir::Tensor {
-        let row: usize = t.shape()[2..].iter().product();
-        let mut v = t.data().to_f64_vec();
-        for (p, &keep) in m.iter().enumerate() {
-            if keep == 0 {
-                v[p * row..(p + 1) * row].iter_mut().for_each(|x| *x = 0.0);
-            }
-        }
-        tcc_ir::Tensor::new(
-            t.shape().to_vec(),
-            tcc_ir::TensorData::from_f64(t.dtype(), v),
-        )
-        .unwrap()
-    };
-    let mut failures = Vec::new();
-    for (k, g) in got {
-        let Some((_, w)) = want.iter().find(|(n, _)| n == k) else {
-            failures.push(format!("{what}: output `{k}` has no reference"));
-            continue;
-        };
-        if let Err(e) = tcc_tests::compare_model_output(&zeroed(g), &zeroed(w)) {
-            failures.push(format!("{what}: `{k}` at the real positions: {e}"));
-        }
-        if zeroed(g) != *g {
-            failures.push(format!("{what}: `{k}` is not 0 at the padded positions"));
-        }
-    }
-    failures
+    got.iter()
+        .filter_map(|(k, g)| match want.iter().find(|(n, _)| n == k) {
+            None => Some(format!("{what}: output `{k}` has no reference")),
+            Some((_, w)) => tcc_tests::compare_unpadded(g, w, mask)
+                .err()
+                .map(|e| format!("{what}: `{k}`: {e}")),
+        })
+        .collect()
 }
 
 /// `tcc compile --remove-padding`: the shared encoders and every fp32 encoder of tests/zoo
@@ -292,61 +297,24 @@ fn remove_padding_compiled() {
         );
         encoders.push((format!("zoo-{}", m.name), m));
     }
+    let unpadded =
+        |got: &[(String, tcc_ir::Tensor)], want: &[(String, tcc_ir::Tensor)], what: &str| {
+            let mask = &want.iter().find(|(n, _)| n == "attention_mask").unwrap().1;
+            compare_unpadded(got, want, mask, what)
+        };
     for (name, model) in encoders {
-        let work = scratch(&format!("unpadded-{name}"));
-        let lib = work.join("m.so");
-        let onnx = model.dir.join("model.onnx");
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "compile".as_ref(),
-            onnx.as_os_str(),
-            "-o".as_ref(),
-            lib.as_os_str(),
-            "--remove-padding".as_ref(),
-        ];
-        if model.options.int8_matmul == tcc_onnx::Int8MatMul::Exact {
-            args.extend([
-                std::ffi::OsStr::new("--int8-matmul"),
-                std::ffi::OsStr::new("exact"),
-            ]);
-        }
-        let out = tcc(&args);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let (failures, lib) = failures_with(
+            model,
+            &format!("unpadded-{name}"),
+            &["--remove-padding"],
+            &unpadded,
         );
-        let header = std::fs::read_to_string(work.join("m.h")).unwrap();
+        all.extend(failures);
+        let header = std::fs::read_to_string(lib.with_extension("h")).unwrap();
         assert!(
             header.contains("are 0 at the padded positions") && header.contains("`attention_mask`"),
             "{name}: the header does not say that padded positions are 0:\n{header}"
         );
-        for (case, r) in &model.cases {
-            let result = work.join(format!("out_{case}.npz"));
-            let run = tcc(&[
-                "run".as_ref(),
-                lib.as_os_str(),
-                "--inputs".as_ref(),
-                r.as_os_str(),
-                "--output".as_ref(),
-                result.as_os_str(),
-            ]);
-            if !run.status.success() {
-                all.push(format!(
-                    "{name} / {case}: {}",
-                    String::from_utf8_lossy(&run.stderr)
-                ));
-                continue;
-            }
-            let want = tcc_npz::read_npz(r).unwrap();
-            let mask = &want.iter().find(|(n, _)| n == "attention_mask").unwrap().1;
-            let got = tcc_npz::read_npz(&result).unwrap();
-            all.extend(compare_unpadded(
-                &got,
-                &want,
-                mask,
-                &format!("{name} / {case}"),
-            ));
-        }
     }
 
     // bert-tiny on generated masks, against the interpreter without the option.
@@ -363,44 +331,16 @@ fn remove_padding_compiled() {
     ]);
     assert!(out.status.success());
     let (b, s) = (4usize, 23usize);
-    let lens = [23usize, 5, 12, 1];
-    let one: Vec<i64> = (0..s).map(|p| i64::from(p < 9)).collect();
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let masks: Vec<(&str, Vec<i64>)> = vec![
-        ("all-ones", vec![1; b * s]),
-        (
-            "one-token",
-            (0..b * s).map(|p| i64::from(p % s == 0)).collect(),
-        ),
-        (
-            "right",
-            (0..b * s).map(|p| i64::from(p % s < lens[p / s])).collect(),
-        ),
-        (
-            "left",
-            (0..b * s)
-                .map(|p| i64::from(p % s >= s - lens[p / s]))
-                .collect(),
-        ),
-        (
-            "random",
-            (0..b * s).map(|_| i64::from(next() % 3 != 0)).collect(),
-        ),
-        (
-            "empty-row",
-            (0..b * s).map(|p| i64::from(p / s != 2)).collect(),
-        ),
-        ("batch-of-one", one),
-    ];
-    for (what, mask) in masks {
+    let mut rng = tcc_tests::Rng(0x2545_f491_4f6c_dd1d);
+    let mut masks = tcc_tests::padding_masks(b, s, &[23, 5, 12, 1], 0x2545_f491_4f6c_dd1d);
+    masks.push((
+        "a sequence with no real token",
+        (0..b * s).map(|p| i64::from(p / s != 2)).collect(),
+    ));
+    masks.push(("a batch of one", (0..s).map(|p| i64::from(p < 9)).collect()));
+    for (k, (what, mask)) in masks.into_iter().enumerate() {
         let b = mask.len() / s;
-        let ids: Vec<i64> = (0..b * s).map(|_| (next() % 1000) as i64).collect();
+        let ids: Vec<i64> = (0..b * s).map(|_| (rng.next() % 1000) as i64).collect();
         let inputs = vec![
             (
                 "input_ids".to_string(),
@@ -415,11 +355,11 @@ fn remove_padding_compiled() {
                 tcc_ir::Tensor::from_vec(vec![b, s], vec![0i64; b * s]).unwrap(),
             ),
         ];
-        let inp = work.join(format!("in_{what}.npz"));
+        let inp = work.join(format!("in_{k}.npz"));
         tcc_npz::write_npz(&inp, &inputs).unwrap();
         let (got, want) = (
-            work.join(format!("got_{what}.npz")),
-            work.join(format!("want_{what}.npz")),
+            work.join(format!("got_{k}.npz")),
+            work.join(format!("want_{k}.npz")),
         );
         let run = tcc(&[
             "run".as_ref(),

@@ -43,7 +43,7 @@
 //! seq = 5)`).
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use inkwell::builder::Builder;
@@ -125,17 +125,7 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
             stack.extend(graph.operands(id));
         }
     }
-    let bounds: HashMap<String, Dim> = graph
-        .topo_order()
-        .into_iter()
-        .filter_map(|id| match graph.op(id) {
-            Op::Pack { tokens } => Some((
-                tokens.to_string(),
-                graph.ty(graph.operands(id)[1]).shape.numel(),
-            )),
-            _ => None,
-        })
-        .collect();
+    let bounds = super::derived_symbols(graph);
     let mut c = Collector::default();
     for id in graph.topo_order() {
         if !live.contains(&id) {
@@ -155,7 +145,7 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
                 ty.shape
                     .dims()
                     .iter()
-                    .map(|d| bounded(d, &bounds))
+                    .map(|d| super::bounded(d, &bounds))
                     .collect(),
             ),
         );
@@ -177,15 +167,6 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
         }
     }
     c.finish()
-}
-
-/// `d` with each derived symbol replaced by its bound.
-fn bounded(d: &Dim, bounds: &HashMap<String, Dim>) -> Dim {
-    if bounds.is_empty() {
-        d.clone()
-    } else {
-        d.substitute(&|s| bounds.get(s).cloned())
-    }
 }
 
 /// True if the relation reads a symbol that is not one of `inputs` (a derived one, which the

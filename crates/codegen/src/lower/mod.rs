@@ -165,6 +165,36 @@ pub fn interface(graph: &Graph) -> Result<Interface> {
     interface_with(graph, &checks::size_checks(graph))
 }
 
+/// The derived symbols of `graph` (each `pack`'s token count, which only the run knows), in
+/// the order the packs run, with their bounds: the number of their mask's entries, which the
+/// memory plan and the size checks use for them.
+pub fn derived_symbols(graph: &Graph) -> Vec<(Arc<str>, tcc_ir::Dim)> {
+    let mut out: Vec<(Arc<str>, tcc_ir::Dim)> = Vec::new();
+    for id in graph.topo_order() {
+        if let Op::Pack { tokens } = graph.op(id) {
+            if !out.iter().any(|(n, _)| n == tokens) {
+                let mask = graph.operands(id)[1];
+                out.push((tokens.clone(), graph.ty(mask).shape.numel()));
+            }
+        }
+    }
+    out
+}
+
+/// `d` with each derived symbol replaced by its bound (see [`derived_symbols`]).
+pub fn bounded(d: &tcc_ir::Dim, bounds: &[(Arc<str>, tcc_ir::Dim)]) -> tcc_ir::Dim {
+    if bounds.is_empty() {
+        d.clone()
+    } else {
+        d.substitute(&|s| {
+            bounds
+                .iter()
+                .find(|(n, _)| **n == *s)
+                .map(|(_, b)| b.clone())
+        })
+    }
+}
+
 /// The header's note on padding elimination, if outputs are unpacked by a mask input: their
 /// values at the mask's padded positions are 0, and the mask must hold 0 and 1 only.
 fn padding_notes(graph: &Graph) -> Vec<String> {
@@ -411,13 +441,7 @@ fn lower_form<'ctx>(
     // which the run computes into its own copy of the symbols.
     let inputs: Vec<Arc<str>> = graph.input_symbols();
     let mut names = inputs.clone();
-    for id in graph.topo_order() {
-        if let Op::Pack { tokens } = graph.op(id) {
-            if !names.contains(tokens) {
-                names.push(tokens.clone());
-            }
-        }
-    }
+    names.extend(derived_symbols(graph).into_iter().map(|(name, _)| name));
     let mut steps = schedule::schedule(graph)?;
     let direct = schedule::add_output_copies(graph, &mut steps);
     // Documented in ARCHITECTURE.md (Code generation): the schedule, one line per step, and

@@ -110,28 +110,11 @@ pub fn plan(
     }
     // A derived symbol (a pack's token count, known only to the run) is sized by its bound:
     // the number of its mask's entries. The arena holds the bound; the run uses the count.
-    let bounds: HashMap<String, Dim> = graph
-        .topo_order()
-        .into_iter()
-        .filter_map(|id| match graph.op(id) {
-            Op::Pack { tokens } => Some((
-                tokens.to_string(),
-                graph.ty(graph.operands(id)[1]).shape.numel(),
-            )),
-            _ => None,
-        })
-        .collect();
-    let bounded = |d: Dim| -> Dim {
-        if bounds.is_empty() {
-            d
-        } else {
-            d.substitute(&|s| bounds.get(s).cloned())
-        }
-    };
+    let bounds = super::derived_symbols(graph);
     let mut free: Vec<usize> = Vec::new();
     let mut occupant_size: Vec<Dim> = Vec::new();
     let mut take = |size: Dim, free: &mut Vec<usize>, p: &mut Plan| -> usize {
-        let size = bounded(size);
+        let size = super::bounded(&size, &bounds);
         p.unshared_bytes = p.unshared_bytes.add(&round64(&size));
         let pick = free
             .iter()

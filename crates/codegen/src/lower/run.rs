@@ -526,38 +526,38 @@ pub fn emit_dispatch<'ctx>(
             .into_int_value();
         let args: Vec<inkwell::values::BasicMetadataValueEnum> =
             function.get_param_iter().map(|p| p.into()).collect();
+        // A chain of comparisons: form k below bound k, the last form after them all.
         for (k, form) in forms.iter().enumerate() {
             let call = context.append_basic_block(function, &format!("form{k}"));
-            if let Some(&bound) = bounds.get(k) {
-                let next = context.append_basic_block(function, &format!("above{k}"));
-                let below = b
-                    .build_int_compare(
-                        IntPredicate::SLT,
-                        value,
-                        i64t.const_int(bound as u64, true),
-                        "below",
-                    )
-                    .map_err(e())?;
-                b.build_conditional_branch(below, call, next).map_err(e())?;
-                b.position_at_end(call);
-                emit_form_call(
-                    &b,
-                    pick(form),
-                    &args,
-                    is_check.then_some(check_offsets[k]),
-                    name,
-                )?;
+            let next = match bounds.get(k) {
+                Some(&bound) => {
+                    let next = context.append_basic_block(function, &format!("above{k}"));
+                    let below = b
+                        .build_int_compare(
+                            IntPredicate::SLT,
+                            value,
+                            i64t.const_int(bound as u64, true),
+                            "below",
+                        )
+                        .map_err(e())?;
+                    b.build_conditional_branch(below, call, next).map_err(e())?;
+                    Some(next)
+                }
+                None => {
+                    b.build_unconditional_branch(call).map_err(e())?;
+                    None
+                }
+            };
+            b.position_at_end(call);
+            emit_form_call(
+                &b,
+                pick(form),
+                &args,
+                is_check.then_some(check_offsets[k]),
+                name,
+            )?;
+            if let Some(next) = next {
                 b.position_at_end(next);
-            } else {
-                b.build_unconditional_branch(call).map_err(e())?;
-                b.position_at_end(call);
-                emit_form_call(
-                    &b,
-                    pick(form),
-                    &args,
-                    is_check.then_some(check_offsets[k]),
-                    name,
-                )?;
             }
         }
         made.push(function);

@@ -438,29 +438,7 @@ pub(super) fn attention<'ctx>(
                     .b()
                     .build_int_compare(IntPredicate::EQ, nv, zero, "no.keys")
                     .map_err(c.kb.err())?;
-                c.for_range(zero, rows, "scale", |c, i| {
-                    let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
-                    let f64t = c.kb.context().f64_type();
-                    let inv = c.b().build_load(f64t, slot, "inv").map_err(c.kb.err())?;
-                    let inv = c
-                        .b()
-                        .build_select(no_keys, f64t.const_float(1.0).into(), inv, "inv")
-                        .map_err(c.kb.err())?;
-                    let inv = c.kb.splat(inv, "inv")?;
-                    let vd = f64t.vec_type(c.kb.lanes());
-                    let orow =
-                        scalar::element_ptr(&c.kb, DType::F32, o_blk, c.mul(i, out_st[r - 2])?)?;
-                    c.kb.vector_loop_in(dvv, |kb, j, mask| {
-                        let b = kb.builder();
-                        let y = kb.load_f32(orow, j, mask)?;
-                        let y = b.build_float_ext(y, vd, "yd").map_err(kb.err())?;
-                        let y = b.build_float_mul(y, inv, "ys").map_err(kb.err())?;
-                        let y = b
-                            .build_float_trunc(y, kb.f32_vector(), "y")
-                            .map_err(kb.err())?;
-                        kb.store_f32(orow, j, y, mask)
-                    })
-                })?;
+                scale_rows(c, o_blk, out_st[r - 2], rows, dvv, sinv, Some(no_keys))?;
             }
             Ok(())
         })
@@ -469,6 +447,46 @@ pub(super) fn attention<'ctx>(
         dims.batch.clone(),
         dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
     ))
+}
+
+/// Multiplies each of the `rows` rows of `dv` floats at `o` (row stride `stride`) by its
+/// inverse sum in `sinv` (f64), in f64, rounded once: the deferred normalisation of `P · V`.
+/// With `no_keys` true the rows stay (the product over no keys is 0, as the softmax of an
+/// empty row times V is; its inverse sum is not used).
+fn scale_rows<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    o: inkwell::values::PointerValue<'ctx>,
+    stride: IntValue<'ctx>,
+    rows: IntValue<'ctx>,
+    dv: IntValue<'ctx>,
+    sinv: inkwell::values::PointerValue<'ctx>,
+    no_keys: Option<IntValue<'ctx>>,
+) -> Result<()> {
+    let zero = c.kb.i64_const(0);
+    c.for_range(zero, rows, "scale", |c, i| {
+        let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
+        let f64t = c.kb.context().f64_type();
+        let mut inv = c.b().build_load(f64t, slot, "inv").map_err(c.kb.err())?;
+        if let Some(no_keys) = no_keys {
+            inv = c
+                .b()
+                .build_select(no_keys, f64t.const_float(1.0).into(), inv, "inv")
+                .map_err(c.kb.err())?;
+        }
+        let inv = c.kb.splat(inv, "inv")?;
+        let vd = f64t.vec_type(c.kb.lanes());
+        let orow = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(i, stride)?)?;
+        c.kb.vector_loop_in(dv, |kb, j, mask| {
+            let b = kb.builder();
+            let y = kb.load_f32(orow, j, mask)?;
+            let y = b.build_float_ext(y, vd, "yd").map_err(kb.err())?;
+            let y = b.build_float_mul(y, inv, "ys").map_err(kb.err())?;
+            let y = b
+                .build_float_trunc(y, kb.f32_vector(), "y")
+                .map_err(kb.err())?;
+            kb.store_f32(orow, j, y, mask)
+        })
+    })
 }
 
 /// Scratch floats per task of `packed_attention` for sequences of at most `s` tokens: packed
@@ -558,23 +576,8 @@ pub(super) fn packed_attention<'ctx>(
     let one = c.kb.i64_const(1);
     let zero = c.kb.i64_const(0);
     let rows_step = c.kb.i64_const(ATTENTION_ROWS);
-    let real = |c: &Ctx<'_, 'ctx>, p: IntValue<'ctx>| -> Result<IntValue<'ctx>> {
-        let v = load(&c.kb, mdt, mask, p)?.into_int_value();
-        let r = c
-            .b()
-            .build_int_compare(IntPredicate::NE, v, v.get_type().const_zero(), "real")
-            .map_err(c.kb.err())?;
-        c.b()
-            .build_int_z_extend(r, c.kb.context().i64_type(), "r64")
-            .map_err(c.kb.err())
-    };
     let count = |c: &Ctx<'_, 'ctx>, from: IntValue<'ctx>, to: IntValue<'ctx>| {
-        let n = c.var(zero.into())?;
-        c.for_range(from, to, "cnt", |c, p| {
-            let v = c.get(n, zero.into())?.into_int_value();
-            c.set(n, c.add(v, real(c, p)?)?.into())
-        })?;
-        Ok::<_, crate::error::Error>(c.get(n, zero.into())?.into_int_value())
+        super::pack::count(c, mask, mdt, from, to)
     };
     // The rows q, k, v and the result have (the token count, when they come from packs over
     // the mask; a task whose sequence reaches past them sets the error flag and skips).
@@ -702,24 +705,7 @@ pub(super) fn packed_attention<'ctx>(
                     len.into(),
                 ],
             )?;
-            c.for_range(zero, rows, "scale", |c, i| {
-                let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
-                let f64t = c.kb.context().f64_type();
-                let inv = c.b().build_load(f64t, slot, "inv").map_err(c.kb.err())?;
-                let inv = c.kb.splat(inv, "inv")?;
-                let vdt = f64t.vec_type(c.kb.lanes());
-                let orow = scalar::element_ptr(&c.kb, DType::F32, o_blk, c.mul(i, v_row)?)?;
-                c.kb.vector_loop_in(dvv, |kb, j, mask| {
-                    let b = kb.builder();
-                    let y = kb.load_f32(orow, j, mask)?;
-                    let y = b.build_float_ext(y, vdt, "yd").map_err(kb.err())?;
-                    let y = b.build_float_mul(y, inv, "ys").map_err(kb.err())?;
-                    let y = b
-                        .build_float_trunc(y, kb.f32_vector(), "y")
-                        .map_err(kb.err())?;
-                    kb.store_f32(orow, j, y, mask)
-                })
-            })
+            scale_rows(c, o_blk, v_row, rows, dvv, sinv, None)
         })
     })?;
     Ok(Parallel::rows(

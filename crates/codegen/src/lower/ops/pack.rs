@@ -18,7 +18,7 @@ use crate::lower::scalar::{self, load};
 use crate::lower::schedule::Step;
 
 /// The number of nonzero mask entries in `[from, to)`.
-fn count<'ctx>(
+pub(super) fn count<'ctx>(
     c: &Ctx<'_, 'ctx>,
     mask: PointerValue<'ctx>,
     dtype: DType,
