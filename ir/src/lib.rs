@@ -33,3 +33,4 @@ pub use tensor::{Element, Tensor, TensorData};
 pub mod interp;
 pub mod text;
 pub mod verify;
+pub mod zero;

@@ -710,6 +710,42 @@ impl Op {
         }
     }
 
+    /// The op with the symbols in its attributes' dims (a reshape's or expand's shape, slice
+    /// bounds, pads, tile repeats, a range's bounds, `dims` values) replaced as `map` says.
+    pub fn substitute(&self, map: &dyn Fn(&str) -> Option<Dim>) -> Op {
+        let d = |x: &Dim| x.substitute(map);
+        let all = |xs: &[Dim]| xs.iter().map(d).collect::<Vec<Dim>>();
+        let mut op = self.clone();
+        match &mut op {
+            Op::Dims { values, .. } => *values = all(values),
+            Op::Conv {
+                pads_begin,
+                pads_end,
+                ..
+            }
+            | Op::Pad {
+                pads_begin,
+                pads_end,
+                ..
+            } => {
+                *pads_begin = all(pads_begin);
+                *pads_end = all(pads_end);
+            }
+            Op::Reshape { shape } | Op::Expand { shape } => *shape = Shape(all(shape.dims())),
+            Op::Slice { starts, ends, .. } => {
+                *starts = all(starts);
+                *ends = all(ends);
+            }
+            Op::Tile { repeats } => *repeats = all(repeats),
+            Op::Range { start, limit, .. } => {
+                *start = d(start);
+                *limit = d(limit);
+            }
+            _ => {}
+        }
+        op
+    }
+
     /// How many operands the op takes.
     pub fn arity(&self) -> Arity {
         match self {

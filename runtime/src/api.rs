@@ -1005,15 +1005,6 @@ unsafe fn check_inputs(
             let symbol = (-(code + 1)) as usize;
             // SAFETY: `check_desc` verified every input symbol is below n_symbols.
             let symbol_name = unsafe { c_str(*d.symbol_names.add(symbol)) };
-            if got == 0 {
-                return fail(
-                    Status::Shape,
-                    format!(
-                        "input {i} (`{name}`) axis {axis} is 0, but it is the symbol \
-                         `{symbol_name}`, which must be at least 1"
-                    ),
-                );
-            }
             match s.symbols[symbol] {
                 -1 => {
                     s.symbols[symbol] = got;

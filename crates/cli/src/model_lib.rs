@@ -373,9 +373,6 @@ impl ModelLib {
                     InputDim::Fixed(fixed) if size != *fixed => bail!("{}", mismatch()),
                     InputDim::Fixed(_) => {}
                     InputDim::Symbol(symbol) => {
-                        if size == 0 {
-                            bail!("{}: `{symbol}` must be at least 1", mismatch());
-                        }
                         let (bound, by) = *symbols.entry(symbol).or_insert((size, name));
                         if bound != size {
                             bail!(

@@ -2730,3 +2730,86 @@ graph(%qi: i32[b, s, 2, 16], %ki: i32[b, s, 2, 16], %v: f32[b, s, 2, 8], %m: {ma
         case.check();
     }
 }
+
+/// Symbols bound to 0 where the graph allows it: a decoder's KV cache before the prompt
+/// (`past = 0`) concatenated with the new keys and values, products whose inner size is the
+/// empty cache (zeros), attention over the cache and the new keys (causal, aligned to the last
+/// query), reductions, softmax, layer norm and GEMMs over no rows, and an empty batch. Each
+/// output is compared with the interpreter at every binding; integer-valued operands keep
+/// the products exact.
+#[test]
+fn symbols_bound_to_zero_run_where_the_graph_allows_it() {
+    let ir = r#"
+graph(%pki: i32[b, 2, past, 8], %pv: f32[b, 2, past, 8], %qi: i32[b, 2, seq, 8], %ki: i32[b, 2, seq, 8], %v: f32[b, 2, seq, 8], %xi: i32[b, past, 16]) {
+  %w = const [0.5, -1.0, 2.0, 0.25, -0.5, 1.5, -2.0, 1.0, 0.5, 0.75, -1.0, 2.0, 0.5, -0.25, 1.0, 0.5] : f32[16, 1]
+  %g = const [1.0, 0.5, 2.0, 1.5, 1.0, 0.5, 2.0, 1.5, 1.0, 0.5, 2.0, 1.5, 1.0, 0.5, 2.0, 1.5] : f32[16]
+  %h = const [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7] : f32[16]
+  %pk = cast<to=f32>(%pki) : f32[b, 2, past, 8]
+  %x = cast<to=f32>(%xi) : f32[b, past, 16]
+  %q = cast<to=f32>(%qi) : f32[b, 2, seq, 8]
+  %k = cast<to=f32>(%ki) : f32[b, 2, seq, 8]
+  %kk = concat<axis=2>(%pk, %k) : f32[b, 2, past + seq, 8]
+  %vv = concat<axis=2>(%pv, %v) : f32[b, 2, past + seq, 8]
+  %kt = transpose<perm=[0, 1, 3, 2]>(%kk) : f32[b, 2, 8, past + seq]
+  %att = attention<scale=mul(0.25), mask=none, nan_filter=false, causal=true>(%q, %kt, %vv) : f32[b, 2, seq, 8]
+  %s = matmul(%q, %kt) : f32[b, 2, seq, past + seq]
+  %sm = softmax<axis=3>(%s) : f32[b, 2, seq, past + seq]
+  %pkt = transpose<perm=[0, 1, 3, 2]>(%pk) : f32[b, 2, 8, past]
+  %kv = matmul(%pkt, %pk) : f32[b, 2, 8, 8]
+  %sum = reduce_sum<axes=[2], keep_dims=false>(%pk) : f32[b, 2, 8]
+  %max = reduce_max<axes=[3], keep_dims=false>(%pk) : f32[b, 2, past]
+  %ln = layer_norm<axis=2, epsilon=0.00001>(%x, %g, %h) : f32[b, past, 16]
+  %y = matmul(%x, %w) : f32[b, past, 1]
+  return %att = %att
+  return %kk = %kk
+  return %sm = %sm
+  return %kv = %kv
+  return %sum = %sum
+  return %max = %max
+  return %ln = %ln
+  return %y = %y
+}"#;
+    let mut case = Case::new("zero_symbols", ir)
+        .input("pki", Gen::Int(-3, 3))
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("xi", Gen::Int(-3, 3))
+        .input("pv", Gen::Float(-1.0, 1.0))
+        .input("v", Gen::Float(-1.0, 1.0))
+        // P·V sums at most 55 products of |p| <= 1, sum |p| = 1, |v| < 1 in f32: within
+        // (55 + 2) 2^-24 < 4e-6 absolutely after cancellation.
+        .tol_for("att", Tol::Ulps { ulps: 4, abs: 4e-6 })
+        .tol_for("sm", SOFTMAX_ROWS_F32)
+        .tol_for("ln", Tol::Ulps { ulps: 4, abs: 1e-7 });
+    for (b, past, seq) in [
+        (1, 0, 7),
+        (2, 0, 1),
+        (3, 0, 50),
+        (2, 5, 3),
+        (0, 4, 2),
+        (1, 3, 1),
+    ] {
+        case = case.bind(&[("b", b), ("past", past), ("seq", seq)]);
+    }
+    case.check();
+}
+
+/// A symbol whose 0 the types cannot take (`n - 1` rows of a slice are `max(0, n - 1)` only
+/// for n >= 1) is refused at run time with the node that needs it; the interpreter refuses
+/// the run too.
+#[test]
+fn a_symbol_the_graph_needs_at_least_one_is_refused_at_zero_naming_the_node() {
+    Case::new(
+        "zero_refused",
+        r#"
+graph(%x: f32[n, 4]) {
+  %e = exp(%x) : f32[n, 4]
+  %s = slice<axes=[0], starts=[1], ends=[n], steps=[1]>(%e) : f32[n - 1, 4]
+  %t = neg(%s) : f32[n - 1, 4]
+  return %t = %t
+}"#,
+    )
+    .bind(&[("n", 0)])
+    .expect_shape_error(&["`n` is 0, but slice node %", "needs it at least 1"])
+    .check();
+}

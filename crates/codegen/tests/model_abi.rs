@@ -383,8 +383,11 @@ static void check_errors(const char *model, tcc_session *s, run_fn run, error_fn
   CHECK(strstr(last_error(s), "rank") != NULL, "%s: %s", model, last_error(s));
   in.rank = 1;
 
+  /* A symbol may be 0 where the model allows it: an empty input, an empty output. */
   dims[0] = 0;
-  CHECK(run(s, &in, 1, &out, 1) == TCC_ERR_SHAPE, "%s: %s", model, last_error(s));
+  CHECK(run(s, &in, 1, &out, 1) == TCC_OK, "%s: %s", model, last_error(s));
+  CHECK(out.rank == 1 && out.dims[0] == 0 && out.size == 0, "%s", model);
+  memset(&out, 0, sizeof out);
   dims[0] = -4;
   CHECK(run(s, &in, 1, &out, 1) == TCC_ERR_SHAPE, "%s: %s", model, last_error(s));
   dims[0] = 4;

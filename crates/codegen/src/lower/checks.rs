@@ -127,6 +127,23 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
     }
     let bounds = super::derived_symbols(graph);
     let mut c = Collector::default();
+    // A symbol that the types need at least 1 is checked first, naming the node that needs it;
+    // the others may be 0, and a relation is left out only if it holds there too.
+    let mut needs_one = Vec::new();
+    for (symbol, verdict) in tcc_ir::zero::zero_sizes(graph) {
+        match verdict {
+            Ok(()) => c.zero.push(symbol),
+            Err(n) => needs_one.push(SizeCheck {
+                message: format!(
+                    "`{}` is {{0}}, but {} needs it at least 1: {}",
+                    quote(&symbol),
+                    node_label(graph, n.node),
+                    quote(&n.why)
+                ),
+                relation: Relation::AtLeast(Dim::sym(&symbol), Dim::constant(1)),
+            }),
+        }
+    }
     for id in graph.topo_order() {
         if !live.contains(&id) {
             continue;
@@ -166,7 +183,8 @@ pub fn size_checks(graph: &Graph) -> Vec<SizeCheck> {
             }
         }
     }
-    c.finish()
+    needs_one.extend(c.finish());
+    needs_one
 }
 
 /// True if the relation reads a symbol that is not one of `inputs` (a derived one, which the
@@ -188,62 +206,99 @@ pub fn reads_derived(relation: &Relation, inputs: &[std::sync::Arc<str>]) -> boo
 struct Collector {
     checks: Vec<SizeCheck>,
     seen: HashSet<Key>,
+    /// The input symbols that may be 0 at run time.
+    zero: Vec<Arc<str>>,
+}
+
+/// Whether the relation holds for every binding of the symbols, each at least 1, as far as it
+/// can be told.
+fn holds_from_one(relation: &Relation) -> bool {
+    match relation {
+        Relation::Equal(a, b) => a == b,
+        Relation::Broadcast(a, b) => a == b || a.is(1),
+        Relation::AtLeast(a, b) => at_least(a, b),
+        Relation::SameCount(x, y) => numel(x) == numel(y),
+        Relation::InBounds { len, .. } => at_least(&Dim::constant(0), len),
+        Relation::Fits { dims, elem } => {
+            let bytes = numel(dims).mul(&Dim::constant(*elem));
+            upper_bound(&bytes).is_some_and(|b| b <= MAX_BYTES)
+                && dims
+                    .iter()
+                    .all(|d| lower_bound(d).is_some_and(|lb| lb >= 0))
+        }
+    }
+}
+
+impl Relation {
+    /// The relation with symbols replaced as `map` says.
+    fn substitute(&self, map: &dyn Fn(&str) -> Option<Dim>) -> Relation {
+        let d = |x: &Dim| x.substitute(map);
+        let all = |xs: &[Dim]| xs.iter().map(d).collect();
+        match self {
+            Relation::Equal(a, b) => Relation::Equal(d(a), d(b)),
+            Relation::Broadcast(a, b) => Relation::Broadcast(d(a), d(b)),
+            Relation::AtLeast(a, b) => Relation::AtLeast(d(a), d(b)),
+            Relation::SameCount(x, y) => Relation::SameCount(all(x), all(y)),
+            Relation::InBounds {
+                start,
+                len,
+                step,
+                dim,
+            } => Relation::InBounds {
+                start: d(start),
+                len: d(len),
+                step: *step,
+                dim: d(dim),
+            },
+            Relation::Fits { dims, elem } => Relation::Fits {
+                dims: all(dims),
+                elem: *elem,
+            },
+        }
+    }
 }
 
 impl Collector {
     /// Adds a check unless the relation holds for every binding or is already checked.
     fn push(&mut self, relation: Relation, message: String) {
+        if self.holds_always(&relation) {
+            return;
+        }
         let key = match &relation {
-            Relation::Equal(a, b) => {
-                if a == b {
-                    return;
-                }
-                Key::Equal(a.clone().min(b.clone()), a.clone().max(b.clone()))
-            }
+            Relation::Equal(a, b) => Key::Equal(a.clone().min(b.clone()), a.clone().max(b.clone())),
             Relation::Broadcast(a, b) => {
                 let equal = Key::Equal(a.clone().min(b.clone()), a.clone().max(b.clone()));
-                if a == b || a.is(1) || self.seen.contains(&equal) {
+                if self.seen.contains(&equal) {
                     return;
                 }
                 Key::Broadcast(a.clone(), b.clone())
             }
-            Relation::AtLeast(a, b) => {
-                if at_least(a, b) {
-                    return;
-                }
-                Key::AtLeast(a.sub(b))
-            }
+            Relation::AtLeast(a, b) => Key::AtLeast(a.sub(b)),
             Relation::SameCount(x, y) => {
                 let (p, q) = (numel(x), numel(y));
-                if p == q {
-                    return;
-                }
                 Key::Equal(p.clone().min(q.clone()), p.max(q))
             }
-            Relation::InBounds { len, .. } => {
-                if at_least(&Dim::constant(0), len) {
-                    return;
-                }
-                Key::InBounds(relation.clone())
-            }
-            Relation::Fits { dims, elem } => {
-                let bytes = numel(dims).mul(&Dim::constant(*elem));
-                let small = upper_bound(&bytes).is_some_and(|b| b <= MAX_BYTES);
-                if small
-                    && dims
-                        .iter()
-                        .all(|d| lower_bound(d).is_some_and(|lb| lb >= 0))
-                {
-                    return;
-                }
-                Key::Fits(bytes)
-            }
+            Relation::InBounds { .. } => Key::InBounds(relation.clone()),
+            Relation::Fits { dims, elem } => Key::Fits(numel(dims).mul(&Dim::constant(*elem))),
         };
         if self.seen.insert(key) {
             self.checks.push(SizeCheck { relation, message });
         }
     }
 
+    /// Whether the relation holds for every binding of the symbols: each at least 1, and also
+    /// with the symbols that may be 0 ([`tcc_ir::zero`]) at 0, one at a time and all at once.
+    fn holds_always(&self, relation: &Relation) -> bool {
+        if !holds_from_one(relation) {
+            return false;
+        }
+        let at_zero = |zero: &[Arc<str>]| {
+            let map = |s: &str| zero.iter().any(|z| &**z == s).then(|| Dim::constant(0));
+            holds_from_one(&relation.substitute(&map))
+        };
+        self.zero.iter().all(|s| at_zero(std::slice::from_ref(s)))
+            && (self.zero.len() < 2 || at_zero(&self.zero))
+    }
     /// The checks, without size bounds that a larger one implies.
     fn finish(self) -> Vec<SizeCheck> {
         let bytes = |c: &SizeCheck| match &c.relation {
@@ -1102,14 +1157,33 @@ graph(%a: f32[s], %b: f32[t], %c: f32[batch, seq, 8]) {
                 _ => "other",
             })
             .collect();
-        // `a` and `b` against `max(s, t)` once each, named after the add; the exact reshape
-        // needs nothing; the one with a floor division its count; a size bound per distinct
-        // symbolic size (the mul's and sub's are the add's).
+        // `s` and `t` at least 1 first (`max(s, t)` is `t` at s = 0 only if t = 1, the add's
+        // inference says); `a` and `b` against `max(s, t)` once each, named after the add;
+        // the exact reshape needs nothing; the one with a floor division its count; a size
+        // bound per distinct symbolic size (the mul's and sub's are the add's).
         assert_eq!(
             kinds,
-            ["fits", "broadcast", "broadcast", "fits", "fits", "count"],
+            [
+                "other",
+                "other",
+                "fits",
+                "broadcast",
+                "broadcast",
+                "fits",
+                "fits",
+                "count"
+            ],
             "{checks:#?}"
         );
+        for (c, s) in checks.iter().zip(["s", "t"]) {
+            assert_eq!(c.relation, Relation::AtLeast(Dim::sym(s), Dim::constant(1)));
+            assert!(
+                c.message
+                    .starts_with(&format!("`{s}` is {{0}}, but add node %")),
+                "{}",
+                c.message
+            );
+        }
         for c in checks
             .iter()
             .filter(|c| matches!(c.relation, Relation::Broadcast(..)))
