@@ -6,6 +6,13 @@ Usage: report.py DIR, where DIR (target/bench) holds what bench.sh wrote:
   minilm-l6/CASE.ort.json           ort_bench.py's line
   minilm-l6/CASE.tcc.txt            tcc bench's output; its last line holds the times
   minilm-l6/CASE.tcc-out.npz        tcc run's outputs, compared with MODELS/minilm-l6/ref_CASE.npz
+  families/MODEL/cases.json         make_inputs.py's account of the inputs of tests/zoo/MODEL
+                                    (inputs.log says why they could not be made)
+  families/MODEL/ref_CASE.npz       those inputs and ONNX Runtime's outputs on them
+  families/MODEL/compile.log        tcc compile's output; compile-rp.log with --remove-padding
+  families/MODEL/CASE.ort.json      ort_bench.py's line
+  families/MODEL/CASE.tcc.txt       tcc bench's output (CASE.tcc-rp.txt: --remove-padding)
+  families/MODEL/CASE.tcc-out.npz   tcc run's outputs (CASE.tcc-rp-out.npz: --remove-padding)
   gemm_bench.txt                    crates/codegen's gemm_bench output
   blas.json                         blas_bench.py's line
 A missing or unreadable result becomes a row marked missing, with the reason where known.
@@ -14,6 +21,7 @@ A missing or unreadable result becomes a row marked missing, with the reason whe
 import json
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +33,10 @@ SPEED_TARGET_CASES = {"b1_s128", "b1_s512"}
 # with the BLAS, read as at least this fraction of numpy's GFLOP/s.
 GEMM_PEAK_TARGET = 0.80
 GEMM_BLAS_TARGET = 0.95
+
+# Across families, tcc's outputs are flagged when they are further than this from ONNX
+# Runtime's, relative to max(1, max|ORT|) (`tcc run --expected`'s default tolerance).
+FAMILY_TOLERANCE = 1e-4
 
 TCC_LINE = re.compile(
     r"^tcc bench: runs=(\d+) threads=(\d+) min=([\d.]+) median=([\d.]+) max=([\d.]+) ms$"
@@ -52,6 +64,17 @@ def read_json(path: Path) -> dict | None:
         return None
     try:
         return json.loads(text.strip().splitlines()[-1])
+    except json.JSONDecodeError:
+        return None
+
+
+def read_json_file(path: Path) -> dict | None:
+    """A whole JSON file (read_json reads the last line of a JSON-lines output)."""
+    text = read_text(path)
+    if not text:
+        return None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError:
         return None
 
@@ -171,6 +194,170 @@ def minilm_section(d: Path, machine: dict) -> list[str]:
     return lines
 
 
+def relative_diff(got_path: Path, ref_path: Path, real_only: bool = False) -> str:
+    """The largest |tcc - ONNX Runtime| over the outputs both archives hold, relative to
+    max(1, max|ONNX Runtime|) per output, as text, flagged beyond FAMILY_TOLERANCE. With
+    real_only, only the real tokens' rows (attention_mask 1) of outputs laid out [batch, seq,
+    ...] count: --remove-padding writes zeros at the padded positions."""
+    try:
+        got, ref = np.load(got_path), np.load(ref_path)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return "missing (tcc run failed)"
+    mask = ref["attention_mask"] == 1 if real_only and "attention_mask" in ref.files else None
+    worst = None
+    for name in got.files:
+        if name not in ref.files:
+            continue
+        a, b = got[name].astype(np.float64), ref[name].astype(np.float64)
+        if a.shape != b.shape:
+            return f"shape {list(a.shape)} ≠ {list(b.shape)}"
+        if mask is not None and a.shape[: mask.ndim] == mask.shape:
+            a, b = a[mask], b[mask]
+        scale = max(1.0, float(np.max(np.abs(b), initial=0.0)))
+        d = float(np.max(np.abs(a - b), initial=0.0)) / scale
+        worst = d if worst is None else max(worst, d)
+    if worst is None:
+        return "— (no output in common)"
+    return f"{worst:.1e}" + (f" **> {FAMILY_TOLERANCE:.0e}**" if worst > FAMILY_TOLERANCE else "")
+
+
+def ms_range(median: float, low: float, high: float) -> str:
+    """A median (min–max) in milliseconds, to the µs `tcc bench` prints."""
+    return f"{ms(median)} ({ms(low)}–{ms(high)})"
+
+
+def families_section(d: Path, machine: dict) -> list[str]:
+    models = machine.get("families", "").split()
+    threads = machine.get("threads", "2")
+    lines = [
+        f"### Across families: tests/zoo, {threads} threads (median of "
+        f"{machine.get('runs', '?')} runs after {machine.get('warmup', '?')} warm-up runs)",
+        "",
+    ]
+    if not models:
+        return lines + ["No model was benchmarked across families (FAMILIES was empty)."]
+    lines += [
+        "| model | case | inputs | ONNX Runtime median ms (min–max) | tcc median ms (min–max) "
+        "| ORT / tcc | tcc `--remove-padding` median ms (min–max) | ORT / `--remove-padding` "
+        "| tcc max diff vs ORT "
+        "| `--remove-padding` max diff vs ORT (real tokens) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for model in models:
+        m = d / "families" / model
+        info = read_json_file(m / "cases.json")
+        if info is None:
+            lines.append(f"| {model} | — | missing | missing | missing |" + " — |" * 5)
+            notes.append(f"- {model}: no inputs: {last_lines(m / 'inputs.log')}")
+            continue
+        if "seq" in info:
+            padded = [c for c in info["cases"] if "_padded" in c["name"]]
+            note = f"- {model}: {info['seq_note']}; token ids in [2, {info['vocab']})"
+            if padded:
+                note += (
+                    f"; padded batch lengths {', '.join(map(str, padded[0]['lengths']))} of "
+                    f"{info['seq']} ({100 * padded[0]['real_fraction']:.0f}% real tokens)"
+                )
+            notes.append(note + ".")
+        compiled = (m / f"{model}.so").exists()
+        if not compiled:
+            notes.append(f"- `tcc compile` of {model} failed: {last_lines(m / 'compile.log')}")
+        rp_log = read_text(m / "compile-rp.log") or ""
+        rp_compiled = (m / f"{model}-rp.so").exists()
+        rp_refused = "cannot remove padding" in rp_log
+        if rp_refused:
+            reason = next(
+                (l.strip() for l in rp_log.splitlines() if "cannot remove padding" in l),
+                last_lines(m / "compile-rp.log"),
+            )
+            reason = reason.split("cannot remove padding:", 1)[-1].strip()
+            notes.append(f"- tcc refuses `--remove-padding` for {model}: {reason}")
+        elif rp_log and not rp_compiled:
+            notes.append(
+                f"- `tcc compile --remove-padding` of {model} failed: "
+                + last_lines(m / "compile-rp.log")
+            )
+        for case in info["cases"]:
+            name = case["name"]
+            padded = "_padded" in name
+            first = info["inputs"][0] if info["inputs"] else None
+            inputs = f"{first} {case['shapes'][first]}" if first else "—"
+            if padded:
+                inputs += f", {100 * case['real_fraction']:.0f}% real"
+            ort = read_json(m / f"{name}.ort.json")
+            tcc = read_tcc(m / f"{name}.tcc.txt")
+            ref = m / f"ref_{name}.npz"
+            if not ort:
+                notes.append(
+                    f"- ONNX Runtime on {model} {name}: " + last_lines(m / f"{name}.ort.log")
+                )
+            ort_cell = (
+                ms_range(ort["median_ms"], ort["min_ms"], ort["max_ms"]) if ort else "missing"
+            )
+            if tcc:
+                tcc_cell = ms_range(tcc["median"], tcc["min"], tcc["max"])
+            elif not compiled:
+                tcc_cell = "missing (tcc compile failed)"
+            else:
+                tcc_cell = "missing (tcc bench failed)"
+                notes.append(
+                    f"- tcc bench on {model} {name}: " + last_lines(m / f"{name}.tcc.log")
+                )
+            ratio = f"{ort['median_ms'] / tcc['median']:.2f}" if tcc and ort else "—"
+            diff = relative_diff(m / f"{name}.tcc-out.npz", ref) if compiled else "—"
+            if compiled and diff.startswith("missing"):
+                notes.append(
+                    f"- tcc run on {model} {name}: " + last_lines(m / f"{name}.tcc-run.log")
+                )
+            rp_cell, rp_ratio, rp_diff = "", "", ""
+            if padded:
+                rp = read_tcc(m / f"{name}.tcc-rp.txt")
+                rp_ratio = f"{ort['median_ms'] / rp['median']:.2f}" if rp and ort else "—"
+                if rp:
+                    rp_cell = ms_range(rp["median"], rp["min"], rp["max"])
+                elif rp_refused:
+                    rp_cell = "refused"
+                elif not rp_compiled:
+                    rp_cell = "missing (tcc compile failed)"
+                else:
+                    rp_cell = "missing (tcc bench failed)"
+                    notes.append(
+                        f"- tcc bench (--remove-padding) on {model} {name}: "
+                        + last_lines(m / f"{name}.tcc-rp.log")
+                    )
+                if rp_compiled:
+                    rp_diff = relative_diff(m / f"{name}.tcc-rp-out.npz", ref, real_only=True)
+                    if rp_diff.startswith("missing"):
+                        notes.append(
+                            f"- tcc run (--remove-padding) on {model} {name}: "
+                            + last_lines(m / f"{name}.tcc-rp-run.log")
+                        )
+                else:
+                    rp_diff = "—"
+            lines.append(
+                f"| {model} | {name} | {inputs} | {ort_cell} | {tcc_cell} | {ratio} | "
+                f"{rp_cell} | {rp_ratio} | {diff} | {rp_diff} |"
+            )
+            for t in (tcc, read_tcc(m / f"{name}.tcc-rp.txt")):
+                if t and str(t["threads"]) != str(threads):
+                    notes.append(
+                        f"- tcc ran {model} {name} on {t['threads']} threads, not {threads}."
+                    )
+    lines += [
+        "",
+        "ORT / tcc above 1: tcc is faster. The inputs are scripts/bench/make_inputs.py's "
+        "(seeded): token ids uniform in the vocabulary, the pad id at padded positions, pixel "
+        "values standard normal; the reference is ONNX Runtime's outputs on them. Max diff: the "
+        "largest |tcc - ONNX Runtime| over the outputs, relative to max(1, max|ONNX Runtime|), "
+        f"flagged beyond {FAMILY_TOLERANCE:.0e}; with `--remove-padding`, at the real tokens "
+        "only (the padded positions' outputs are zeros).",
+    ]
+    if notes:
+        lines += ["", *notes]
+    return lines
+
+
 def gemm_section(d: Path) -> list[str]:
     text = read_text(d / "gemm_bench.txt") or ""
     paths = []  # (name, cpu, lanes, peak, {(size, threads): gflops})
@@ -261,7 +448,13 @@ def main() -> None:
         key, _, value = line.partition("=")
         machine[key] = value
     ort = next(
-        (j for c in CASES if (j := read_json(d / "minilm-l6" / f"{c}.ort.json"))), None
+        (
+            j
+            for p in [*(d / "minilm-l6" / f"{c}.ort.json" for c in CASES),
+                      *sorted(d.glob("families/*/*.ort.json"))]
+            if (j := read_json(p))
+        ),
+        None,
     )
     out = [
         f"## tcc benchmarks: {machine.get('cpu', 'unknown CPU')}, {machine.get('date', '?')}",
@@ -274,6 +467,8 @@ def main() -> None:
         + ".",
         "",
         *minilm_section(d, machine),
+        "",
+        *families_section(d, machine),
         "",
         *gemm_section(d),
     ]
