@@ -48,8 +48,10 @@
  *
  *   const char *PREFIX_input_dim_symbol(int32_t i, int32_t axis);
  *       The name of the symbol that axis stands for (such as "batch"), or NULL if the axis is
- *       fixed or out of range. Every symbol is a size of at least 1; axes that share a symbol
- *       must have equal sizes in a run.
+ *       fixed or out of range. Axes that share a symbol must have equal sizes in a run. A
+ *       symbol may be 0 (an empty tensor, such as a KV cache before the prompt) where the
+ *       model's ops allow it; where they do not, the run fails with TCC_ERR_SHAPE and a
+ *       message naming the op that needs it.
  *
  *   int32_t PREFIX_run(tcc_session *session, const tcc_tensor *inputs, int32_t n_inputs,
  *                      tcc_output *outputs, int32_t n_outputs);
@@ -63,8 +65,10 @@
  *       asks for a session-owned one (buffer == NULL). On success every output's data, size,
  *       dtype, rank and dims are filled in; data points to the caller's buffer or to a
  *       session-owned buffer that stays valid until the next PREFIX_run or
- *       PREFIX_session_free on this session. On failure nothing was computed, every output's
- *       data is NULL, and the error code says why; TCC_ERR_CAPACITY still fills in the size,
+ *       PREFIX_session_free on this session. On failure no result is valid: every output's data
+ *       is NULL and the error code says why (a failure found during the run, such as a
+ *       token id out of range, may come after some kernels ran: a caller-owned buffer may
+ *       then hold partial values); TCC_ERR_CAPACITY still fills in the size,
  *       dtype, rank and dims of every output, so the caller can grow its buffers and retry.
  *
  *   const char *PREFIX_last_error(const tcc_session *session);

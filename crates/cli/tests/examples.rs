@@ -3,13 +3,17 @@
 //! dlopen) are built and run on it. Their outputs are compared with tcc's reference
 //! interpreter on the same inputs and with each other, and the C program runs clean under
 //! valgrind (on a library compiled for x86-64-v3, since valgrind cannot run AVX-512).
+//! examples/generate decodes greedily with the zoo's GPT-2s exported with their key/value
+//! cache, and must generate the tokens their references record.
 
 mod support;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use support::{compiled_tiny, header_in, scratch, stderr, stdout, tcc, tiny, workspace, PREFIX};
+use tcc_ir::DType;
 use tcc_ir::Tensor;
 
 /// The examples' batch (examples/c/README.md): two sequences of eight tokens, sequence `b`
@@ -230,4 +234,217 @@ fn the_c_example_runs_clean_under_valgrind() {
         });
     assert!(o.status.success(), "valgrind reports:\n{}", stderr(&o));
     check_against_reference(&stdout(&o), &dump);
+}
+
+/// The prefix the tests compile the cached GPT-2s with (examples/generate's default).
+const GPT2_PREFIX: &str = "gpt2";
+
+/// A file of the zoo's `model` (such as `gpt2-cache-ts17`).
+fn zoo(model: &str, file: &str) -> PathBuf {
+    workspace().join("tests/zoo").join(model).join(file)
+}
+
+/// Compiles the zoo's `model` into `DIR/libgpt2.so` (for the target CPU, or the host), builds
+/// examples/generate against it into `DIR/generate`, and returns that program; once per test
+/// binary and per model and CPU, since tests running at the same time share them.
+fn build_generate(model: &str, target_cpu: Option<&str>) -> PathBuf {
+    type Cache = Mutex<HashMap<String, Arc<OnceLock<PathBuf>>>>;
+    static BUILT: OnceLock<Cache> = OnceLock::new();
+    let name = format!("generate-{model}-{}", target_cpu.unwrap_or("host"));
+    let cell = BUILT
+        .get_or_init(Cache::default)
+        .lock()
+        .expect("the cache's lock")
+        .entry(name.clone())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| compile_and_build_generate(&name, model, target_cpu))
+        .clone()
+}
+
+fn compile_and_build_generate(name: &str, model: &str, target_cpu: Option<&str>) -> PathBuf {
+    let dir = scratch(name);
+    let so = dir.join(format!("lib{GPT2_PREFIX}.so"));
+    let mut args = vec![
+        "compile".into(),
+        zoo(model, "model.onnx").into_os_string(),
+        "-o".into(),
+        so.clone().into_os_string(),
+        "--prefix".into(),
+        GPT2_PREFIX.into(),
+    ];
+    if let Some(cpu) = target_cpu {
+        args.extend(["--target-cpu".into(), cpu.into()]);
+    }
+    let o = tcc(&args);
+    assert!(
+        o.status.success(),
+        "tcc compile {args:?} failed:\n{}",
+        stderr(&o)
+    );
+    let exe = dir.join("generate");
+    let header = header_in(&dir);
+    let o = Command::new("make")
+        .arg("-s")
+        .arg("-B")
+        .arg("-C")
+        .arg(workspace().join("examples/generate"))
+        .arg(format!("MODEL_DIR={}", dir.display()))
+        .arg(format!("PREFIX={GPT2_PREFIX}"))
+        .arg(format!(
+            "HEADER={}",
+            header.file_name().expect("a file name").to_string_lossy()
+        ))
+        .arg(format!("OUT={}", exe.display()))
+        .output()
+        .expect("run make (install make and a C compiler)");
+    assert!(
+        o.status.success(),
+        "examples/generate does not build against {model}:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    exe
+}
+
+/// One array of a zoo reference.
+fn reference_array(model: &str, case: &str, name: &str) -> Tensor {
+    let path = zoo(model, &format!("ref_{case}.npz"));
+    tcc_npz::read_npz(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("{} has no `{name}`", path.display()))
+        .1
+}
+
+fn i64s(t: &Tensor) -> Vec<i64> {
+    assert_eq!(t.dtype(), DType::I64);
+    t.as_slice::<i64>().expect("i64 elements").to_vec()
+}
+
+/// The prompt of the references' greedy generation (`ref_prefill`'s input_ids, batch 1) and
+/// the four tokens that follow it: the one token each of `ref_step1..3` feeds, then the argmax
+/// of `ref_step3`'s last logits row (ties to the lowest id).
+fn reference_generation(model: &str) -> (Vec<i64>, Vec<i64>) {
+    let prompt = reference_array(model, "prefill", "input_ids");
+    assert_eq!(prompt.shape()[0], 1, "{model}: a prompt of batch 1");
+    let mut tokens = Vec::new();
+    for step in ["step1", "step2", "step3"] {
+        let ids = i64s(&reference_array(model, step, "input_ids"));
+        assert_eq!(ids.len(), 1, "{model} {step}: one token per step");
+        tokens.push(ids[0]);
+    }
+    let logits = reference_array(model, "step3", "logits");
+    let vocab = *logits
+        .shape()
+        .last()
+        .expect("logits have a vocabulary axis");
+    let all = logits.as_slice::<f32>().expect("f32 logits");
+    let last = &all[all.len() - vocab..];
+    let next = (1..vocab).fold(0, |best, k| if last[k] > last[best] { k } else { best });
+    tokens.push(i64::try_from(next).expect("a token id"));
+    (i64s(&prompt), tokens)
+}
+
+fn joined(tokens: &[i64]) -> Vec<String> {
+    tokens.iter().map(i64::to_string).collect()
+}
+
+/// Checks examples/generate's output: the generated tokens on the first line, the timings on
+/// the second (milliseconds, non-negative: the prefill's and the decoding steps' mean).
+fn check_generation(model: &str, o: &Output, prompt_len: usize, want: &[i64]) {
+    assert!(
+        o.status.success(),
+        "examples/generate failed on {model}:\n{}",
+        stderr(o)
+    );
+    let out = stdout(o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{model}: {out}");
+    assert_eq!(
+        lines[0],
+        format!("generated: {}", joined(want).join(" ")),
+        "{model}: the tokens differ from the references' greedy generation"
+    );
+    // time: prefill P ms (T tokens), decode D ms/step (mean of S steps), N threads
+    let ms = |number: &str| {
+        let v: f64 = number
+            .parse()
+            .unwrap_or_else(|e| panic!("`{number}`: {e}: {out}"));
+        assert!(v >= 0.0 && v.is_finite(), "{out}");
+    };
+    let rest = lines[1].strip_prefix("time: prefill ").expect(&out);
+    let (prefill, rest) = rest.split_once(" ms (").expect(&out);
+    ms(prefill);
+    let rest = rest
+        .strip_prefix(&format!("{prompt_len} tokens), decode "))
+        .expect(&out);
+    let (decode, rest) = rest.split_once(" ms/step (").expect(&out);
+    ms(decode);
+    assert_eq!(
+        rest,
+        format!("mean of {} steps), 2 threads", want.len() - 1),
+        "{out}"
+    );
+}
+
+/// Runs examples/generate on a prompt of `prompt` for `-n new` tokens.
+fn run_generate(exe: &Path, new: usize, prompt: &[i64]) -> Output {
+    Command::new(exe)
+        .arg("-n")
+        .arg(new.to_string())
+        .args(joined(prompt))
+        .env("TCC_NUM_THREADS", "2")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", exe.display()))
+}
+
+#[test]
+fn the_generate_example_follows_the_references_greedy_generation() {
+    for model in ["gpt2-cache-ts17", "gpt2-cache-dynamo18"] {
+        let (prompt, want) = reference_generation(model);
+        let exe = build_generate(model, None);
+        let o = run_generate(&exe, want.len(), &prompt);
+        check_generation(model, &o, prompt.len(), &want);
+    }
+}
+
+#[test]
+fn the_generate_example_runs_clean_under_valgrind() {
+    let model = "gpt2-cache-ts17";
+    let (prompt, want) = reference_generation(model);
+    let exe = build_generate(model, Some("x86-64-v3"));
+    let o = Command::new("valgrind")
+        .args(["--error-exitcode=1", "--leak-check=full", "--quiet"])
+        .arg(&exe)
+        .arg("-n")
+        .arg(want.len().to_string())
+        .args(joined(&prompt))
+        .env("TCC_NUM_THREADS", "2")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("valgrind could not run ({e}); install it (scripts/setup.sh does)")
+        });
+    check_generation(model, &o, prompt.len(), &want);
+}
+
+/// A token id beyond the vocabulary passes the program (it leaves the range to the model) and
+/// the library's interface checks (they see dims, not values); the gather of the token
+/// embedding refuses it at run time, and the program exits 1 with the API's message.
+#[test]
+fn the_generate_example_reports_a_token_beyond_the_vocabulary() {
+    let model = "gpt2-cache-dynamo18";
+    let (mut prompt, _) = reference_generation(model);
+    prompt[2] = 100_000;
+    let o = run_generate(&build_generate(model, None), 4, &prompt);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: prefill (7 tokens): invalid argument: ")
+            && err.contains("out of range")
+            && err.contains("token id"),
+        "{err}"
+    );
 }

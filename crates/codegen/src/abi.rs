@@ -850,7 +850,8 @@ pub fn header(prefix: &str, interface: &Interface) -> Result<String> {
     }
     let _ = writeln!(
         h,
-        " * Symbols (sizes >= 1 read from the input dims; equal wherever they appear):"
+        " * Symbols (sizes read from the input dims; equal wherever they appear; 0 where the \
+         model allows it):"
     );
     if interface.symbols.is_empty() {
         let _ = writeln!(h, " *   (none)");
