@@ -343,6 +343,7 @@ pub fn is_fused(op: &Op) -> bool {
     matches!(
         op,
         Op::Gemm { .. }
+            | Op::QGemm { .. }
             | Op::Attention { .. }
             | Op::AddLayerNorm { .. }
             | Op::RmsNorm { .. }
@@ -356,6 +357,44 @@ pub fn is_fused(op: &Op) -> bool {
 /// The packed rows are `q`'s rows either way, and type inference states the result's first
 /// dim as `q`'s; the name is never bound by a run.
 pub const PACKED_ATTENTION_TOKENS: &str = "packed_attention_tokens";
+
+/// `y` through the activation `act` of a GEMM epilogue, as core ops (see [`Activation`]).
+fn activate<B: Builder>(b: &mut B, y: B::Value, act: Activation, dtype: DType) -> Result<B::Value> {
+    let k = |b: &mut B, v: f64| b.constant(scalar(dtype, v));
+    let bin = |b: &mut B, op: BinaryOp, x: &B::Value, y: &B::Value| {
+        b.op(Op::Binary(op), &[x.clone(), y.clone()])
+    };
+    let un = |b: &mut B, op: UnaryOp, x: &B::Value| b.op(Op::Unary(op), std::slice::from_ref(x));
+    Ok(match act {
+        Activation::None => y,
+        Activation::Relu => un(b, UnaryOp::Relu, &y)?,
+        Activation::GeluErf => {
+            let s2 = k(b, f64::from(SQRT_2))?;
+            let t = bin(b, BinaryOp::Div, &y, &s2)?;
+            let e = un(b, UnaryOp::Erf, &t)?;
+            let one = k(b, 1.0)?;
+            let p = bin(b, BinaryOp::Add, &e, &one)?;
+            let m = bin(b, BinaryOp::Mul, &y, &p)?;
+            let half = k(b, 0.5)?;
+            bin(b, BinaryOp::Mul, &m, &half)?
+        }
+        Activation::GeluTanh => {
+            let half = k(b, 0.5)?;
+            let h = bin(b, BinaryOp::Mul, &y, &half)?;
+            let three = k(b, 3.0)?;
+            let cube = bin(b, BinaryOp::Pow, &y, &three)?;
+            let c = k(b, f64::from(GELU_TANH_CUBIC))?;
+            let sc = bin(b, BinaryOp::Mul, &cube, &c)?;
+            let inner = bin(b, BinaryOp::Add, &y, &sc)?;
+            let r = k(b, f64::from(SQRT_2_OVER_PI))?;
+            let arg = bin(b, BinaryOp::Mul, &inner, &r)?;
+            let t = un(b, UnaryOp::Tanh, &arg)?;
+            let one = k(b, 1.0)?;
+            let p = bin(b, BinaryOp::Add, &t, &one)?;
+            bin(b, BinaryOp::Mul, &h, &p)?
+        }
+    })
+}
 
 /// Writes the fused op `op` on `args` as core ops into `b` and returns the result.
 ///
@@ -408,36 +447,40 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                 }
                 y = bin(b, BinaryOp::Add, &y, &args[2])?;
             }
-            y = match activation {
-                Activation::None => y,
-                Activation::Relu => un(b, UnaryOp::Relu, &y)?,
-                Activation::GeluErf => {
-                    let s2 = k(b, f64::from(SQRT_2))?;
-                    let t = bin(b, BinaryOp::Div, &y, &s2)?;
-                    let e = un(b, UnaryOp::Erf, &t)?;
-                    let one = k(b, 1.0)?;
-                    let p = bin(b, BinaryOp::Add, &e, &one)?;
-                    let m = bin(b, BinaryOp::Mul, &y, &p)?;
-                    let half = k(b, 0.5)?;
-                    bin(b, BinaryOp::Mul, &m, &half)?
-                }
-                Activation::GeluTanh => {
-                    let half = k(b, 0.5)?;
-                    let h = bin(b, BinaryOp::Mul, &y, &half)?;
-                    let three = k(b, 3.0)?;
-                    let cube = bin(b, BinaryOp::Pow, &y, &three)?;
-                    let c = k(b, f64::from(GELU_TANH_CUBIC))?;
-                    let sc = bin(b, BinaryOp::Mul, &cube, &c)?;
-                    let inner = bin(b, BinaryOp::Add, &y, &sc)?;
-                    let r = k(b, f64::from(SQRT_2_OVER_PI))?;
-                    let arg = bin(b, BinaryOp::Mul, &inner, &r)?;
-                    let t = un(b, UnaryOp::Tanh, &arg)?;
-                    let one = k(b, 1.0)?;
-                    let p = bin(b, BinaryOp::Add, &t, &one)?;
-                    bin(b, BinaryOp::Mul, &h, &p)?
-                }
-            };
+            y = activate(b, y, *activation, dtype)?;
             permute(b, &y, perm_out)
+        }
+        Op::QGemm {
+            activation,
+            bias,
+            saturate_pairs,
+        } => {
+            want(5 + usize::from(*bias))?;
+            let (a, sa, za, w, sw) = (&args[0], &args[1], &args[2], &args[3], &args[4]);
+            // The quantisation of `a`, as ONNX's QuantizeLinear to u8.
+            let zf = b.op(Op::Cast { to: DType::F32 }, std::slice::from_ref(za))?;
+            let d = bin(b, BinaryOp::Div, a, sa)?;
+            let r = un(b, UnaryOp::Round, &d)?;
+            let t = bin(b, BinaryOp::Add, &r, &zf)?;
+            let lo = b.constant(scalar(DType::F32, 0.0))?;
+            let t = bin(b, BinaryOp::Max, &t, &lo)?;
+            let hi = b.constant(scalar(DType::F32, 255.0))?;
+            let t = bin(b, BinaryOp::Min, &t, &hi)?;
+            let q = b.op(Op::Cast { to: DType::U8 }, &[t])?;
+            let zw = b.constant(scalar(DType::I8, 0.0))?;
+            let acc = b.op(
+                Op::MatMulInteger {
+                    saturate_pairs: *saturate_pairs,
+                },
+                &[q, w.clone(), za.clone(), zw],
+            )?;
+            let accf = b.op(Op::Cast { to: DType::F32 }, &[acc])?;
+            let s = bin(b, BinaryOp::Mul, sa, sw)?;
+            let mut y = bin(b, BinaryOp::Mul, &accf, &s)?;
+            if *bias {
+                y = bin(b, BinaryOp::Add, &y, &args[5])?;
+            }
+            activate(b, y, *activation, DType::F32)
         }
         Op::Attention {
             scale,

@@ -107,6 +107,7 @@ pub fn infer(
 
     let out: (TensorType, Option<Known>) = match op {
         Op::Gemm { .. }
+        | Op::QGemm { .. }
         | Op::Attention { .. }
         | Op::AddLayerNorm { .. }
         | Op::RmsNorm { .. }

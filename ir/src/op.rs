@@ -569,6 +569,25 @@ pub enum Op {
         /// The permutation applied to the result.
         perm_out: Option<Vec<usize>>,
     },
+    /// Fused: a quantised matrix product, its dequantisation and epilogue, one kernel, as
+    /// dynamic int8 quantisation computes it (ONNX Runtime's `quantize_dynamic` graphs, and
+    /// `tcc compile --quantize int8`):
+    /// `act(f32(matmul_integer(q, w, za, 0)) * (sa * sw) + bias)` where
+    /// `q = u8(min(max(round(a / sa) + f32(za), 0), 255))` quantises the f32 `a` with the
+    /// scale `sa` and zero point `za` (one for the whole tensor, or one per row), each
+    /// product rounds once to f32 in that order, and the product is exact in i32, or saturates
+    /// its pair sums as `matmul_integer` does with `saturate_pairs`. Operands: `a`
+    /// (`f32[.., m, k]`), `sa` (f32, broadcast to `[.., m, 1]`), `za` (`u8`, `sa`'s shape),
+    /// the weights `w` (`i8[k, n]`), their scales `sw` (f32, broadcast to `[n]`) and the
+    /// `bias` (f32, broadcast to the product) if `bias` is set. See [`crate::fused::expand`].
+    QGemm {
+        /// The activation of the epilogue.
+        activation: Activation,
+        /// Whether operand 5, added to the dequantised product, is there.
+        bias: bool,
+        /// Saturate pair sums to i16, as `vpmaddubsw` does (see [`Op::MatMulInteger`]).
+        saturate_pairs: bool,
+    },
     /// Fused: scaled dot-product attention, one kernel whose scores never reach memory:
     /// `perm_out(filter(softmax(causal(mask(scale(Q · Kt))))) · V)` with the softmax over the last
     /// axis, `Q = perm_q(q)`, `Kt = perm_k(kt)` (`[.., d, keys]`: `K` transposed, as a
@@ -700,6 +719,7 @@ impl Op {
             Op::ShapeOf { .. } => "shape",
             Op::Trilu { .. } => "trilu",
             Op::Gemm { .. } => "gemm",
+            Op::QGemm { .. } => "qgemm",
             Op::Attention { .. } => "attention",
             Op::AddLayerNorm { .. } => "add_layer_norm",
             Op::RmsNorm { .. } => "rms_norm",
@@ -768,6 +788,7 @@ impl Op {
             }
             Op::RmsNorm { .. } => Arity::Exact(2),
             Op::Gemm { bias, .. } => Arity::Exact(2 + usize::from(*bias)),
+            Op::QGemm { bias, .. } => Arity::Exact(5 + usize::from(*bias)),
             Op::Attention {
                 mask, zero_where, ..
             } => Arity::Exact(3 + usize::from(mask.is_some()) + usize::from(*zero_where)),
@@ -914,6 +935,15 @@ impl Op {
                 }
                 v
             }
+            Op::QGemm {
+                activation,
+                bias,
+                saturate_pairs,
+            } => vec![
+                ("activation", activation.name().to_string()),
+                ("bias", bias.to_string()),
+                ("saturate_pairs", saturate_pairs.to_string()),
+            ],
             Op::Attention {
                 scale,
                 mask,
@@ -1084,6 +1114,16 @@ impl Op {
                 perm_a: a.opt_usizes("perm_a")?,
                 perm_b: a.opt_usizes("perm_b")?,
                 perm_out: a.opt_usizes("perm_out")?,
+            },
+            "qgemm" => Op::QGemm {
+                activation: {
+                    let v = a.raw("activation")?;
+                    Activation::from_name(v).ok_or_else(|| {
+                        format!("attribute `activation` of `qgemm`: unknown activation `{v}`")
+                    })?
+                },
+                bias: a.bool("bias")?,
+                saturate_pairs: a.bool("saturate_pairs")?,
             },
             "attention" => Op::Attention {
                 scale: ScoreScale::parse(a.raw("scale")?)

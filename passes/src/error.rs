@@ -42,6 +42,12 @@ pub enum Error {
         /// The verifier's report.
         error: tcc_ir::Error,
     },
+    /// Int8 quantisation cannot go on (calibration inputs that do not run, say).
+    #[error("cannot quantise: {why}")]
+    Quantize {
+        /// What went wrong.
+        why: String,
+    },
     /// The verifier rejected the graph before any pass ran.
     #[error("the graph is invalid before the passes: {0}")]
     InvalidInput(tcc_ir::Error),

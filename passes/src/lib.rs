@@ -28,6 +28,7 @@ mod fuse_elementwise;
 pub mod key_mask;
 mod pass;
 mod pass_manager;
+pub mod quantize;
 mod remove_padding;
 mod simplify;
 
@@ -39,6 +40,7 @@ pub use fold_shapes::FoldShapes;
 pub use fuse_elementwise::FuseElementwise;
 pub use pass::Pass;
 pub use pass_manager::{Dump, PassManager, PassRun, Report, Stage};
+pub use quantize::Quantize;
 pub use remove_padding::{find_mask, RemovePadding};
 pub use simplify::Simplify;
 
@@ -62,10 +64,12 @@ pub fn pass_names() -> Vec<&'static str> {
     optional_passes().iter().map(|p| p.name()).collect()
 }
 
-/// [`all_passes`] and the passes an option adds ([`RemovePadding`], before the optimiser).
+/// [`all_passes`] and the passes an option adds ([`Quantize`] and [`RemovePadding`], before
+/// the optimiser).
 fn optional_passes() -> Vec<Box<dyn Pass>> {
     let mut v = all_passes();
-    v.insert(4, Box::new(RemovePadding::default()));
+    v.insert(4, Box::new(Quantize::default()));
+    v.insert(5, Box::new(RemovePadding::default()));
     v
 }
 

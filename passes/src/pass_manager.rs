@@ -143,6 +143,7 @@ impl PassManager {
         config: crate::egraph::Config,
     ) -> (PassManager, Arc<Mutex<Option<crate::egraph::Explanation>>>) {
         let remove_padding = config.remove_padding.clone();
+        let quantize = config.quantize.clone();
         let egraph = crate::EGraphPass {
             config,
             ..Default::default()
@@ -154,6 +155,9 @@ impl PassManager {
             Box::new(Simplify),
             Box::new(DeadCode),
         ];
+        if let Some(q) = quantize {
+            passes.push(Box::new(q));
+        }
         if let Some(p) = remove_padding {
             passes.push(Box::new(p));
         }

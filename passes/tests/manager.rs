@@ -109,7 +109,7 @@ fn unknown_pass_names_list_the_valid_ones() {
     assert_eq!(
         err.to_string(),
         "unknown pass `fold-everything`; valid passes are: \
-         fold-shapes, fold-constants, simplify, dead-code, remove-padding, egraph, \
+         fold-shapes, fold-constants, simplify, dead-code, quantize, remove-padding, egraph, \
          fuse-elementwise"
     );
 

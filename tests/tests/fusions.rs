@@ -14,6 +14,8 @@ use tcc_tests::{discover_models, discover_zoo, import_and_optimise, model_dir};
 fn counts(graph: &Graph) -> BTreeMap<&'static str, usize> {
     let watched = [
         "gemm",
+        "qgemm",
+        "matmul_integer",
         "attention",
         "add_layer_norm",
         "rms_norm",

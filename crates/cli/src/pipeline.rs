@@ -51,6 +51,26 @@ pub struct PipelineArgs {
     /// ...): every rewrite is then exact.
     #[arg(long)]
     pub no_reassociate: bool,
+
+    /// Quantise the matrix products by constant weights to int8 (`int8`, the only kind):
+    /// weights per output channel, symmetric; activations per row (token), asymmetric,
+    /// quantised at run time; exact i32 products (VNNI where the CPU has it). Changes the
+    /// results: give --calibrate to keep the products that cost the most accuracy in f32.
+    #[arg(long, value_name = "KIND", value_parser = PossibleValuesParser::new(["int8"]))]
+    pub quantize: Option<String>,
+
+    /// The accuracy gate of --quantize: inputs (an npz archive keyed by input name, such as
+    /// a batch of real sentences) on which the quantised model's outputs must keep a cosine
+    /// similarity of at least --min-cosine with the f32 model's (an encoder's
+    /// `[batch, seq, hidden]` output mean-pooled over its attention mask, as sentence
+    /// embeddings are; other outputs per batch row). The fewest products needed stay f32;
+    /// the report says which, and the cosine reached.
+    #[arg(long, value_name = "CASES.npz", requires = "quantize")]
+    pub calibrate: Option<std::path::PathBuf>,
+
+    /// The bar of the accuracy gate (with --calibrate; default 0.995).
+    #[arg(long, value_name = "COS", requires = "calibrate")]
+    pub min_cosine: Option<f64>,
 }
 
 /// Runs the default pipeline on `graph` as `args` say; dumps and the timing
@@ -163,6 +183,7 @@ fn config(args: &PipelineArgs) -> Result<egraph::Config> {
             .map(|m| tcc_passes::RemovePadding {
                 mask: (!m.is_empty()).then(|| m.clone()),
             }),
+        quantize: quantize(args)?,
         ..Default::default()
     };
     if let Some(hint) = &args.hint {
@@ -171,6 +192,31 @@ fn config(args: &PipelineArgs) -> Result<egraph::Config> {
         }
     }
     Ok(config)
+}
+
+/// The quantisation pass the flags ask for, with its accuracy gate.
+fn quantize(args: &PipelineArgs) -> Result<Option<tcc_passes::Quantize>> {
+    if args.quantize.is_none() {
+        return Ok(None);
+    }
+    let gate = match &args.calibrate {
+        None => None,
+        Some(path) => {
+            let min_cosine = args.min_cosine.unwrap_or(0.995);
+            if !(-1.0..=1.0).contains(&min_cosine) {
+                anyhow::bail!("--min-cosine must be between -1 and 1, not {min_cosine}");
+            }
+            let arrays = crate::files::read_npz(path, "the calibration inputs (--calibrate)")?;
+            Some(tcc_passes::quantize::Gate {
+                min_cosine,
+                cases: vec![arrays.into_iter().collect()],
+            })
+        }
+    };
+    Ok(Some(tcc_passes::Quantize {
+        gate,
+        ..Default::default()
+    }))
 }
 
 /// Runs the pipeline with `config`; with `report`, the dumps, `--explain` and the timing
@@ -199,6 +245,11 @@ fn run_pipeline(
     }
     for dump in &run.dumps {
         eprintln!("# {} {}\n{}", dump.stage, dump.pass, dump.text);
+    }
+    if let Some(q) = &config.quantize {
+        if let Some(report) = q.last.lock().ok().and_then(|r| r.clone()) {
+            eprint!("{report}");
+        }
     }
     if args.explain {
         match &explanation {

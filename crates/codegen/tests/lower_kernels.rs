@@ -2813,3 +2813,392 @@ graph(%x: f32[n, 4]) {
     .expect_shape_error(&["`n` is 0, but slice node %", "needs it at least 1"])
     .check();
 }
+
+// ---------------------------------------------------------------------------------------------
+// The quantised GEMM (`qgemm`): A quantised in the kernel, the int8 product by constant
+// weights, the dequantising epilogue.
+// ---------------------------------------------------------------------------------------------
+
+/// How a [`QGemmCase`] quantises its `A`.
+#[derive(Clone, Copy, PartialEq)]
+enum QScale {
+    /// One scale and zero point per row, computed in the graph from `A` as dynamic
+    /// quantisation does (ONNX's DynamicQuantizeLinear per row): `sa = (max(max_k a, 0) -
+    /// min(min_k a, 0)) / 255`, `za = u8(clamp(round(-min(min_k a, 0) / sa), 0, 255))`, so
+    /// each row's largest and smallest elements land on (or round past) 255 and 0.
+    Row,
+    /// The same over the whole tensor: one scale and zero point, computed at run time.
+    Tensor,
+    /// A constant scale 1/8 and a zero point drawn in 0..=255, for `A` made of multiples of
+    /// 1/16 in [-37.5, 37.5]: half the quotients are ties (`x.5`, rounded to even) and many
+    /// clamp at 0 or 255.
+    Ties,
+}
+
+/// One `qgemm` of [`qgemm_against_the_interpreter`].
+struct QGemmCase {
+    k: usize,
+    n: usize,
+    act: &'static str,
+    bias: bool,
+    saturate: bool,
+    scale: QScale,
+    /// Whether `A` is batched, `[b, m, k]`.
+    batched: bool,
+}
+
+/// `qgemm` against the interpreter at every accumulation length (1, 3, 4, 5, 64, 384, 1536:
+/// off and on the groups of 4 and 2), column count (1, 7, 16, 64, 100, 384: off and on the
+/// panels of 48 and 16), activation with and without a bias, in both arithmetics (exact, and
+/// pairs saturating to i16 with full-range weights, so that saturation happens), with scales
+/// per row computed from `A` as dynamic quantisation does (each row's extremes hit the clamps),
+/// per tensor computed at run time, and constant with rounding ties (see [`QScale`]), on
+/// `[m, k]` and batched `[b, m, k]` operands at m = 1, 3, 17, 128, 300; on the host (AVX-512
+/// VNNI here: `vpdpbusd`, and `vpmaddubsw` + `vpdpwssd` saturating), AVX2 (`vpmaddubsw` +
+/// `vpmaddwd`, and `vpmaddwd` on i16 for the exact form) and AVX-512 without VNNI.
+///
+/// Tolerances: the quantised values and the i32 sums are integers, and the epilogue rounds
+/// `sa * sw`, the product and the bias add once each in the expansion's order, so the result
+/// before the activation is the interpreter's bit for bit: `none` and `relu` (a select) are
+/// `Tol::Exact`. The GELUs are the f32 GEMM epilogue's vector GELUs against the
+/// interpreter's op-by-op expansion, with the f32 GEMM's tolerances
+/// (`fused_op_gemm_const_b_every_activation_with_and_without_bias`: slope 1.13 and 2e-7 for
+/// the exact GELU, 1.13 and 4e-7 over the bound `B = M (1 + 2 (M + 0.045 M^3))` for the tanh
+/// GELU) with the pre-activation's own error, `k + 2` roundings there, at 0 (`k = 0`, which
+/// leaves the two roundings of the expansion's `y / sqrt 2` and `1 + erf`) and `M = |y|`, the
+/// bound graph's `abs` of the same `qgemm` without its activation: tighter than the f32
+/// GEMM's `M = Σ|a·w| + |bias|`, which is at least `|y|`.
+#[test]
+fn qgemm_against_the_interpreter() {
+    use QScale::{Row, Tensor, Ties};
+    let case = |k, n, act, bias, saturate, scale| QGemmCase {
+        k,
+        n,
+        act,
+        bias,
+        saturate,
+        scale,
+        batched: false,
+    };
+    let batched = |k, n, act, bias, saturate, scale| QGemmCase {
+        batched: true,
+        ..case(k, n, act, bias, saturate, scale)
+    };
+    let gemms = [
+        case(1, 1, "none", false, false, Row),
+        case(3, 7, "relu", true, true, Row),
+        case(4, 16, "gelu_erf", false, false, Tensor),
+        case(5, 100, "gelu_tanh", true, true, Ties),
+        case(64, 64, "none", true, true, Row),
+        case(64, 7, "gelu_erf", true, false, Ties),
+        case(384, 384, "none", false, false, Row),
+        case(384, 100, "relu", false, true, Tensor),
+        case(1536, 384, "none", true, false, Row),
+        case(1536, 384, "none", false, true, Tensor),
+        case(384, 384, "gelu_erf", true, true, Row),
+        case(1536, 16, "gelu_tanh", false, false, Tensor),
+        case(5, 384, "none", true, false, Ties),
+        case(1536, 1, "relu", true, true, Ties),
+        case(3, 64, "gelu_erf", false, true, Row),
+        case(4, 1, "none", false, true, Row),
+        case(1, 100, "gelu_tanh", true, false, Row),
+        case(384, 64, "relu", true, false, Ties),
+        batched(64, 100, "none", true, false, Row),
+        batched(384, 64, "gelu_erf", false, true, Tensor),
+        batched(5, 16, "none", true, true, Tensor),
+        batched(1536, 7, "relu", false, false, Row),
+    ];
+    let mut ks: Vec<(usize, bool)> = gemms.iter().map(|g| (g.k, g.batched)).collect();
+    ks.sort_unstable();
+    ks.dedup();
+    let rows = |batched: bool| if batched { "b, m" } else { "m" };
+    let a_name = |k: usize, batched: bool| format!("{}{k}", if batched { "ab" } else { "a" });
+    let mut inputs = Vec::new();
+    let mut shared = vec![
+        "  %zero = const [0.0] : f32[]".to_string(),
+        "  %c255 = const [255.0] : f32[]".to_string(),
+        "  %sixteenth = const [0.0625] : f32[]".to_string(),
+        "  %eighth = const [0.125] : f32[]".to_string(),
+    ];
+    // Per input: per-row and per-tensor dynamic scales, and the multiples of 1/16.
+    for &(k, b) in &ks {
+        let a = a_name(k, b);
+        let r = rows(b);
+        let last = if b { 2 } else { 1 };
+        let all = if b { "[0, 1, 2]" } else { "[0, 1]" };
+        inputs.push(format!("%{a}: f32[{r}, {k}]"));
+        inputs.push(format!("%i{a}: i32[{r}, {k}]"));
+        shared.push(format!("  %f{a} = cast<to=f32>(%i{a}) : f32[{r}, {k}]"));
+        shared.push(format!("  %t{a} = mul(%f{a}, %sixteenth) : f32[{r}, {k}]"));
+        for (tag, axes, keep, shape) in [
+            ("r", format!("[{last}]"), true, format!("[{r}, 1]")),
+            ("t", all.to_string(), false, "[]".to_string()),
+        ] {
+            let p = format!("{tag}{a}");
+            shared.extend([
+                format!("  %{p}hi = reduce_max<axes={axes}, keep_dims={keep}>(%{a}) : f32{shape}"),
+                format!("  %{p}lo = reduce_min<axes={axes}, keep_dims={keep}>(%{a}) : f32{shape}"),
+                format!("  %{p}hi0 = max(%{p}hi, %zero) : f32{shape}"),
+                format!("  %{p}lo0 = min(%{p}lo, %zero) : f32{shape}"),
+                format!("  %{p}range = sub(%{p}hi0, %{p}lo0) : f32{shape}"),
+                format!("  %{p}sa = div(%{p}range, %c255) : f32{shape}"),
+                format!("  %{p}neg = sub(%zero, %{p}lo0) : f32{shape}"),
+                format!("  %{p}zq = div(%{p}neg, %{p}sa) : f32{shape}"),
+                format!("  %{p}zr = round(%{p}zq) : f32{shape}"),
+                format!("  %{p}zm = max(%{p}zr, %zero) : f32{shape}"),
+                format!("  %{p}zc = min(%{p}zm, %c255) : f32{shape}"),
+                format!("  %{p}za = cast<to=u8>(%{p}zc) : u8{shape}"),
+            ]);
+        }
+    }
+    inputs.push("%zt: u8[]".into());
+    let mut ir = shared.clone();
+    let mut bound = shared;
+    bound.extend([
+        "  %one = const [1.0] : f32[]".to_string(),
+        "  %two = const [2.0] : f32[]".to_string(),
+        "  %kcube = const [0.044715] : f32[]".to_string(),
+    ]);
+    let (mut returns, mut bound_returns, mut weights, mut tols) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (g, q) in gemms.iter().enumerate() {
+        let (k, n) = (q.k, q.n);
+        let a = a_name(k, q.batched);
+        let ty = format!("f32[{}, {n}]", rows(q.batched));
+        let (x, sa, za) = match q.scale {
+            Row => (format!("%{a}"), format!("%r{a}sa"), format!("%r{a}za")),
+            Tensor => (format!("%{a}"), format!("%t{a}sa"), format!("%t{a}za")),
+            Ties => (format!("%t{a}"), "%eighth".to_string(), "%zt".to_string()),
+        };
+        let mut consts = vec![
+            format!("  %w{g} = const @\"w{g}\" : i8[{k}, {n}]"),
+            format!("  %sw{g} = const @\"sw{g}\" : f32[{n}]"),
+        ];
+        weights.push((format!("w{g}"), random_i8(&[k, n], 1000 + g as u64)));
+        weights.push((
+            format!("sw{g}"),
+            lowered::random_f32(&[n], &format!("sw{g}"), 0.001, 0.02),
+        ));
+        let mut args = format!("{x}, {sa}, {za}, %w{g}, %sw{g}");
+        if q.bias {
+            consts.push(format!("  %bias{g} = const @\"bias{g}\" : f32[{n}]"));
+            weights.push((
+                format!("bias{g}"),
+                lowered::random_f32(&[n], &format!("bias{g}"), -1.0, 1.0),
+            ));
+            args.push_str(&format!(", %bias{g}"));
+        }
+        ir.extend(consts.iter().cloned());
+        ir.push(format!(
+            "  %y{g} = qgemm<activation={}, bias={}, saturate_pairs={}>({args}) : {ty}",
+            q.act, q.bias, q.saturate
+        ));
+        returns.push(format!("  return %y{g} = %y{g}"));
+        let tol = match q.act {
+            "gelu_erf" | "gelu_tanh" => {
+                bound.extend(consts);
+                bound.push(format!(
+                    "  %p{g} = qgemm<activation=none, bias={}, saturate_pairs={}>({args}) : {ty}",
+                    q.bias, q.saturate
+                ));
+                bound.push(format!("  %m{g} = abs(%p{g}) : {ty}"));
+                let mut m = format!("%m{g}");
+                let extra = if q.act == "gelu_tanh" {
+                    bound.extend([
+                        format!("  %b{g}3 = mul({m}, {m}) : {ty}"),
+                        format!("  %b{g}4 = mul(%b{g}3, {m}) : {ty}"),
+                        format!("  %b{g}5 = mul(%b{g}4, %kcube) : {ty}"),
+                        format!("  %b{g}6 = add(%b{g}5, {m}) : {ty}"),
+                        format!("  %b{g}7 = mul(%b{g}6, %two) : {ty}"),
+                        format!("  %b{g}8 = add(%b{g}7, %one) : {ty}"),
+                        format!("  %b{g}9 = mul(%b{g}8, {m}) : {ty}"),
+                    ]);
+                    m = format!("%b{g}9");
+                    4e-7
+                } else {
+                    2e-7
+                };
+                bound_returns.push(format!("  return %y{g} = {m}"));
+                Tol::Gemm {
+                    k: Len::Fixed(0),
+                    slope: 1.13,
+                    extra,
+                }
+            }
+            _ => Tol::Exact,
+        };
+        tols.push((format!("y{g}"), tol));
+    }
+    let header = format!("graph({}) {{", inputs.join(", "));
+    let text = |body: Vec<String>, rets: Vec<String>| {
+        let mut v = vec![header.clone()];
+        v.extend(body);
+        v.extend(rets);
+        v.push("}".into());
+        v.join("\n")
+    };
+    let mut case = Case::new("qgemm", &text(ir, returns))
+        .bound(&text(bound, bound_returns))
+        .input("zt", Gen::Int(0, 255))
+        .also_on("x86-64-v4");
+    for &(k, b) in &ks {
+        case = case.input(&format!("i{}", a_name(k, b)), Gen::Int(-600, 600));
+    }
+    for (name, t) in weights {
+        case = case.weight(&name, t);
+    }
+    for (name, tol) in tols {
+        case = case.tol_for(&name, tol);
+    }
+    for m in [1, 3, 17, 128, 300] {
+        case = case.bind(&[("m", m), ("b", 1 + m % 3)]);
+    }
+    case.check();
+}
+
+/// A graph of one `qgemm` is one kernel: the quantisation of `A`, the product and the epilogue
+/// run in one step (the scratch of quantised rows is the step's own), with scales and zero
+/// points per row of a batched `A` as inputs, k and n off the groups and panels, and no rows
+/// at all (m = 0). Exact: `relu` selects on the interpreter's exact pre-activation value (see
+/// `qgemm_against_the_interpreter`).
+#[test]
+fn qgemm_alone_is_one_kernel() {
+    let text = r#"
+graph(%a: f32[b, m, 100], %sa: f32[b, m, 1], %za: u8[b, m, 1]) {
+  %w = const @"w" : i8[100, 50]
+  %sw = const @"sw" : f32[50]
+  %bias = const @"bias" : f32[50]
+  %y = qgemm<activation=relu, bias=true, saturate_pairs=true>(%a, %sa, %za, %w, %sw, %bias) : f32[b, m, 50]
+  return %y = %y
+}"#;
+    let mut case = Case::new("qgemm_alone", text)
+        .weight("w", random_i8(&[100, 50], 77))
+        .weight("sw", lowered::random_f32(&[50], "sw", 0.001, 0.02))
+        .weight("bias", lowered::random_f32(&[50], "bias", -1.0, 1.0))
+        .input("sa", Gen::Float(0.005, 0.05))
+        .input("za", Gen::Int(0, 255))
+        .steps(1)
+        .also_on("x86-64-v4");
+    for (b, m) in [(1, 1), (2, 9), (3, 40), (1, 0)] {
+        case = case.bind(&[("b", b), ("m", m)]);
+    }
+    case.check();
+}
+
+/// The forms the vector kernel does not take run the scalar loop of the expansion's
+/// arithmetic, on every target and on SSE (`x86-64`), where every `qgemm` runs it: a per-row
+/// scale broadcast over the batch (`[m, 1]` for `[b, m, k]`), weights computed at run time
+/// (`i8`, saturating, and `u8`, exact), run-time weight scales, a bias of one value per
+/// element (`[m, n]`, broadcast over the batch). `none` and `relu` are exact (the same integer
+/// and f32 operations in the same order); the GELU has the tolerance of
+/// `qgemm_against_the_interpreter` (its inline f64 `erf` is within an ulp of f64 of the
+/// interpreter's).
+#[test]
+fn qgemm_forms_off_the_vector_kernel_run_the_scalar_loop() {
+    let text = r#"
+graph(%a: f32[b, m, 17], %s2: f32[m, 1], %z2: u8[m, 1], %sa: f32[b, m, 1], %za: u8[b, m, 1], %wr: i8[17, 9], %swr: f32[9], %br: f32[m, 9]) {
+  %wc = const @"wc" : i8[17, 9]
+  %swc = const @"swc" : f32[9]
+  %bc = const @"bc" : f32[9]
+  %y0 = qgemm<activation=none, bias=false, saturate_pairs=false>(%a, %s2, %z2, %wc, %swc) : f32[b, m, 9]
+  %y1 = qgemm<activation=relu, bias=true, saturate_pairs=true>(%a, %sa, %za, %wr, %swc, %bc) : f32[b, m, 9]
+  %y2 = qgemm<activation=none, bias=false, saturate_pairs=false>(%a, %sa, %za, %wr, %swr) : f32[b, m, 9]
+  %y3 = qgemm<activation=gelu_erf, bias=true, saturate_pairs=false>(%a, %sa, %za, %wc, %swc, %br) : f32[b, m, 9]
+  return %y0 = %y0
+  return %y1 = %y1
+  return %y2 = %y2
+  return %y3 = %y3
+}"#;
+    let bound = r#"
+graph(%a: f32[b, m, 17], %s2: f32[m, 1], %z2: u8[m, 1], %sa: f32[b, m, 1], %za: u8[b, m, 1], %wr: i8[17, 9], %swr: f32[9], %br: f32[m, 9]) {
+  %wc = const @"wc" : i8[17, 9]
+  %swc = const @"swc" : f32[9]
+  %p3 = qgemm<activation=none, bias=true, saturate_pairs=false>(%a, %sa, %za, %wc, %swc, %br) : f32[b, m, 9]
+  %m3 = abs(%p3) : f32[b, m, 9]
+  return %y3 = %m3
+}"#;
+    let mut case = Case::new("qgemm_scalar", text)
+        .bound(bound)
+        .weight("wc", random_i8(&[17, 9], 5))
+        .weight("swc", lowered::random_f32(&[9], "swc", 0.001, 0.02))
+        .weight("bc", lowered::random_f32(&[9], "bc", -1.0, 1.0))
+        .input("s2", Gen::Float(0.005, 0.05))
+        .input("sa", Gen::Float(0.005, 0.05))
+        .input("z2", Gen::Int(0, 255))
+        .input("za", Gen::Int(0, 255))
+        .input("wr", Gen::Int(-128, 127))
+        .input("swr", Gen::Float(0.001, 0.02))
+        .input("br", Gen::Float(-1.0, 1.0))
+        .tol_for(
+            "y3",
+            Tol::Gemm {
+                k: Len::Fixed(0),
+                slope: 1.13,
+                extra: 2e-7,
+            },
+        )
+        .also_on("x86-64-v4")
+        .also_on("x86-64");
+    for (b, m) in [(1, 1), (2, 7), (3, 33)] {
+        case = case.bind(&[("b", b), ("m", m)]);
+    }
+    case.check();
+}
+
+/// Few rows (up to four tiles) split by columns on two and three threads: 288 columns are 6
+/// panels of 48 (AVX-512) or 18 of 16 (AVX2), which divide among the threads, so each thread
+/// takes a column group over all the rows and quantises each block of rows on its stack;
+/// more rows split by rows (each task quantising its own into the scratch). k = 4100 is too
+/// long a row for the stack buffer on AVX-512 (8 rows of 4160 bytes), so that product always
+/// splits by rows there. Tolerances as in `qgemm_against_the_interpreter`.
+#[test]
+fn qgemm_few_rows_split_by_columns() {
+    let text = r#"
+graph(%a: f32[b, m, 384], %c: f32[b, m, 1536], %d: f32[b, m, 4100], %sa: f32[b, m, 1], %za: u8[b, m, 1]) {
+  %w0 = const @"w0" : i8[384, 288]
+  %w1 = const @"w1" : i8[1536, 288]
+  %w2 = const @"w2" : i8[4100, 288]
+  %sw = const @"sw" : f32[288]
+  %bias = const @"bias" : f32[288]
+  %y0 = qgemm<activation=none, bias=false, saturate_pairs=false>(%a, %sa, %za, %w0, %sw) : f32[b, m, 288]
+  %y1 = qgemm<activation=relu, bias=true, saturate_pairs=true>(%c, %sa, %za, %w1, %sw, %bias) : f32[b, m, 288]
+  %y2 = qgemm<activation=gelu_erf, bias=true, saturate_pairs=false>(%d, %sa, %za, %w2, %sw, %bias) : f32[b, m, 288]
+  return %y0 = %y0
+  return %y1 = %y1
+  return %y2 = %y2
+}"#;
+    let bound = r#"
+graph(%a: f32[b, m, 384], %c: f32[b, m, 1536], %d: f32[b, m, 4100], %sa: f32[b, m, 1], %za: u8[b, m, 1]) {
+  %w2 = const @"w2" : i8[4100, 288]
+  %sw = const @"sw" : f32[288]
+  %bias = const @"bias" : f32[288]
+  %p2 = qgemm<activation=none, bias=true, saturate_pairs=false>(%d, %sa, %za, %w2, %sw, %bias) : f32[b, m, 288]
+  %m2 = abs(%p2) : f32[b, m, 288]
+  return %y2 = %m2
+}"#;
+    for threads in [2, 3] {
+        let mut case = Case::new(&format!("qgemm_columns_{threads}"), text)
+            .bound(bound)
+            .weight("w0", random_i8(&[384, 288], 31))
+            .weight("w1", random_i8(&[1536, 288], 32))
+            .weight("w2", random_i8(&[4100, 288], 33))
+            .weight("sw", lowered::random_f32(&[288], "sw", 0.001, 0.02))
+            .weight("bias", lowered::random_f32(&[288], "bias", -1.0, 1.0))
+            .input("sa", Gen::Float(0.005, 0.05))
+            .input("za", Gen::Int(0, 255))
+            .tol_for(
+                "y2",
+                Tol::Gemm {
+                    k: Len::Fixed(0),
+                    slope: 1.13,
+                    extra: 2e-7,
+                },
+            )
+            .threads(threads)
+            .also_on("x86-64-v4");
+        for (b, m) in [(1, 1), (1, 5), (2, 7), (1, 32), (3, 11), (1, 100)] {
+            case = case.bind(&[("b", b), ("m", m)]);
+        }
+        case.check();
+    }
+}

@@ -1,4 +1,5 @@
-//! Masked attention makes no subnormal float on the way, on every path this machine runs.
+//! Masked attention, and the quantised GEMM's quantisation, make no subnormal float on the
+//! way, on every path this machine runs.
 //!
 //! Intel cores handle subnormal operands and results in microcode, at a large cost per
 //! operation; a key-padding or causal mask puts huge negative numbers into the scores, whose
@@ -157,6 +158,50 @@ fn spread_scores_make_no_subnormal_product() {
             &[q.clone(), ramp(s, 200.0), v.clone()],
             true,
         );
+    }
+}
+
+/// The quantised GEMM's quantisation of `A` makes no subnormal quotient: elements of `A` that
+/// are tiny normal numbers (2e-38 to 1e-37, among zeros and ordinary values), divided by a
+/// scale of 4, would be subnormal; the kernel replaces every element below half the scale by 0
+/// first (it rounds to 0 either way). Both GELUs in the epilogue, padding columns (50 of 3
+/// panels of 48 or 16) and rows (13 of tiles of 8 or 4), both arithmetics. (Checked: without
+/// the replacement this test fails.)
+#[test]
+fn quantised_gemm_makes_no_subnormal() {
+    let (m, k, n) = (13, 40, 50);
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| match i % 5 {
+            0 => 2e-38 * (1 + i % 7) as f32,
+            1 => -1e-37,
+            2 => 0.0,
+            3 => (i % 11) as f32 * 0.37 - 2.0,
+            _ => 3e-38,
+        })
+        .collect();
+    let a = Tensor::new(vec![m, k], TensorData::F32(a)).unwrap();
+    let sa = Tensor::new(vec![], TensorData::F32(vec![4.0])).unwrap();
+    let za = Tensor::new(vec![], TensorData::U8(vec![128])).unwrap();
+    let w: Vec<String> = (0..k * n)
+        .map(|i| ((i * 37 % 255) as i64 - 127).to_string())
+        .collect();
+    let sw: Vec<String> = (0..n)
+        .map(|j| format!("{}", 0.01 + 0.001 * j as f32))
+        .collect();
+    for act in ["gelu_erf", "gelu_tanh"] {
+        for saturate in [false, true] {
+            let ir = format!(
+                "graph(%a: f32[{m}, {k}], %sa: f32[], %za: u8[]) {{\n  %w = const [{}] : i8[{k}, {n}]\n  %sw = const [{}] : f32[{n}]\n  %y = qgemm<activation={act}, bias=false, saturate_pairs={saturate}>(%a, %sa, %za, %w, %sw) : f32[{m}, {n}]\n  return %y = %y\n}}",
+                w.join(", "),
+                sw.join(", ")
+            );
+            check(
+                &format!("qgemm {act}, saturate_pairs={saturate}"),
+                &ir,
+                &[a.clone(), sa.clone(), za.clone()],
+                true,
+            );
+        }
     }
 }
 

@@ -534,6 +534,7 @@ fn eval_op(op: &Op, x: &[&Tensor], ty: &TensorType, env: &Bindings) -> OpResult<
         Op::Pack { .. } => pack::pack(x[0], x[1]),
         Op::Unpack => pack::unpack(x[0], x[1]),
         Op::Gemm { .. }
+        | Op::QGemm { .. }
         | Op::Attention { .. }
         | Op::AddLayerNorm { .. }
         | Op::RmsNorm { .. }

@@ -519,6 +519,7 @@ op_variants! {
     "ShapeOf": Op::ShapeOf { .. },
     "Trilu": Op::Trilu { .. },
     "Gemm": Op::Gemm { .. },
+    "QGemm": Op::QGemm { .. },
     "Attention": Op::Attention { .. },
     "AddLayerNorm": Op::AddLayerNorm { .. },
     "RmsNorm": Op::RmsNorm { .. },
@@ -730,6 +731,52 @@ fn every_other_op() -> Graph {
             perm_out: None,
         };
         outs.push(add(&mut g, op, &xs));
+    }
+
+    // qgemm: every activation, with and without a bias, per-tensor and per-row quantisation of
+    // A, exact and saturating.
+    let w8 = g.add_const(
+        Tensor::from_vec(vec![8, 3], (0..24).map(|i| (i * 11 % 255) as i8).collect()).unwrap(),
+        None,
+    );
+    let sw = g.add_const(
+        Tensor::from_vec(vec![3], vec![0.5f32, 0.25, 2.0]).unwrap(),
+        None,
+    );
+    let b3 = g.add_const(
+        Tensor::from_vec(vec![3], vec![1.0f32, -1.0, 0.5]).unwrap(),
+        None,
+    );
+    let sa = g.add_const(Tensor::scalar(0.125f32), None);
+    let za = g.add_const(Tensor::scalar(7u8), None);
+    let row_sa = add(
+        &mut g,
+        Op::Reduce {
+            kind: ReduceKind::Max,
+            axes: vec![2],
+            keep_dims: true,
+        },
+        &[x],
+    );
+    let row_za = add(&mut g, Op::Cast { to: DType::U8 }, &[row_sa]);
+    for (i, activation) in crate::fused::Activation::ALL.into_iter().enumerate() {
+        for with_bias in [false, true] {
+            let op = Op::QGemm {
+                activation,
+                bias: with_bias,
+                saturate_pairs: i % 2 == 0,
+            };
+            let (s, z) = if with_bias {
+                (sa, za)
+            } else {
+                (row_sa, row_za)
+            };
+            let mut xs = vec![x, s, z, w8, sw];
+            if with_bias {
+                xs.push(b3);
+            }
+            outs.push(add(&mut g, op, &xs));
+        }
     }
 
     // add_layer_norm and rms_norm.

@@ -14,7 +14,9 @@
 //!   only move bytes); an elementwise op 1 per element (4 for `/` and `sqrt`, 10 for the
 //!   transcendental functions), a fused elementwise op the sum over its body; softmax 10 and
 //!   the normalisations 8 per element; a convolution `2` per tap per channel of its group,
-//!   times the vector lanes (codegen lowers it as a scalar loop).
+//!   times the vector lanes (codegen lowers it as a scalar loop); a `qgemm` `m n k / 2` (the
+//!   int8 products at four times the f32 rate), 6 per element of `a` (its quantisation) and
+//!   3 per result plus the activation's (dequantisation and bias).
 //! - `bytes`: every distinct operand read once and the result written once, at its dtype's size; a
 //!   fused op moves only its operands and result (attention's scores stay in cache, which is
 //!   what it saves). A `reshape` is a view and costs nothing, nor do inputs and constants.
@@ -121,6 +123,18 @@ impl CostModel {
                     _ => 15.0,
                 };
                 2.0 * n * self.dim(a, k_axis) + act * n + if args.len() > 2 { n } else { 0.0 }
+            }
+            Op::QGemm { activation, .. } => {
+                // The int8 products at four times the f32 rate (four u8 x s8 products per i32
+                // lane and instruction), the quantisation of `a` (about 6 per element), the
+                // dequantisation and bias (3 per result) and the activation.
+                let a = args[0];
+                let act = match activation {
+                    tcc_ir::Activation::None => 0.0,
+                    tcc_ir::Activation::Relu => 1.0,
+                    _ => 15.0,
+                };
+                0.5 * n * self.dim(a, a.rank() - 1) + 6.0 * self.numel(a) + (3.0 + act) * n
             }
             Op::Attention { perm_k, causal, .. } => {
                 // scores = rows of Q times keys; d from Q's last axis, d_v from the result.

@@ -48,6 +48,9 @@ pub struct Config {
     /// Padding elimination: the pipeline runs [`crate::RemovePadding`] before the
     /// optimiser, which then moves its packs toward the inputs ([`padding`]).
     pub remove_padding: Option<crate::RemovePadding>,
+    /// Int8 quantisation before the optimiser (its pass runs first when this is set; see
+    /// [`crate::Quantize`]). Not part of the optimiser: the pipeline reads it from here.
+    pub quantize: Option<crate::Quantize>,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             cost: CostModel::default(),
             sweep: false,
             remove_padding: None,
+            quantize: None,
         }
     }
 }

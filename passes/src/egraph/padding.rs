@@ -171,6 +171,47 @@ impl Sinker {
                 let a = self.pack_of(c, tokens, args[0], m)?;
                 c.add(Op::MatMul, vec![a, args[1]])
             }
+            Op::QGemm { .. } if arg_dims(c, args[0]).len() == rank => {
+                // The activation, and its scale and zero point if they are per row
+                // ([b, s, .., 1]): then every row is quantised on its own. A per-tensor scale
+                // stays as it is (it reads the padded rows: what computes it keeps the batch
+                // padded, which the optimiser's check then refuses).
+                let mut packed = args.clone();
+                packed[0] = self.pack_of(c, tokens, args[0], m)?;
+                for k in [1, 2] {
+                    let d = arg_dims(c, args[k]);
+                    if d.len() == rank && d[..2] == lead[..] {
+                        packed[k] = self.pack_of(c, tokens, args[k], m)?;
+                    } else if d.len() + 2 > rank {
+                        return None;
+                    }
+                }
+                c.add(n.op().clone(), packed)
+            }
+            Op::Reduce {
+                kind,
+                axes,
+                keep_dims,
+            } if axes.iter().all(|&a| a >= 2)
+                && arg_dims(c, args[0]).len()
+                    == rank + {
+                        if *keep_dims {
+                            0
+                        } else {
+                            axes.len()
+                        }
+                    } =>
+            {
+                let a = self.pack_of(c, tokens, args[0], m)?;
+                c.add(
+                    Op::Reduce {
+                        kind: *kind,
+                        axes: axes.iter().map(|a| a - 1).collect(),
+                        keep_dims: *keep_dims,
+                    },
+                    vec![a],
+                )
+            }
             Op::LayerNorm { axis, epsilon } if *axis >= 2 => {
                 let a = self.pack_of(c, tokens, args[0], m)?;
                 c.add(

@@ -549,7 +549,9 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
                 inputs,
             ))
         }
-        Op::AddLayerNorm { .. } | Op::RmsNorm { .. } => Ok(step(Kernel::Op(node.op.clone()), ops)),
+        Op::AddLayerNorm { .. } | Op::RmsNorm { .. } | Op::QGemm { .. } => {
+            Ok(step(Kernel::Op(node.op.clone()), ops))
+        }
         Op::Fused { body } => {
             let leaves: Vec<DType> = ops.iter().map(|&o| graph.ty(o).dtype).collect();
             let expr = body_expr(body, &leaves).map_err(|e| unsupported(&e))?;

@@ -12,8 +12,9 @@ use super::{data, gemms, is_const, keeps_last, nodes, rule, var, Ctx, Exactness:
 use egg::Id;
 use tcc_ir::{fused::SQRT_2, Activation, DType, Op};
 
-/// Adds `g` with the activation `act` for every plain constant-B gemm (with or without its
-/// bias) in class `x`, and through a reshape that keeps the last axis (the same rows).
+/// Adds `g` with the activation `act` for every plain constant-B gemm and every qgemm (with
+/// or without its bias) in class `x`, and through a reshape that keeps the last axis (the
+/// same rows).
 fn with_activation(c: &mut Ctx, x: Id, act: Activation) -> Vec<Id> {
     let mut out = Vec::new();
     let absorbs = |c: &Ctx, g: &Gemm| {
@@ -33,6 +34,15 @@ fn with_activation(c: &mut Ctx, x: Id, act: Activation) -> Vec<Id> {
             out.extend(c.add(g2.op(), g2.args.clone()));
         }
     }
+    for q in super::quant::qgemms(c, x) {
+        if q.activation == Activation::None {
+            let q2 = super::quant::QGemm {
+                activation: act,
+                ..q
+            };
+            out.extend(c.add(q2.op(), q2.args.clone()));
+        }
+    }
     let views: Vec<(Op, Id)> = nodes(c.eg, x)
         .filter(|n| matches!(n.op(), Op::Reshape { .. }))
         .map(|n| (n.op().clone(), n.args()[0]))
@@ -48,6 +58,17 @@ fn with_activation(c: &mut Ctx, x: Id, act: Activation) -> Vec<Id> {
                     ..g
                 };
                 if let Some(inner) = c.add(g2.op(), g2.args.clone()) {
+                    out.extend(c.add(reshape.clone(), vec![inner]));
+                }
+            }
+        }
+        for q in super::quant::qgemms(c, src) {
+            if q.activation == Activation::None {
+                let q2 = super::quant::QGemm {
+                    activation: act,
+                    ..q
+                };
+                if let Some(inner) = c.add(q2.op(), q2.args.clone()) {
                     out.extend(c.add(reshape.clone(), vec![inner]));
                 }
             }

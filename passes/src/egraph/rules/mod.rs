@@ -13,6 +13,7 @@ pub mod conv;
 pub mod fusion;
 pub mod norm;
 pub mod projection;
+pub mod quant;
 pub mod reassociate;
 
 use super::analysis::{Data, TensorAnalysis, TensorGraph};
@@ -65,6 +66,7 @@ pub fn all() -> Vec<Rule> {
     v.extend(norm::rules());
     v.extend(projection::rules());
     v.extend(conv::rules());
+    v.extend(quant::rules());
     v.extend(reassociate::rules());
     v
 }

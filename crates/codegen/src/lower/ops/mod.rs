@@ -14,8 +14,8 @@
 //! the dispatch from a step's [`Kernel`] to its family, one file each: `elementwise` (fused
 //! loops), `matmul`, `attention`, `softmax`, `norm` (layer and RMS normalisation), `reduce`,
 //! `movement` (transpose, slice, concat, pad, ...), `gather`, `shape` (`shape_of`, `dims`,
-//! `range`), `conv` and `int8` (`matmul_integer`). The vector math they call (`exp`, `erf`,
-//! the GELUs) is [`crate::kernels::vmath`]'s.
+//! `range`), `conv` and `int8` (`matmul_integer`, `qgemm`). The vector math they call (`exp`,
+//! `erf`, the GELUs) is [`crate::kernels::vmath`]'s.
 
 mod attention;
 mod conv;
@@ -584,8 +584,8 @@ pub fn emit_step<'a, 'ctx>(
 }
 
 /// The scratch (in bytes) of a step, if it has one: the runtime-B GEMM's packed `B`, the
-/// fused attention's packed `K` and `V` and block of scores, or a convolution's blocks of
-/// unfolded input.
+/// fused attention's packed `K` and `V` and block of scores, a convolution's blocks of
+/// unfolded input, or the quantised GEMM's quantised rows of `A`.
 pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim> {
     match &step.kernel {
         Kernel::Attention { .. } => attention::scratch_bytes(graph, step, target),
@@ -596,6 +596,11 @@ pub fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Option<Dim>
         Kernel::Op(Op::PackedAttention { .. }) => {
             Some(attention::packed_scratch_bytes(graph, step, target))
         }
+        Kernel::Op(Op::QGemm {
+            bias,
+            saturate_pairs,
+            ..
+        }) => int8::qgemm_scratch_bytes(graph, step, target, *bias, *saturate_pairs),
         Kernel::Fused(_) | Kernel::GemmConstB { .. } | Kernel::Copy | Kernel::Op(_) => None,
     }
 }
@@ -686,6 +691,11 @@ fn op_body(
         Op::MatMulInteger { saturate_pairs } => {
             int8::matmul_integer(c, graph, step, target, *saturate_pairs)
         }
+        Op::QGemm {
+            activation,
+            bias,
+            saturate_pairs,
+        } => int8::qgemm(c, graph, step, target, *activation, *bias, *saturate_pairs),
         Op::MatMul => matmul::matmul_scalar(c, graph, step),
         Op::Conv {
             strides: st,
