@@ -301,6 +301,25 @@ rule_test!(
     r#"graph(%q: f32[3, n, 8], %k: f32[3, 8, n], %v: f32[3, n, 4]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rq = reshape<shape=[n, 1]>(%r) : i64[n, 1]; %rqe = expand<shape=[n, n]>(%rq) : i64[n, n]; %ge = greater_equal(%rqe, %r) : bool[n, n]; %ninf = const [-inf] : f32[]; %s = matmul(%q, %k) : f32[3, n, n]; %sm = where(%ge, %s, %ninf) : f32[3, n, n]; %p = softmax<axis=2>(%sm) : f32[3, n, n]; %y = matmul(%p, %v) : f32[3, n, 4]; return %o = %y; }"#,
     expect = "mask=none, nan_filter=false, causal=true"
 );
+// A KV cache's mask as the TorchScript opset-17 export writes it: key positions
+// `range(0, past + seq)`, query positions `range(0, seq) + past`.
+rule_test!(
+    attention_causal_cache,
+    "attention-causal",
+    0.0,
+    r#"graph(%q: f32[1, 2, n, 8], %pk: f32[1, 2, 8, p], %kn: f32[1, 2, 8, n], %pv: f32[1, 2, p, 8], %vn: f32[1, 2, n, 8], %pad: bool[1, p + n]) {; %k = concat<axis=3>(%pk, %kn) : f32[1, 2, 8, p + n]; %v = concat<axis=2>(%pv, %vn) : f32[1, 2, p + n, 8]; %t = const [true] : bool[]; %rk = range<dtype=i64, start=0, limit=p + n, delta=1> : i64[p + n]; %rk4 = reshape<shape=[1, 1, 1, p + n]>(%rk) : i64[1, 1, 1, p + n]; %rq = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %past = dims<dtype=i64, shape=[], values=[p]> : i64[]; %rqp = add(%rq, %past) : i64[n]; %rq4 = reshape<shape=[1, 1, n, 1]>(%rqp) : i64[1, 1, n, 1]; %le = less_equal(%rk4, %rq4) : bool[1, 1, n, p + n]; %c = and(%t, %le) : bool[1, 1, n, p + n]; %pm = reshape<shape=[1, 1, 1, p + n]>(%pad) : bool[1, 1, 1, p + n]; %a = and(%c, %pm) : bool[1, 1, n, p + n]; %z = const [0.0] : f32[1]; %ninf = const [-inf] : f32[1]; %mf = where(%a, %z, %ninf) : f32[1, 1, n, p + n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, p + n]; %sc = mul(%s, %c8) : f32[1, 2, n, p + n]; %sm = add(%sc, %mf) : f32[1, 2, n, p + n]; %sp = softmax<axis=3>(%sm) : f32[1, 2, n, p + n]; %isn = isnan(%sp) : bool[1, 2, n, p + n]; %z0 = const [0.0] : f32[]; %f = where(%isn, %z0, %sp) : f32[1, 2, n, p + n]; %y = matmul(%f, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
+    expect = "mask=add, nan_filter=true, causal=true"
+);
+// The dynamo opset-18 export fills with torch's finfo.min: exact without a padding mask
+// (every query sees key 0), and with one equal except in rows whose visible keys are all
+// padding (none in this test's data; see RULES.md).
+rule_test!(
+    attention_causal_finfo_min,
+    "attention-causal-finfo-min",
+    0.0,
+    r#"graph(%q: f32[1, 2, n, 8], %pk: f32[1, 2, 8, p], %kn: f32[1, 2, 8, n], %pv: f32[1, 2, p, 8], %vn: f32[1, 2, n, 8]) {; %k = concat<axis=3>(%pk, %kn) : f32[1, 2, 8, p + n]; %v = concat<axis=2>(%pv, %vn) : f32[1, 2, p + n, 8]; %t = const [true] : bool[]; %rk = range<dtype=i64, start=0, limit=p + n, delta=1> : i64[p + n]; %rk4 = reshape<shape=[1, 1, 1, p + n]>(%rk) : i64[1, 1, 1, p + n]; %rq = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %past = dims<dtype=i64, shape=[], values=[p]> : i64[]; %rqp = add(%rq, %past) : i64[n]; %rq4 = reshape<shape=[1, 1, n, 1]>(%rqp) : i64[1, 1, n, 1]; %le = less_equal(%rk4, %rq4) : bool[1, 1, n, p + n]; %c = and(%t, %le) : bool[1, 1, n, p + n]; %z = const [0.0] : f32[]; %fm = const [-3.4028235e38] : f32[]; %mf = where(%c, %z, %fm) : f32[1, 1, n, p + n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, p + n]; %sc = mul(%s, %c8) : f32[1, 2, n, p + n]; %sm = add(%sc, %mf) : f32[1, 2, n, p + n]; %sp = softmax<axis=3>(%sm) : f32[1, 2, n, p + n]; %y = matmul(%sp, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
+    expect = "mask=none, nan_filter=false, causal=true"
+);
 // Reassociation (linear attention, KV-first): at the default hint (seq = 128, head dim 16)
 // the reassociated form is the cheaper.
 rule_test!(

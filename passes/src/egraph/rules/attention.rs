@@ -104,7 +104,8 @@ fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, AttentionMask, Option<Id>)> {
 /// The ways class `id` (integers) holds positions along one axis: `(from_end, offset)` where
 /// its element at an index is that index's coordinate on axis `rank - 1 - from_end` plus
 /// `offset`, whatever the other coordinates (a `range` of step 1, reshaped to put its one
-/// axis elsewhere, broadcast by `expand`, cast to another integer type).
+/// axis elsewhere, broadcast by `expand`, cast to another integer type, or plus a known
+/// one-element integer, which adds to the offset: a cache's `range(0, seq) + past_seq`).
 fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
     let mut out = Vec::new();
     let ty = &data(c.eg, id).ty;
@@ -141,6 +142,29 @@ fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
                     }
                 }
             }
+            Op::Binary(BinaryOp::Add) => {
+                // Positions plus a known one-element integer (the cached exports' query
+                // positions `range(0, seq) + past_seq`): the offset grows by it, and
+                // broadcasting one element keeps every axis of the other operand.
+                let yd = ty.shape.dims();
+                for (x, k) in [(n.args()[0], n.args()[1]), (n.args()[1], n.args()[0])] {
+                    let Some(v) = known_scalar(c, k) else {
+                        continue;
+                    };
+                    let xd = data(c.eg, x).ty.shape.dims();
+                    for (from_end, offset) in positions(c, x, depth - 1) {
+                        let (Some(a), Some(b)) = (
+                            xd.len().checked_sub(from_end + 1),
+                            yd.len().checked_sub(from_end + 1),
+                        ) else {
+                            continue;
+                        };
+                        if xd[a] == yd[b] {
+                            out.push((from_end, offset.add(&v)));
+                        }
+                    }
+                }
+            }
             Op::Expand { .. } | Op::Cast { .. } => {
                 // Broadcasting copies along other axes; the positioned axis keeps its size.
                 let x = n.args()[0];
@@ -162,6 +186,19 @@ fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
         }
     }
     out
+}
+
+/// The value of an integer class of one element that inference knows (a `dims` of a
+/// symbol, a constant), as a dim.
+fn known_scalar(c: &Ctx, id: Id) -> Option<Dim> {
+    let d = data(c.eg, id);
+    if !d.ty.dtype.is_int() {
+        return None;
+    }
+    match d.known.as_ref()?.values.as_slice() {
+        [v] => Some(v.clone()),
+        _ => None,
+    }
 }
 
 /// True for a bool constant all true.
@@ -223,7 +260,11 @@ fn last_two(c: &Ctx, id: Id, perm: &Option<Vec<usize>>) -> Option<(Dim, Dim)> {
 /// `zero_where` is `zero`): see the rule `attention-causal`. An additive mask is read as
 /// `where(X, 0, -inf)`, also under an added all-zero tensor (the dynamo exporter's
 /// `expand(0) + where(..)`, exact: `0 + 0 = 0` and `0 + -inf = -inf`).
-fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool) -> Vec<Id> {
+fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool, how: Fill) -> Vec<Id> {
+    let neg = match how {
+        Fill::NegInf => f32::NEG_INFINITY,
+        Fill::Min => f32::MIN,
+    };
     let atts: Vec<(Op, Vec<Id>)> = nodes(c.eg, root)
         .filter(|n| {
             matches!(
@@ -275,7 +316,7 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool) -> Vec<Id> {
                     .filter_map(|w| match (w.op(), w.args()) {
                         (Op::Where, [x, z, ninf])
                             if data(c.eg, *z).is_f32_exactly(0.0)
-                                && data(c.eg, *ninf).is_f32_exactly(f32::NEG_INFINITY) =>
+                                && data(c.eg, *ninf).is_f32_exactly(neg) =>
                         {
                             Some((*x, Some((*z, *ninf))))
                         }
@@ -283,16 +324,25 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool) -> Vec<Id> {
                     })
                     .collect()
             }
-            AttentionMask::Bool => vec![(mask, None)],
+            AttentionMask::Bool if how == Fill::NegInf => vec![(mask, None)],
+            AttentionMask::Bool => vec![],
             AttentionMask::None => vec![],
         };
         for (x, fill) in conds {
             // C alone, or C and P either way round: the rest to keep as the mask.
             let mut rest: Vec<Option<Id>> = Vec::new();
-            if is_causal(c, x, &m, &n, 2) {
+            let (alone, padded) = match how {
+                Fill::NegInf => (true, true),
+                // Every query sees key 0 when the keys are at least as many as the queries.
+                // With a padding mask `and`-ed to C, a query whose visible keys are all padding
+                // averages every key before (all scores finfo.min) and only its visible keys
+                // after: not an equality, so not rewritten.
+                Fill::Min => (nonnegative(&n.sub(&m)), false),
+            };
+            if alone && is_causal(c, x, &m, &n, 2) {
                 rest.push(None);
             }
-            for a in nodes(c.eg, x) {
+            for a in nodes(c.eg, x).filter(|_| padded) {
                 if let (Op::Binary(BinaryOp::And), [p0, p1]) = (a.op(), a.args()) {
                     if is_causal(c, *p0, &m, &n, 2) {
                         rest.push(Some(*p1));
@@ -328,6 +378,21 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool) -> Vec<Id> {
         }
     }
     out
+}
+
+/// How the causal condition's mask fills what it hides: `-inf`, or torch's `finfo.min` (the
+/// dynamo opset-18 exporter's; recognised without a padding mask only).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    NegInf,
+    Min,
+}
+
+/// True if `d` is at least 0 whatever its symbols' sizes: a polynomial of symbols (sizes,
+/// never negative) with non-negative coefficients.
+fn nonnegative(d: &Dim) -> bool {
+    d.terms()
+        .all(|(atoms, k)| k >= 0 && atoms.iter().all(|a| matches!(a, tcc_ir::dim::Atom::Sym(_))))
 }
 
 /// True for an f32 class every element of which is +0: a constant, or one expanded.
@@ -432,14 +497,21 @@ pub fn rules() -> Vec<Rule> {
             Exact,
             "attention(.., mask(C and P)) = attention<causal>(.., mask(P)) for C = key position <= query position + keys - queries, the mask -inf where false (exact for finite scores)",
             "(attention ?q ?k ?v ?m)",
-            |c, root, s| causal_forms(c, root, var(s, "?m"), false),
+            |c, root, s| causal_forms(c, root, var(s, "?m"), false, Fill::NegInf),
+        ),
+        rule(
+            "attention-causal-finfo-min",
+            Exact,
+            "attention(.., where(C, 0, finfo.min)) = attention<causal>(..) for C as attention-causal and at least as many keys as queries (exact for scores below 2^103 in magnitude)",
+            "(attention ?q ?k ?v ?m)",
+            |c, root, s| causal_forms(c, root, var(s, "?m"), false, Fill::Min),
         ),
         rule(
             "attention-causal-zero-where",
             Exact,
             "attention<zero_where>(.., mask(C and P), z) = attention<causal, zero_where>(.., mask(P), z), as attention-causal (the ONNX Attention op's form)",
             "(attention ?q ?k ?v ?m ?z)",
-            |c, root, s| causal_forms(c, root, var(s, "?m"), true),
+            |c, root, s| causal_forms(c, root, var(s, "?m"), true, Fill::NegInf),
         ),
         rule(
             "transpose-attention",
