@@ -189,3 +189,33 @@ fn the_gate_keeps_products_f32_until_the_cosine_reaches_the_bar() {
         .to_string();
     assert!(e.contains("no array `x`"), "{e}");
 }
+
+#[test]
+fn dequantised_int8_weights_are_recognised_exactly_and_others_not() {
+    use tcc_passes::egraph::rules::quant::dequantised_weights;
+    let mut r = Rng(31);
+    // As a per-channel quantiser and a folded DequantizeLinear write them: f32(q * s).
+    let (k, n) = (6, 5);
+    let scales: Vec<f32> = (0..n).map(|j| 0.0037 * (j as f32 + 1.3)).collect();
+    let mut q: Vec<i8> = (0..k * n)
+        .map(|_| (r.next() * 127.0).round() as i8)
+        .collect();
+    for (j, v) in q.iter_mut().take(n).enumerate() {
+        *v = if j % 2 == 0 { 127 } else { -127 };
+    }
+    let w: Vec<f32> = (0..k * n)
+        .map(|x| f32::from(q[x]) * scales[x % n])
+        .collect();
+    let wt = Tensor::from_vec(vec![k, n], w.clone()).unwrap();
+    let (q2, s2) = dequantised_weights(&wt).expect("recognised");
+    for x in 0..k * n {
+        assert_eq!(
+            f32::from(q2[x]) * s2[x % n],
+            w[x],
+            "element {x} reproduced exactly"
+        );
+    }
+    assert_eq!(q2, q);
+    // Random weights are not int8 times a scale.
+    assert!(dequantised_weights(&r.tensor(&[6, 5], 1.0)).is_none());
+}

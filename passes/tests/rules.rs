@@ -373,6 +373,13 @@ rule_test!(
     r#"graph(%x: f32[n, 8]) {; %mx = reduce_max<axes=[0, 1], keep_dims=false>(%x) : f32[]; %mn0 = reduce_min<axes=[0, 1], keep_dims=false>(%x) : f32[]; %z0 = const [0.0] : f32[]; %c255 = const [255.0] : f32[]; %mn = min(%mn0, %z0) : f32[]; %mxp = max(%mx, %z0) : f32[]; %rg = sub(%mxp, %mn) : f32[]; %sa = div(%rg, %c255) : f32[]; %ms = div(%mn, %sa) : f32[]; %zp0 = sub(%z0, %ms) : f32[]; %zp1 = max(%zp0, %z0) : f32[]; %zp2 = min(%zp1, %c255) : f32[]; %zp3 = round(%zp2) : f32[]; %za = cast<to=u8>(%zp3) : u8[]; %d = div(%x, %sa) : f32[n, 8]; %r = round(%d) : f32[n, 8]; %zf = cast<to=f32>(%za) : f32[]; %t = add(%r, %zf) : f32[n, 8]; %t1 = max(%t, %z0) : f32[n, 8]; %t2 = min(%t1, %c255) : f32[n, 8]; %q = cast<to=u8>(%t2) : u8[n, 8]; %w = const [3, -7, 127, -128, 0, 1, -1, 55, 9, 12, -30, 77, 100, -99, 4, 2, -5, 6, 8, -127, 64, -64, 33, 21, 11, -13, 17, -19, 23, -29, 31, 37] : i8[8, 4]; %zw = const [0, 0, 0, 0] : i8[4]; %acc = matmul_integer<saturate_pairs=false>(%q, %w, %za, %zw) : i32[n, 4]; %af = cast<to=f32>(%acc) : f32[n, 4]; %sw = const @"sw_4" : f32[4]; %s = mul(%sa, %sw) : f32[4]; %y = mul(%af, %s) : f32[n, 4]; %b = const @"b_4" : f32[4]; %yb = add(%y, %b) : f32[n, 4]; %r2 = const [1.4142135] : f32[]; %one = const [1.0] : f32[]; %h = const [0.5] : f32[]; %dd = div(%yb, %r2) : f32[n, 4]; %e = erf(%dd) : f32[n, 4]; %p = add(%e, %one) : f32[n, 4]; %m = mul(%yb, %p) : f32[n, 4]; %g = mul(%m, %h) : f32[n, 4]; return %o = %g; }"#,
     expect = "qgemm<activation=gelu_erf, bias=true"
 );
+rule_test!(
+    qdq_matmul,
+    "qdq-matmul",
+    1e-6,
+    r#"graph(%x: f32[n, 8]) {; %s = const [0.05] : f32[]; %s2 = const [0.05] : f32[]; %z = const [128.0] : f32[]; %z2 = const [128.0] : f32[]; %lo = const [0.0] : f32[]; %hi = const [255.0] : f32[]; %d = div(%x, %s) : f32[n, 8]; %r = round(%d) : f32[n, 8]; %t = add(%r, %z) : f32[n, 8]; %t1 = max(%t, %lo) : f32[n, 8]; %t2 = min(%t1, %hi) : f32[n, 8]; %q = cast<to=u8>(%t2) : u8[n, 8]; %qf = cast<to=f32>(%q) : f32[n, 8]; %c = sub(%qf, %z2) : f32[n, 8]; %dq = mul(%c, %s2) : f32[n, 8]; %w = const [8.0, 35.5, 11.875, -3.5, -15.5, 57.0, -8.0, -5.0625, 15.5, -32.0, -3.75, 7.9375, -9.0, 19.5, 1.5, 5.9375, 19.0, -57.0, -12.625, 4.3125, 12.25, 51.5, 2.375, -1.75, 28.5, -43.5, 15.875, -5.4375, 31.75, -63.5, -15.5, 4.25] : f32[8, 4]; %y = matmul(%dq, %w) : f32[n, 4]; return %o = %y; }"#,
+    expect = "qgemm<activation=none, bias=false, saturate_pairs=false>"
+);
 // Convolution (at sizes where the cost model prefers the product: at a few channels and
 // positions one convolution kernel costs less than three).
 rule_test!(
