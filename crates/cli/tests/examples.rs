@@ -72,15 +72,20 @@ fn interpreter_reference() -> &'static Tensor {
 
 /// Builds examples/c against the library in `lib_dir` into `lib_dir/main`.
 fn build_c_example(lib_dir: &Path) -> PathBuf {
-    let exe = lib_dir.join("main");
+    make_example("c", lib_dir, PREFIX, &lib_dir.join("main"))
+}
+
+/// Builds `examples/EXAMPLE` with its Makefile against the library of `prefix` in `lib_dir`
+/// (and the header tcc wrote beside it) into `exe`, and returns `exe`.
+fn make_example(example: &str, lib_dir: &Path, prefix: &str, exe: &Path) -> PathBuf {
     let header = header_in(lib_dir);
     let o = Command::new("make")
         .arg("-s")
         .arg("-B")
         .arg("-C")
-        .arg(workspace().join("examples/c"))
+        .arg(workspace().join("examples").join(example))
         .arg(format!("MODEL_DIR={}", lib_dir.display()))
-        .arg(format!("PREFIX={PREFIX}"))
+        .arg(format!("PREFIX={prefix}"))
         .arg(format!(
             "HEADER={}",
             header.file_name().expect("a file name").to_string_lossy()
@@ -90,11 +95,12 @@ fn build_c_example(lib_dir: &Path) -> PathBuf {
         .expect("run make (install make and a C compiler)");
     assert!(
         o.status.success(),
-        "examples/c does not build:\n{}{}",
+        "examples/{example} does not build against {}:\n{}{}",
+        lib_dir.display(),
         stdout(&o),
         stderr(&o)
     );
-    exe
+    exe.to_path_buf()
 }
 
 /// Builds examples/rust (a workspace member) with cargo, into its own target directory so
@@ -282,29 +288,7 @@ fn compile_and_build_generate(name: &str, model: &str, target_cpu: Option<&str>)
         "tcc compile {args:?} failed:\n{}",
         stderr(&o)
     );
-    let exe = dir.join("generate");
-    let header = header_in(&dir);
-    let o = Command::new("make")
-        .arg("-s")
-        .arg("-B")
-        .arg("-C")
-        .arg(workspace().join("examples/generate"))
-        .arg(format!("MODEL_DIR={}", dir.display()))
-        .arg(format!("PREFIX={GPT2_PREFIX}"))
-        .arg(format!(
-            "HEADER={}",
-            header.file_name().expect("a file name").to_string_lossy()
-        ))
-        .arg(format!("OUT={}", exe.display()))
-        .output()
-        .expect("run make (install make and a C compiler)");
-    assert!(
-        o.status.success(),
-        "examples/generate does not build against {model}:\n{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    exe
+    make_example("generate", &dir, GPT2_PREFIX, &dir.join("generate"))
 }
 
 /// One array of a zoo reference.

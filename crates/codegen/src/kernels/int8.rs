@@ -41,6 +41,42 @@ use crate::error::{Error, Result};
 use crate::kernels::{constant_global, vmath, KernelBuilder, Param};
 use crate::target::Target;
 
+/// The `nv` vectors of packed `B` for group `s` of `k` in the panel whose first vector is
+/// `panel` (vector `panel + s nv + v` of the packed global), loaded with the given alignment.
+#[allow(clippy::too_many_arguments)]
+fn load_b_group<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    v8: VectorType<'ctx>,
+    b_global: PointerValue<'ctx>,
+    panel: IntValue<'ctx>,
+    s: IntValue<'ctx>,
+    nv: usize,
+    align: u32,
+    internal: &dyn Fn(&'static str) -> Error,
+) -> Result<Vec<VectorValue<'ctx>>> {
+    let bld = kb.builder();
+    let err = || kb.err();
+    let at = bld
+        .build_int_mul(s, kb.i64_const(nv as i64), "s.v")
+        .map_err(err())?;
+    let at = bld.build_int_add(panel, at, "s.at").map_err(err())?;
+    let mut bv = Vec::with_capacity(nv);
+    for v in 0..nv {
+        let idx = bld
+            .build_int_add(at, kb.i64_const(v as i64), "b.idx")
+            .map_err(err())?;
+        // SAFETY: the index is inside the packed global.
+        let ptr = unsafe { bld.build_in_bounds_gep(v8, b_global, &[idx], "b.p") }.map_err(err())?;
+        let load = bld.build_load(v8, ptr, "b.v").map_err(err())?;
+        load.as_instruction_value()
+            .ok_or_else(|| internal("a load is not an instruction"))?
+            .set_alignment(align)
+            .map_err(|_| internal("could not align a load"))?;
+        bv.push(load.into_vector_value());
+    }
+    Ok(bv)
+}
+
 /// The vector shape of the int8 kernel on a target, or `None` where it has no such
 /// instructions (the scalar loop then computes the product).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -339,25 +375,7 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
                     .map_err(err())?;
                 // One group of k: load the panel's vectors, broadcast each row's group.
                 let step = |s: IntValue<'ctx>, valid: usize| -> Result<()> {
-                    let at = bld
-                        .build_int_mul(s, kb.i64_const(nv as i64), "s.v")
-                        .map_err(err())?;
-                    let at = bld.build_int_add(panel, at, "s.at").map_err(err())?;
-                    let mut bv = Vec::new();
-                    for v in 0..nv {
-                        let idx = bld
-                            .build_int_add(at, kb.i64_const(v as i64), "b.idx")
-                            .map_err(err())?;
-                        // SAFETY: the index is inside the packed global.
-                        let ptr = unsafe { bld.build_in_bounds_gep(v8, b_global, &[idx], "b.p") }
-                            .map_err(err())?;
-                        let load = bld.build_load(v8, ptr, "b.v").map_err(err())?;
-                        load.as_instruction_value()
-                            .ok_or_else(|| internal("a load is not an instruction"))?
-                            .set_alignment(64)
-                            .map_err(|_| internal("could not align a load"))?;
-                        bv.push(load.into_vector_value());
-                    }
+                    let bv = load_b_group(kb, v8, b_global, panel, s, nv, 64, &internal)?;
                     for (i, &row) in rows.iter().enumerate() {
                         let word = group_of(row, s, valid)?;
                         let bc = kb.splat(word.into(), "a.bc")?;
@@ -928,25 +946,7 @@ pub fn emit_qgemm_const_b<'ctx>(
                     for _ in 0..mr * nv {
                         phis.push(bld.build_phi(v32, "acc").map_err(err())?);
                     }
-                    let at = bld
-                        .build_int_mul(s, kb.i64_const(nv as i64), "s.v")
-                        .map_err(err())?;
-                    let at = bld.build_int_add(panel, at, "s.at").map_err(err())?;
-                    let mut bv = Vec::with_capacity(nv);
-                    for v in 0..nv {
-                        let idx = bld
-                            .build_int_add(at, kb.i64_const(v as i64), "b.idx")
-                            .map_err(err())?;
-                        // SAFETY: the index is inside the packed global.
-                        let ptr = unsafe { bld.build_in_bounds_gep(v8, b_global, &[idx], "b.p") }
-                            .map_err(err())?;
-                        let load = bld.build_load(v8, ptr, "b.v").map_err(err())?;
-                        load.as_instruction_value()
-                            .ok_or_else(|| internal("a load is not an instruction"))?
-                            .set_alignment(lanes * 4)
-                            .map_err(|_| internal("could not align a load"))?;
-                        bv.push(load.into_vector_value());
-                    }
+                    let bv = load_b_group(kb, v8, b_global, panel, s, nv, lanes * 4, &internal)?;
                     let mut next = Vec::with_capacity(mr * nv);
                     for (i, row) in rows.iter().enumerate() {
                         // SAFETY: group s of the row is inside its padded length.
