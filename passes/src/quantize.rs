@@ -119,14 +119,10 @@ pub fn candidates(graph: &Graph) -> Vec<NodeId> {
 
 /// A product's name for reports: its ONNX node's, else its IR number.
 pub fn product_name(graph: &Graph, id: NodeId) -> String {
+    let (k, n) = w_dims(graph, id);
     match &graph.node(id).origin {
-        Some(o) => format!("{o} ({}x{})", w_dims(graph, id).0, w_dims(graph, id).1),
-        None => format!(
-            "%{} ({}x{})",
-            id.index(),
-            w_dims(graph, id).0,
-            w_dims(graph, id).1
-        ),
+        Some(o) => format!("{o} ({k}x{n})"),
+        None => format!("%{} ({k}x{n})", id.index()),
     }
 }
 

@@ -588,7 +588,6 @@ fn emit_driver<'ctx>(
     ops: &Operands<'ctx>,
     epilogue: Epilogue,
 ) -> Result<()> {
-    let bld = kb.builder();
     let mr = i64::from(layout.mr);
     let nr = layout.nr() as i64;
     let kc_max = i64::from(layout.kc);
@@ -596,23 +595,16 @@ fn emit_driver<'ctx>(
     let p1 = kb.min_i64(ops.p1, panel_count(kb, layout, ops.n)?)?;
 
     // The copy of the A block lives in the entry block's stack frame.
-    let entry = kb
-        .function()
-        .get_first_basic_block()
-        .ok_or_else(|| kb.internal("the kernel has no entry block"))?;
-    let here = kb.current_block()?;
-    match entry.get_first_instruction() {
-        Some(first) => bld.position_before(&first),
-        None => bld.position_at_end(entry),
-    }
     let block_type = kb.context().f32_type().array_type((mr * kc_max) as u32);
-    let a_block = bld.build_alloca(block_type, "a.block").map_err(kb.err())?;
+    let a_block = kb
+        .entry_builder()?
+        .build_alloca(block_type, "a.block")
+        .map_err(kb.err())?;
     a_block
         .as_instruction()
         .ok_or_else(|| kb.internal("an alloca is not an instruction"))?
         .set_alignment(64)
         .map_err(|_| kb.internal("could not align the A block"))?;
-    bld.position_at_end(here);
 
     kb.for_loop(ops.p0, p1, kb.i64_const(ncp), "nb", |kb, nb| {
         let bld = kb.builder();

@@ -280,15 +280,7 @@ pub fn emit_matmul_u8i8_const_b<'ctx>(
     let mr = layout.mr as usize;
     let nv = layout.nv as usize;
     // Accumulators and row sums live in stack slots that LLVM promotes to registers.
-    let entry = ctx.create_builder();
-    let first = kb
-        .function()
-        .get_first_basic_block()
-        .ok_or_else(|| internal("no entry block"))?;
-    match first.get_first_instruction() {
-        Some(i) => entry.position_before(&i),
-        None => entry.position_at_end(first),
-    }
+    let entry = kb.entry_builder()?;
     let mut accs = Vec::new();
     for _ in 0..mr * nv {
         accs.push(entry.build_alloca(v32, "acc").map_err(err())?);
@@ -806,15 +798,7 @@ pub fn emit_qgemm_const_b<'ctx>(
     // column group, whose rows other calls also read) quantises each block of rows into a
     // buffer on its stack, where the kernel has one (see `Int8Layout::qgemm_splits_columns`).
     let block_buf = if layout.qgemm_splits_columns(k, saturate) {
-        let entry = ctx.create_builder();
-        let first = kb
-            .function()
-            .get_first_basic_block()
-            .ok_or_else(|| internal("no entry block"))?;
-        match first.get_first_instruction() {
-            Some(i) => entry.position_before(&i),
-            None => entry.position_at_end(first),
-        }
+        let entry = kb.entry_builder()?;
         let ty = i8t.array_type((layout.mr as usize * row_bytes) as u32);
         let buf = entry.build_alloca(ty, "q.block").map_err(err())?;
         buf.as_instruction()

@@ -156,6 +156,21 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         }
     }
 
+    /// A new builder at the start of the kernel's entry block, where stack slots go (an
+    /// `alloca` there is promoted to registers by LLVM, and runs once per call).
+    pub fn entry_builder(&self) -> Result<Builder<'ctx>> {
+        let entry = self
+            .function()
+            .get_first_basic_block()
+            .ok_or_else(|| self.internal("the kernel has no entry block"))?;
+        let b = self.context.create_builder();
+        match entry.get_first_instruction() {
+            Some(first) => b.position_before(&first),
+            None => b.position_at_end(entry),
+        }
+        Ok(b)
+    }
+
     /// The block the builder is positioned in.
     pub fn current_block(&self) -> Result<inkwell::basic_block::BasicBlock<'ctx>> {
         self.builder

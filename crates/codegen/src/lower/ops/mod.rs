@@ -348,21 +348,11 @@ impl<'a, 'ctx> Ctx<'a, 'ctx> {
 
     /// A stack slot holding a value, for loop-carried accumulators.
     fn var(&self, init: BasicValueEnum<'ctx>) -> Result<PointerValue<'ctx>> {
-        let entry = self
+        let slot = self
             .kb
-            .function()
-            .get_first_basic_block()
-            .ok_or_else(|| self.kb.internal("no entry block"))?;
-        let here = self.kb.current_block()?;
-        let tmp = self.kb.context().create_builder();
-        match entry.get_first_instruction() {
-            Some(i) => tmp.position_before(&i),
-            None => tmp.position_at_end(entry),
-        }
-        let slot = tmp
+            .entry_builder()?
             .build_alloca(init.get_type(), "var")
             .map_err(self.kb.err())?;
-        self.b().position_at_end(here);
         self.b().build_store(slot, init).map_err(self.kb.err())?;
         Ok(slot)
     }
