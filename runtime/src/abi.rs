@@ -147,6 +147,13 @@ impl Dtype {
     }
 }
 
+impl std::fmt::Display for Dtype {
+    /// The name tcc's IR uses (`f32`, `i64`, ...).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `tcc_tensor`: an input tensor described by the caller.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

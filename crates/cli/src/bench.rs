@@ -1,7 +1,7 @@
 //! `tcc bench`: times a compiled model library on npz inputs through its C API.
 
 use crate::files;
-use crate::model_lib::ModelLib;
+use crate::model_lib;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -77,10 +77,10 @@ pub fn run(args: Args) -> Result<()> {
             args.threads
         );
     }
-    let lib = ModelLib::load(&args.library, args.prefix.as_deref())?;
+    let lib = tcc_model::Model::load_with_prefix(&args.library, args.prefix.as_deref())?;
     let arrays = files::read_npz(&args.inputs, "the inputs")?;
-    let inputs = lib.bind(arrays, &args.inputs)?;
-    let mut session = lib.session(args.threads)?;
+    let inputs = model_lib::bind(&lib, &arrays, &args.inputs)?;
+    let mut session = lib.session(args.threads as usize)?;
 
     let described: Vec<String> = lib
         .inputs()
@@ -103,8 +103,7 @@ pub fn run(args: Args) -> Result<()> {
         session.run(&inputs)?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    let shapes: Vec<String> = session
-        .outputs()?
+    let shapes: Vec<String> = model_lib::tensors(&session.run(&inputs)?)?
         .iter()
         .map(|(name, t)| format!("{name} {}{:?}", t.dtype(), t.shape()))
         .collect();

@@ -9,7 +9,6 @@
 
 mod bench;
 mod compile;
-mod elf;
 mod expected;
 mod files;
 mod import_args;

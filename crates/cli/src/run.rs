@@ -3,7 +3,7 @@
 
 use crate::expected::ExpectedArgs;
 use crate::files;
-use crate::model_lib::ModelLib;
+use crate::model_lib;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -50,24 +50,32 @@ pub struct Args {
     pub expected: ExpectedArgs,
 }
 
+/// The session's threads from `--threads` (0 or none: the library's default).
+fn threads(given: Option<i32>) -> Result<usize> {
+    match given {
+        None => Ok(0),
+        Some(n) => usize::try_from(n).with_context(|| {
+            format!("--threads must be 0 (the library's default) or more, not {n}")
+        }),
+    }
+}
+
 /// Runs `tcc run`.
 pub fn run(args: Args) -> Result<()> {
     let reference = args.expected.read()?;
-    let lib = ModelLib::load(&args.library, args.prefix.as_deref())?;
+    let model = tcc_model::Model::load_with_prefix(&args.library, args.prefix.as_deref())?;
     let arrays = files::read_npz(&args.inputs, "the inputs")?;
-    let inputs = lib.bind(arrays, &args.inputs)?;
-    let mut session = lib.session(args.threads.unwrap_or(0))?;
+    let inputs = model_lib::bind(&model, &arrays, &args.inputs)?;
+    let mut session = model.session(threads(args.threads)?)?;
+    let threads = session.num_threads();
     let start = Instant::now();
-    session
-        .run(&inputs)
-        .with_context(|| format!("running `{}` failed", args.library.display()))?;
+    let outputs = session.run(&inputs)?;
     let took = start.elapsed();
-    let outputs = session.outputs()?;
+    let outputs = model_lib::tensors(&outputs)?;
     files::write_npz(&args.output, &outputs, "the outputs")?;
     eprintln!(
-        "tcc: ran {} on {} thread(s) in {}",
+        "tcc: ran {} on {threads} thread(s) in {}",
         args.library.display(),
-        session.num_threads(),
         files::ms(took)
     );
     args.expected.check(&outputs, reference)

@@ -19,10 +19,19 @@
 //! headers; a library whose code or data are damaged but whose structure is intact is
 //! loaded, as any other library would be.
 
-use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
+
+/// What failed, in words that follow "it is not a whole x86-64 shared library:".
+type Result<T> = std::result::Result<T, String>;
+
+/// Returns early with a formatted reason.
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(format!($($arg)*))
+    };
+}
 
 /// The size of a 64-bit ELF header.
 const EHDR_SIZE: u64 = 64;
@@ -69,18 +78,16 @@ impl Fields<'_> {
 }
 
 /// Checks that `path` is a whole x86-64 ELF shared library (see the module documentation)
-/// and returns its dynamic string table. Every error names the file.
+/// and returns its dynamic string table. The error says what is wrong, in a sentence that
+/// the caller prefixes with the file's name.
 pub fn check(path: &Path) -> Result<Checked> {
-    let shown = path.display();
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read the library `{shown}`"))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read it: {e}"))?;
     if !meta.is_file() {
-        bail!("cannot load the model library `{shown}`: it is not a regular file");
+        bail!("it is not a regular file");
     }
-    let mut file = File::open(path).with_context(|| format!("cannot open `{shown}`"))?;
-    check_file(&mut file, meta.len()).with_context(|| {
-        format!("cannot load the model library `{shown}`: it is not a whole x86-64 shared library")
-    })
+    let mut file = File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    check_file(&mut file, meta.len())
+        .map_err(|e| format!("it is not a whole x86-64 shared library: {e}"))
 }
 
 /// [`check`] on an open file of `len` bytes.
@@ -216,10 +223,12 @@ fn check_file<F: Read + Seek>(file: &mut F, len: u64) -> Result<Checked> {
 
 /// Reads `len` bytes at `offset`, which the caller has checked lie inside the file.
 fn read_at<F: Read + Seek>(file: &mut F, offset: u64, len: u64) -> Result<Vec<u8>> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut bytes = vec![0u8; usize::try_from(len)?];
-    file.read_exact(&mut bytes)
-        .with_context(|| format!("cannot read {len} bytes at byte {offset}"))?;
+    let fail = |e: std::io::Error| format!("cannot read {len} bytes at byte {offset}: {e}");
+    file.seek(SeekFrom::Start(offset)).map_err(fail)?;
+    let len_usize =
+        usize::try_from(len).map_err(|_| format!("{len} bytes do not fit in memory"))?;
+    let mut bytes = vec![0u8; len_usize];
+    file.read_exact(&mut bytes).map_err(fail)?;
     Ok(bytes)
 }
 
@@ -289,7 +298,7 @@ mod tests {
         match check_bytes(bytes) {
             Ok(_) => panic!("accepted a library that should fail with `{says}`"),
             Err(e) => {
-                let msg = format!("{e:#}");
+                let msg = e;
                 assert!(msg.contains(says), "`{msg}` does not say `{says}`");
             }
         }
