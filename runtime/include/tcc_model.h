@@ -53,6 +53,12 @@
  *       model's ops allow it; where they do not, the run fails with TCC_ERR_SHAPE and a
  *       message naming the op that needs it.
  *
+ *   int64_t PREFIX_output_dim(int32_t i, int32_t axis);
+ *   const char *PREFIX_output_dim_symbol(int32_t i, int32_t axis);
+ *       The same for output i: its fixed size, or -1 where it depends on the inputs' sizes,
+ *       with the symbol's name where it is one symbol (NULL where it is computed from several,
+ *       such as past + seq: a run fills in its value); -2 and NULL out of range.
+ *
  *   int32_t PREFIX_run(tcc_session *session, const tcc_tensor *inputs, int32_t n_inputs,
  *                      tcc_output *outputs, int32_t n_outputs);
  *       Runs the model once. inputs[i] is input i, in the order of PREFIX_input_name;
@@ -84,7 +90,7 @@
  * Thread safety. A session may be used by one thread at a time: calls on one session must not
  * overlap (serialise them yourself if threads share it). Different sessions, of the same model
  * or of different models, may run at the same time on different threads. The interface
- * queries (num_inputs ... input_dim_symbol, status_string) may be called from any thread at
+ * queries (num_inputs ... output_dim_symbol, status_string) may be called from any thread at
  * any time. A session may be freed by any thread once no call on it is in progress.
  * Sessions hold no state between runs besides buffers, so results do not depend on which
  * session computes them.
@@ -249,6 +255,8 @@ int32_t tcc_rt_input_rank(const tcc_model_desc *desc, int32_t i);
 int32_t tcc_rt_output_rank(const tcc_model_desc *desc, int32_t i);
 int64_t tcc_rt_input_dim(const tcc_model_desc *desc, int32_t i, int32_t axis);
 const char *tcc_rt_input_dim_symbol(const tcc_model_desc *desc, int32_t i, int32_t axis);
+int64_t tcc_rt_output_dim(const tcc_model_desc *desc, int32_t i, int32_t axis);
+const char *tcc_rt_output_dim_symbol(const tcc_model_desc *desc, int32_t i, int32_t axis);
 int32_t tcc_rt_run(const tcc_model_desc *desc, tcc_session *session, const tcc_tensor *inputs,
                    int32_t n_inputs, tcc_output *outputs, int32_t n_outputs);
 const char *tcc_rt_last_error(const tcc_model_desc *desc, const tcc_session *session);

@@ -506,14 +506,15 @@ pub unsafe extern "C" fn tcc_rt_output_rank(desc: *const ModelDesc, i: i32) -> i
     })
 }
 
-/// The encoded dim of input `i` at `axis` (as in the descriptor), if in range.
+/// The encoded dim of input (or, with `output`, output) `i` at `axis`, as in the descriptor,
+/// if in range.
 ///
 /// # Safety
 ///
 /// `desc` must be NULL or a valid descriptor.
-unsafe fn input_dim_code(desc: *const ModelDesc, i: i32, axis: i32) -> Option<i64> {
+unsafe fn dim_code(desc: *const ModelDesc, output: bool, i: i32, axis: i32) -> Option<i64> {
     // SAFETY: the caller promises NULL or a valid descriptor.
-    let t = unsafe { tensor_at(desc, false, i) }?;
+    let t = unsafe { tensor_at(desc, output, i) }?;
     // SAFETY: `t` comes from a valid descriptor.
     let dims = unsafe { desc_dims(t) };
     let found = usize::try_from(axis)
@@ -522,11 +523,46 @@ unsafe fn input_dim_code(desc: *const ModelDesc, i: i32, axis: i32) -> Option<i6
         .copied();
     if found.is_none() {
         set_thread_message(&format!(
-            "axis {axis} of input {i} is out of range 0..{}",
+            "axis {axis} of {} {i} is out of range 0..{}",
+            if output { "output" } else { "input" },
             dims.len()
         ));
     }
     found
+}
+
+/// The public size of an encoded dim: the fixed size, -1 if it is not fixed, -2 if out of
+/// range.
+fn public_dim(code: Option<i64>) -> i64 {
+    match code {
+        Some(dim) if dim >= 0 => dim,
+        Some(_) => -1,
+        None => -2,
+    }
+}
+
+/// The name of the symbol an encoded dim stands for, or NULL if it is fixed, computed or out
+/// of range.
+///
+/// # Safety
+///
+/// `desc` must be a valid descriptor when `code` is `Some`.
+unsafe fn dim_symbol(desc: *const ModelDesc, code: Option<i64>) -> *const c_char {
+    match code {
+        Some(dim) if dim < 0 && dim != DIM_COMPUTED => {
+            let symbol = (-(dim + 1)) as usize;
+            // SAFETY: `desc` is valid (the caller found the dim in it) and its symbol table
+            // holds `n_symbols` names; a symbol number beyond it is refused.
+            let d = unsafe { &*desc };
+            if symbol < d.n_symbols.max(0) as usize {
+                // SAFETY: in range of the table, as just checked.
+                unsafe { *d.symbol_names.add(symbol) }
+            } else {
+                ptr::null()
+            }
+        }
+        _ => ptr::null(),
+    }
 }
 
 /// The fixed size of input `i` at `axis`, -1 if symbolic, -2 if out of range.
@@ -536,14 +572,8 @@ unsafe fn input_dim_code(desc: *const ModelDesc, i: i32, axis: i32) -> Option<i6
 /// `desc` must be NULL or a valid descriptor.
 #[no_mangle]
 pub unsafe extern "C" fn tcc_rt_input_dim(desc: *const ModelDesc, i: i32, axis: i32) -> i64 {
-    guard(-2, || {
-        // SAFETY: the caller promises NULL or a valid descriptor.
-        match unsafe { input_dim_code(desc, i, axis) } {
-            Some(dim) if dim >= 0 => dim,
-            Some(_) => -1,
-            None => -2,
-        }
-    })
+    // SAFETY: the caller promises NULL or a valid descriptor.
+    guard(-2, || public_dim(unsafe { dim_code(desc, false, i, axis) }))
 }
 
 /// The symbol name of input `i` at `axis`, or NULL if fixed or out of range.
@@ -558,22 +588,38 @@ pub unsafe extern "C" fn tcc_rt_input_dim_symbol(
     axis: i32,
 ) -> *const c_char {
     guard(ptr::null(), || {
-        // SAFETY: the caller promises NULL or a valid descriptor.
-        match unsafe { input_dim_code(desc, i, axis) } {
-            Some(dim) if dim < 0 && dim != DIM_COMPUTED => {
-                let symbol = (-(dim + 1)) as usize;
-                // SAFETY: `desc` is valid (tensor_at found it) and its symbol table holds
-                // `n_symbols` names; a symbol number beyond it is refused.
-                let d = unsafe { &*desc };
-                if symbol < d.n_symbols.max(0) as usize {
-                    // SAFETY: in range of the table, as just checked.
-                    unsafe { *d.symbol_names.add(symbol) }
-                } else {
-                    ptr::null()
-                }
-            }
-            _ => ptr::null(),
-        }
+        // SAFETY: the caller promises NULL or a valid descriptor; dim_code found the dim in it.
+        unsafe { dim_symbol(desc, dim_code(desc, false, i, axis)) }
+    })
+}
+
+/// The fixed size of output `i` at `axis`, -1 if it depends on the inputs' sizes (a symbol,
+/// or a size computed from symbols), -2 if out of range.
+///
+/// # Safety
+///
+/// `desc` must be NULL or a valid descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn tcc_rt_output_dim(desc: *const ModelDesc, i: i32, axis: i32) -> i64 {
+    // SAFETY: the caller promises NULL or a valid descriptor.
+    guard(-2, || public_dim(unsafe { dim_code(desc, true, i, axis) }))
+}
+
+/// The symbol name of output `i` at `axis`, or NULL if fixed, computed from symbols (such as
+/// `past + seq`) or out of range.
+///
+/// # Safety
+///
+/// `desc` must be NULL or a valid descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn tcc_rt_output_dim_symbol(
+    desc: *const ModelDesc,
+    i: i32,
+    axis: i32,
+) -> *const c_char {
+    guard(ptr::null(), || {
+        // SAFETY: the caller promises NULL or a valid descriptor; dim_code found the dim in it.
+        unsafe { dim_symbol(desc, dim_code(desc, true, i, axis)) }
     })
 }
 

@@ -541,6 +541,17 @@ fn the_interface_queries_describe_the_model() {
             tcc_rt_input_dim_symbol(&DESC, 0, 2).is_null(),
             "a fixed axis has no symbol"
         );
+        // Outputs: y[batch, seq, 2], s[batch, 2 * seq] (a computed dim: no symbol).
+        assert_eq!(tcc_rt_output_dim(&DESC, 0, 0), -1);
+        assert_eq!(tcc_rt_output_dim(&DESC, 0, 2), 2);
+        assert_eq!(c_string(tcc_rt_output_dim_symbol(&DESC, 0, 1)), "seq");
+        assert!(tcc_rt_output_dim_symbol(&DESC, 0, 2).is_null());
+        assert_eq!(c_string(tcc_rt_output_dim_symbol(&DESC, 1, 0)), "batch");
+        assert_eq!(tcc_rt_output_dim(&DESC, 1, 1), -1);
+        assert!(
+            tcc_rt_output_dim_symbol(&DESC, 1, 1).is_null(),
+            "a computed dim has no symbol"
+        );
 
         // Out of range.
         assert!(tcc_rt_input_name(&DESC, 2).is_null());
@@ -558,6 +569,14 @@ fn the_interface_queries_describe_the_model() {
         assert!(thread_error().contains("axis 3"), "{}", thread_error());
         assert_eq!(tcc_rt_input_dim(&DESC, 2, 0), -2);
         assert!(tcc_rt_input_dim_symbol(&DESC, 1, 1).is_null());
+        assert_eq!(tcc_rt_output_dim(&DESC, 1, 2), -2);
+        assert!(
+            thread_error().contains("axis 2 of output 1"),
+            "{}",
+            thread_error()
+        );
+        assert_eq!(tcc_rt_output_dim(&DESC, 2, 0), -2);
+        assert!(tcc_rt_output_dim_symbol(&DESC, 2, 0).is_null());
     }
 }
 

@@ -70,9 +70,10 @@ fn the_interface_is_read_from_the_library() {
     }
     let output = &model.outputs()[0];
     assert_eq!(
-        (output.name.as_str(), output.dtype, output.rank),
-        ("last_hidden_state", DType::F32, 3)
+        (output.name.as_str(), output.dtype),
+        ("last_hidden_state", DType::F32)
     );
+    assert_eq!(output.to_string(), "f32[batch, seq, 32]");
 }
 
 #[test]

@@ -184,7 +184,7 @@ const CONST_SESSION: CType = CType::Ptr("const tcc_session *");
 const STRING: CType = CType::Ptr("const char *");
 
 /// The public API, in the header's order. `runtime/include/tcc_model.h` documents each in full.
-pub const API: [ApiFunction; 16] = [
+pub const API: [ApiFunction; 18] = [
     ApiFunction {
         name: "session_create",
         ret: CType::I32,
@@ -268,6 +268,20 @@ pub const API: [ApiFunction; 16] = [
         ret: STRING,
         params: &[(CType::I32, "i"), (CType::I32, "axis")],
         doc: "The symbol that axis of input i stands for, or NULL if fixed or out of range.",
+    },
+    ApiFunction {
+        name: "output_dim",
+        ret: CType::I64,
+        params: &[(CType::I32, "i"), (CType::I32, "axis")],
+        doc: "The fixed size of that axis of output i, -1 if it depends on the inputs' sizes, \
+              -2 if out of range.",
+    },
+    ApiFunction {
+        name: "output_dim_symbol",
+        ret: STRING,
+        params: &[(CType::I32, "i"), (CType::I32, "axis")],
+        doc: "The symbol that axis of output i stands for, or NULL if fixed, computed from \
+              symbols (such as past + seq) or out of range.",
     },
     ApiFunction {
         name: "run",

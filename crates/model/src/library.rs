@@ -42,6 +42,8 @@ pub(crate) struct Api {
     output_rank: IndexFn,
     input_dim: DimFn,
     input_dim_symbol: DimSymbolFn,
+    output_dim: DimFn,
+    output_dim_symbol: DimSymbolFn,
     pub(crate) run: RunFn,
     pub(crate) last_error: LastErrorFn,
     status_string: StatusStringFn,
@@ -55,6 +57,9 @@ pub enum Dim {
     /// A symbol (such as `batch`), bound by the sizes of each run's inputs; it may be 0 where
     /// the model's ops allow it.
     Symbol(String),
+    /// An output size computed from several symbols (such as `past + seq`); a run gives its
+    /// value. Inputs have none.
+    Computed,
 }
 
 impl std::fmt::Display for Dim {
@@ -62,6 +67,7 @@ impl std::fmt::Display for Dim {
         match self {
             Dim::Fixed(n) => write!(f, "{n}"),
             Dim::Symbol(s) => f.write_str(s),
+            Dim::Computed => f.write_str("?"),
         }
     }
 }
@@ -85,15 +91,23 @@ impl std::fmt::Display for InputInfo {
     }
 }
 
-/// A model output, as the library describes it (its dims are known after a run).
+/// A model output, as the library describes it (a run gives the values of its dims).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputInfo {
     /// The ONNX output name.
     pub name: String,
     /// The element type.
     pub dtype: DType,
-    /// The number of axes.
-    pub rank: usize,
+    /// One entry per axis.
+    pub dims: Vec<Dim>,
+}
+
+impl std::fmt::Display for OutputInfo {
+    /// `f32[batch, seq, 384]`, with `?` for a size computed from several symbols.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dims: Vec<String> = self.dims.iter().map(Dim::to_string).collect();
+        write!(f, "{}[{}]", self.dtype.name(), dims.join(", "))
+    }
 }
 
 /// What a [`Model`] shares with its clones and sessions.
@@ -241,6 +255,8 @@ impl Model {
                 output_rank: symbol(&library, &prefix, "output_rank")?,
                 input_dim: symbol(&library, &prefix, "input_dim")?,
                 input_dim_symbol: symbol(&library, &prefix, "input_dim_symbol")?,
+                output_dim: symbol(&library, &prefix, "output_dim")?,
+                output_dim_symbol: symbol(&library, &prefix, "output_dim_symbol")?,
                 run: symbol(&library, &prefix, "run")?,
                 last_error: symbol(&library, &prefix, "last_error")?,
                 status_string: symbol(&library, &prefix, "status_string")?,
@@ -366,7 +382,7 @@ impl Model {
             for (&size, dim) in dims.iter().zip(&info.dims) {
                 match dim {
                     Dim::Fixed(fixed) if size != *fixed => return Err(shape_error(String::new())),
-                    Dim::Fixed(_) => {}
+                    Dim::Fixed(_) | Dim::Computed => {}
                     Dim::Symbol(symbol) => {
                         let (bound, by) = *symbols.entry(symbol).or_insert((size, &info.name));
                         if bound != size {
@@ -458,11 +474,19 @@ impl Inner {
             if !(0..=MAX_RANK as i32).contains(&rank) {
                 return Err(self.inconsistent(format!("output `{name}` has rank {rank}")));
             }
-            outputs.push(OutputInfo {
-                name,
-                dtype,
-                rank: rank as usize,
-            });
+            let mut dims = Vec::new();
+            for axis in 0..rank {
+                let size = unsafe { (self.api.output_dim)(i, axis) };
+                dims.push(if size >= 0 {
+                    Dim::Fixed(size as usize)
+                } else {
+                    match unsafe { c_string((self.api.output_dim_symbol)(i, axis)) } {
+                        Some(symbol) => Dim::Symbol(symbol),
+                        None => Dim::Computed,
+                    }
+                });
+            }
+            outputs.push(OutputInfo { name, dtype, dims });
         }
         Ok(outputs)
     }

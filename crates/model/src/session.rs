@@ -147,7 +147,9 @@ impl Session {
         for (info, out) in inner.outputs.iter().zip(&self.outputs) {
             let name = &info.name;
             let dtype = DType::from_code(out.dtype).filter(|&d| d == info.dtype);
-            let rank = usize::try_from(out.rank).ok().filter(|&r| r == info.rank);
+            let rank = usize::try_from(out.rank)
+                .ok()
+                .filter(|&r| r == info.dims.len());
             let (Some(dtype), Some(rank)) = (dtype, rank) else {
                 return Err(inner.inconsistent(format!(
                     "output `{name}` came back with dtype code {} and rank {}",

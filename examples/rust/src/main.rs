@@ -47,7 +47,7 @@ fn fill_input(input: &InputInfo) -> Result<([usize; 2], Vec<i64>), String> {
     }
     let dim = |axis: usize, default| match input.dims[axis] {
         Dim::Fixed(n) => n,
-        Dim::Symbol(_) => default,
+        Dim::Symbol(_) | Dim::Computed => default,
     };
     let dims = [dim(0, BATCH), dim(1, SEQ)];
     let mut data = Vec::with_capacity(dims[0] * dims[1]);
