@@ -246,6 +246,20 @@ fn wrong_inputs_are_typed_errors_naming_the_input() {
 }
 
 #[test]
+fn an_empty_batch_runs() {
+    let model = model();
+    let mut session = model.session(1).expect("a session");
+    let empty: Vec<i64> = Vec::new();
+    let input = TensorRef::new(&empty, &[0, 5]).expect("0x5");
+    let outputs = session
+        .run(&[input.clone(), input])
+        .expect("an empty batch");
+    let out = outputs.get(0).expect("one output");
+    assert_eq!(out.dims(), [0, 5, 32]);
+    assert!(out.as_slice::<f32>().expect("f32").is_empty());
+}
+
+#[test]
 fn files_that_are_not_model_libraries_are_refused() {
     let dir = support::scratch("not-models");
     let missing = dir.join("missing.so");

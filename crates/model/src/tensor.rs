@@ -74,7 +74,7 @@ impl<'a> TensorRef<'a> {
     }
 
     /// A tensor of `dtype` (any, f16 and bf16 included) from its little-endian bytes, which
-    /// must be exactly the elements of `dims` and aligned to the element size.
+    /// must be exactly the elements of `dims` and (unless empty) aligned to the element size.
     pub fn from_bytes(dtype: DType, dims: &[usize], bytes: &'a [u8]) -> Result<TensorRef<'a>> {
         let size = dtype.size() as usize;
         if elements(dims).and_then(|n| n.checked_mul(size)) != Some(bytes.len()) {
@@ -86,7 +86,7 @@ impl<'a> TensorRef<'a> {
                 ),
             });
         }
-        if !(bytes.as_ptr() as usize).is_multiple_of(size) {
+        if !bytes.is_empty() && !(bytes.as_ptr() as usize).is_multiple_of(size) {
             return Err(Error::Layout {
                 what: format!(
                     "the data of a {} tensor must be aligned to {size} bytes",
@@ -132,7 +132,12 @@ impl<'a> TensorRef<'a> {
             dtype: self.dtype as i32,
             rank: self.dims.len() as i32,
             dims: self.dims.as_ptr(),
-            data: self.bytes.as_ptr().cast(),
+            // An empty tensor has no data to point to (the C API takes NULL for it).
+            data: if self.bytes.is_empty() {
+                std::ptr::null()
+            } else {
+                self.bytes.as_ptr().cast()
+            },
         }
     }
 }
