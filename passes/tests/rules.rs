@@ -320,6 +320,36 @@ rule_test!(
     r#"graph(%q: f32[1, 2, n, 8], %pk: f32[1, 2, 8, p], %kn: f32[1, 2, 8, n], %pv: f32[1, 2, p, 8], %vn: f32[1, 2, n, 8]) {; %k = concat<axis=3>(%pk, %kn) : f32[1, 2, 8, p + n]; %v = concat<axis=2>(%pv, %vn) : f32[1, 2, p + n, 8]; %t = const [true] : bool[]; %rk = range<dtype=i64, start=0, limit=p + n, delta=1> : i64[p + n]; %rk4 = reshape<shape=[1, 1, 1, p + n]>(%rk) : i64[1, 1, 1, p + n]; %rq = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %past = dims<dtype=i64, shape=[], values=[p]> : i64[]; %rqp = add(%rq, %past) : i64[n]; %rq4 = reshape<shape=[1, 1, n, 1]>(%rqp) : i64[1, 1, n, 1]; %le = less_equal(%rk4, %rq4) : bool[1, 1, n, p + n]; %c = and(%t, %le) : bool[1, 1, n, p + n]; %z = const [0.0] : f32[]; %fm = const [-3.4028235e38] : f32[]; %mf = where(%c, %z, %fm) : f32[1, 1, n, p + n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, p + n]; %sc = mul(%s, %c8) : f32[1, 2, n, p + n]; %sm = add(%sc, %mf) : f32[1, 2, n, p + n]; %sp = softmax<axis=3>(%sm) : f32[1, 2, n, p + n]; %y = matmul(%sp, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
     expect = "mask=none, nan_filter=false, causal=true"
 );
+// The dynamo exporter's mask for packed sequences (transformers' GPT-2): segment ids from a
+// running sum of `positions[i] - positions[i - 1] != 1`, then `same segment and key position
+// <= query position`, gathered with `gather_nd`. With positions a plain `range` the ids are
+// all 0 and the mask is causal.
+rule_test!(
+    attention_causal_packed_positions,
+    "attention-causal-finfo-min",
+    0.0,
+    r#"graph(%q: f32[b, 2, n, 8], %k: f32[b, 2, 8, n], %v: f32[b, 2, n, 8]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %r2 = reshape<shape=[1, n]>(%r) : i64[1, n]; %pos = expand<shape=[b, 1]>(%r2) : i64[b, n]; %p0 = slice<axes=[1], starts=[0], ends=[1], steps=[1]>(%pos) : i64[b, 1]; %one = const [1] : i64[]; %pm1 = sub(%p0, %one) : i64[b, 1]; %pc = concat<axis=1>(%pm1, %pos) : i64[b, n + 1]; %hi = slice<axes=[1], starts=[1], ends=[n + 1], steps=[1]>(%pc) : i64[b, n]; %lo = slice<axes=[1], starts=[0], ends=[n], steps=[1]>(%pc) : i64[b, n]; %d = sub(%hi, %lo) : i64[b, n]; %e = equal(%d, %one) : bool[b, n]; %ne = not(%e) : bool[b, n]; %ni = cast<to=i64>(%ne) : i64[b, n]; %seg = cumsum<axis=1, exclusive=false, reverse=false>(%ni) : i64[b, n]; %br = range<dtype=i64, start=0, limit=b, delta=1> : i64[b]; %b4 = reshape<shape=[b, 1, 1, 1]>(%br) : i64[b, 1, 1, 1]; %bq = expand<shape=[b, 1, n, 1]>(%b4) : i64[b, 1, n, 1]; %bq5 = reshape<shape=[b, 1, n, 1, 1]>(%bq) : i64[b, 1, n, 1, 1]; %rq = reshape<shape=[1, 1, n, 1]>(%r) : i64[1, 1, n, 1]; %rqe = expand<shape=[b, 1, n, 1]>(%rq) : i64[b, 1, n, 1]; %rq5 = reshape<shape=[b, 1, n, 1, 1]>(%rqe) : i64[b, 1, n, 1, 1]; %iq = concat<axis=4>(%bq5, %rq5) : i64[b, 1, n, 1, 2]; %bk = expand<shape=[b, 1, 1, n]>(%b4) : i64[b, 1, 1, n]; %bk5 = reshape<shape=[b, 1, 1, n, 1]>(%bk) : i64[b, 1, 1, n, 1]; %rk = reshape<shape=[1, 1, 1, n]>(%r) : i64[1, 1, 1, n]; %rke = expand<shape=[b, 1, 1, n]>(%rk) : i64[b, 1, 1, n]; %rk5 = reshape<shape=[b, 1, 1, n, 1]>(%rke) : i64[b, 1, 1, n, 1]; %ik = concat<axis=4>(%bk5, %rk5) : i64[b, 1, 1, n, 2]; %sq = gather_nd<batch_dims=0>(%seg, %iq) : i64[b, 1, n, 1]; %sk = gather_nd<batch_dims=0>(%seg, %ik) : i64[b, 1, 1, n]; %same = equal(%sq, %sk) : bool[b, 1, n, n]; %t = const [true] : bool[]; %ts = and(%t, %same) : bool[b, 1, n, n]; %pk = gather_nd<batch_dims=0>(%pos, %ik) : i64[b, 1, 1, n]; %pq = gather_nd<batch_dims=0>(%pos, %iq) : i64[b, 1, n, 1]; %le = less_equal(%pk, %pq) : bool[b, 1, n, n]; %c = and(%ts, %le) : bool[b, 1, n, n]; %z = const [0.0] : f32[]; %fm = const [-3.4028235e38] : f32[]; %mf = where(%c, %z, %fm) : f32[b, 1, n, n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[b, 2, n, n]; %sc = mul(%s, %c8) : f32[b, 2, n, n]; %sm = add(%sc, %mf) : f32[b, 2, n, n]; %sp = softmax<axis=3>(%sm) : f32[b, 2, n, n]; %y = matmul(%sp, %v) : f32[b, 2, n, 8]; return %o = %y; }"#,
+    expect = "mask=none, nan_filter=false, causal=true"
+);
+
+/// With positions given as an input, the segments may differ: the mask is not causal, and no
+/// causal rule may fire.
+#[test]
+fn packed_positions_from_an_input_are_not_causal() {
+    let text = r#"graph(%q: f32[b, 2, n, 8], %k: f32[b, 2, 8, n], %v: f32[b, 2, n, 8], %pos: i64[b, n]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %r2 = reshape<shape=[1, n]>(%r) : i64[1, n]; %p0 = slice<axes=[1], starts=[0], ends=[1], steps=[1]>(%pos) : i64[b, 1]; %one = const [1] : i64[]; %pm1 = sub(%p0, %one) : i64[b, 1]; %pc = concat<axis=1>(%pm1, %pos) : i64[b, n + 1]; %hi = slice<axes=[1], starts=[1], ends=[n + 1], steps=[1]>(%pc) : i64[b, n]; %lo = slice<axes=[1], starts=[0], ends=[n], steps=[1]>(%pc) : i64[b, n]; %d = sub(%hi, %lo) : i64[b, n]; %e = equal(%d, %one) : bool[b, n]; %ne = not(%e) : bool[b, n]; %ni = cast<to=i64>(%ne) : i64[b, n]; %seg = cumsum<axis=1, exclusive=false, reverse=false>(%ni) : i64[b, n]; %br = range<dtype=i64, start=0, limit=b, delta=1> : i64[b]; %b4 = reshape<shape=[b, 1, 1, 1]>(%br) : i64[b, 1, 1, 1]; %bq = expand<shape=[b, 1, n, 1]>(%b4) : i64[b, 1, n, 1]; %bq5 = reshape<shape=[b, 1, n, 1, 1]>(%bq) : i64[b, 1, n, 1, 1]; %rq = reshape<shape=[1, 1, n, 1]>(%r) : i64[1, 1, n, 1]; %rqe = expand<shape=[b, 1, n, 1]>(%rq) : i64[b, 1, n, 1]; %rq5 = reshape<shape=[b, 1, n, 1, 1]>(%rqe) : i64[b, 1, n, 1, 1]; %iq = concat<axis=4>(%bq5, %rq5) : i64[b, 1, n, 1, 2]; %bk = expand<shape=[b, 1, 1, n]>(%b4) : i64[b, 1, 1, n]; %bk5 = reshape<shape=[b, 1, 1, n, 1]>(%bk) : i64[b, 1, 1, n, 1]; %rk = reshape<shape=[1, 1, 1, n]>(%r) : i64[1, 1, 1, n]; %rke = expand<shape=[b, 1, 1, n]>(%rk) : i64[b, 1, 1, n]; %rk5 = reshape<shape=[b, 1, 1, n, 1]>(%rke) : i64[b, 1, 1, n, 1]; %ik = concat<axis=4>(%bk5, %rk5) : i64[b, 1, 1, n, 2]; %sq = gather_nd<batch_dims=0>(%seg, %iq) : i64[b, 1, n, 1]; %sk = gather_nd<batch_dims=0>(%seg, %ik) : i64[b, 1, 1, n]; %same = equal(%sq, %sk) : bool[b, 1, n, n]; %t = const [true] : bool[]; %ts = and(%t, %same) : bool[b, 1, n, n]; %pk = gather_nd<batch_dims=0>(%pos, %ik) : i64[b, 1, 1, n]; %pq = gather_nd<batch_dims=0>(%pos, %iq) : i64[b, 1, n, 1]; %le = less_equal(%pk, %pq) : bool[b, 1, n, n]; %c = and(%ts, %le) : bool[b, 1, n, n]; %z = const [0.0] : f32[]; %fm = const [-3.4028235e38] : f32[]; %mf = where(%c, %z, %fm) : f32[b, 1, n, n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[b, 2, n, n]; %sc = mul(%s, %c8) : f32[b, 2, n, n]; %sm = add(%sc, %mf) : f32[b, 2, n, n]; %sp = softmax<axis=3>(%sm) : f32[b, 2, n, n]; %y = matmul(%sp, %v) : f32[b, 2, n, 8]; return %o = %y; }"#.replace("; ", "\n");
+    let graph = tcc_ir::text::parse(&text, &weight).expect("parses");
+    let (opt, explanation) = egraph::optimize(&graph, &Config::default()).expect("optimises");
+    assert!(
+        !explanation
+            .fired
+            .iter()
+            .any(|(n, _)| n.starts_with("attention-causal")),
+        "a causal rule fired on positions from an input:\n{}",
+        text::print(&opt)
+    );
+    assert!(text::print(&opt).contains("mask=add"));
+}
+
 // Reassociation (linear attention, KV-first): at the default hint (seq = 128, head dim 16)
 // the reassociated form is the cheaper.
 rule_test!(

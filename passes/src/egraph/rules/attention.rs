@@ -104,8 +104,11 @@ fn scores(c: &Ctx, s: Id) -> Vec<(Id, ScoreScale, AttentionMask, Option<Id>)> {
 /// The ways class `id` (integers) holds positions along one axis: `(from_end, offset)` where
 /// its element at an index is that index's coordinate on axis `rank - 1 - from_end` plus
 /// `offset`, whatever the other coordinates (a `range` of step 1, reshaped to put its one
-/// axis elsewhere, broadcast by `expand`, cast to another integer type, or plus a known
-/// one-element integer, which adds to the offset: a cache's `range(0, seq) + past_seq`).
+/// axis elsewhere, broadcast by `expand`, cast to another integer type, plus or minus a known
+/// one-element integer, which moves the offset: a cache's `range(0, seq) + past_seq`;
+/// sliced with step 1, which adds the start on that axis; positions joined end to end by a
+/// `concat` along their axis; and `gather_nd` of positions at indices that are positions:
+/// the dynamo exporter's `positions[b, range]`).
 fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
     let mut out = Vec::new();
     let ty = &data(c.eg, id).ty;
@@ -119,26 +122,110 @@ fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
             } => out.push((0, start.clone())),
             _ if depth == 0 => {}
             Op::Reshape { .. } => {
-                // One axis that is not 1 on both sides, the same size: it moves.
+                // A reshape that only adds or drops axes of size 1 (the axes that are not 1
+                // are the same, in order): the positioned axis moves with its neighbours.
                 let x = n.args()[0];
-                let long = |dims: &[Dim]| -> Option<(usize, Dim)> {
-                    let mut it = dims
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, d)| d.as_const() != Some(1));
-                    let (a, d) = it.next()?;
-                    it.next().is_none().then(|| (a, d.clone()))
+                let long = |dims: &[Dim]| -> Vec<usize> {
+                    (0..dims.len())
+                        .filter(|&a| dims[a].as_const() != Some(1))
+                        .collect()
                 };
                 let (xd, yd) = (data(c.eg, x).ty.shape.dims(), ty.shape.dims());
-                let (Some((xa, xn)), Some((ya, yn))) = (long(xd), long(yd)) else {
-                    continue;
-                };
-                if xn != yn {
+                let (xl, yl) = (long(xd), long(yd));
+                if xl.len() != yl.len() || xl.iter().zip(&yl).any(|(&a, &b)| xd[a] != yd[b]) {
                     continue;
                 }
                 for (from_end, offset) in positions(c, x, depth - 1) {
-                    if from_end + 1 + xa == xd.len() {
-                        out.push((yd.len() - 1 - ya, offset));
+                    let xa = xd.len() - 1 - from_end;
+                    if let Some(k) = xl.iter().position(|&a| a == xa) {
+                        out.push((yd.len() - 1 - yl[k], offset));
+                    }
+                }
+            }
+            Op::Binary(BinaryOp::Sub) => {
+                // Positions minus a known one-element integer.
+                let [x, k] = n.args() else { continue };
+                let Some(v) = known_scalar(c, *k) else {
+                    continue;
+                };
+                let (xd, yd) = (data(c.eg, *x).ty.shape.dims(), ty.shape.dims());
+                if xd.len() != yd.len() {
+                    continue;
+                }
+                for (from_end, offset) in positions(c, *x, depth - 1) {
+                    let a = xd.len() - 1 - from_end;
+                    if xd[a] == yd[a] {
+                        out.push((from_end, offset.sub(&v)));
+                    }
+                }
+            }
+            Op::Slice {
+                axes,
+                starts,
+                steps,
+                ..
+            } => {
+                // A step-1 slice of the positioned axis starts later; slices of other axes
+                // keep it.
+                let x = n.args()[0];
+                let rank = ty.rank();
+                for (from_end, offset) in positions(c, x, depth - 1) {
+                    let a = rank - 1 - from_end;
+                    match axes.iter().position(|&s| s == a) {
+                        Some(k) if steps[k] == 1 => out.push((from_end, offset.add(&starts[k]))),
+                        Some(_) => {}
+                        None => out.push((from_end, offset)),
+                    }
+                }
+            }
+            Op::Concat { axis } => {
+                // Along the positioned axis: parts whose positions continue one another.
+                let rank = ty.rank();
+                let from_end = rank - 1 - axis;
+                let parts = n.args();
+                for (fe, first) in positions(c, parts[0], depth - 1) {
+                    if fe != from_end {
+                        continue;
+                    }
+                    let mut next = first.add(&data(c.eg, parts[0]).ty.shape.dims()[*axis]);
+                    let joined = parts[1..].iter().all(|&p| {
+                        let continues = positions(c, p, depth - 1)
+                            .iter()
+                            .any(|(f, o)| *f == from_end && *o == next);
+                        next = next.add(&data(c.eg, p).ty.shape.dims()[*axis]);
+                        continues
+                    });
+                    if joined {
+                        out.push((from_end, first));
+                    }
+                }
+            }
+            Op::GatherNd { batch_dims: 0 } => {
+                // `x[i_0, .., i_r-1]` with the index components given by a `concat` of
+                // one-wide parts along the indices' last axis: where `x` holds positions
+                // along its axis `a` and component `a` holds positions along one of the
+                // index axes, so does the result, the offsets added.
+                let [x, idx] = n.args() else { continue };
+                let xr = data(c.eg, *x).ty.rank();
+                let id_dims = data(c.eg, *idx).ty.shape.dims();
+                let ir = id_dims.len();
+                if ir == 0 || id_dims[ir - 1].as_const() != Some(xr as i64) {
+                    continue;
+                }
+                let xs = positions(c, *x, depth - 1);
+                for parts in nodes(c.eg, *idx).filter_map(|m| match m.op() {
+                    Op::Concat { axis } if *axis == ir - 1 && m.args().len() == xr => {
+                        Some(m.args().to_vec())
+                    }
+                    _ => None,
+                }) {
+                    for (xfe, xo) in &xs {
+                        let part = parts[xr - 1 - xfe];
+                        for (pfe, po) in positions(c, part, depth - 1) {
+                            if pfe >= 1 {
+                                out.push((pfe - 1, xo.add(&po)));
+                            }
+                        }
                     }
                 }
             }
@@ -188,6 +275,10 @@ fn positions(c: &Ctx, id: Id, depth: usize) -> Vec<(usize, Dim)> {
     out
 }
 
+/// How many ops deep [`positions`] looks: enough for the dynamo exporter's positions (a range,
+/// reshaped, broadcast, sliced, joined and gathered).
+const POSITION_DEPTH: usize = 9;
+
 /// The value of an integer class of one element that inference knows (a `dims` of a
 /// symbol, a constant), as a dim.
 fn known_scalar(c: &Ctx, id: Id) -> Option<Dim> {
@@ -209,11 +300,80 @@ fn all_true(c: &Ctx, id: Id) -> bool {
     )
 }
 
+/// The one value every element of class `id` (integers or bools, as `i64`) holds, whatever
+/// the inputs: a constant of equal elements; cast, `not`, `equal` and `sub` of such values;
+/// the difference of two equally shaped positions along the same axis (their offsets'
+/// difference, when it is a number); a running sum of zeros; elements gathered from such a
+/// tensor; its reshapes, broadcasts and slices. It proves the dynamo exporter's packed-
+/// sequence ids all 0 when the positions are a plain `range`: the ids are a running sum of
+/// `positions[i] - positions[i - 1] != 1`.
+fn uniform(c: &Ctx, id: Id, depth: usize) -> Option<i64> {
+    let d = data(c.eg, id);
+    if !(d.ty.dtype.is_int() || d.ty.dtype == DType::Bool) {
+        return None;
+    }
+    if let Some(t) = d.value.as_deref() {
+        let v = t.data().to_i64_vec();
+        let first = *v.first()?;
+        return v.iter().all(|&x| x == first).then_some(first);
+    }
+    if depth == 0 {
+        return None;
+    }
+    nodes(c.eg, id).find_map(|n| {
+        let arg = |k: usize| uniform(c, n.args()[k], depth - 1);
+        match n.op() {
+            Op::Cast { to } if *to == DType::Bool => arg(0).map(|v| i64::from(v != 0)),
+            Op::Cast { to } if to.is_int() => arg(0),
+            Op::Unary(UnaryOp::Not) => arg(0).map(|v| i64::from(v == 0)),
+            Op::Binary(BinaryOp::Equal) => Some(i64::from(arg(0)? == arg(1)?)),
+            Op::Binary(BinaryOp::Sub) => {
+                if let (Some(a), Some(b)) = (arg(0), arg(1)) {
+                    return a.checked_sub(b);
+                }
+                let [a, b] = n.args() else { return None };
+                if data(c.eg, *a).ty.shape != data(c.eg, *b).ty.shape {
+                    return None;
+                }
+                let bs = positions(c, *b, POSITION_DEPTH);
+                positions(c, *a, POSITION_DEPTH)
+                    .iter()
+                    .find_map(|(fa, oa)| {
+                        bs.iter().find_map(|(fb, ob)| {
+                            (fa == fb).then(|| oa.sub(ob).as_const()).flatten()
+                        })
+                    })
+            }
+            Op::CumSum { .. } => (arg(0)? == 0).then_some(0),
+            Op::GatherNd { .. } | Op::Gather { .. } => arg(0),
+            Op::Reshape { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Transpose { .. } => {
+                arg(0)
+            }
+            _ => None,
+        }
+    })
+}
+
+/// True for a bool class that is all true whatever the inputs (see [`uniform`]), or the
+/// `and` of such classes.
+fn always_true(c: &Ctx, id: Id, depth: usize) -> bool {
+    if data(c.eg, id).ty.dtype != DType::Bool {
+        return false;
+    }
+    all_true(c, id)
+        || uniform(c, id, depth) == Some(1)
+        || (depth > 0
+            && nodes(c.eg, id).any(|n| {
+                matches!((n.op(), n.args()), (Op::Binary(BinaryOp::And), [a, b])
+                    if always_true(c, *a, depth - 1) && always_true(c, *b, depth - 1))
+            }))
+}
+
 /// True if class `id` (bool, broadcast to scores `[.., m, n]`) is the causal condition,
 /// key position `<=` query position with the query positions ending where the keys do:
 /// `kpos <= qpos` or `qpos >= kpos` for positions (see [`positions`]) along the keys' axis
-/// (last) and the queries' (second last) whose offsets differ by `n - m`; `and` with an
-/// all-true constant is looked through.
+/// (last) and the queries' (second last) whose offsets differ by `n - m`; `and` with a
+/// class that is all true whatever the inputs ([`always_true`]) is looked through.
 fn is_causal(c: &Ctx, id: Id, m: &Dim, n: &Dim, depth: usize) -> bool {
     let ty = &data(c.eg, id).ty;
     let r = ty.rank();
@@ -230,13 +390,13 @@ fn is_causal(c: &Ctx, id: Id, m: &Dim, n: &Dim, depth: usize) -> bool {
             (Op::Binary(BinaryOp::LessEqual), [k, q]) => (*k, *q),
             (Op::Binary(BinaryOp::GreaterEqual), [q, k]) => (*k, *q),
             (Op::Binary(BinaryOp::And), [a, b]) if depth > 0 => {
-                return (all_true(c, *a) && is_causal(c, *b, m, n, depth - 1))
-                    || (all_true(c, *b) && is_causal(c, *a, m, n, depth - 1));
+                return (always_true(c, *a, 12) && is_causal(c, *b, m, n, depth - 1))
+                    || (always_true(c, *b, 12) && is_causal(c, *a, m, n, depth - 1));
             }
             _ => return false,
         };
-        let qs = positions(c, q, 6);
-        positions(c, k, 6)
+        let qs = positions(c, q, POSITION_DEPTH);
+        positions(c, k, POSITION_DEPTH)
             .iter()
             .any(|(ka, ko)| *ka == 0 && qs.iter().any(|(qa, qo)| *qa == 1 && qo.sub(ko) == shift))
     })
