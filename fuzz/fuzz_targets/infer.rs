@@ -338,6 +338,7 @@ fn op(u: &mut Unstructured) -> Result<Op> {
             nan_filter: u.arbitrary()?,
             zero_where: u.arbitrary()?,
             causal: u.arbitrary()?,
+            causal_min: false,
             perm_q: perm(u)?,
             perm_k: perm(u)?,
             perm_v: perm(u)?,

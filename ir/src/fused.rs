@@ -488,11 +488,15 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
             nan_filter,
             zero_where,
             causal,
+            causal_min,
             perm_q,
             perm_k,
             perm_v,
             perm_out,
         } => {
+            if *causal_min && !*causal {
+                return Err(invalid(name, "causal_min without causal"));
+            }
             let n_mask = usize::from(mask.is_some());
             want(3 + n_mask + usize::from(*zero_where))?;
             let q = permute(b, &args[0], perm_q)?;
@@ -552,8 +556,13 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     &[queries],
                 )?;
                 let sees = b.op(Op::Binary(BinaryOp::LessEqual), &[keys, queries])?;
-                let ninf = k(b, f64::NEG_INFINITY)?;
-                s = b.op(Op::Where, &[sees, s, ninf])?;
+                let hidden = if *causal_min {
+                    f64::from(f32::MIN)
+                } else {
+                    f64::NEG_INFINITY
+                };
+                let hidden = k(b, hidden)?;
+                s = b.op(Op::Where, &[sees, s, hidden])?;
             }
             let axis = b.rank(&s).saturating_sub(1);
             let mut p = b.op(Op::Softmax { axis }, std::slice::from_ref(&s))?;
@@ -639,6 +648,7 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     nan_filter: false,
                     zero_where: false,
                     causal: false,
+                    causal_min: false,
                     perm_q: heads.clone(),
                     perm_k: Some(vec![0, 2, 3, 1]),
                     perm_v: heads.clone(),

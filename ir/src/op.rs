@@ -612,6 +612,11 @@ pub enum Op {
         /// queries): the others score `-inf` after the mask, so a row that sees no key is
         /// NaN before the filters.
         causal: bool,
+        /// With `causal`, the keys a query does not see score `f32::MIN` (torch's
+        /// `finfo.min`) instead of `-inf`: a row whose seen scores are all `f32::MIN` or less
+        /// weighs every key, seen or not, as the additive `finfo.min` mask it replaces does
+        /// (the dynamo exporter's causal and padding mask); other rows are as with `-inf`.
+        causal_min: bool,
         /// The permutation that makes `Q` from operand 0.
         perm_q: Option<Vec<usize>>,
         /// The permutation that makes `Kt` from operand 1.
@@ -950,6 +955,7 @@ impl Op {
                 nan_filter,
                 zero_where,
                 causal,
+                causal_min,
                 perm_q,
                 perm_k,
                 perm_v,
@@ -965,6 +971,9 @@ impl Op {
                 }
                 if *causal {
                     v.push(("causal", "true".to_string()));
+                }
+                if *causal_min {
+                    v.push(("causal_min", "true".to_string()));
                 }
                 for (key, p) in [
                     ("perm_q", perm_q),
@@ -1137,6 +1146,7 @@ impl Op {
                 nan_filter: a.bool("nan_filter")?,
                 zero_where: a.opt_bool("zero_where")?.unwrap_or(false),
                 causal: a.opt_bool("causal")?.unwrap_or(false),
+                causal_min: a.opt_bool("causal_min")?.unwrap_or(false),
                 perm_q: a.opt_usizes("perm_q")?,
                 perm_k: a.opt_usizes("perm_k")?,
                 perm_v: a.opt_usizes("perm_v")?,

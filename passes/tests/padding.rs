@@ -174,6 +174,7 @@ fn packed_attention_costs_attention_over_the_real_tokens() {
             nan_filter: false,
             zero_where: false,
             causal: false,
+            causal_min: false,
             perm_q: None,
             perm_k: None,
             perm_v: None,

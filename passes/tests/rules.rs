@@ -310,15 +310,25 @@ rule_test!(
     r#"graph(%q: f32[1, 2, n, 8], %pk: f32[1, 2, 8, p], %kn: f32[1, 2, 8, n], %pv: f32[1, 2, p, 8], %vn: f32[1, 2, n, 8], %pad: bool[1, p + n]) {; %k = concat<axis=3>(%pk, %kn) : f32[1, 2, 8, p + n]; %v = concat<axis=2>(%pv, %vn) : f32[1, 2, p + n, 8]; %t = const [true] : bool[]; %rk = range<dtype=i64, start=0, limit=p + n, delta=1> : i64[p + n]; %rk4 = reshape<shape=[1, 1, 1, p + n]>(%rk) : i64[1, 1, 1, p + n]; %rq = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %past = dims<dtype=i64, shape=[], values=[p]> : i64[]; %rqp = add(%rq, %past) : i64[n]; %rq4 = reshape<shape=[1, 1, n, 1]>(%rqp) : i64[1, 1, n, 1]; %le = less_equal(%rk4, %rq4) : bool[1, 1, n, p + n]; %c = and(%t, %le) : bool[1, 1, n, p + n]; %pm = reshape<shape=[1, 1, 1, p + n]>(%pad) : bool[1, 1, 1, p + n]; %a = and(%c, %pm) : bool[1, 1, n, p + n]; %z = const [0.0] : f32[1]; %ninf = const [-inf] : f32[1]; %mf = where(%a, %z, %ninf) : f32[1, 1, n, p + n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, p + n]; %sc = mul(%s, %c8) : f32[1, 2, n, p + n]; %sm = add(%sc, %mf) : f32[1, 2, n, p + n]; %sp = softmax<axis=3>(%sm) : f32[1, 2, n, p + n]; %isn = isnan(%sp) : bool[1, 2, n, p + n]; %z0 = const [0.0] : f32[]; %f = where(%isn, %z0, %sp) : f32[1, 2, n, p + n]; %y = matmul(%f, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
     expect = "mask=add, nan_filter=true, causal=true"
 );
-// The dynamo opset-18 export fills with torch's finfo.min: exact without a padding mask
-// (every query sees key 0), and with one equal except in rows whose visible keys are all
-// padding (none in this test's data; see RULES.md).
+// The dynamo opset-18 export fills with torch's finfo.min: without a padding mask every
+// query sees key 0, so the hidden keys may score -inf (plain `causal`).
 rule_test!(
     attention_causal_finfo_min,
     "attention-causal-finfo-min",
     0.0,
     r#"graph(%q: f32[1, 2, n, 8], %pk: f32[1, 2, 8, p], %kn: f32[1, 2, 8, n], %pv: f32[1, 2, p, 8], %vn: f32[1, 2, n, 8]) {; %k = concat<axis=3>(%pk, %kn) : f32[1, 2, 8, p + n]; %v = concat<axis=2>(%pv, %vn) : f32[1, 2, p + n, 8]; %t = const [true] : bool[]; %rk = range<dtype=i64, start=0, limit=p + n, delta=1> : i64[p + n]; %rk4 = reshape<shape=[1, 1, 1, p + n]>(%rk) : i64[1, 1, 1, p + n]; %rq = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %past = dims<dtype=i64, shape=[], values=[p]> : i64[]; %rqp = add(%rq, %past) : i64[n]; %rq4 = reshape<shape=[1, 1, n, 1]>(%rqp) : i64[1, 1, n, 1]; %le = less_equal(%rk4, %rq4) : bool[1, 1, n, p + n]; %c = and(%t, %le) : bool[1, 1, n, p + n]; %z = const [0.0] : f32[]; %fm = const [-3.4028235e38] : f32[]; %mf = where(%c, %z, %fm) : f32[1, 1, n, p + n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, p + n]; %sc = mul(%s, %c8) : f32[1, 2, n, p + n]; %sm = add(%sc, %mf) : f32[1, 2, n, p + n]; %sp = softmax<axis=3>(%sm) : f32[1, 2, n, p + n]; %y = matmul(%sp, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
     expect = "mask=none, nan_filter=false, causal=true"
+);
+// With a padding mask and-ed to the causal condition, as the dynamo opset-18 export of a
+// padded batch writes it: a query whose visible keys are all padding scores finfo.min at every
+// key and averages them all, hidden ones too; `causal_min` keeps that (this test's data has
+// such rows: 1 in 5 keys is padding, and at n = 1 every query sees one key).
+rule_test!(
+    attention_causal_finfo_min_padded,
+    "attention-causal-finfo-min",
+    0.0,
+    r#"graph(%q: f32[1, 2, n, 8], %k: f32[1, 2, 8, n], %v: f32[1, 2, n, 8], %pad: bool[1, n]) {; %r = range<dtype=i64, start=0, limit=n, delta=1> : i64[n]; %rk = reshape<shape=[1, 1, 1, n]>(%r) : i64[1, 1, 1, n]; %rq = reshape<shape=[1, 1, n, 1]>(%r) : i64[1, 1, n, 1]; %t = const [true] : bool[]; %le = less_equal(%rk, %rq) : bool[1, 1, n, n]; %c = and(%t, %le) : bool[1, 1, n, n]; %pm = reshape<shape=[1, 1, 1, n]>(%pad) : bool[1, 1, 1, n]; %a = and(%c, %pm) : bool[1, 1, n, n]; %z = const [0.0] : f32[]; %fm = const [-3.4028235e38] : f32[]; %mf = where(%a, %z, %fm) : f32[1, 1, n, n]; %c8 = const [0.35355338] : f32[]; %s = matmul(%q, %k) : f32[1, 2, n, n]; %sc = mul(%s, %c8) : f32[1, 2, n, n]; %sm = add(%sc, %mf) : f32[1, 2, n, n]; %sp = softmax<axis=3>(%sm) : f32[1, 2, n, n]; %y = matmul(%sp, %v) : f32[1, 2, n, 8]; return %o = %y; }"#,
+    expect = "mask=add, nan_filter=false, causal=true, causal_min=true"
 );
 // The dynamo exporter's mask for packed sequences (transformers' GPT-2): segment ids from a
 // running sum of `positions[i] - positions[i - 1] != 1`, then `same segment and key position

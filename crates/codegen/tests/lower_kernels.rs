@@ -2375,6 +2375,78 @@ fn fused_op_attention_causal() {
     case.check();
 }
 
+/// `causal_min` (the dynamo opset-18 exporter's causal and padding mask, filled with torch's
+/// `finfo.min`): hidden keys score `f32::MIN`, so a row whose visible keys are all padding (at
+/// least half of row 0's, a quarter of row 1's: the padding mask is true with probability one
+/// half) or that sees no key (`u = s + 2` queries: the first two rows) weighs every key
+/// equally, the mean of `V`'s rows; the other rows are as plain `causal`. Lengths 1 to 600;
+/// the bound writes the mask with `trilu`, tolerance as `fused_op_attention_causal`.
+#[test]
+fn fused_op_attention_causal_min() {
+    let head = "graph(%qi: i32[b, 2, s, 16], %ki: i32[b, 2, 16, s], %v: f32[b, 2, s, 8], \
+                %mask: bool[b, 1, 1, s], %ql: i32[b, 2, u, 16]) {";
+    let common = r#"
+  %zero = const [0.0] : f32[]
+  %fmin = const [-3.4028235e38] : f32[]
+  %q = cast<to=f32>(%qi) : f32[b, 2, s, 16]
+  %k = cast<to=f32>(%ki) : f32[b, 2, 16, s]
+  %qlf = cast<to=f32>(%ql) : f32[b, 2, u, 16]
+  %mf = where(%mask, %zero, %fmin) : f32[b, 1, 1, s]"#;
+    let ir = format!(
+        "{head}{common}
+  %o1 = attention<scale=mul(0.25), mask=add, nan_filter=false, causal=true, causal_min=true>(%q, %k, %v, %mf) : f32[b, 2, s, 8]
+  %o2 = attention<scale=none, mask=none, nan_filter=false, causal=true, causal_min=true>(%qlf, %k, %v) : f32[b, 2, u, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+}}"
+    );
+    let bound = format!(
+        "{head}{common}
+  %c = const [0.25] : f32[]
+  %sc = matmul(%q, %k) : f32[b, 2, s, s]
+  %av = abs(%v) : f32[b, 2, s, 8]
+  %s1 = mul(%sc, %c) : f32[b, 2, s, s]
+  %a1 = add(%s1, %mf) : f32[b, 2, s, s]
+  %one1 = equal(%s1, %s1) : bool[b, 2, s, s]
+  %f1 = cast<to=f32>(%one1) : f32[b, 2, s, s]
+  %t1 = trilu<upper=false, k=0>(%f1) : f32[b, 2, s, s]
+  %sees1 = cast<to=bool>(%t1) : bool[b, 2, s, s]
+  %w1 = where(%sees1, %a1, %fmin) : f32[b, 2, s, s]
+  %p1 = softmax<axis=3>(%w1) : f32[b, 2, s, s]
+  %e1 = abs(%p1) : f32[b, 2, s, s]
+  %o1 = matmul(%e1, %av) : f32[b, 2, s, 8]
+  %sc2 = matmul(%qlf, %k) : f32[b, 2, u, s]
+  %one2 = equal(%sc2, %sc2) : bool[b, 2, u, s]
+  %f2 = cast<to=f32>(%one2) : f32[b, 2, u, s]
+  %t2 = trilu<upper=false, k=-2>(%f2) : f32[b, 2, u, s]
+  %sees2 = cast<to=bool>(%t2) : bool[b, 2, u, s]
+  %w2 = where(%sees2, %sc2, %fmin) : f32[b, 2, u, s]
+  %p2 = softmax<axis=3>(%w2) : f32[b, 2, u, s]
+  %e2 = abs(%p2) : f32[b, 2, u, s]
+  %o2 = matmul(%e2, %av) : f32[b, 2, u, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+}}"
+    );
+    let mut case = Case::new("fused_attention_causal_min", &ir)
+        .bound(&bound)
+        // Three casts, the mask and two attentions.
+        .steps(6)
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("ql", Gen::Int(-3, 3))
+        .input("v", Gen::Float(-1.0, 1.0))
+        .tol(Tol::Gemm {
+            k: Len::Sym("s"),
+            slope: 1.0,
+            extra: 4.0 * f64::powi(2.0, -23),
+        });
+    for s in [1, 2, 7, 47, 48, 49, 97, 300, 600] {
+        case = case.bind(&[("b", 1 + s % 2), ("s", s), ("u", s + 2)]);
+    }
+    case.check();
+}
+
 /// Attention over no keys: the product of an empty softmax with V is an empty sum, zeros, as
 /// the interpreter gives, unnormalised (no filter: the division by the rows' sums) and
 /// normalised (the filter), with and without the causal flag.

@@ -647,7 +647,8 @@ fn every_other_op() -> Graph {
         outs.push(add(&mut g, op, xs));
     }
 
-    // attention: every scale, mask on and off, NaN filter on and off, causal, then the perms.
+    // attention: every scale, mask on and off, NaN filter on and off, causal (with -inf and with
+    // f32::MIN), then the perms.
     let scales = [
         crate::fused::ScoreScale::None,
         crate::fused::ScoreScale::Mul(0.125),
@@ -657,13 +658,19 @@ fn every_other_op() -> Graph {
     ];
     for scale in scales {
         for kind in crate::fused::AttentionMask::ALL {
-            for (nan_filter, causal) in [(false, false), (true, false), (false, true)] {
+            for (nan_filter, causal, causal_min) in [
+                (false, false, false),
+                (true, false, false),
+                (false, true, false),
+                (false, true, true),
+            ] {
                 let op = Op::Attention {
                     scale,
                     mask: kind,
                     nan_filter,
                     zero_where: false,
                     causal,
+                    causal_min,
                     perm_q: None,
                     perm_k: None,
                     perm_v: None,
@@ -704,6 +711,7 @@ fn every_other_op() -> Graph {
             nan_filter: true,
             zero_where: false,
             causal: false,
+            causal_min: false,
             perm_q,
             perm_k,
             perm_v,
@@ -725,6 +733,7 @@ fn every_other_op() -> Graph {
             nan_filter: false,
             zero_where: true,
             causal: true,
+            causal_min: false,
             perm_q: None,
             perm_k: None,
             perm_v: None,

@@ -266,6 +266,7 @@ impl Sinker {
                 scale,
                 mask,
                 causal: false,
+                causal_min: false,
                 zero_where,
                 perm_q,
                 perm_k,

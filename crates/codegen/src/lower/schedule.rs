@@ -110,6 +110,10 @@ pub enum Kernel {
         /// Whether query `i` of `m` sees only keys `j <= i + n - m` (after `f`; the others
         /// score `-inf`): the kernel skips the key blocks no row of a query block sees.
         causal: bool,
+        /// With `causal`, the unseen keys score `f32::MIN` instead (see
+        /// [`Op::Attention`]): a row whose seen scores are all `f32::MIN` or less is the mean
+        /// of `V`'s rows.
+        causal_min: bool,
     },
     /// A copy of input 0 into an output buffer.
     Copy,
@@ -426,11 +430,17 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
             nan_filter,
             zero_where,
             causal,
+            causal_min,
             perm_q,
             perm_k,
             perm_v,
             perm_out,
         } => {
+            if *causal_min && (*zero_where || !*causal) {
+                return Err(unsupported(
+                    "attention with causal_min needs causal and no zero_where",
+                ));
+            }
             if !ops[..3].iter().all(|&o| f32_matrix(o)) {
                 return Err(unsupported(
                     "attention needs f32 q, kt and v of rank 2 or more",
@@ -545,6 +555,7 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
                     perms: [perm_q.clone(), perm_k.clone(), perm_v.clone()],
                     out_perm: perm_out.clone(),
                     causal: *causal,
+                    causal_min: *causal_min,
                 },
                 inputs,
             ))

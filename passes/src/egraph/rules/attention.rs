@@ -431,6 +431,7 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool, how: Fill) -> Vec<I
                 n.op(),
                 Op::Attention {
                     causal: false,
+                    causal_min: false,
                     zero_where,
                     ..
                 } if *zero_where == zero
@@ -489,29 +490,28 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool, how: Fill) -> Vec<I
             AttentionMask::None => vec![],
         };
         for (x, fill) in conds {
-            // C alone, or C and P either way round: the rest to keep as the mask.
-            let mut rest: Vec<Option<Id>> = Vec::new();
-            let (alone, padded) = match how {
-                Fill::NegInf => (true, true),
-                // Every query sees key 0 when the keys are at least as many as the queries.
-                // With a padding mask `and`-ed to C, a query whose visible keys are all padding
-                // averages every key before (all scores finfo.min) and only its visible keys
-                // after: not an equality, so not rewritten.
-                Fill::Min => (nonnegative(&n.sub(&m)), false),
-            };
-            if alone && is_causal(c, x, &m, &n, 2) {
-                rest.push(None);
+            // C alone, or C and P either way round: the rest to keep as the mask, and whether
+            // the hidden keys must score finfo.min (`causal_min`) rather than -inf. With
+            // finfo.min, a query whose seen scores are all finfo.min (its seen keys all
+            // padding, or none) weighs every key, hidden ones too: `causal_min` keeps that.
+            // Alone, with at least as many keys as queries, every query sees key 0 (a real
+            // score), so -inf hides as well and the kernel needs no such rows.
+            let mut rest: Vec<(Option<Id>, bool)> = Vec::new();
+            if is_causal(c, x, &m, &n, 2) {
+                rest.push((None, how == Fill::Min && !nonnegative(&n.sub(&m))));
             }
-            for a in nodes(c.eg, x).filter(|_| padded) {
+            // When C alone is causal, a form that keeps part of it as the mask costs more.
+            let alone = !rest.is_empty();
+            for a in nodes(c.eg, x).filter(|_| !alone) {
                 if let (Op::Binary(BinaryOp::And), [p0, p1]) = (a.op(), a.args()) {
                     if is_causal(c, *p0, &m, &n, 2) {
-                        rest.push(Some(*p1));
+                        rest.push((Some(*p1), how == Fill::Min));
                     } else if is_causal(c, *p1, &m, &n, 2) {
-                        rest.push(Some(*p0));
+                        rest.push((Some(*p0), how == Fill::Min));
                     }
                 }
             }
-            for p in rest {
+            for (p, hide_min) in rest {
                 let mut new = op.clone();
                 let mut new_args = args[..3].to_vec();
                 let new_kind = match p {
@@ -529,9 +529,16 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool, how: Fill) -> Vec<I
                 if zero {
                     new_args.push(args[4]);
                 }
-                if let Op::Attention { mask, causal, .. } = &mut new {
+                if let Op::Attention {
+                    mask,
+                    causal,
+                    causal_min,
+                    ..
+                } = &mut new
+                {
                     *mask = new_kind;
                     *causal = true;
+                    *causal_min = hide_min;
                 }
                 out.extend(c.add(new, new_args));
             }
@@ -541,7 +548,8 @@ fn causal_forms(c: &mut Ctx, root: Id, mask: Id, zero: bool, how: Fill) -> Vec<I
 }
 
 /// How the causal condition's mask fills what it hides: `-inf`, or torch's `finfo.min` (the
-/// dynamo opset-18 exporter's; recognised without a padding mask only).
+/// dynamo opset-18 exporter's; with a padding mask, or fewer keys than queries, the rewrite
+/// keeps it with `causal_min`).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Fill {
     NegInf,
@@ -636,6 +644,7 @@ pub fn rules() -> Vec<Rule> {
                                     nan_filter,
                                     zero_where: zero_cond.is_some(),
                                     causal: false,
+                                    causal_min: false,
                                     perm_q: perm_q.clone(),
                                     perm_k: perm_k.clone(),
                                     perm_v: perm_v.clone(),
@@ -662,7 +671,7 @@ pub fn rules() -> Vec<Rule> {
         rule(
             "attention-causal-finfo-min",
             Exact,
-            "attention(.., where(C, 0, finfo.min)) = attention<causal>(..) for C as attention-causal and at least as many keys as queries (exact for scores below 2^103 in magnitude)",
+            "attention(.., where(C and P, 0, finfo.min)) = attention<causal, causal_min>(.., where(P, 0, finfo.min)) for C as attention-causal, or attention<causal>(..) for C alone with at least as many keys as queries (exact for scores below 2^103 in magnitude)",
             "(attention ?q ?k ?v ?m)",
             |c, root, s| causal_forms(c, root, var(s, "?m"), false, Fill::Min),
         ),

@@ -3,7 +3,8 @@
 //! a scratch block that stays in L2.
 
 use inkwell::values::IntValue;
-use inkwell::IntPredicate;
+use inkwell::values::PointerValue;
+use inkwell::{FloatPredicate, IntPredicate};
 use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
@@ -58,8 +59,8 @@ impl AttentionDims {
         })
     }
 
-    /// Scratch floats per batch matrix: packed `K`, packed `V`, one block of scores and its
-    /// rows' inverse sums (f64).
+    /// Scratch floats per batch matrix: packed `K`, packed `V`, one block of scores, its
+    /// rows' inverse sums (f64) and their flags (`causal_min`: the rows that weigh every key).
     fn scratch_floats(&self, target: &Target) -> Dim {
         let layout = GemmLayout::for_target(target);
         let nr = Dim::constant(layout.nr() as i64);
@@ -69,7 +70,7 @@ impl AttentionDims {
             .mul(&self.dk)
             .add(&panels(&self.dv).mul(&nr).mul(&self.n))
             .add(&Dim::constant(ATTENTION_ROWS).mul(&self.n))
-            .add(&Dim::constant(2 * ATTENTION_ROWS))
+            .add(&Dim::constant(3 * ATTENTION_ROWS))
     }
 }
 
@@ -98,6 +99,7 @@ pub(super) fn attention<'ctx>(
         perms,
         out_perm,
         causal,
+        causal_min,
         ..
     } = &step.kernel
     else {
@@ -184,7 +186,11 @@ pub(super) fn attention<'ctx>(
     let s_len = c.mul(c.kb.i64_const(ATTENTION_ROWS), nv)?;
     // The rows' inverse sums, f64, when deferred.
     let inv_len = c.kb.i64_const(2 * ATTENTION_ROWS);
-    let per_task = c.add(c.add(c.add(k_len, v_len)?, s_len)?, inv_len)?;
+    let flag_len = c.kb.i64_const(ATTENTION_ROWS);
+    let per_task = c.add(
+        c.add(c.add(c.add(k_len, v_len)?, s_len)?, inv_len)?,
+        flag_len,
+    )?;
     let scratch = c
         .scratch
         .ok_or_else(|| c.kb.internal("the attention has no scratch"))?;
@@ -228,6 +234,7 @@ pub(super) fn attention<'ctx>(
         let sv = scalar::element_ptr(&c.kb, DType::F32, sk, k_len)?;
         let sblk = scalar::element_ptr(&c.kb, DType::F32, sv, v_len)?;
         let sinv = scalar::element_ptr(&c.kb, DType::F32, sblk, s_len)?;
+        let sflag = scalar::element_ptr(&c.kb, DType::F32, sinv, inv_len)?;
         // K (dk x n) and V (n x dv), packed once per batch matrix.
         let call = |f, args: &[inkwell::values::BasicMetadataValueEnum]| {
             c.b()
@@ -325,7 +332,8 @@ pub(super) fn attention<'ctx>(
                         store(&c.kb, DType::F32, srow, j, y)
                     })
                 };
-                if vector_ok(expr, &pre) && post.as_ref().is_none_or(|g| vector_ok(g, &post_range))
+                let max = if vector_ok(expr, &pre)
+                    && post.as_ref().is_none_or(|g| vector_ok(g, &post_range))
                 {
                     let leaves_of = |range: &std::ops::Range<usize>| -> Result<Vec<RowLeafRef>> {
                         range
@@ -366,7 +374,7 @@ pub(super) fn attention<'ctx>(
                     let g_ref: Option<&RowMap<'_, 'ctx>> =
                         if post.is_some() { Some(&g_map) } else { None };
                     if deferred {
-                        let inv = softmax_row_unnormalised_f32(
+                        let (inv, max) = softmax_row_unnormalised_f32(
                             c,
                             srow,
                             srow,
@@ -376,17 +384,41 @@ pub(super) fn attention<'ctx>(
                         )?;
                         let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                         c.b().build_store(slot, inv).map_err(c.kb.err())?;
+                        max
                     } else {
-                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, ATTENTION_FLOOR)?;
+                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, ATTENTION_FLOOR)?
                     }
                 } else {
                     if !trivial_pre {
                         apply(c, expr, pre.clone(), len)?;
                     }
-                    softmax_row_mapped_f32(c, srow, srow, len, None, None, ATTENTION_FLOOR)?;
+                    let max =
+                        softmax_row_mapped_f32(c, srow, srow, len, None, None, ATTENTION_FLOOR)?;
                     if let Some(g) = post {
                         apply(c, g, post_range.clone(), len)?;
                     }
+                    max
+                };
+                if *causal_min {
+                    // A row whose seen scores are all f32::MIN or less (or that sees none)
+                    // weighs every key equally: flagged, its output is made after P · V.
+                    let b = c.b();
+                    let low = b
+                        .build_float_compare(
+                            FloatPredicate::OLE,
+                            max,
+                            c.kb.context().f32_type().const_float(f64::from(f32::MIN)),
+                            "all.min",
+                        )
+                        .map_err(c.kb.err())?;
+                    let blind = b
+                        .build_int_compare(IntPredicate::EQ, len, zero, "sees.none")
+                        .map_err(c.kb.err())?;
+                    let flagged = b.build_or(low, blind, "flagged").map_err(c.kb.err())?;
+                    let flag = b
+                        .build_unsigned_int_to_float(flagged, c.kb.context().f32_type(), "flag")
+                        .map_err(c.kb.err())?;
+                    store(&c.kb, DType::F32, sflag, i, flag.into())?;
                 }
                 if *causal {
                     // The keys the row does not see: probability 0, which `g` (the filters)
@@ -440,6 +472,19 @@ pub(super) fn attention<'ctx>(
                     .map_err(c.kb.err())?;
                 scale_rows(c, o_blk, out_st[r - 2], rows, dvv, sinv, Some(no_keys))?;
             }
+            if *causal_min {
+                mean_rows(
+                    c,
+                    o_blk,
+                    out_st[r - 2],
+                    rows,
+                    sflag,
+                    v,
+                    &st[2][r - 2..],
+                    nv,
+                    dvv,
+                )?;
+            }
             Ok(())
         })
     })?;
@@ -447,6 +492,82 @@ pub(super) fn attention<'ctx>(
         dims.batch.clone(),
         dims.m.mul(&dims.n).mul(&dims.dk.add(&dims.dv)),
     ))
+}
+
+/// For each of the `rows` rows of `dv` floats at `o` (row stride `stride`) whose flag in
+/// `flags` is not 0: the mean of the `n` rows of `V` (at `v`, row and column strides
+/// `v_st`), summed in f64 and rounded once: what a softmax of `n` equal scores gives (an
+/// attention with `causal_min` whose row sees only `f32::MIN`). Nothing without keys.
+#[allow(clippy::too_many_arguments)]
+fn mean_rows<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    o: PointerValue<'ctx>,
+    stride: IntValue<'ctx>,
+    rows: IntValue<'ctx>,
+    flags: PointerValue<'ctx>,
+    v: PointerValue<'ctx>,
+    v_st: &[IntValue<'ctx>],
+    n: IntValue<'ctx>,
+    dv: IntValue<'ctx>,
+) -> Result<()> {
+    let zero = c.kb.i64_const(0);
+    let f64t = c.kb.context().f64_type();
+    let f32t = c.kb.context().f32_type();
+    c.for_range(zero, rows, "mean.row", |c, i| {
+        let b = c.b();
+        let flag = load(&c.kb, DType::F32, flags, i)?.into_float_value();
+        let set = b
+            .build_float_compare(FloatPredicate::ONE, flag, f32t.const_zero(), "set")
+            .map_err(c.kb.err())?;
+        let keys = b
+            .build_int_compare(IntPredicate::SGT, n, zero, "keys")
+            .map_err(c.kb.err())?;
+        let go = b.build_and(set, keys, "go").map_err(c.kb.err())?;
+        c.if_then(go, |c| {
+            let b = c.b();
+            let inv = b
+                .build_float_div(
+                    f64t.const_float(1.0),
+                    b.build_signed_int_to_float(n, f64t, "n")
+                        .map_err(c.kb.err())?,
+                    "inv.n",
+                )
+                .map_err(c.kb.err())?;
+            let orow = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(i, stride)?)?;
+            // The sum's stack slot, in the entry block (an alloca in a loop would grow the
+            // stack at each turn).
+            let acc =
+                c.kb.entry_builder()?
+                    .build_alloca(f64t, "acc")
+                    .map_err(c.kb.err())?;
+            c.for_range(zero, dv, "mean.col", |c, d| {
+                let b = c.b();
+                b.build_store(acc, f64t.const_zero()).map_err(c.kb.err())?;
+                let col = c.mul(d, v_st[1])?;
+                c.for_range(zero, n, "mean.key", |c, j| {
+                    let b = c.b();
+                    let at = c.add(c.mul(j, v_st[0])?, col)?;
+                    let x = load(&c.kb, DType::F32, v, at)?.into_float_value();
+                    let x = b.build_float_ext(x, f64t, "x").map_err(c.kb.err())?;
+                    let sum = b.build_load(f64t, acc, "sum").map_err(c.kb.err())?;
+                    let sum = b
+                        .build_float_add(sum.into_float_value(), x, "sum")
+                        .map_err(c.kb.err())?;
+                    b.build_store(acc, sum).map_err(c.kb.err())?;
+                    Ok(())
+                })?;
+                let b = c.b();
+                let sum = b.build_load(f64t, acc, "sum").map_err(c.kb.err())?;
+                let mean = b
+                    .build_float_mul(sum.into_float_value(), inv, "mean")
+                    .map_err(c.kb.err())?;
+                let mean = b
+                    .build_float_trunc(mean, f32t, "mean")
+                    .map_err(c.kb.err())?;
+                store(&c.kb, DType::F32, orow, d, mean.into())
+            })
+        })
+    })
 }
 
 /// Multiplies each of the `rows` rows of `dv` floats at `o` (row stride `stride`) by its
@@ -684,7 +805,8 @@ pub(super) fn packed_attention<'ctx>(
                     tcc_ir::ScoreScale::None => None,
                     _ => Some(&scaled),
                 };
-                let inv = softmax_row_unnormalised_f32(c, srow, srow, len, pre, ATTENTION_FLOOR)?;
+                let (inv, _) =
+                    softmax_row_unnormalised_f32(c, srow, srow, len, pre, ATTENTION_FLOOR)?;
                 let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                 c.b().build_store(slot, inv).map_err(c.kb.err())?;
                 Ok(())

@@ -121,7 +121,7 @@ pub(super) fn softmax_row_f32<'ctx>(
     dst: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
 ) -> Result<()> {
-    softmax_row_mapped_f32(c, src, dst, lenv, None, None, SOFTMAX_FLOOR)
+    softmax_row_mapped_f32(c, src, dst, lenv, None, None, SOFTMAX_FLOOR).map(|_| ())
 }
 
 /// The floor of `x - max` below which the softmax's exponentials are 0: `exp(-87)` is about
@@ -147,7 +147,8 @@ pub(super) type RowMap<'a, 'ctx> = dyn Fn(
 
 /// [`softmax_row_f32`] of `pre(x)`, stored as `post(softmax)`: `pre` is applied to `src` in
 /// place during the pass that finds the maximum, `post` to each result before its store. The
-/// values are those of the three steps apart, in one pass fewer each.
+/// values are those of the three steps apart, in one pass fewer each. Returns the row's
+/// maximum (of `pre(x)`).
 pub(super) fn softmax_row_mapped_f32<'ctx>(
     c: &Ctx<'_, 'ctx>,
     src: PointerValue<'ctx>,
@@ -156,13 +157,13 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
     pre: Option<&RowMap<'_, 'ctx>>,
     post: Option<&RowMap<'_, 'ctx>>,
     floor: f32,
-) -> Result<()> {
+) -> Result<inkwell::values::FloatValue<'ctx>> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
     let vd = kb.context().f64_type().vec_type(kb.lanes());
     // e = exp(x - max) into dst (pre applied to src in place on the way), and 1 / sum.
-    let inv = softmax_row_unnormalised_f32(c, src, dst, lenv, pre, floor)?;
+    let (inv, max) = softmax_row_unnormalised_f32(c, src, dst, lenv, pre, floor)?;
     let inv_v = kb.splat(inv.into(), "inv")?;
     kb.vector_loop_in(lenv, |kb, i, mask| {
         let e = kb.load_f32(dst, i, mask)?;
@@ -173,7 +174,8 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
             y = post(kb, i, y, mask)?;
         }
         kb.store_f32(dst, i, y, mask)
-    })
+    })?;
+    Ok(max)
 }
 
 /// `exp(x - max)` for a vector `x`, given `neg_max = -max`: the difference as an exact f32
@@ -233,7 +235,8 @@ fn exp_minus_max<'ctx>(
 /// becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0
 /// where `x - max < floor`). Returns `1 / sum(e)` in f64 (the sum in
 /// f64 lanes), NaN when the maximum is not finite (a row holding a NaN or an infinity, or a
-/// row whose elements are all `-inf` or that has none: NaN everywhere, as the softmax is).
+/// row whose elements are all `-inf` or that has none: NaN everywhere, as the softmax is),
+/// and the row's maximum (of `pre(x)`).
 /// `e * (1 / sum)` is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s.
 pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     c: &Ctx<'_, 'ctx>,
@@ -242,7 +245,10 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
     floor: f32,
-) -> Result<inkwell::values::FloatValue<'ctx>> {
+) -> Result<(
+    inkwell::values::FloatValue<'ctx>,
+    inkwell::values::FloatValue<'ctx>,
+)> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
@@ -271,9 +277,9 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     let finite = b
         .build_float_compare(FloatPredicate::OEQ, dm, f32t.const_zero(), "finite")
         .map_err(kb.err())?;
-    Ok(
-        b.build_select(finite, inv, f64t.const_float(f64::NAN), "inv")
-            .map_err(kb.err())?
-            .into_float_value(),
-    )
+    let inv = b
+        .build_select(finite, inv, f64t.const_float(f64::NAN), "inv")
+        .map_err(kb.err())?
+        .into_float_value();
+    Ok((inv, max))
 }
