@@ -395,7 +395,7 @@ fn const_b_matches_reference_on_sse_without_fma() {
 /// without bias, each split over two threads with their own scratch.
 fn check_runtime_b(cpu: &str) {
     let target = Target::named(cpu).unwrap();
-    let layout = GemmLayout::for_target(&target);
+    let layout = GemmLayout::for_runtime_b(&target);
     let dir = tempfile::tempdir().unwrap();
     let tag = cpu.replace('-', "_");
     let epilogues = [

@@ -62,7 +62,7 @@ impl AttentionDims {
     /// Scratch floats per batch matrix: packed `K`, packed `V`, one block of scores, its
     /// rows' inverse sums (f64) and their flags (`causal_min`: the rows that weigh every key).
     fn scratch_floats(&self, target: &Target) -> Dim {
-        let layout = GemmLayout::for_target(target);
+        let layout = GemmLayout::for_runtime_b(target);
         let nr = Dim::constant(layout.nr() as i64);
         let panels = |d: &Dim| d.add(&nr.sub(&Dim::constant(1))).floor_div(&nr);
         panels(&self.n)
@@ -153,7 +153,7 @@ pub(super) fn attention<'ctx>(
         .collect();
     let pre = 3..3 + pre_leaves;
 
-    let layout = GemmLayout::for_target(target);
+    let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
     let gemm = gemm::emit_gemm_packed_b(
@@ -613,7 +613,7 @@ fn scale_rows<'ctx>(
 /// Scratch floats per task of `packed_attention` for sequences of at most `s` tokens: packed
 /// `K` (`dk x s`) and `V` (`s x dv`), one block of scores and its rows' inverse sums.
 fn packed_scratch_floats(s: &Dim, dk: &Dim, dv: &Dim, target: &Target) -> Dim {
-    let layout = GemmLayout::for_target(target);
+    let layout = GemmLayout::for_runtime_b(target);
     let nr = Dim::constant(layout.nr() as i64);
     let panels = |d: &Dim| d.add(&nr.sub(&Dim::constant(1))).floor_div(&nr);
     panels(s)
@@ -665,7 +665,7 @@ pub(super) fn packed_attention<'ctx>(
         ));
     }
     let (qd, vd, md) = (qt.shape.dims(), vt.shape.dims(), mt.shape.dims());
-    let layout = GemmLayout::for_target(target);
+    let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
     let gemm = gemm::emit_gemm_packed_b(

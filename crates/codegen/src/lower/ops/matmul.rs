@@ -87,7 +87,7 @@ pub(super) fn scratch_bytes(
     out: &Shape,
     perms: &[Option<Vec<usize>>; 2],
 ) -> Dim {
-    let layout = GemmLayout::for_target(target);
+    let layout = GemmLayout::for_runtime_b(target);
     let r = out.rank();
     let b_shape = logical_shape(graph, step, 1, &perms[1]);
     let k = b_shape.dims()[b_shape.rank() - 2].clone();
@@ -154,7 +154,7 @@ pub(super) fn matmul(
             "the result's rows are not contiguous",
         ));
     }
-    let layout = GemmLayout::for_target(target);
+    let layout = GemmLayout::for_runtime_b(target);
     let module = c.m;
     let name = format!("{}.gemm", c.kb.function().get_name().to_string_lossy());
     let g = gemm::emit_gemm_runtime_b(module, target, &name, &layout, false, Epilogue::default())?;
