@@ -4,9 +4,9 @@
 
 use inkwell::values::{BasicValue, BasicValueEnum, IntValue, PointerValue};
 use inkwell::{FloatPredicate, IntPredicate};
-use tcc_ir::{DType, Graph};
+use tcc_ir::{DType, Dim, Graph};
 
-use super::{bcast_strides_to, lines, strides, Ctx, Parallel};
+use super::{bcast_strides_to, rows_of, strides, Ctx, Parallel};
 use crate::error::Result;
 use crate::kernels::KernelBuilder;
 use crate::lower::scalar::{self, load, store};
@@ -35,8 +35,58 @@ pub(super) fn fused(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, expr: &Expr) ->
         let v = eval(c, expr, &leaves)?;
         store(&c.kb, dtype, c.dest, offs[0], v)
     })?;
-    Ok(lines(out_shape))
+    // A row per line of the innermost axis; its work weighs each element by its expression's
+    // cost, so that a loop of library calls (T5's relative-position buckets take a `log` per
+    // element of `seq x seq`) splits across threads where as many additions would not.
+    let last = out_shape.dims().last().cloned().unwrap_or(Dim::constant(1));
+    Ok(Parallel::rows(
+        rows_of(out_shape),
+        last.mul(&Dim::constant(element_work(expr).max(1))),
+    ))
 }
+
+/// The work of one element of `e`, in simple operations: 1 an op, [`CALL_WORK`] a
+/// transcendental function or a float `pow` (a call into the C library, or `erf`'s inline
+/// polynomials).
+fn element_work(e: &Expr) -> i64 {
+    use tcc_ir::{BinaryOp as B, UnaryOp as U};
+    match e {
+        Expr::Leaf(..) | Expr::Scalar(_) => 0,
+        Expr::Unary(u, x, d) => {
+            let call = d.is_float()
+                && matches!(
+                    u,
+                    U::Exp
+                        | U::Log
+                        | U::Erf
+                        | U::Tanh
+                        | U::Sigmoid
+                        | U::Sin
+                        | U::Cos
+                        | U::Tan
+                        | U::Asin
+                        | U::Acos
+                        | U::Atan
+                        | U::Sinh
+                        | U::Cosh
+                        | U::Asinh
+                        | U::Acosh
+                        | U::Atanh
+                );
+            (if call { CALL_WORK } else { 1 }) + element_work(x)
+        }
+        Expr::Binary(op, x, y, d) => {
+            let call = *op == B::Pow && d.is_float();
+            (if call { CALL_WORK } else { 1 }) + element_work(x) + element_work(y)
+        }
+        Expr::Where(parts, _) => 1 + parts.iter().map(element_work).sum::<i64>(),
+        Expr::Cast(x, _) => 1 + element_work(x),
+    }
+}
+
+/// The work [`element_work`] counts for a call to a transcendental function: tens of
+/// operations (glibc's `log` and `exp` in f64 take 15-25 ns here).
+const CALL_WORK: i64 = 32;
 
 /// Evaluates a fused expression.
 pub(super) fn eval<'ctx>(
@@ -279,4 +329,47 @@ pub(super) fn vec_eval<'ctx>(
         }
         Expr::Cast(..) => return Err(kb.internal("a cast in a vector row expression")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcc_ir::{BinaryOp, UnaryOp};
+
+    fn leaf(k: usize, d: DType) -> Box<Expr> {
+        Box::new(Expr::Leaf(k, d))
+    }
+
+    /// A loop of library calls weighs as much as tens of additions per element: T5's bucket
+    /// loop (a `log` of each of `seq x seq` elements) must split across threads at sizes where
+    /// the same loop of additions runs as one task.
+    #[test]
+    fn library_calls_weigh_more_than_arithmetic() {
+        let f = DType::F32;
+        let add = Expr::Binary(BinaryOp::Add, leaf(0, f), leaf(1, f), f);
+        assert_eq!(element_work(&add), 1);
+        let log = Expr::Binary(
+            BinaryOp::Add,
+            Box::new(Expr::Unary(UnaryOp::Log, leaf(0, f), f)),
+            leaf(1, f),
+            f,
+        );
+        assert_eq!(element_work(&log), CALL_WORK + 1);
+        let pow = Expr::Binary(BinaryOp::Pow, leaf(0, f), leaf(1, f), f);
+        assert_eq!(element_work(&pow), CALL_WORK);
+        // Integer `pow` is a loop of multiplications, not a call; `neg` is one op.
+        let ipow = Expr::Binary(
+            BinaryOp::Pow,
+            leaf(0, DType::I64),
+            leaf(1, DType::I64),
+            DType::I64,
+        );
+        assert_eq!(element_work(&ipow), 1);
+        let neg = Expr::Unary(UnaryOp::Neg, leaf(0, f), f);
+        assert_eq!(element_work(&neg), 1);
+        // 128 x 128 elements of `log`: above the threshold that splits a step; of `add`, below.
+        let elements = 128 * 128;
+        assert!(elements * element_work(&log) >= crate::lower::run::PARALLEL_WORK);
+        assert!(elements * element_work(&add) < crate::lower::run::PARALLEL_WORK);
+    }
 }
