@@ -532,6 +532,9 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     s = b.op(Op::Where, &[args[3].clone(), s, ninf])?;
                 }
             }
+            // With causal_min: the rows whose seen scores are all f32::MIN or less (or that see
+            // no key, of some keys), which weigh every key equally.
+            let mut blind = None;
             if *causal {
                 // Query i (of m) sees key j (of n) where j <= i + n - m: the query positions
                 // are n - m .. n, the key positions 0 .. n.
@@ -548,7 +551,7 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     delta: 1,
                 };
                 let keys = b.op(range(Dim::constant(0), n.clone()), &[])?;
-                let queries = b.op(range(n.sub(&m), n), &[])?;
+                let queries = b.op(range(n.sub(&m), n.clone()), &[])?;
                 let queries = b.op(
                     Op::Reshape {
                         shape: Shape::from(vec![m, Dim::constant(1)]),
@@ -556,6 +559,39 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                     &[queries],
                 )?;
                 let sees = b.op(Op::Binary(BinaryOp::LessEqual), &[keys, queries])?;
+                if *causal_min {
+                    let ninf = k(b, f64::NEG_INFINITY)?;
+                    let seen = b.op(Op::Where, &[sees.clone(), s.clone(), ninf])?;
+                    let top = b.op(
+                        Op::Reduce {
+                            kind: ReduceKind::Max,
+                            axes: vec![rank - 1],
+                            keep_dims: true,
+                        },
+                        &[seen],
+                    )?;
+                    let floor = k(b, f64::from(f32::MIN))?;
+                    let low = b.op(Op::Binary(BinaryOp::LessEqual), &[top, floor])?;
+                    // Without keys the product is 0, as without the flag (not a mean of none).
+                    let count = b.op(
+                        Op::Dims {
+                            dtype: DType::I64,
+                            shape: vec![],
+                            values: vec![n.clone()],
+                        },
+                        &[],
+                    )?;
+                    let none = b.op(
+                        Op::Dims {
+                            dtype: DType::I64,
+                            shape: vec![],
+                            values: vec![Dim::constant(0)],
+                        },
+                        &[],
+                    )?;
+                    let keys = b.op(Op::Binary(BinaryOp::Greater), &[count, none])?;
+                    blind = Some(b.op(Op::Binary(BinaryOp::And), &[low, keys])?);
+                }
                 let hidden = if *causal_min {
                     f64::from(f32::MIN)
                 } else {
@@ -563,6 +599,12 @@ pub fn expand<B: Builder>(op: &Op, args: &[B::Value], dtype: DType, b: &mut B) -
                 };
                 let hidden = k(b, hidden)?;
                 s = b.op(Op::Where, &[sees, s, hidden])?;
+            }
+            if let Some(blind) = blind {
+                // Every key of such a row scores f32::MIN: the softmax weighs them equally, as
+                // it does the row of an additive finfo.min mask that hides every key.
+                let fill = k(b, f64::from(f32::MIN))?;
+                s = b.op(Op::Where, &[blind, fill, s])?;
             }
             let axis = b.rank(&s).saturating_sub(1);
             let mut p = b.op(Op::Softmax { axis }, std::slice::from_ref(&s))?;

@@ -613,9 +613,11 @@ pub enum Op {
         /// NaN before the filters.
         causal: bool,
         /// With `causal`, the keys a query does not see score `f32::MIN` (torch's
-        /// `finfo.min`) instead of `-inf`: a row whose seen scores are all `f32::MIN` or less
-        /// weighs every key, seen or not, as the additive `finfo.min` mask it replaces does
-        /// (the dynamo exporter's causal and padding mask); other rows are as with `-inf`.
+        /// `finfo.min`) instead of `-inf`, and a row whose seen scores are all `f32::MIN` or
+        /// less (`-inf` included; or that sees none, when there are keys) scores `f32::MIN` at
+        /// every key: the softmax weighs every key equally, as the additive `finfo.min` mask it
+        /// replaces does (the dynamo exporter's causal and padding mask); other rows are as
+        /// with `-inf`.
         causal_min: bool,
         /// The permutation that makes `Q` from operand 0.
         perm_q: Option<Vec<usize>>,

@@ -2379,8 +2379,11 @@ fn fused_op_attention_causal() {
 /// `finfo.min`): hidden keys score `f32::MIN`, so a row whose visible keys are all padding (at
 /// least half of row 0's, a quarter of row 1's: the padding mask is true with probability one
 /// half) or that sees no key (`u = s + 2` queries: the first two rows) weighs every key
-/// equally, the mean of `V`'s rows; the other rows are as plain `causal`. Lengths 1 to 600;
-/// the bound writes the mask with `trilu`, tolerance as `fused_op_attention_causal`.
+/// equally, the mean of `V`'s rows; the other rows are as plain `causal`. With a `-inf`
+/// padding mask, a row whose visible keys are all padding is the mean of `V`'s rows too (its
+/// visible scores are below `f32::MIN`), as the op's expansion defines it. Lengths 1 to 600;
+/// the bound writes the mask with `trilu` (plus the mean of `|V|` for the third), tolerance as
+/// `fused_op_attention_causal`.
 #[test]
 fn fused_op_attention_causal_min() {
     let head = "graph(%qi: i32[b, 2, s, 16], %ki: i32[b, 2, 16, s], %v: f32[b, 2, s, 8], \
@@ -2388,16 +2391,20 @@ fn fused_op_attention_causal_min() {
     let common = r#"
   %zero = const [0.0] : f32[]
   %fmin = const [-3.4028235e38] : f32[]
+  %ninf = const [-inf] : f32[]
   %q = cast<to=f32>(%qi) : f32[b, 2, s, 16]
   %k = cast<to=f32>(%ki) : f32[b, 2, 16, s]
   %qlf = cast<to=f32>(%ql) : f32[b, 2, u, 16]
-  %mf = where(%mask, %zero, %fmin) : f32[b, 1, 1, s]"#;
+  %mf = where(%mask, %zero, %fmin) : f32[b, 1, 1, s]
+  %mi = where(%mask, %zero, %ninf) : f32[b, 1, 1, s]"#;
     let ir = format!(
         "{head}{common}
   %o1 = attention<scale=mul(0.25), mask=add, nan_filter=false, causal=true, causal_min=true>(%q, %k, %v, %mf) : f32[b, 2, s, 8]
   %o2 = attention<scale=none, mask=none, nan_filter=false, causal=true, causal_min=true>(%qlf, %k, %v) : f32[b, 2, u, 8]
+  %o3 = attention<scale=mul(0.25), mask=add, nan_filter=false, causal=true, causal_min=true>(%q, %k, %v, %mi) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
+  return %o3 = %o3
 }}"
     );
     let bound = format!(
@@ -2424,14 +2431,24 @@ fn fused_op_attention_causal_min() {
   %p2 = softmax<axis=3>(%w2) : f32[b, 2, u, s]
   %e2 = abs(%p2) : f32[b, 2, u, s]
   %o2 = matmul(%e2, %av) : f32[b, 2, u, 8]
+  %a3 = add(%s1, %mi) : f32[b, 2, s, s]
+  %w3 = where(%sees1, %a3, %fmin) : f32[b, 2, s, s]
+  %p3 = softmax<axis=3>(%w3) : f32[b, 2, s, s]
+  %n3 = isnan(%p3) : bool[b, 2, s, s]
+  %z3 = where(%n3, %zero, %p3) : f32[b, 2, s, s]
+  %e3 = abs(%z3) : f32[b, 2, s, s]
+  %m3 = matmul(%e3, %av) : f32[b, 2, s, 8]
+  %mv = reduce_mean<axes=[2], keep_dims=true>(%av) : f32[b, 2, 1, 8]
+  %o3 = add(%m3, %mv) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
+  return %o3 = %o3
 }}"
     );
     let mut case = Case::new("fused_attention_causal_min", &ir)
         .bound(&bound)
-        // Three casts, the mask and two attentions.
-        .steps(6)
+        // Three casts, two masks and three attentions.
+        .steps(8)
         .input("qi", Gen::Int(-3, 3))
         .input("ki", Gen::Int(-3, 3))
         .input("ql", Gen::Int(-3, 3))

@@ -111,8 +111,8 @@ pub enum Kernel {
         /// score `-inf`): the kernel skips the key blocks no row of a query block sees.
         causal: bool,
         /// With `causal`, the unseen keys score `f32::MIN` instead (see
-        /// [`Op::Attention`]): a row whose seen scores are all `f32::MIN` or less is the mean
-        /// of `V`'s rows.
+        /// [`Op::Attention`]): a row whose seen scores are all `f32::MIN` or less (with keys)
+        /// is the mean of `V`'s rows.
         causal_min: bool,
     },
     /// A copy of input 0 into an output buffer.
