@@ -118,6 +118,31 @@ impl UnaryOp {
         UnaryOp::IsNaN,
     ];
 
+    /// Whether the op is a transcendental function (exp, log, erf, the trigonometric and
+    /// hyperbolic ones and their inverses, sigmoid): tens of operations an element where the
+    /// others take one, which cost models and thread splits weigh.
+    pub fn is_transcendental(self) -> bool {
+        matches!(
+            self,
+            UnaryOp::Exp
+                | UnaryOp::Log
+                | UnaryOp::Erf
+                | UnaryOp::Tanh
+                | UnaryOp::Sigmoid
+                | UnaryOp::Sin
+                | UnaryOp::Cos
+                | UnaryOp::Tan
+                | UnaryOp::Asin
+                | UnaryOp::Acos
+                | UnaryOp::Atan
+                | UnaryOp::Sinh
+                | UnaryOp::Cosh
+                | UnaryOp::Asinh
+                | UnaryOp::Acosh
+                | UnaryOp::Atanh
+        )
+    }
+
     /// The text-form name.
     pub fn name(self) -> &'static str {
         match self {

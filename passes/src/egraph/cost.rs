@@ -205,22 +205,7 @@ pub fn repeats<T: PartialEq>(operands: &[T]) -> Vec<bool> {
 
 fn unary_flops(u: UnaryOp) -> f64 {
     match u {
-        UnaryOp::Exp
-        | UnaryOp::Log
-        | UnaryOp::Erf
-        | UnaryOp::Tanh
-        | UnaryOp::Sigmoid
-        | UnaryOp::Sin
-        | UnaryOp::Cos
-        | UnaryOp::Tan
-        | UnaryOp::Asin
-        | UnaryOp::Acos
-        | UnaryOp::Atan
-        | UnaryOp::Sinh
-        | UnaryOp::Cosh
-        | UnaryOp::Asinh
-        | UnaryOp::Acosh
-        | UnaryOp::Atanh => 10.0,
+        _ if u.is_transcendental() => 10.0,
         UnaryOp::Sqrt | UnaryOp::Reciprocal => 4.0,
         _ => 1.0,
     }

@@ -49,30 +49,11 @@ pub(super) fn fused(c: &Ctx<'_, '_>, graph: &Graph, step: &Step, expr: &Expr) ->
 /// transcendental function or a float `pow` (a call into the C library, or `erf`'s inline
 /// polynomials).
 fn element_work(e: &Expr) -> i64 {
-    use tcc_ir::{BinaryOp as B, UnaryOp as U};
+    use tcc_ir::BinaryOp as B;
     match e {
         Expr::Leaf(..) | Expr::Scalar(_) => 0,
         Expr::Unary(u, x, d) => {
-            let call = d.is_float()
-                && matches!(
-                    u,
-                    U::Exp
-                        | U::Log
-                        | U::Erf
-                        | U::Tanh
-                        | U::Sigmoid
-                        | U::Sin
-                        | U::Cos
-                        | U::Tan
-                        | U::Asin
-                        | U::Acos
-                        | U::Atan
-                        | U::Sinh
-                        | U::Cosh
-                        | U::Asinh
-                        | U::Acosh
-                        | U::Atanh
-                );
+            let call = d.is_float() && u.is_transcendental();
             (if call { CALL_WORK } else { 1 }) + element_work(x)
         }
         Expr::Binary(op, x, y, d) => {
