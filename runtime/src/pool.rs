@@ -3,8 +3,13 @@
 //! A pool of `t` threads is the caller's thread plus `t - 1` workers spawned when the session is
 //! created and joined when it is freed. [`Pool::parallel_for`] publishes one job (the task, its
 //! context, the index count), takes part itself, and returns once every worker has reported
-//! that it is done with the job. Indices are claimed from one atomic counter in contiguous
-//! chunks, so threads that finish early take more work.
+//! that it is done with the job. The indices are cut into one contiguous block per thread
+//! (thread 0 is the caller); each thread claims chunks of its own block from the block's atomic
+//! counter, then those left in the other blocks, so threads that finish early take more work.
+//! Own blocks first keep each thread on the same part of the data from one step to the next
+//! (a model's steps split their rows alike), where the cache of its own core holds what it
+//! wrote: on an Intel Xeon, reading half of a GEMM's rows from the other core's cache cost
+//! several percent of a model's run.
 //!
 //! A model run is a sequence of short parallel steps (tens of microseconds each), so handing a
 //! job over must cost far less than a futex wake-up, which in a virtual machine can take as
@@ -76,24 +81,40 @@ impl Job {
         chunk: 1,
     };
 
-    /// Claims chunks from `next` and runs them until none are left.
-    fn work(&self, next: &AtomicU64) {
+    /// Runs the job as thread `me` of `blocks.len()`: first the chunks of its own block of
+    /// indices, then whatever is left of the other threads' blocks, in turn after its own.
+    fn work(&self, me: usize, blocks: &[Block]) {
         let Some(task) = self.task else { return };
-        loop {
-            // Relaxed suffices: the counter only hands out disjoint ranges; the results are
-            // published by the release of `remaining` when the worker reports completion.
-            let start = next.fetch_add(self.chunk, Ordering::Relaxed);
-            if start >= self.n {
-                return;
-            }
-            let end = self.n.min(start + self.chunk);
-            for i in start..end {
-                // SAFETY: the caller of `parallel_for` promised that `task(ctx, i)` is valid for
-                // every `i` in `[0, n)`; `i < n <= i64::MAX`, so the cast is exact.
-                unsafe { task(self.ctx, i as i64) };
+        let threads = blocks.len();
+        for b in (0..threads).map(|i| (me + i) % threads) {
+            let end = block_start(self.n, threads, b + 1);
+            loop {
+                // Relaxed suffices: the counter only hands out disjoint ranges; the results are
+                // published by the release of `remaining` when the worker reports completion.
+                let start = blocks[b].next.fetch_add(self.chunk, Ordering::Relaxed);
+                if start >= end {
+                    break;
+                }
+                for i in start..end.min(start + self.chunk) {
+                    // SAFETY: the caller of `parallel_for` promised that `task(ctx, i)` is valid
+                    // for every `i` in `[0, n)`; `i < n <= i64::MAX`, so the cast is exact.
+                    unsafe { task(self.ctx, i as i64) };
+                }
             }
         }
     }
+}
+
+/// The first index of thread `t`'s block when `n` indices are shared by `threads` threads.
+fn block_start(n: u64, threads: usize, t: usize) -> u64 {
+    (u128::from(n) * t as u128 / threads as u128) as u64
+}
+
+/// The next unclaimed index of one thread's block, alone on its cache line so that claims in
+/// different blocks do not contend.
+#[repr(align(64))]
+struct Block {
+    next: AtomicU64,
 }
 
 struct Shared {
@@ -105,8 +126,8 @@ struct Shared {
     generation: AtomicU64,
     /// Workers that have not yet finished the current job.
     remaining: AtomicUsize,
-    /// The next unclaimed index of the current job.
-    next: AtomicU64,
+    /// The next unclaimed index of each thread's block of the current job (see [`Job::work`]).
+    blocks: Box<[Block]>,
     shutdown: AtomicBool,
     /// Workers asleep on `wake`, or about to be.
     sleepers: AtomicUsize,
@@ -179,7 +200,11 @@ impl Pool {
             job: UnsafeCell::new(Job::NONE),
             generation: AtomicU64::new(0),
             remaining: AtomicUsize::new(0),
-            next: AtomicU64::new(0),
+            blocks: (0..num_threads)
+                .map(|_| Block {
+                    next: AtomicU64::new(0),
+                })
+                .collect(),
             shutdown: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
@@ -201,7 +226,7 @@ impl Pool {
                     if let Some(c) = spawner {
                         cpu::leave(c);
                     }
-                    worker_loop(&shared)
+                    worker_loop(&shared, index)
                 })?;
             // If this push's caller returns early with `?`, `pool`'s Drop joins the workers.
             pool.workers.push(worker);
@@ -238,7 +263,12 @@ impl Pool {
         // call): run serially here.
         if n == 1 || self.workers.is_empty() || self.busy.swap(true, Ordering::Acquire) {
             let serial = Job { chunk: n, ..job };
-            serial.work(&AtomicU64::new(0));
+            serial.work(
+                0,
+                &[Block {
+                    next: AtomicU64::new(0),
+                }],
+            );
             return;
         }
         let shared = &*self.shared;
@@ -246,7 +276,11 @@ impl Pool {
         // `job` now.
         // SAFETY: see `Shared::job`; `busy` makes this the only publisher.
         unsafe { *shared.job.get() = job };
-        shared.next.store(0, Ordering::Relaxed);
+        for (t, block) in shared.blocks.iter().enumerate() {
+            block
+                .next
+                .store(block_start(n, shared.blocks.len(), t), Ordering::Relaxed);
+        }
         shared
             .remaining
             .store(self.workers.len(), Ordering::Relaxed);
@@ -255,7 +289,7 @@ impl Pool {
             let _guard = shared.lock();
             shared.wake.notify_all();
         }
-        job.work(&shared.next);
+        job.work(0, &shared.blocks);
         let finished = || shared.remaining.load(Ordering::Acquire) == 0;
         if !spin_until(finished) {
             let mut guard = shared.lock();
@@ -393,7 +427,7 @@ mod cpu {
 }
 
 /// A worker: waits for a new generation, works on it, reports, until shutdown.
-fn worker_loop(shared: &Shared) {
+fn worker_loop(shared: &Shared, index: usize) {
     let mut seen = 0;
     loop {
         let fresh = || {
@@ -417,7 +451,7 @@ fn worker_loop(shared: &Shared) {
         // SAFETY: see `Shared::job`: the publisher wrote it before bumping `generation`, and
         // writes the next one only after this worker decrements `remaining`.
         let job = unsafe { *shared.job.get() };
-        job.work(&shared.next);
+        job.work(index, &shared.blocks);
         if shared.remaining.fetch_sub(1, Ordering::SeqCst) == 1
             && shared.waiting.load(Ordering::SeqCst)
         {
@@ -523,6 +557,20 @@ mod tests {
                 // parallel_for returned, so every call it made is visible.
                 let got: Vec<u64> = counters.iter().map(|c| c.load(Ordering::Relaxed)).collect();
                 assert_eq!(got, expected, "{threads} threads, round {round}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_blocks_cut_the_indices_into_nearly_equal_contiguous_parts() {
+        for threads in 1..=9 {
+            for n in (0..40).chain([u64::MAX / 2, i64::MAX as u64]) {
+                let starts: Vec<u64> = (0..=threads).map(|t| block_start(n, threads, t)).collect();
+                assert_eq!((starts[0], starts[threads]), (0, n), "{n} over {threads}");
+                for pair in starts.windows(2) {
+                    let len = pair[1] - pair[0];
+                    assert!(len == n / threads as u64 || len == n / threads as u64 + 1);
+                }
             }
         }
     }

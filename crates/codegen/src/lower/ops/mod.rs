@@ -79,7 +79,8 @@ pub struct Parallel {
     pub cols: i64,
     /// The column split is used only up to this many rows. Splitting a GEMM by columns makes
     /// every thread read all of `A` (`rows x k`), splitting by rows makes every thread read all
-    /// of `B` (`k x n`): the columns pay while `rows <= n`.
+    /// of `B` (`k x n`), but keeps each thread on the rows it wrote in the step before: the
+    /// columns pay only while the rows are too few to give every thread whole tiles.
     pub col_max_rows: i64,
 }
 
