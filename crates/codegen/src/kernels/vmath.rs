@@ -143,8 +143,36 @@ pub fn exp_split<'ctx>(
     lo: Option<VectorValue<'ctx>>,
 ) -> Result<VectorValue<'ctx>> {
     let m = Math(kb);
-    let bld = kb.builder();
     let hi = m.min(m.max(hi, m.c(LN_MIN_NORMAL))?, m.c(88.3))?;
+    exp_reduced(kb, hi, lo, true)
+}
+
+/// [`exp_split`] for arguments known to be in range: `hi + lo` in `[EXP_IN_RANGE_MIN, 88]`
+/// with `|lo|` at most a few units (or NaN, which gives NaN), without the clamps of `hi` and
+/// of the exponent (four operations a vector); the result is then a normal number (at least
+/// `2^-126 * e^0.33`). Softmax's `exp(x - max)` and erfc's `exp(-z^2 + P(t))` are such.
+pub fn exp_split_in_range<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    hi: VectorValue<'ctx>,
+    lo: VectorValue<'ctx>,
+) -> Result<VectorValue<'ctx>> {
+    exp_reduced(kb, hi, Some(lo), false)
+}
+
+/// The least argument [`exp_split_in_range`] takes: `n = round(x log2 e)` is then at least
+/// -126, and the reduced argument `x - n ln 2` positive there, so `2^n exp(r)` is normal.
+pub const EXP_IN_RANGE_MIN: f32 = -87.0;
+
+/// The reduction and polynomial of [`exp_split`], its exponent clamped to `[-126, 127]` when
+/// `clamp_n` (which an argument `hi + lo` out of range needs).
+fn exp_reduced<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    hi: VectorValue<'ctx>,
+    lo: Option<VectorValue<'ctx>>,
+    clamp_n: bool,
+) -> Result<VectorValue<'ctx>> {
+    let m = Math(kb);
+    let bld = kb.builder();
     let x = match lo {
         Some(lo) => m.add(hi, lo)?,
         None => hi,
@@ -152,7 +180,11 @@ pub fn exp_split<'ctx>(
     // Round x * log2(e) to the nearest integer with the 1.5 * 2^23 trick (no SSE4.1 needed).
     let magic = m.c(12_582_912.0);
     let n = m.sub(m.fma(x, m.c(std::f32::consts::LOG2_E), magic)?, magic)?;
-    let n = m.min(m.max(n, m.c(-126.0))?, m.c(127.0))?;
+    let n = if clamp_n {
+        m.min(m.max(n, m.c(-126.0))?, m.c(127.0))?
+    } else {
+        n
+    };
     let mut r = m.fma(n, m.c(-0.693_359_4), hi)?;
     r = m.fma(n, m.c(2.121_944_4e-4), r)?;
     if let Some(lo) = lo {
@@ -241,8 +273,10 @@ fn erfc_nonnegative<'ctx>(
         ],
     )?;
     let neg_s = m.sub(m.c(0.0), s)?;
+    // -z^2 >= -81 and -1.08 < P(t) < 1e-7 for t in [2/11, 1] (P(1) is about 0: erfc(0) = 1),
+    // so the sum is in range.
     let lo = m.sub(p, e)?;
-    let exp = exp_split(kb, neg_s, Some(lo))?;
+    let exp = exp_split_in_range(kb, neg_s, lo)?;
     m.mul(t, exp)
 }
 

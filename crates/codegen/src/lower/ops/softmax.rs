@@ -127,7 +127,7 @@ pub(super) fn softmax_row_f32<'ctx>(
 /// The floor of `x - max` below which the softmax's exponentials are 0: `exp(-87)` is about
 /// `1.6e-38`, a little above the smallest normal f32, so the exponential and its scaling stay
 /// normal whatever the low part of the argument.
-pub(super) const SOFTMAX_FLOOR: f32 = -87.0;
+pub(super) const SOFTMAX_FLOOR: f32 = vmath::EXP_IN_RANGE_MIN;
 
 /// The floor of `x - max` below which attention's exponentials are 0: `ln(2^-60)`. What
 /// reaches `P · V` is then 0 or at least `2^-60 / keys`, so its products with `V` are normal
@@ -201,7 +201,8 @@ fn exp_minus_max<'ctx>(
     let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
     // Below the floor (x = -inf too) the result is 0, and exp is computed on 0 instead, so
     // that no lane computes a subnormal on the way (with AVX2 every lane computes); the
-    // floor keeps `hi + lo` far enough above ln of the smallest normal for the same reason.
+    // floor keeps `hi + lo` in exp's range for the same reason. Elsewhere `hi` is finite, or
+    // NaN in a row whose maximum is not finite (and whose softmax is NaN anyway).
     let floor = kb.f32_splat_const(floor.max(SOFTMAX_FLOOR));
     let tiny = b
         .build_float_compare(FloatPredicate::OLT, hi, floor, "tiny")
@@ -210,19 +211,12 @@ fn exp_minus_max<'ctx>(
         .build_select(tiny, zeros, hi, "hi")
         .map_err(kb.err())?
         .into_vector_value();
-    // Where hi is not finite, TwoSum's lo is NaN or huge: 0 there too.
-    let hh = b.build_float_sub(hi, hi, "hh").map_err(kb.err())?;
-    let finite = b
-        .build_float_compare(FloatPredicate::OEQ, hh, zeros, "fin")
-        .map_err(kb.err())?;
-    let keep_lo = b
-        .build_and(finite, b.build_not(tiny, "big").map_err(kb.err())?, "keep")
-        .map_err(kb.err())?;
+    // Where hi is tiny, TwoSum's lo may be NaN (hi = -inf) or huge: 0 there too.
     let lo = b
-        .build_select(keep_lo, lo, zeros, "lo")
+        .build_select(tiny, zeros, lo, "lo")
         .map_err(kb.err())?
         .into_vector_value();
-    let e = vmath::exp_split(kb, hi_safe, Some(lo))?;
+    let e = vmath::exp_split_in_range(kb, hi_safe, lo)?;
     Ok(b.build_select(tiny, zeros, e, "e")
         .map_err(kb.err())?
         .into_vector_value())
