@@ -203,6 +203,26 @@ fn exp_reduced<'ctx>(
     )?;
     let r2 = m.mul(r, r)?;
     let y = m.fma(p, r2, m.add(r, m.c(1.0))?)?;
+    if kb.lanes() == 16 && kb.target().has_avx512f() {
+        // y * 2^n in one vscalefps instead of the four operations below: n is an integer in
+        // [-126, 127], so both round the same exact product y * 2^n.
+        let scalef = kb.intrinsic("llvm.x86.avx512.mask.scalef.ps.512", &[])?;
+        let all = kb.context().i16_type().const_all_ones();
+        let current_rounding = kb.context().i32_type().const_int(4, false);
+        return Ok(kb
+            .call(
+                scalef,
+                &[
+                    y.into(),
+                    n.into(),
+                    y.into(),
+                    all.into(),
+                    current_rounding.into(),
+                ],
+                "scaled",
+            )?
+            .into_vector_value());
+    }
     let i32_vector = kb.context().i32_type().vec_type(kb.lanes());
     let n = bld
         .build_float_to_signed_int(n, i32_vector, "n")
