@@ -52,6 +52,7 @@ use tcc_ir::{Graph, Op};
 use crate::abi::{self, Interface, TensorSpec};
 use crate::emit::EmitKind;
 use crate::error::{Error, Result};
+use crate::kernels::gemm;
 use crate::target::Target;
 
 pub use plan::{Plan, PlanReport};
@@ -491,10 +492,41 @@ fn lower_form<'ctx>(
     let plan = plan::plan(graph, &steps, &direct, &|s| {
         ops::scratch_bytes(graph, s, target)
     });
+    let step_name = |k: usize| format!("tcc{tag}.step{k}");
+    // Each GEMM with constant f32 weights and the one after it (see `NextGemm`).
+    let const_b = |k: usize| -> Option<(String, &[f32], usize, usize)> {
+        match &steps[k].kernel {
+            schedule::Kernel::GemmConstB { b, .. } if b.shape().len() == 2 => {
+                b.as_slice::<f32>().map(|v| {
+                    (
+                        format!("{}.gemm", step_name(k)),
+                        v,
+                        b.shape()[0],
+                        b.shape()[1],
+                    )
+                })
+            }
+            _ => None,
+        }
+    };
+    let gemms: Vec<_> = (0..steps.len()).map(const_b).collect();
     let mut functions = Vec::new();
     for (k, step) in steps.iter().enumerate() {
         let n_buffers = step.inputs.len() as u32 + 1;
         let has_scratch = plan.scratch.contains_key(&k);
+        let next_gemm = match gemms[k] {
+            Some(_) => gemms[k + 1..]
+                .iter()
+                .flatten()
+                .next()
+                .map(|(name, b, rows, cols)| gemm::NextGemm {
+                    name,
+                    b,
+                    k: *rows,
+                    n: *cols,
+                }),
+            None => None,
+        };
         let (function, parallel) = ops::emit_step(
             module,
             target,
@@ -503,7 +535,8 @@ fn lower_form<'ctx>(
             step,
             n_buffers,
             has_scratch,
-            &format!("tcc{tag}.step{k}"),
+            &step_name(k),
+            next_gemm,
         )?;
         functions.push(run::StepFunction { function, parallel });
     }

@@ -35,7 +35,7 @@ pub(super) fn gemm_const_b(
         .ok_or_else(|| unsupported(graph, step, "B is not f32"))?;
     let module = c.m;
     let name = format!("{}.gemm", c.kb.function().get_name().to_string_lossy());
-    let g = gemm::emit_gemm_const_b(
+    let g = gemm::emit_gemm_const_b_then(
         module,
         target,
         &name,
@@ -48,6 +48,7 @@ pub(super) fn gemm_const_b(
             alpha: 1.0,
             activation,
         },
+        c.next_gemm,
     )?;
     let m = rows_of(out_shape);
     let kk = c.kb.i64_const(k as i64);

@@ -41,6 +41,7 @@ use super::dims::DimEmitter;
 use super::scalar;
 use super::schedule::{Kernel, Step};
 use crate::error::{Error, Result};
+use crate::kernels::gemm::NextGemm;
 use crate::kernels::{KernelBuilder, Param};
 use crate::target::Target;
 
@@ -252,6 +253,9 @@ pub struct Ctx<'a, 'ctx> {
     pub c0: IntValue<'ctx>,
     /// One past the last column unit of this task (may exceed [`Parallel::cols`]).
     pub c1: IntValue<'ctx>,
+    /// The GEMM with constant weights that runs after this step's, for a step that is one
+    /// (see [`crate::kernels::gemm::emit_gemm_const_b_then`]).
+    pub next_gemm: Option<NextGemm<'a>>,
 }
 
 impl<'a, 'ctx> Ctx<'a, 'ctx> {
@@ -470,6 +474,7 @@ pub fn emit_step<'a, 'ctx>(
     n_buffers: u32,
     has_scratch: bool,
     name: &str,
+    next_gemm: Option<NextGemm<'a>>,
 ) -> Result<(FunctionValue<'ctx>, Parallel)> {
     let kb = KernelBuilder::new(
         module,
@@ -568,6 +573,7 @@ pub fn emit_step<'a, 'ctx>(
         r1,
         c0,
         c1,
+        next_gemm,
     };
     let parallel = body(&c, graph, step, target)?;
     c.kb.builder().build_return(None).map_err(c.kb.err())?;
