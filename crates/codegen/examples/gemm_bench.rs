@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tcc_codegen::emit::{emit_to_file, link_shared, EmitKind};
-use tcc_codegen::kernels::gemm::{emit_gemm_const_b, Epilogue, GemmLayout};
+use tcc_codegen::kernels::gemm::{emit_gemm_const_b_then, Epilogue, GemmLayout};
 use tcc_codegen::kernels::{KernelBuilder, Param};
 use tcc_codegen::{Context, Target};
 
@@ -203,7 +203,8 @@ fn build_gemm(
     let b: Vec<f32> = (0..k * n)
         .map(|i| ((i * 7919) % 13) as f32 * 0.01)
         .collect();
-    emit_gemm_const_b(
+    // A is contiguous (`lda = k`), as in a model.
+    emit_gemm_const_b_then(
         &module,
         target,
         &name,
@@ -213,6 +214,8 @@ fn build_gemm(
         n,
         None,
         Epilogue::default(),
+        true,
+        None,
     )?;
     if let Ok(path) = std::env::var("TCC_GEMM_ASM") {
         let asm = tcc_codegen::emit(&module, target, EmitKind::Assembly)?;

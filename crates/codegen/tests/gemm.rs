@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use support::{cpuinfo_flags, host_has_avx512f};
 use tcc_codegen::emit::{emit_to_file, link_shared, EmitKind};
 use tcc_codegen::kernels::gemm::{
-    emit_gemm_const_b, emit_gemm_runtime_b, Activation, Epilogue, GemmLayout,
+    emit_gemm_const_b, emit_gemm_const_b_then, emit_gemm_runtime_b, Activation, Epilogue,
+    GemmLayout, NextGemm,
 };
 use tcc_codegen::kernels::{vmath, KernelBuilder, Param};
 use tcc_codegen::{Context, Target};
@@ -143,8 +144,10 @@ struct Problem {
 impl Problem {
     fn new(shape: (usize, usize, usize), bias: bool, epilogue: Epilogue, seed: u32) -> Self {
         let (m, n, k) = shape;
-        // Strided operands: A and C rows are longer than k and n.
-        let (lda, ldc) = (k + 5, n + 3);
+        // Strided operands: C rows are longer than n, and A rows longer than k for odd seeds
+        // (contiguous for even ones, as in a model, where the kernel's stride is a constant).
+        let lda = if seed.is_multiple_of(2) { k } else { k + 5 };
+        let ldc = n + 3;
         let mut b = inputs(k * n, seed + 1);
         // Scale so that the pre-activation values cover the gelus' curved region, [-4, 4].
         let scale = 3.0 / (k as f32).sqrt();
@@ -265,17 +268,28 @@ fn check_const_b(cpu: &str, small_blocks: bool) {
         dir.path(),
         &format!("gemm_{tag}_{small_blocks}"),
         |module| {
+            // Each GEMM prefetches the next one's weights, as a model's do, and reads A at
+            // a constant stride where its rows are contiguous.
+            let names: Vec<String> = (0..problems.len()).map(|i| format!("gemm{i}")).collect();
             for (index, p) in problems.iter().enumerate() {
-                emit_gemm_const_b(
+                let next = problems.get(index + 1).map(|q| NextGemm {
+                    name: &names[index + 1],
+                    b: &q.b,
+                    k: q.k,
+                    n: q.n,
+                });
+                emit_gemm_const_b_then(
                     module,
                     &target,
-                    &format!("gemm{index}"),
+                    &names[index],
                     &layout,
                     &p.b,
                     p.k,
                     p.n,
                     p.bias.as_deref(),
                     p.epilogue,
+                    p.lda == p.k,
+                    next,
                 )
                 .expect("the kernel builds");
             }

@@ -229,7 +229,9 @@ pub fn emit_gemm_const_b<'ctx>(
     bias: Option<&[f32]>,
     epilogue: Epilogue,
 ) -> Result<FunctionValue<'ctx>> {
-    emit_gemm_const_b_then(module, target, name, layout, b, k, n, bias, epilogue, None)
+    emit_gemm_const_b_then(
+        module, target, name, layout, b, k, n, bias, epilogue, false, None,
+    )
 }
 
 /// The constant-B GEMM that runs after another one: its function's name and its `B`
@@ -265,7 +267,9 @@ fn packed_b_global<'ctx>(
 /// GEMM that runs next, if any, while they work on their last block (see [`NextChunk`]): a
 /// model's GEMMs run one after another, each with a `B` of its own that comes from L3 or
 /// memory, and a GEMM whose `B` is a single block (`k <= KC`, `n <= NC`) has no block of its
-/// own to prefetch.
+/// own to prefetch. With `a_contiguous`, the caller promises `lda = k`, and the kernel reads
+/// `A` at that constant stride whatever its `lda` argument: its rows' addresses are then
+/// constant offsets of one pointer, which saves two integer operations a row and a k step.
 #[allow(clippy::too_many_arguments)]
 pub fn emit_gemm_const_b_then<'ctx>(
     module: &Module<'ctx>,
@@ -277,6 +281,7 @@ pub fn emit_gemm_const_b_then<'ctx>(
     n: usize,
     bias: Option<&[f32]>,
     epilogue: Epilogue,
+    a_contiguous: bool,
     next: Option<NextGemm<'_>>,
 ) -> Result<FunctionValue<'ctx>> {
     layout.check(name)?;
@@ -322,7 +327,11 @@ pub fn emit_gemm_const_b_then<'ctx>(
     let n = to_i64(&kb, n)?;
     let operands = Operands {
         a: kb.ptr_param(0)?,
-        lda: kb.int_param(1)?,
+        lda: if a_contiguous {
+            kb.i64_const(k)
+        } else {
+            kb.int_param(1)?
+        },
         c: kb.ptr_param(2)?,
         ldc: kb.int_param(3)?,
         m0: kb.int_param(4)?,
@@ -752,38 +761,9 @@ fn emit_driver<'ctx>(
             let whole = bld
                 .build_int_compare(IntPredicate::EQ, rows, kb.i64_const(mr), "rows.whole")
                 .map_err(kb.err())?;
-            let copy_block = kb.append_block("a.copy");
-            let ready_block = kb.append_block("a.ready");
-            bld.build_conditional_branch(whole, ready_block, copy_block)
-                .map_err(kb.err())?;
-            bld.position_at_end(copy_block);
-            let bytes = bld
-                .build_int_mul(kc, kb.i64_const(4), "bytes")
-                .map_err(kb.err())?;
-            for i in 0..mr {
-                let row = kb.min_i64(kb.i64_const(i), last_row)?;
-                let row = bld.build_int_add(ib, row, "row").map_err(kb.err())?;
-                let src = bld.build_int_mul(row, ops.lda, "src").map_err(kb.err())?;
-                let src = bld.build_int_add(src, k0, "src").map_err(kb.err())?;
-                let src = kb.f32_element_ptr(ops.a, src)?;
-                let dst = kb.f32_element_ptr(a_block, kb.i64_const(i * kc_max))?;
-                bld.build_memcpy(dst, 64, src, F32_ALIGN, bytes)
-                    .map_err(|_| kb.internal("could not copy a row of A"))?;
-            }
-            bld.build_unconditional_branch(ready_block)
-                .map_err(kb.err())?;
-            bld.position_at_end(ready_block);
             let a_here = bld.build_int_mul(ib, ops.lda, "a.here").map_err(kb.err())?;
             let a_here = bld.build_int_add(a_here, k0, "a.here").map_err(kb.err())?;
             let a_here = kb.f32_element_ptr(ops.a, a_here)?;
-            let a_rows = bld
-                .build_select(whole, a_here, a_block, "a.rows")
-                .map_err(kb.err())?
-                .into_pointer_value();
-            let a_stride = bld
-                .build_select(whole, ops.lda, kb.i64_const(kc_max), "a.stride")
-                .map_err(kb.err())?
-                .into_int_value();
             let c_row = bld.build_int_mul(ib, ops.ldc, "c.row").map_err(kb.err())?;
             // This tile's share of each next chunk (see `NextChunk`): tile `t` of the thread's
             // `tiles` prefetches lines `t * per_tile ..` of it.
@@ -885,124 +865,161 @@ fn emit_driver<'ctx>(
             } else {
                 None
             };
-            kb.for_loop(nb, nb_end, kb.i64_const(1), "p", |kb, p| {
-                let bld = kb.builder();
-                let col = bld
-                    .build_int_mul(p, kb.i64_const(nr), "col")
-                    .map_err(kb.err())?;
-                let left = bld.build_int_sub(ops.n, col, "n.left").map_err(kb.err())?;
-                let cols = kb.min_i64(left, kb.i64_const(nr))?;
-                let rel = bld
-                    .build_int_sub(p, ops.b_first_panel, "p.rel")
-                    .map_err(kb.err())?;
-                let panel = bld
-                    .build_int_mul(rel, ops.panel_k, "panel")
-                    .map_err(kb.err())?;
-                let panel = bld.build_int_add(panel, k0, "panel").map_err(kb.err())?;
-                let panel = bld
-                    .build_int_mul(panel, kb.i64_const(nr), "panel")
-                    .map_err(kb.err())?;
-                let b_panel = kb.f32_element_ptr(ops.b_packed, panel)?;
-                let corner = bld.build_int_add(c_row, col, "corner").map_err(kb.err())?;
-                let c = kb.f32_element_ptr(ops.c, corner)?;
-                let bias = match ops.bias {
-                    Some(Bias::Padded(ptr)) => Some(Bias::Padded(kb.f32_element_ptr(ptr, col)?)),
-                    Some(Bias::Masked(ptr)) => Some(Bias::Masked(kb.f32_element_ptr(ptr, col)?)),
-                    None => None,
-                };
-                let next = match share {
-                    Some((more_k, rate, offset)) => {
-                        // The panel's next k-block, or the first of the panel `NC` panels on
-                        // (none past the thread's panels: the current chunk again, at rate 0).
-                        let ahead = bld
-                            .build_int_add(p, kb.i64_const(ncp), "p.ahead")
-                            .map_err(kb.err())?;
-                        let exists = bld
-                            .build_int_compare(IntPredicate::SLT, ahead, p1, "p.ahead.ok")
-                            .map_err(kb.err())?;
-                        let to_panel = |q: IntValue<'ctx>, k0: IntValue<'ctx>| -> Result<_> {
-                            let rel = bld
-                                .build_int_sub(q, ops.b_first_panel, "q.rel")
+            let panel_loop = |a_rows: PointerValue<'ctx>, a_stride: IntValue<'ctx>| {
+                kb.for_loop(nb, nb_end, kb.i64_const(1), "p", |kb, p| {
+                    let bld = kb.builder();
+                    let col = bld
+                        .build_int_mul(p, kb.i64_const(nr), "col")
+                        .map_err(kb.err())?;
+                    let left = bld.build_int_sub(ops.n, col, "n.left").map_err(kb.err())?;
+                    let cols = kb.min_i64(left, kb.i64_const(nr))?;
+                    let rel = bld
+                        .build_int_sub(p, ops.b_first_panel, "p.rel")
+                        .map_err(kb.err())?;
+                    let panel = bld
+                        .build_int_mul(rel, ops.panel_k, "panel")
+                        .map_err(kb.err())?;
+                    let panel = bld.build_int_add(panel, k0, "panel").map_err(kb.err())?;
+                    let panel = bld
+                        .build_int_mul(panel, kb.i64_const(nr), "panel")
+                        .map_err(kb.err())?;
+                    let b_panel = kb.f32_element_ptr(ops.b_packed, panel)?;
+                    let corner = bld.build_int_add(c_row, col, "corner").map_err(kb.err())?;
+                    let c = kb.f32_element_ptr(ops.c, corner)?;
+                    let bias = match ops.bias {
+                        Some(Bias::Padded(ptr)) => {
+                            Some(Bias::Padded(kb.f32_element_ptr(ptr, col)?))
+                        }
+                        Some(Bias::Masked(ptr)) => {
+                            Some(Bias::Masked(kb.f32_element_ptr(ptr, col)?))
+                        }
+                        None => None,
+                    };
+                    let next = match share {
+                        Some((more_k, rate, offset)) => {
+                            // The panel's next k-block, or the first of the panel `NC` panels on
+                            // (none past the thread's panels: the current chunk again, at rate 0).
+                            let ahead = bld
+                                .build_int_add(p, kb.i64_const(ncp), "p.ahead")
                                 .map_err(kb.err())?;
-                            let at = bld
-                                .build_int_mul(rel, ops.panel_k, "q.k")
+                            let exists = bld
+                                .build_int_compare(IntPredicate::SLT, ahead, p1, "p.ahead.ok")
                                 .map_err(kb.err())?;
-                            let at = bld.build_int_add(at, k0, "q.k0").map_err(kb.err())?;
-                            bld.build_int_mul(at, kb.i64_const(nr), "q.at")
-                                .map_err(kb.err())
-                        };
-                        let same = to_panel(p, k_next)?;
-                        let on = to_panel(ahead, kb.i64_const(0))?;
-                        let here = to_panel(p, k0)?;
-                        let some = bld.build_or(more_k, exists, "next.ok").map_err(kb.err())?;
-                        let at = bld
-                            .build_select(more_k, same, on, "next.at")
-                            .map_err(kb.err())?
-                            .into_int_value();
-                        let at = bld
-                            .build_select(some, at, here, "next.at")
-                            .map_err(kb.err())?
-                            .into_int_value();
-                        let at = bld
-                            .build_int_add(at, offset, "next.line")
-                            .map_err(kb.err())?;
-                        // SAFETY: the addresses are only prefetched, never dereferenced; the
-                        // plain (not in-bounds) GEPs keep them well defined past the end.
-                        let own = unsafe {
-                            bld.build_gep(kb.context().f32_type(), ops.b_packed, &[at], "next")
-                                .map_err(kb.err())?
-                        };
-                        let (start, rate) = match ops.next_b {
-                            Some((next_b, k2)) => {
-                                // Panel `p0 + (p - nb)` of the next GEMM: the thread's first
-                                // block there, if that GEMM splits its panels alike.
-                                let q = bld.build_int_sub(p, nb, "q.rel").map_err(kb.err())?;
-                                let q = bld.build_int_add(q, ops.p0, "q").map_err(kb.err())?;
-                                let at = bld.build_int_mul(q, k2, "q.k").map_err(kb.err())?;
-                                let at = bld
-                                    .build_int_mul(at, kb.i64_const(nr), "q.at")
+                            let to_panel = |q: IntValue<'ctx>, k0: IntValue<'ctx>| -> Result<_> {
+                                let rel = bld
+                                    .build_int_sub(q, ops.b_first_panel, "q.rel")
                                     .map_err(kb.err())?;
-                                let at =
-                                    bld.build_int_add(at, offset, "q.line").map_err(kb.err())?;
-                                // SAFETY: as above.
-                                let theirs = unsafe {
-                                    bld.build_gep(kb.context().f32_type(), next_b, &[at], "q.b")
+                                let at = bld
+                                    .build_int_mul(rel, ops.panel_k, "q.k")
+                                    .map_err(kb.err())?;
+                                let at = bld.build_int_add(at, k0, "q.k0").map_err(kb.err())?;
+                                bld.build_int_mul(at, kb.i64_const(nr), "q.at")
+                                    .map_err(kb.err())
+                            };
+                            let same = to_panel(p, k_next)?;
+                            let on = to_panel(ahead, kb.i64_const(0))?;
+                            let here = to_panel(p, k0)?;
+                            let some = bld.build_or(more_k, exists, "next.ok").map_err(kb.err())?;
+                            let at = bld
+                                .build_select(more_k, same, on, "next.at")
+                                .map_err(kb.err())?
+                                .into_int_value();
+                            let at = bld
+                                .build_select(some, at, here, "next.at")
+                                .map_err(kb.err())?
+                                .into_int_value();
+                            let at = bld
+                                .build_int_add(at, offset, "next.line")
+                                .map_err(kb.err())?;
+                            // SAFETY: the addresses are only prefetched, never dereferenced; the
+                            // plain (not in-bounds) GEPs keep them well defined past the end.
+                            let own = unsafe {
+                                bld.build_gep(kb.context().f32_type(), ops.b_packed, &[at], "next")
+                                    .map_err(kb.err())?
+                            };
+                            let (start, rate) = match ops.next_b {
+                                Some((next_b, k2)) => {
+                                    // Panel `p0 + (p - nb)` of the next GEMM: the thread's first
+                                    // block there, if that GEMM splits its panels alike.
+                                    let q = bld.build_int_sub(p, nb, "q.rel").map_err(kb.err())?;
+                                    let q = bld.build_int_add(q, ops.p0, "q").map_err(kb.err())?;
+                                    let at = bld.build_int_mul(q, k2, "q.k").map_err(kb.err())?;
+                                    let at = bld
+                                        .build_int_mul(at, kb.i64_const(nr), "q.at")
+                                        .map_err(kb.err())?;
+                                    let at = bld
+                                        .build_int_add(at, offset, "q.line")
+                                        .map_err(kb.err())?;
+                                    // SAFETY: as above.
+                                    let theirs = unsafe {
+                                        bld.build_gep(kb.context().f32_type(), next_b, &[at], "q.b")
+                                            .map_err(kb.err())?
+                                    };
+                                    let start = bld
+                                        .build_select(some, own, theirs, "next.start")
                                         .map_err(kb.err())?
-                                };
-                                let start = bld
-                                    .build_select(some, own, theirs, "next.start")
-                                    .map_err(kb.err())?
-                                    .into_pointer_value();
-                                (start, rate)
-                            }
-                            None => {
-                                let rate = bld
-                                    .build_select(some, rate, kb.i64_const(0), "next.rate")
-                                    .map_err(kb.err())?
-                                    .into_int_value();
-                                (own, rate)
-                            }
-                        };
-                        Some(NextChunk { start, rate })
-                    }
-                    None => None,
-                };
-                let tile = Tile {
-                    a_block: a_rows,
-                    a_stride,
-                    b_panel,
-                    kc,
-                    c,
-                    ldc: ops.ldc,
-                    rows,
-                    cols,
-                    first,
-                    last,
-                    bias,
-                    next,
-                };
-                emit_tile(kb, layout, &tile, epilogue)
-            })
+                                        .into_pointer_value();
+                                    (start, rate)
+                                }
+                                None => {
+                                    let rate = bld
+                                        .build_select(some, rate, kb.i64_const(0), "next.rate")
+                                        .map_err(kb.err())?
+                                        .into_int_value();
+                                    (own, rate)
+                                }
+                            };
+                            Some(NextChunk { start, rate })
+                        }
+                        None => None,
+                    };
+                    let tile = Tile {
+                        a_block: a_rows,
+                        a_stride,
+                        b_panel,
+                        kc,
+                        c,
+                        ldc: ops.ldc,
+                        rows,
+                        cols,
+                        first,
+                        last,
+                        bias,
+                        next,
+                    };
+                    emit_tile(kb, layout, &tile, epilogue)
+                })
+            };
+            // Two instances of the tile loop, each with its stride of A known where the
+            // caller made it a constant: whole tiles read A in place, partial ones a copy.
+            let whole_block = kb.append_block("a.whole");
+            let part_block = kb.append_block("a.part");
+            let after_block = kb.append_block("a.after");
+            bld.build_conditional_branch(whole, whole_block, part_block)
+                .map_err(kb.err())?;
+            bld.position_at_end(whole_block);
+            panel_loop(a_here, ops.lda)?;
+            bld.build_unconditional_branch(after_block)
+                .map_err(kb.err())?;
+            bld.position_at_end(part_block);
+            let bytes = bld
+                .build_int_mul(kc, kb.i64_const(4), "bytes")
+                .map_err(kb.err())?;
+            for i in 0..mr {
+                let row = kb.min_i64(kb.i64_const(i), last_row)?;
+                let row = bld.build_int_add(ib, row, "row").map_err(kb.err())?;
+                let src = bld.build_int_mul(row, ops.lda, "src").map_err(kb.err())?;
+                let src = bld.build_int_add(src, k0, "src").map_err(kb.err())?;
+                let src = kb.f32_element_ptr(ops.a, src)?;
+                let dst = kb.f32_element_ptr(a_block, kb.i64_const(i * kc_max))?;
+                bld.build_memcpy(dst, 64, src, F32_ALIGN, bytes)
+                    .map_err(|_| kb.internal("could not copy a row of A"))?;
+            }
+            panel_loop(a_block, kb.i64_const(kc_max))?;
+            bld.build_unconditional_branch(after_block)
+                .map_err(kb.err())?;
+            bld.position_at_end(after_block);
+            Ok(())
         })?;
 
         let latch = kb.current_block()?;
@@ -1143,6 +1160,17 @@ fn emit_tile<'ctx>(
         ]);
         start.push(phi.as_basic_value().into_vector_value());
     }
+    // The rows of A, each read at its own pointer in the loop (an index per row computed in
+    // the loop costs two integer operations a row and a step, which the front end cannot
+    // afford beside 24 FMAs).
+    let a_rows = (0..mr as i64)
+        .map(|i| {
+            let row = bld
+                .build_int_mul(tile.a_stride, kb.i64_const(i), "a.row")
+                .map_err(kb.err())?;
+            kb.f32_element_ptr(tile.a_block, row)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let any = bld
         .build_int_compare(IntPredicate::SGT, tile.kc, kb.i64_const(0), "k.any")
         .map_err(kb.err())?;
@@ -1247,17 +1275,11 @@ fn emit_tile<'ctx>(
         .map_err(kb.err())?;
     }
     let mut next = Vec::with_capacity(count);
-    for i in 0..mr as i64 {
-        let row = bld
-            .build_int_mul(tile.a_stride, kb.i64_const(i), "a.row")
-            .map_err(kb.err())?;
-        let index = bld.build_int_add(kk, row, "a.idx").map_err(kb.err())?;
-        let a = load_f32_scalar(kb, tile.a_block, index)?;
+    for (i, a_row) in a_rows.iter().enumerate() {
+        let a = load_f32_scalar(kb, *a_row, kk)?;
         let a = kb.splat(a.into(), "a")?;
         for (v, b_vector) in b_vectors.iter().enumerate() {
-            let acc = acc_phis[i as usize * nv + v]
-                .as_basic_value()
-                .into_vector_value();
+            let acc = acc_phis[i * nv + v].as_basic_value().into_vector_value();
             next.push(kb.mul_add(a, *b_vector, acc)?);
         }
     }
@@ -1410,7 +1432,7 @@ mod tests {
         let epilogue = Epilogue::default();
         let emit = |name, b: &[f32], k, n, next| {
             emit_gemm_const_b_then(
-                &module, &target, name, &layout, b, k, n, None, epilogue, next,
+                &module, &target, name, &layout, b, k, n, None, epilogue, false, next,
             )
             .unwrap();
         };

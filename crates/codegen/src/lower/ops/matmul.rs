@@ -48,6 +48,7 @@ pub(super) fn gemm_const_b(
             alpha: 1.0,
             activation,
         },
+        true,
         c.next_gemm,
     )?;
     let m = rows_of(out_shape);
