@@ -744,6 +744,43 @@ graph(%x: f32[n, 4, s], %keep: bool[n, 1, s]) {
 }
 
 #[test]
+fn softmax_rows_holding_nan_or_infinity_are_nan() {
+    // A NaN (row 1) or +inf (row 2) at the first and the eighth position of a row makes the
+    // whole row NaN, as in the interpreter; the other rows are untouched. Rows short enough
+    // for the tail loop only, and long enough for the blocks of four vectors.
+    let case = Case::new(
+        "softmax_nan_rows",
+        r#"
+graph(%x: f32[n, 3, s]) {
+  %i = range<dtype=i64, start=0, limit=s, delta=1> : i64[s]
+  %seven = const [7] : i64[]
+  %zero = const [0] : i64[]
+  %at = equal(%i, %seven) : bool[s]
+  %first = equal(%i, %zero) : bool[s]
+  %mark = or(%at, %first) : bool[s]
+  %nan_row = const [false, true, false] : bool[3, 1]
+  %inf_row = const [false, false, true] : bool[3, 1]
+  %nan = const [nan] : f32[]
+  %inf = const [inf] : f32[]
+  %a = and(%nan_row, %mark) : bool[3, s]
+  %b = and(%inf_row, %mark) : bool[3, s]
+  %x1 = where(%a, %nan, %x) : f32[n, 3, s]
+  %x2 = where(%b, %inf, %x1) : f32[n, 3, s]
+  %p = softmax<axis=2>(%x2) : f32[n, 3, s]
+  return %p = %p
+}
+"#,
+    )
+    .input("x", Gen::Float(-8.0, 8.0))
+    .tol(SOFTMAX_ROWS_F32);
+    let mut case = case;
+    for s in [1, 7, 8, 33, 127, 300] {
+        case = case.bind(&[("n", 2), ("s", s)]);
+    }
+    case.check();
+}
+
+#[test]
 fn layer_norm_over_trailing_axes() {
     // Scale and bias of the normalised size, of size 1, and broadcast over a leading
     // normalised axis (ACCUMULATED tolerance).

@@ -259,6 +259,31 @@ pub(super) fn row_extreme_f32<'ctx>(
     max: bool,
     pre: Option<&RowMap<'_, 'ctx>>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
+    row_extreme_f32_with(c, src, lenv, max, pre, true)
+}
+
+/// [`row_extreme_f32`]'s maximum for a softmax, where -0 and +0 need no order (`x - max` is
+/// the same either way): x86's `maxps` keeps the accumulator where either operand is NaN,
+/// so a NaN accumulated stays, and a second accumulator takes the row's NaNs (two operations
+/// a vector); the result is NaN if either holds one. Three operations a vector against the
+/// six that `llvm.maximum` costs on x86.
+pub(super) fn row_max_f32_unordered_zeros<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+    pre: Option<&RowMap<'_, 'ctx>>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    row_extreme_f32_with(c, src, lenv, true, pre, false)
+}
+
+fn row_extreme_f32_with<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    src: PointerValue<'ctx>,
+    lenv: IntValue<'ctx>,
+    max: bool,
+    pre: Option<&RowMap<'_, 'ctx>>,
+    ordered_zeros: bool,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
@@ -274,6 +299,40 @@ pub(super) fn row_extreme_f32<'ctx>(
     let extreme = kb.intrinsic(op, &[vt.into()])?;
     let reduce = kb.intrinsic(reduce, &[vt.into()])?;
     let identity = kb.f32_splat_const(identity);
+    // The accumulation of x into m: `llvm.maximum`, or (unordered zeros, a maximum) `x > m ?
+    // x : m`, which keeps m where either is NaN, beside `nan`, which takes x where x is NaN.
+    let combine = |kb: &KernelBuilder<'_, 'ctx>,
+                   m: inkwell::values::VectorValue<'ctx>,
+                   x: inkwell::values::VectorValue<'ctx>,
+                   nan: Option<PointerValue<'ctx>>|
+     -> Result<inkwell::values::VectorValue<'ctx>> {
+        if ordered_zeros {
+            return Ok(kb
+                .call(extreme, &[m.into(), x.into()], "m")?
+                .into_vector_value());
+        }
+        let greater = b
+            .build_float_compare(inkwell::FloatPredicate::OGT, x, m, "gt")
+            .map_err(kb.err())?;
+        if let Some(nan) = nan {
+            let unordered = b
+                .build_float_compare(inkwell::FloatPredicate::UNO, x, x, "uno")
+                .map_err(kb.err())?;
+            let n = b.build_load(vt, nan, "nan").map_err(kb.err())?;
+            let n = b
+                .build_select(unordered, x, n.into_vector_value(), "nan")
+                .map_err(kb.err())?;
+            b.build_store(nan, n).map_err(kb.err())?;
+        }
+        Ok(b.build_select(greater, x, m, "m")
+            .map_err(kb.err())?
+            .into_vector_value())
+    };
+    let nan = if ordered_zeros {
+        None
+    } else {
+        Some(c.var(identity.into())?)
+    };
     let unroll = 4;
     let block = i64::from(kb.lanes()) * unroll;
     let accs: Vec<PointerValue> = (0..unroll)
@@ -299,7 +358,7 @@ pub(super) fn row_extreme_f32<'ctx>(
                     kb.store_f32(src, at, x, None)?;
                 }
                 let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
-                let m = kb.call(extreme, &[m.into(), x.into()], "m")?;
+                let m = combine(kb, m.into_vector_value(), x, nan)?;
                 b.build_store(acc, m).map_err(kb.err())?;
             }
             Ok(())
@@ -320,12 +379,13 @@ pub(super) fn row_extreme_f32<'ctx>(
                 .into_vector_value();
         }
         let m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
-        let m = kb.call(extreme, &[m.into(), x.into()], "m")?;
+        let m = combine(kb, m.into_vector_value(), x, nan)?;
         b.build_store(accs[0], m).map_err(kb.err())?;
         Ok(())
     })?;
+    // The accumulators (and the NaNs) together: with llvm.maximum, which propagates NaN.
     let mut m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
-    for &acc in &accs[1..] {
+    for &acc in accs[1..].iter().chain(&nan) {
         let other = b.build_load(vt, acc, "m").map_err(kb.err())?;
         m = kb.call(extreme, &[m.into(), other.into()], "m")?;
     }

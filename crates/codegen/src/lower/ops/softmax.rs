@@ -6,7 +6,7 @@ use inkwell::values::{IntValue, PointerValue};
 use inkwell::FloatPredicate;
 use tcc_ir::{DType, Graph};
 
-use super::reduce::{row_extreme_f32, sum_f64_lanes};
+use super::reduce::{row_max_f32_unordered_zeros, sum_f64_lanes};
 use super::{f64_of, split_axis, unsupported, Ctx, Parallel};
 use crate::error::Result;
 use crate::kernels::{vmath, KernelBuilder};
@@ -250,7 +250,7 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
     let zeros = vt.const_zero();
-    let max = row_extreme_f32(c, src, lenv, true, pre)?;
+    let max = row_max_f32_unordered_zeros(c, src, lenv, pre)?;
     let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
     let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
         let x = kb.load_f32(src, i, mask)?;
