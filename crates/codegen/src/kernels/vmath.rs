@@ -263,19 +263,21 @@ fn erf_small_coefficients() -> Vec<f32> {
 /// `erfc(az)` for `az >= 0` by Numerical Recipes' `erfcc` (Chebyshev fit, fractional error
 /// below 1.2e-7 for every argument): `t * exp(-az^2 + P(t))` with `t = 1 / (1 + az / 2)`.
 ///
-/// `az` is clamped to 9 (erfc(9) = 4e-37). The caller passes `az^2` split into `s + e`, `s`
-/// the rounded square and `e` the rest (exact with an FMA), so that the large exponent loses
-/// no bits: its absolute error is the result's relative error.
+/// `az` is clamped to 9 (erfc(9) = 4e-37). The caller passes `az^2 = scale * (s + e)` (`scale`
+/// a power of two), `s` a rounded square and `e` the rest (exact with an FMA, see
+/// [`split_square`]), so that the large exponent loses no bits: its absolute error is the
+/// result's relative error. Past the clamp `s` is clamped alike and `e` kept, a change of
+/// the exponent below 1e-5 where the result stands for erfc(9) anyway.
 fn erfc_nonnegative<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     az: VectorValue<'ctx>,
     (s, e): (VectorValue<'ctx>, VectorValue<'ctx>),
+    scale: f32,
 ) -> Result<VectorValue<'ctx>> {
     let m = Math(kb);
-    let clamped = m.gt(az, m.c(9.0))?;
-    let az = m.select(clamped, m.c(9.0), az)?;
-    let s = m.select(clamped, m.c(81.0), s)?;
-    let e = m.select(clamped, m.c(0.0), e)?;
+    // min(9, v) as `9 < v ? 9 : v`, which keeps a NaN.
+    let az = m.min(m.c(9.0), az)?;
+    let s = m.min(m.c(81.0 / scale), s)?;
     let t = m.div(m.c(1.0), m.fma(az, m.c(0.5), m.c(1.0))?)?;
     let p = m.poly(
         t,
@@ -292,11 +294,12 @@ fn erfc_nonnegative<'ctx>(
             0.170_872_77,
         ],
     )?;
-    let neg_s = m.sub(m.c(0.0), s)?;
+    // -az^2 as hi + lo: -scale * s exactly, and P(t) - scale * e rounded once.
     // -z^2 >= -81 and -1.08 < P(t) < 1e-7 for t in [2/11, 1] (P(1) is about 0: erfc(0) = 1),
     // so the sum is in range.
-    let lo = m.sub(p, e)?;
-    let exp = exp_split_in_range(kb, neg_s, lo)?;
+    let hi = m.mul(s, m.c(-scale))?;
+    let lo = m.fma(e, m.c(-scale), p)?;
+    let exp = exp_split_in_range(kb, hi, lo)?;
     m.mul(t, exp)
 }
 
@@ -308,7 +311,7 @@ pub fn erf<'ctx>(kb: &KernelBuilder<'_, 'ctx>, x: VectorValue<'ctx>) -> Result<V
     let small = m.mul(x, m.poly(m.mul(x, x)?, &erf_small_coefficients())?)?;
     let large = m.sub(
         m.c(1.0),
-        erfc_nonnegative(kb, az, split_square(kb, x, 1.0)?)?,
+        erfc_nonnegative(kb, az, split_square(kb, x)?, 1.0)?,
     )?;
     let negative = m.lt(x, m.c(0.0))?;
     let large = m.select(negative, m.sub(m.c(0.0), large)?, large)?;
@@ -329,22 +332,21 @@ pub fn gelu_erf<'ctx>(
     let z = m.mul(x, m.c(std::f32::consts::FRAC_1_SQRT_2))?;
     let az = m.abs(z)?;
     // z^2 = x^2 / 2 from x itself: the rounding of z = x / sqrt 2 would cost 1.2e-7 * z^2.
-    let erfc = erfc_nonnegative(kb, az, split_square(kb, x, 0.5)?)?;
+    let erfc = erfc_nonnegative(kb, az, split_square(kb, x)?, 0.5)?;
     let one_plus_erf = m.select(m.gt(z, m.c(0.0))?, m.sub(m.c(2.0), erfc)?, erfc)?;
     m.mul(m.mul(x, m.c(0.5))?, one_plus_erf)
 }
 
-/// `x * x` as the rounded `s` and the rest `e`, exact where the target has FMA (`e` is zero
-/// otherwise), both scaled by `scale` (a power of two keeps them exact).
+/// `x * x` as the rounded `s` and the rest `e` (`x * x - s` in one FMA), exact where the
+/// target has FMA (`e` is zero otherwise).
 fn split_square<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     x: VectorValue<'ctx>,
-    scale: f32,
 ) -> Result<(VectorValue<'ctx>, VectorValue<'ctx>)> {
     let m = Math(kb);
     let s = m.mul(x, x)?;
-    let e = m.fma(x, x, m.sub(m.c(0.0), s)?)?;
-    Ok((m.mul(s, m.c(scale))?, m.mul(e, m.c(scale))?))
+    let neg_s = kb.builder().build_float_neg(s, "neg.s").map_err(kb.err())?;
+    Ok((s, m.fma(x, x, neg_s)?))
 }
 
 /// `0.5 * x * (1 + tanh(u))` with `u = sqrt(2/pi) * (x + 0.044715 x^3)`, vectorised, as the
