@@ -264,7 +264,7 @@ fn packed_b_global<'ctx>(
 }
 
 /// [`emit_gemm_const_b`], whose tiles also prefetch into L2 the first block of `B` of the
-/// GEMM that runs next, if any, while they work on their last block (see [`NextChunk`]): a
+/// GEMM that runs next, if any, while they work on their last block (see the module docs): a
 /// model's GEMMs run one after another, each with a `B` of its own that comes from L3 or
 /// memory, and a GEMM whose `B` is a single block (`k <= KC`, `n <= NC`) has no block of its
 /// own to prefetch. With `a_contiguous`, the caller promises `lda = k`, and the kernel reads
@@ -539,8 +539,9 @@ struct Operands<'ctx> {
     next_b: Option<(PointerValue<'ctx>, IntValue<'ctx>)>,
 }
 
-/// The share of the next block of `B` one micro-kernel invocation prefetches into L2: the
-/// `lines` cache lines from `start`, one per k step, spread evenly over the steps.
+/// The share of the next block of `B` one micro-kernel invocation prefetches into L2: one
+/// cache line per k step, step `kk`'s `(kk * rate) >> 16` lines from `start`, so that the
+/// invocation's lines are spread evenly over its steps.
 ///
 /// A thread's row tiles each read the current block of `B` from L2, but the first of them
 /// brings it from L3 or memory, at a few times the cost of the others. So each invocation
@@ -552,6 +553,8 @@ struct NextChunk<'ctx> {
     /// Lines to prefetch, times 2^16 / `kc` (the line of step `kk` is `kk * rate >> 16`).
     rate: IntValue<'ctx>,
 }
+
+/// One micro-kernel invocation's inputs.
 struct Tile<'ctx> {
     /// The rows of `A` for the tile (the copied block, or `A` itself): row `i` at
     /// `i * a_stride`.
@@ -570,6 +573,7 @@ struct Tile<'ctx> {
     last: IntValue<'ctx>,
     /// The bias at the tile's first column.
     bias: Option<Bias<'ctx>>,
+    /// The tile's share of the next block of `B` to prefetch, if any.
     next: Option<NextChunk<'ctx>>,
 }
 
