@@ -801,6 +801,72 @@ fn emit_driver<'ctx>(
             .build_int_compare(IntPredicate::SGE, k_next, ops.k, "last")
             .map_err(kb.err())?;
 
+        // The prefetch of the next chunks (see `NextChunk`), for the whole k-block: each of
+        // the thread's `tiles` row tiles takes `per_tile` lines of every next chunk, spread
+        // over its `kc` steps at `rate` (lines times 2^16 per step).
+        let more_k = bld.build_not(last, "k.more").map_err(kb.err())?;
+        let prefetch_plan = if ops.prefetch_next {
+            let i64c = |v: i64| kb.i64_const(v);
+            let ceil_div = |a: IntValue<'ctx>, b: IntValue<'ctx>, name: &str| {
+                let up = bld
+                    .build_int_add(
+                        a,
+                        bld.build_int_sub(b, i64c(1), "b1").map_err(kb.err())?,
+                        "up",
+                    )
+                    .map_err(kb.err())?;
+                bld.build_int_signed_div(up, b, name).map_err(kb.err())
+            };
+            let m_rows = bld
+                .build_int_sub(ops.m1, ops.m0, "rows")
+                .map_err(kb.err())?;
+            let tiles = kb.max_i64(ceil_div(m_rows, i64c(mr), "tiles")?, i64c(1))?;
+            // The next chunk's k rows: the next k-block's, or the first k-block's of the panel
+            // one column block on, or after the thread's last block the next GEMM's first.
+            let next_k_rows = kb.min_i64(
+                bld.build_int_sub(ops.k, k_next, "k.rest")
+                    .map_err(kb.err())?,
+                i64c(kc_max),
+            )?;
+            let first_k_rows = match ops.next_b {
+                Some((_, k2)) => {
+                    let last_block = bld
+                        .build_int_compare(IntPredicate::SGE, nb_end, p1, "nb.last")
+                        .map_err(kb.err())?;
+                    bld.build_select(
+                        last_block,
+                        kb.min_i64(k2, i64c(kc_max))?,
+                        kb.min_i64(ops.k, i64c(kc_max))?,
+                        "first.k",
+                    )
+                    .map_err(kb.err())?
+                    .into_int_value()
+                }
+                None => kb.min_i64(ops.k, i64c(kc_max))?,
+            };
+            let next_rows = bld
+                .build_select(more_k, next_k_rows, first_k_rows, "next.k")
+                .map_err(kb.err())?
+                .into_int_value();
+            // Lines of 64 bytes: NR floats (4 bytes) per k row.
+            let bytes = bld
+                .build_int_mul(next_rows, i64c(nr * 4), "bytes")
+                .map_err(kb.err())?;
+            let lines = ceil_div(bytes, i64c(64), "lines")?;
+            let per_tile = ceil_div(lines, tiles, "per.tile")?;
+            let rate = bld
+                .build_int_signed_div(
+                    bld.build_int_mul(per_tile, i64c(1 << 16), "scaled")
+                        .map_err(kb.err())?,
+                    kb.max_i64(kc, i64c(1))?,
+                    "rate",
+                )
+                .map_err(kb.err())?;
+            Some((per_tile, rate))
+        } else {
+            None
+        };
+
         kb.for_loop(ops.m0, ops.m1, kb.i64_const(mr), "ib", |kb, ib| {
             let bld = kb.builder();
             let left = bld.build_int_sub(ops.m1, ib, "m.left").map_err(kb.err())?;
@@ -818,105 +884,23 @@ fn emit_driver<'ctx>(
             let a_here = bld.build_int_add(a_here, k0, "a.here").map_err(kb.err())?;
             let a_here = kb.f32_element_ptr(ops.a, a_here)?;
             let c_row = bld.build_int_mul(ib, ops.ldc, "c.row").map_err(kb.err())?;
-            // This tile's share of each next chunk (see `NextChunk`): tile `t` of the thread's
-            // `tiles` prefetches lines `t * per_tile ..` of it.
-            let share = if ops.prefetch_next {
-                let i64c = |v: i64| kb.i64_const(v);
-                let tiles = bld
-                    .build_int_signed_div(
-                        bld.build_int_add(
-                            bld.build_int_sub(ops.m1, ops.m0, "rows")
-                                .map_err(kb.err())?,
-                            i64c(mr - 1),
-                            "rows.up",
+            // This tile's share: lines `t * per_tile ..` of each next chunk, for tile `t`.
+            let share = match prefetch_plan {
+                Some((per_tile, rate)) => {
+                    let t = bld
+                        .build_int_signed_div(
+                            bld.build_int_sub(ib, ops.m0, "ib.rel").map_err(kb.err())?,
+                            kb.i64_const(mr),
+                            "t",
                         )
-                        .map_err(kb.err())?,
-                        i64c(mr),
-                        "tiles",
-                    )
-                    .map_err(kb.err())?;
-                let t = bld
-                    .build_int_signed_div(
-                        bld.build_int_sub(ib, ops.m0, "ib.rel").map_err(kb.err())?,
-                        i64c(mr),
-                        "t",
-                    )
-                    .map_err(kb.err())?;
-                // The next chunk's k rows: the next k-block's, or the first k-block's of the
-                // panel one column block on.
-                let more_k = bld
-                    .build_int_compare(IntPredicate::SLT, k_next, ops.k, "k.more")
-                    .map_err(kb.err())?;
-                let next_k_rows = kb.min_i64(
-                    bld.build_int_sub(ops.k, k_next, "k.rest")
-                        .map_err(kb.err())?,
-                    i64c(kc_max),
-                )?;
-                // After the thread's last block, the next GEMM's first k-block.
-                let first_k_rows = match ops.next_b {
-                    Some((_, k2)) => {
-                        let last_block = bld
-                            .build_int_compare(IntPredicate::SGE, nb_end, p1, "nb.last")
-                            .map_err(kb.err())?;
-                        bld.build_select(
-                            last_block,
-                            kb.min_i64(k2, i64c(kc_max))?,
-                            kb.min_i64(ops.k, i64c(kc_max))?,
-                            "first.k",
-                        )
-                        .map_err(kb.err())?
-                        .into_int_value()
-                    }
-                    None => kb.min_i64(ops.k, i64c(kc_max))?,
-                };
-                let rows = bld
-                    .build_select(more_k, next_k_rows, first_k_rows, "next.k")
-                    .map_err(kb.err())?
-                    .into_int_value();
-                // Lines of 64 bytes: NR floats (4 bytes) per k row.
-                let lines = bld
-                    .build_int_signed_div(
-                        bld.build_int_add(
-                            bld.build_int_mul(rows, i64c(nr * 4), "bytes")
-                                .map_err(kb.err())?,
-                            i64c(63),
-                            "bytes.up",
-                        )
-                        .map_err(kb.err())?,
-                        i64c(64),
-                        "lines",
-                    )
-                    .map_err(kb.err())?;
-                let per_tile = bld
-                    .build_int_signed_div(
-                        bld.build_int_add(
-                            lines,
-                            bld.build_int_sub(tiles, i64c(1), "t1").map_err(kb.err())?,
-                            "lines.up",
-                        )
-                        .map_err(kb.err())?,
-                        tiles,
-                        "per.tile",
-                    )
-                    .map_err(kb.err())?;
-                let rate = bld
-                    .build_int_signed_div(
-                        bld.build_int_mul(per_tile, i64c(1 << 16), "scaled")
-                            .map_err(kb.err())?,
-                        kb.max_i64(kc, i64c(1))?,
-                        "rate",
-                    )
-                    .map_err(kb.err())?;
-                let offset = bld
-                    .build_int_mul(
-                        bld.build_int_mul(t, per_tile, "line0").map_err(kb.err())?,
-                        i64c(16),
-                        "off",
-                    )
-                    .map_err(kb.err())?;
-                Some((more_k, rate, offset))
-            } else {
-                None
+                        .map_err(kb.err())?;
+                    let line0 = bld.build_int_mul(t, per_tile, "line0").map_err(kb.err())?;
+                    let offset = bld
+                        .build_int_mul(line0, kb.i64_const(16), "off")
+                        .map_err(kb.err())?;
+                    Some((rate, offset))
+                }
+                None => None,
             };
             let panel_loop = |a_rows: PointerValue<'ctx>, a_stride: IntValue<'ctx>| {
                 kb.for_loop(nb, nb_end, kb.i64_const(1), "p", |kb, p| {
@@ -926,16 +910,19 @@ fn emit_driver<'ctx>(
                         .map_err(kb.err())?;
                     let left = bld.build_int_sub(ops.n, col, "n.left").map_err(kb.err())?;
                     let cols = kb.min_i64(left, kb.i64_const(nr))?;
-                    let rel = bld
-                        .build_int_sub(p, ops.b_first_panel, "p.rel")
-                        .map_err(kb.err())?;
-                    let panel = bld
-                        .build_int_mul(rel, ops.panel_k, "panel")
-                        .map_err(kb.err())?;
-                    let panel = bld.build_int_add(panel, k0, "panel").map_err(kb.err())?;
-                    let panel = bld
-                        .build_int_mul(panel, kb.i64_const(nr), "panel")
-                        .map_err(kb.err())?;
+                    // Where row `k0` of panel `q` starts in the packed B.
+                    let to_panel = |q: IntValue<'ctx>, k0: IntValue<'ctx>| -> Result<_> {
+                        let rel = bld
+                            .build_int_sub(q, ops.b_first_panel, "p.rel")
+                            .map_err(kb.err())?;
+                        let at = bld
+                            .build_int_mul(rel, ops.panel_k, "panel")
+                            .map_err(kb.err())?;
+                        let at = bld.build_int_add(at, k0, "panel").map_err(kb.err())?;
+                        bld.build_int_mul(at, kb.i64_const(nr), "panel")
+                            .map_err(kb.err())
+                    };
+                    let panel = to_panel(p, k0)?;
                     let b_panel = kb.f32_element_ptr(ops.b_packed, panel)?;
                     let corner = bld.build_int_add(c_row, col, "corner").map_err(kb.err())?;
                     let c = kb.f32_element_ptr(ops.c, corner)?;
@@ -949,7 +936,7 @@ fn emit_driver<'ctx>(
                         None => None,
                     };
                     let next = match share {
-                        Some((more_k, rate, offset)) => {
+                        Some((rate, offset)) => {
                             // The panel's next k-block, or the first of the panel `NC` panels on
                             // (none past the thread's panels: the current chunk again, at rate 0).
                             let ahead = bld
@@ -958,27 +945,15 @@ fn emit_driver<'ctx>(
                             let exists = bld
                                 .build_int_compare(IntPredicate::SLT, ahead, p1, "p.ahead.ok")
                                 .map_err(kb.err())?;
-                            let to_panel = |q: IntValue<'ctx>, k0: IntValue<'ctx>| -> Result<_> {
-                                let rel = bld
-                                    .build_int_sub(q, ops.b_first_panel, "q.rel")
-                                    .map_err(kb.err())?;
-                                let at = bld
-                                    .build_int_mul(rel, ops.panel_k, "q.k")
-                                    .map_err(kb.err())?;
-                                let at = bld.build_int_add(at, k0, "q.k0").map_err(kb.err())?;
-                                bld.build_int_mul(at, kb.i64_const(nr), "q.at")
-                                    .map_err(kb.err())
-                            };
                             let same = to_panel(p, k_next)?;
                             let on = to_panel(ahead, kb.i64_const(0))?;
-                            let here = to_panel(p, k0)?;
                             let some = bld.build_or(more_k, exists, "next.ok").map_err(kb.err())?;
                             let at = bld
                                 .build_select(more_k, same, on, "next.at")
                                 .map_err(kb.err())?
                                 .into_int_value();
                             let at = bld
-                                .build_select(some, at, here, "next.at")
+                                .build_select(some, at, panel, "next.at")
                                 .map_err(kb.err())?
                                 .into_int_value();
                             let at = bld
