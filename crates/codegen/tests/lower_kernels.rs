@@ -2418,9 +2418,12 @@ fn fused_op_attention_causal() {
 /// half) or that sees no key (`u = s + 2` queries: the first two rows) weighs every key
 /// equally, the mean of `V`'s rows; the other rows are as plain `causal`. With a `-inf`
 /// padding mask, a row whose visible keys are all padding is the mean of `V`'s rows too (its
-/// visible scores are below `f32::MIN`), as the op's expansion defines it. Lengths 1 to 600;
-/// the bound writes the mask with `trilu` (plus the mean of `|V|` for the third), tolerance as
-/// `fused_op_attention_causal`.
+/// visible scores are below `f32::MIN`), as the op's expansion defines it. A mask of NaN
+/// where the padding mask is true makes a row that sees such a key NaN, not the mean of `V`:
+/// its maximum is NaN, which the softmax's row maximum must keep (one that skipped NaNs would
+/// find `f32::MIN` and take the row for one that sees only padding). Lengths 1 to 600; the
+/// bound writes the mask with `trilu` (plus the mean of `|V|` for the third and fourth),
+/// tolerance as `fused_op_attention_causal`.
 #[test]
 fn fused_op_attention_causal_min() {
     let head = "graph(%qi: i32[b, 2, s, 16], %ki: i32[b, 2, 16, s], %v: f32[b, 2, s, 8], \
@@ -2433,15 +2436,19 @@ fn fused_op_attention_causal_min() {
   %k = cast<to=f32>(%ki) : f32[b, 2, 16, s]
   %qlf = cast<to=f32>(%ql) : f32[b, 2, u, 16]
   %mf = where(%mask, %zero, %fmin) : f32[b, 1, 1, s]
-  %mi = where(%mask, %zero, %ninf) : f32[b, 1, 1, s]"#;
+  %mi = where(%mask, %zero, %ninf) : f32[b, 1, 1, s]
+  %nan = const [nan] : f32[]
+  %mn = where(%mask, %nan, %fmin) : f32[b, 1, 1, s]"#;
     let ir = format!(
         "{head}{common}
   %o1 = attention<scale=mul(0.25), mask=add, nan_filter=false, causal=true, causal_min=true>(%q, %k, %v, %mf) : f32[b, 2, s, 8]
   %o2 = attention<scale=none, mask=none, nan_filter=false, causal=true, causal_min=true>(%qlf, %k, %v) : f32[b, 2, u, 8]
   %o3 = attention<scale=mul(0.25), mask=add, nan_filter=false, causal=true, causal_min=true>(%q, %k, %v, %mi) : f32[b, 2, s, 8]
+  %o4 = attention<scale=mul(0.25), mask=add, nan_filter=false, causal=true, causal_min=true>(%q, %k, %v, %mn) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
   return %o3 = %o3
+  return %o4 = %o4
 }}"
     );
     let bound = format!(
@@ -2477,15 +2484,17 @@ fn fused_op_attention_causal_min() {
   %m3 = matmul(%e3, %av) : f32[b, 2, s, 8]
   %mv = reduce_mean<axes=[2], keep_dims=true>(%av) : f32[b, 2, 1, 8]
   %o3 = add(%m3, %mv) : f32[b, 2, s, 8]
+  %o4 = add(%o1, %mv) : f32[b, 2, s, 8]
   return %o1 = %o1
   return %o2 = %o2
   return %o3 = %o3
+  return %o4 = %o4
 }}"
     );
     let mut case = Case::new("fused_attention_causal_min", &ir)
         .bound(&bound)
-        // Three casts, two masks and three attentions.
-        .steps(8)
+        // Three casts, three masks and four attentions.
+        .steps(10)
         .input("qi", Gen::Int(-3, 3))
         .input("ki", Gen::Int(-3, 3))
         .input("ql", Gen::Int(-3, 3))
