@@ -2306,6 +2306,62 @@ fn fused_op_attention_scales_masks_filter_and_permutations() {
     case.check();
 }
 
+/// Attention's exponentials with `x - max` rounded once and summed four vectors at a time in
+/// f32 (`ATTENTION_EXP`): a float mask per query row spread over `[-40, 40]` puts the scores
+/// over the whole range whose exponentials are not 0 (the floor is `ln 2^-60`, about -41.6),
+/// where the rounded shift is inexact, and the lengths take whole groups of four vectors,
+/// the vectors after them and a partial one. Deferred (no filter: `P · V` is divided by the
+/// row sums) and normalised in place (with the NaN filter). The scores themselves are exact
+/// (small integers over 4, plus the mask, rounded once as the interpreter does); the
+/// tolerance is that of `fused_op_attention_scales_masks_filter_and_permutations`.
+#[test]
+fn fused_op_attention_rounded_shift_over_wide_scores() {
+    let head = "graph(%qi: i32[b, 2, s, 16], %ki: i32[b, 2, 16, s], %v: f32[b, 2, s, 8], \
+                %m4: f32[b, 1, s, s]) {";
+    let common = r#"
+  %q = cast<to=f32>(%qi) : f32[b, 2, s, 16]
+  %k = cast<to=f32>(%ki) : f32[b, 2, 16, s]"#;
+    let ir = format!(
+        "{head}{common}
+  %o1 = attention<scale=div(4.0), mask=add, nan_filter=false>(%q, %k, %v, %m4) : f32[b, 2, s, 8]
+  %o2 = attention<scale=div(4.0), mask=add, nan_filter=true>(%q, %k, %v, %m4) : f32[b, 2, s, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+}}"
+    );
+    let bound = format!(
+        "{head}{common}
+  %c4 = const [4.0] : f32[]
+  %sc = matmul(%q, %k) : f32[b, 2, s, s]
+  %s4 = div(%sc, %c4) : f32[b, 2, s, s]
+  %a4 = add(%s4, %m4) : f32[b, 2, s, s]
+  %p4 = softmax<axis=3>(%a4) : f32[b, 2, s, s]
+  %e4 = abs(%p4) : f32[b, 2, s, s]
+  %av = abs(%v) : f32[b, 2, s, 8]
+  %o = matmul(%e4, %av) : f32[b, 2, s, 8]
+  return %o1 = %o
+  return %o2 = %o
+}}"
+    );
+    let mut case = Case::new("attention_rounded_shift", &ir)
+        .bound(&bound)
+        // Two casts and two attentions.
+        .steps(4)
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("v", Gen::Float(-1.0, 1.0))
+        .input("m4", Gen::Float(-40.0, 40.0))
+        .tol(Tol::Gemm {
+            k: Len::Sym("s"),
+            slope: 1.0,
+            extra: 4.0 * f64::powi(2.0, -23),
+        });
+    for s in [63, 64, 65, 130, 200, 257] {
+        case = case.bind(&[("b", 1 + s % 2), ("s", s)]);
+    }
+    case.check();
+}
+
 /// Causal `attention` skips the keys no query row of a block sees: as many queries as keys
 /// (GPT-2's prefill), with a `-inf` padding mask and the NaN filter, a KV cache's last rows
 /// (`t = s + 3` keys for `s` queries) and more queries than keys (`u = s + 2`: the first two

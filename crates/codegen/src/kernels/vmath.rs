@@ -147,16 +147,16 @@ pub fn exp_split<'ctx>(
     exp_reduced(kb, hi, lo, true)
 }
 
-/// [`exp_split`] for arguments known to be in range: `hi + lo` in `[EXP_IN_RANGE_MIN, 88]`
+/// [`exp_split`] for arguments known to be in range: `hi + lo` (or `hi` alone) in `[EXP_IN_RANGE_MIN, 88]`
 /// with `|lo|` at most a few units (or NaN, which gives NaN), without the clamps of `hi` and
 /// of the exponent (four operations a vector); the result is then a normal number (at least
 /// `2^-126 * e^0.33`). Softmax's `exp(x - max)` and erfc's `exp(-z^2 + P(t))` are such.
 pub fn exp_split_in_range<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     hi: VectorValue<'ctx>,
-    lo: VectorValue<'ctx>,
+    lo: Option<VectorValue<'ctx>>,
 ) -> Result<VectorValue<'ctx>> {
-    exp_reduced(kb, hi, Some(lo), false)
+    exp_reduced(kb, hi, lo, false)
 }
 
 /// The least argument [`exp_split_in_range`] takes: `n = round(x log2 e)` is then at least
@@ -299,7 +299,7 @@ fn erfc_nonnegative<'ctx>(
     // so the sum is in range.
     let hi = m.mul(s, m.c(-scale))?;
     let lo = m.fma(e, m.c(-scale), p)?;
-    let exp = exp_split_in_range(kb, hi, lo)?;
+    let exp = exp_split_in_range(kb, hi, Some(lo))?;
     m.mul(t, exp)
 }
 

@@ -8,9 +8,7 @@ use inkwell::{FloatPredicate, IntPredicate};
 use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
-use super::softmax::{
-    softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowMap, ATTENTION_FLOOR,
-};
+use super::softmax::{softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowMap, ATTENTION_EXP};
 use super::{
     bcast_strides_to, bcast_strides_with, logical_shape, product, strides, unsupported, Ctx,
     Parallel,
@@ -374,26 +372,20 @@ pub(super) fn attention<'ctx>(
                     let g_ref: Option<&RowMap<'_, 'ctx>> =
                         if post.is_some() { Some(&g_map) } else { None };
                     if deferred {
-                        let (inv, max) = softmax_row_unnormalised_f32(
-                            c,
-                            srow,
-                            srow,
-                            len,
-                            f_ref,
-                            ATTENTION_FLOOR,
-                        )?;
+                        let (inv, max) =
+                            softmax_row_unnormalised_f32(c, srow, srow, len, f_ref, ATTENTION_EXP)?;
                         let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                         c.b().build_store(slot, inv).map_err(c.kb.err())?;
                         max
                     } else {
-                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, ATTENTION_FLOOR)?
+                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, ATTENTION_EXP)?
                     }
                 } else {
                     if !trivial_pre {
                         apply(c, expr, pre.clone(), len)?;
                     }
                     let max =
-                        softmax_row_mapped_f32(c, srow, srow, len, None, None, ATTENTION_FLOOR)?;
+                        softmax_row_mapped_f32(c, srow, srow, len, None, None, ATTENTION_EXP)?;
                     if let Some(g) = post {
                         apply(c, g, post_range.clone(), len)?;
                     }
@@ -806,7 +798,7 @@ pub(super) fn packed_attention<'ctx>(
                     _ => Some(&scaled),
                 };
                 let (inv, _) =
-                    softmax_row_unnormalised_f32(c, srow, srow, len, pre, ATTENTION_FLOOR)?;
+                    softmax_row_unnormalised_f32(c, srow, srow, len, pre, ATTENTION_EXP)?;
                 let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                 c.b().build_store(slot, inv).map_err(c.kb.err())?;
                 Ok(())

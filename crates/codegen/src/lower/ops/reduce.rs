@@ -426,3 +426,68 @@ pub(super) fn sum_f64_lanes<'ctx>(
         .call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
         .into_float_value())
 }
+
+/// `Σ term(i)` over a row of `len` elements whose terms are f32 vectors, as
+/// [`sum_f64_lanes`] sums them, but `group` full vectors at a time (a power of two) added in
+/// f32 first by a balanced tree, then widened: each term goes through `log2(group)` f32
+/// roundings before the f64 sum, so the sum of non-negative terms is within `log2(group)
+/// 2^-24` (relative) of [`sum_f64_lanes`]'s, for a widening (two conversions, an
+/// extraction and two f64 additions a vector with AVX-512) per group instead of per vector.
+/// The vectors after the last whole group, the partial one included, are widened one by one.
+pub(super) fn sum_f32_terms_in_f64<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    lenv: IntValue<'ctx>,
+    group: u32,
+    mut term: impl FnMut(
+        &KernelBuilder<'_, 'ctx>,
+        IntValue<'ctx>,
+        Option<inkwell::values::VectorValue<'ctx>>,
+    ) -> Result<inkwell::values::VectorValue<'ctx>>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    debug_assert!(group.is_power_of_two());
+    let kb = &c.kb;
+    let b = kb.builder();
+    let f64t = kb.context().f64_type();
+    let vd = f64t.vec_type(kb.lanes());
+    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
+    let acc = c.var(vd.const_zero().into())?;
+    let add_to_acc = |kb: &KernelBuilder<'_, 'ctx>, t: inkwell::values::VectorValue<'ctx>| {
+        let t = b.build_float_ext(t, vd, "t").map_err(kb.err())?;
+        let s = b
+            .build_load(vd, acc, "s")
+            .map_err(kb.err())?
+            .into_vector_value();
+        let s = b.build_float_add(s, t, "s").map_err(kb.err())?;
+        b.build_store(acc, s).map_err(kb.err())?;
+        Ok(())
+    };
+    let start = if group > 1 {
+        let span = kb.i64_const(i64::from(group * kb.lanes()));
+        let whole = c.mul(c.div(lenv, span)?, span)?;
+        kb.for_loop(kb.i64_const(0), whole, span, "group", |kb, i| {
+            let mut terms = (0..group)
+                .map(|g| {
+                    let at = c.add(i, kb.i64_const(i64::from(g * kb.lanes())))?;
+                    term(kb, at, None)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            while terms.len() > 1 {
+                terms = terms
+                    .chunks(2)
+                    .map(|p| b.build_float_add(p[0], p[1], "pair").map_err(kb.err()))
+                    .collect::<Result<_>>()?;
+            }
+            add_to_acc(kb, terms[0])
+        })?;
+        whole
+    } else {
+        kb.i64_const(0)
+    };
+    kb.vector_loop_from(start, lenv, |kb, i, mask| {
+        add_to_acc(kb, term(kb, i, mask)?)
+    })?;
+    let s = b.build_load(vd, acc, "s").map_err(kb.err())?;
+    Ok(kb
+        .call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
+        .into_float_value())
+}

@@ -6,7 +6,7 @@ use inkwell::values::{IntValue, PointerValue};
 use inkwell::FloatPredicate;
 use tcc_ir::{DType, Graph};
 
-use super::reduce::{row_max_f32_unordered_zeros, sum_f64_lanes};
+use super::reduce::{row_max_f32_unordered_zeros, sum_f32_terms_in_f64};
 use super::{f64_of, split_axis, unsupported, Ctx, Parallel};
 use crate::error::Result;
 use crate::kernels::{vmath, KernelBuilder};
@@ -121,7 +121,7 @@ pub(super) fn softmax_row_f32<'ctx>(
     dst: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
 ) -> Result<()> {
-    softmax_row_mapped_f32(c, src, dst, lenv, None, None, SOFTMAX_FLOOR).map(|_| ())
+    softmax_row_mapped_f32(c, src, dst, lenv, None, None, SOFTMAX_EXP).map(|_| ())
 }
 
 /// The floor of `x - max` below which the softmax's exponentials are 0: `exp(-87)` is about
@@ -134,6 +134,40 @@ pub(super) const SOFTMAX_FLOOR: f32 = vmath::EXP_IN_RANGE_MIN;
 /// unless an element of `V` is below about `2^-66 * keys`; dropping the smaller terms changes
 /// an output by at most `2^-60` times the sum of `|V|` over its keys.
 pub(super) const ATTENTION_FLOOR: f32 = -41.588_83;
+
+/// How a row's exponentials `e = exp(x - max)` are made and summed.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct RowExp {
+    /// `x - max` below which `e` is 0 (at least [`SOFTMAX_FLOOR`]).
+    pub floor: f32,
+    /// `x - max` as an exact f32 pair (TwoSum, five operations a vector), so that each `e` is
+    /// within about 2 ulp of its exact value; otherwise rounded once, which moves `exp`'s
+    /// argument by at most `|x - max| 2^-24` and so `e` by at most `e |x - max| 2^-24 <= 2^-24
+    /// / e_` (`e_` Euler's number): within about 2 ulp of the row's sum (at least 1, the
+    /// maximum's own term), not of each `e`.
+    pub exact_shift: bool,
+    /// Vectors of `e` added in f32 before joining the f64 sum (see
+    /// [`sum_f32_terms_in_f64`]): the sum moves by at most `log2(group) 2^-24` relative.
+    pub group: u32,
+}
+
+/// A softmax whose every element is a result: each within about 3 ulp.
+pub(super) const SOFTMAX_EXP: RowExp = RowExp {
+    floor: SOFTMAX_FLOOR,
+    exact_shift: true,
+    group: 1,
+};
+
+/// Attention's softmax, whose probabilities reach the output only through `P · V`, where
+/// each one's error counts against the row's sum (1 after normalisation): the shift rounded
+/// once (`2^-24 / e_` of the sum at most) and the sum in groups of four (`2^-23` relative), a
+/// third of the exponential pass's operations fewer, and each output still within about 4
+/// ulp of the sum `Σ|p v|` it is made of.
+pub(super) const ATTENTION_EXP: RowExp = RowExp {
+    floor: ATTENTION_FLOOR,
+    exact_shift: false,
+    group: 4,
+};
 
 /// A map of a row's vector at column `j` (masked to the row's tail, or whole): `f(kb, j, x,
 /// mask)`.
@@ -156,14 +190,14 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
     post: Option<&RowMap<'_, 'ctx>>,
-    floor: f32,
+    how: RowExp,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
     let vd = kb.context().f64_type().vec_type(kb.lanes());
     // e = exp(x - max) into dst (pre applied to src in place on the way), and 1 / sum.
-    let (inv, max) = softmax_row_unnormalised_f32(c, src, dst, lenv, pre, floor)?;
+    let (inv, max) = softmax_row_unnormalised_f32(c, src, dst, lenv, pre, how)?;
     let inv_v = kb.splat(inv.into(), "inv")?;
     kb.vector_loop_in(lenv, |kb, i, mask| {
         let e = kb.load_f32(dst, i, mask)?;
@@ -178,9 +212,10 @@ pub(super) fn softmax_row_mapped_f32<'ctx>(
     Ok(max)
 }
 
-/// `exp(x - max)` for a vector `x`, given `neg_max = -max`: the difference as an exact f32
-/// pair `hi + lo` (TwoSum), so that the vector exp (about 2 ulp) sees no rounded argument;
-/// exactly 0 where `x - max < floor` (at least [`SOFTMAX_FLOOR`]: never a subnormal, on the
+/// `exp(x - max)` for a vector `x`, given `neg_max = -max`: with `exact_shift`, the
+/// difference as an exact f32 pair `hi + lo` (TwoSum), so that the vector exp (about 2 ulp)
+/// sees no rounded argument, otherwise `hi` rounded (see [`RowExp`]); exactly 0 where `x -
+/// max < floor` (at least [`SOFTMAX_FLOOR`]: never a subnormal, on the
 /// way or in the result, whose arithmetic costs a microcode assist per operation on Intel
 /// cores), so `-inf` elements (masked positions) and finite masks such as torch's
 /// `finfo.min` give 0.
@@ -188,22 +223,26 @@ fn exp_minus_max<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     x: inkwell::values::VectorValue<'ctx>,
     neg_max: inkwell::values::VectorValue<'ctx>,
-    floor: f32,
+    how: RowExp,
 ) -> Result<inkwell::values::VectorValue<'ctx>> {
     let b = kb.builder();
     let zeros = kb.f32_vector().const_zero();
-    // TwoSum: hi + lo == x + (-max) exactly.
     let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
-    let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
-    let ab = b.build_float_sub(hi, bb, "ab").map_err(kb.err())?;
-    let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
-    let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
-    let lo = b.build_float_add(ea, eb, "lo").map_err(kb.err())?;
+    // TwoSum: hi + lo == x + (-max) exactly.
+    let lo = if how.exact_shift {
+        let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
+        let ab = b.build_float_sub(hi, bb, "ab").map_err(kb.err())?;
+        let ea = b.build_float_sub(x, ab, "ea").map_err(kb.err())?;
+        let eb = b.build_float_sub(neg_max, bb, "eb").map_err(kb.err())?;
+        Some(b.build_float_add(ea, eb, "lo").map_err(kb.err())?)
+    } else {
+        None
+    };
     // Below the floor (x = -inf too) the result is 0, and exp is computed on 0 instead, so
     // that no lane computes a subnormal on the way (with AVX2 every lane computes); the
     // floor keeps `hi + lo` in exp's range for the same reason. Elsewhere `hi` is finite, or
     // NaN in a row whose maximum is not finite (and whose softmax is NaN anyway).
-    let floor = kb.f32_splat_const(floor.max(SOFTMAX_FLOOR));
+    let floor = kb.f32_splat_const(how.floor.max(SOFTMAX_FLOOR));
     let tiny = b
         .build_float_compare(FloatPredicate::OLT, hi, floor, "tiny")
         .map_err(kb.err())?;
@@ -212,11 +251,16 @@ fn exp_minus_max<'ctx>(
         .map_err(kb.err())?
         .into_vector_value();
     // Where hi is tiny, TwoSum's lo may be NaN (hi = -inf) or huge: 0 there too.
-    let lo = b
-        .build_select(tiny, zeros, lo, "lo")
-        .map_err(kb.err())?
-        .into_vector_value();
-    let e = vmath::exp_split_in_range(kb, hi_safe, lo)?;
+    let e = match lo {
+        Some(lo) => {
+            let lo = b
+                .build_select(tiny, zeros, lo, "lo")
+                .map_err(kb.err())?
+                .into_vector_value();
+            vmath::exp_split_in_range(kb, hi_safe, Some(lo))?
+        }
+        None => vmath::exp_split_in_range(kb, hi_safe, None)?,
+    };
     Ok(b.build_select(tiny, zeros, e, "e")
         .map_err(kb.err())?
         .into_vector_value())
@@ -226,19 +270,20 @@ fn exp_minus_max<'ctx>(
 /// (which may be `src`), for attention, whose product with `V` divides by the sum afterwards
 /// (a pass over the row fewer), and as the first two passes of [`softmax_row_mapped_f32`]:
 /// `pre` is applied to `src` in place while the pass finds its maximum, then each element
-/// becomes `e = exp(x - max)` as [`exp_minus_max`] gives it (about 2 ulp; exactly 0
-/// where `x - max < floor`). Returns `1 / sum(e)` in f64 (the sum in
-/// f64 lanes), NaN when the maximum is not finite (a row holding a NaN or an infinity, or a
-/// row whose elements are all `-inf` or that has none: NaN everywhere, as the softmax is),
-/// and the row's maximum (of `pre(x)`).
-/// `e * (1 / sum)` is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s.
+/// becomes `e = exp(x - max)` as [`exp_minus_max`] gives it for `how` (exactly 0 where `x -
+/// max < how.floor`). Returns `1 / sum(e)` in f64 (the sum in f64 lanes, `how.group` vectors
+/// at a time in f32 first), NaN when the maximum is not finite (a row holding a NaN or an
+/// infinity, or a row whose elements are all `-inf` or that has none: NaN everywhere, as the
+/// softmax is), and the row's maximum (of `pre(x)`). With [`SOFTMAX_EXP`], `e * (1 / sum)`
+/// is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s; with
+/// [`ATTENTION_EXP`], within about 4 ulp of 1, the row's sum (see [`RowExp`]).
 pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     c: &Ctx<'_, 'ctx>,
     src: PointerValue<'ctx>,
     dst: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
-    floor: f32,
+    how: RowExp,
 ) -> Result<(
     inkwell::values::FloatValue<'ctx>,
     inkwell::values::FloatValue<'ctx>,
@@ -248,13 +293,12 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     let vt = kb.f32_vector();
     let f32t = kb.context().f32_type();
     let f64t = kb.context().f64_type();
-    let vd = f64t.vec_type(kb.lanes());
     let zeros = vt.const_zero();
     let max = row_max_f32_unordered_zeros(c, src, lenv, pre)?;
     let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
-    let total = sum_f64_lanes(c, lenv, |kb, i, mask| {
+    let total = sum_f32_terms_in_f64(c, lenv, how.group, |kb, i, mask| {
         let x = kb.load_f32(src, i, mask)?;
-        let mut e = exp_minus_max(kb, x, neg_max, floor)?;
+        let mut e = exp_minus_max(kb, x, neg_max, how)?;
         if let Some(mask) = mask {
             e = b
                 .build_select(mask, e, zeros, "e")
@@ -262,7 +306,7 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
                 .into_vector_value();
         }
         kb.store_f32(dst, i, e, mask)?;
-        b.build_float_ext(e, vd, "ed").map_err(kb.err())
+        Ok(e)
     })?;
     let inv = b
         .build_float_div(f64t.const_float(1.0), total, "inv")
