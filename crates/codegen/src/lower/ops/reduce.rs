@@ -383,13 +383,135 @@ fn row_extreme_f32_with<'ctx>(
         b.build_store(accs[0], m).map_err(kb.err())?;
         Ok(())
     })?;
-    // The accumulators (and the NaNs) together: with llvm.maximum, which propagates NaN.
+    if let Some(nan) = nan {
+        return max_unordered_zeros_of(c, &accs, nan);
+    }
+    // The accumulators together: with llvm.maximum, which propagates NaN.
     let mut m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
-    for &acc in accs[1..].iter().chain(&nan) {
+    for &acc in &accs[1..] {
         let other = b.build_load(vt, acc, "m").map_err(kb.err())?;
         m = kb.call(extreme, &[m.into(), other.into()], "m")?;
     }
     Ok(kb.call(reduce, &[m.into()], "ext")?.into_float_value())
+}
+
+/// The maximum of the vector accumulators `accs` of [`row_max_f32_unordered_zeros`] and
+/// NaN if their NaN accumulator `nan` holds one: `maxps` steps (`x > m ? x : m`) over the
+/// accumulators, then over halves of the lanes, and the NaN test beside them, off the
+/// critical path. A row's softmax waits on this result, so its latency counts: a tree of
+/// `llvm.maximum` (NaN-propagating, -0 below +0) takes about three times as long on x86.
+fn max_unordered_zeros_of<'ctx>(
+    c: &Ctx<'_, 'ctx>,
+    accs: &[PointerValue<'ctx>],
+    nan: PointerValue<'ctx>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    let kb = &c.kb;
+    let b = kb.builder();
+    let vt = kb.f32_vector();
+    let max = |x: inkwell::values::VectorValue<'ctx>, m: inkwell::values::VectorValue<'ctx>| {
+        let greater = b
+            .build_float_compare(inkwell::FloatPredicate::OGT, x, m, "gt")
+            .map_err(kb.err())?;
+        b.build_select(greater, x, m, "m")
+            .map_err(kb.err())
+            .map(|v| v.into_vector_value())
+    };
+    let mut level: Vec<inkwell::values::VectorValue<'ctx>> = accs
+        .iter()
+        .map(|&acc| {
+            b.build_load(vt, acc, "m")
+                .map_err(kb.err())
+                .map(|v| v.into_vector_value())
+        })
+        .collect::<Result<_>>()?;
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    max(p[1], p[0])
+                } else {
+                    Ok(p[0])
+                }
+            })
+            .collect::<Result<_>>()?;
+    }
+    let mut m = level[0];
+    let i32t = kb.context().i32_type();
+    let mut width = kb.lanes();
+    while width > 1 {
+        width /= 2;
+        let half = |from: u32| {
+            let idx: Vec<_> = (from..from + width)
+                .map(|i| i32t.const_int(u64::from(i), false))
+                .collect();
+            b.build_shuffle_vector(
+                m,
+                m.get_type().get_poison(),
+                inkwell::types::VectorType::const_vector(&idx),
+                "half",
+            )
+            .map_err(kb.err())
+        };
+        let (lo, hi) = (half(0)?, half(width)?);
+        m = max(hi, lo)?;
+    }
+    let zero = kb.context().i64_type().const_zero();
+    let m = b
+        .build_extract_element(m, zero, "max")
+        .map_err(kb.err())?
+        .into_float_value();
+    // Any NaN seen: a lane of `nan` unordered.
+    let n = b
+        .build_load(vt, nan, "nan")
+        .map_err(kb.err())?
+        .into_vector_value();
+    let lanes_nan = b
+        .build_float_compare(inkwell::FloatPredicate::UNO, n, n, "uno")
+        .map_err(kb.err())?;
+    let or = kb.intrinsic("llvm.vector.reduce.or", &[lanes_nan.get_type().into()])?;
+    let any = kb
+        .call(or, &[lanes_nan.into()], "any.nan")?
+        .into_int_value();
+    Ok(
+        b.build_select(any, kb.context().f32_type().const_float(f64::NAN), m, "max")
+            .map_err(kb.err())?
+            .into_float_value(),
+    )
+}
+
+/// The sum of an f64 vector's lanes by halves (a tree of `log2(lanes)` additions, whose
+/// latency a row's softmax waits on; `llvm.vector.reduce.fadd` without reassociation adds the
+/// lanes one after another).
+fn tree_sum_f64<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    mut v: inkwell::values::VectorValue<'ctx>,
+) -> Result<inkwell::values::FloatValue<'ctx>> {
+    let b = kb.builder();
+    let i32t = kb.context().i32_type();
+    let mut width = v.get_type().get_size();
+    while width > 1 {
+        width /= 2;
+        let half = |from: u32| {
+            let idx: Vec<_> = (from..from + width)
+                .map(|i| i32t.const_int(u64::from(i), false))
+                .collect();
+            b.build_shuffle_vector(
+                v,
+                v.get_type().get_poison(),
+                inkwell::types::VectorType::const_vector(&idx),
+                "half",
+            )
+            .map_err(kb.err())
+        };
+        let (lo, hi) = (half(0)?, half(width)?);
+        v = b.build_float_add(lo, hi, "sum").map_err(kb.err())?;
+    }
+    Ok(
+        b.build_extract_element(v, kb.context().i64_type().const_zero(), "sum")
+            .map_err(kb.err())?
+            .into_float_value(),
+    )
 }
 
 /// `Σ term(i)` over a row of `len` elements in the target's vectors, summed in f64 lanes
@@ -409,7 +531,6 @@ pub(super) fn sum_f64_lanes<'ctx>(
     let b = kb.builder();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let acc = c.var(vd.const_zero().into())?;
     kb.vector_loop_in(lenv, |kb, i, mask| {
         let t = term(kb, i, mask)?;
@@ -422,9 +543,7 @@ pub(super) fn sum_f64_lanes<'ctx>(
         Ok(())
     })?;
     let s = b.build_load(vd, acc, "s").map_err(kb.err())?;
-    Ok(kb
-        .call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
-        .into_float_value())
+    tree_sum_f64(kb, s.into_vector_value())
 }
 
 /// `Σ term(i)` over a row of `len` elements whose terms are f32 vectors, as
@@ -449,7 +568,6 @@ pub(super) fn sum_f32_terms_in_f64<'ctx>(
     let b = kb.builder();
     let f64t = kb.context().f64_type();
     let vd = f64t.vec_type(kb.lanes());
-    let reduce_add = kb.intrinsic("llvm.vector.reduce.fadd", &[vd.into()])?;
     let acc = c.var(vd.const_zero().into())?;
     let add_to_acc = |kb: &KernelBuilder<'_, 'ctx>, t: inkwell::values::VectorValue<'ctx>| {
         let t = b.build_float_ext(t, vd, "t").map_err(kb.err())?;
@@ -487,7 +605,5 @@ pub(super) fn sum_f32_terms_in_f64<'ctx>(
         add_to_acc(kb, term(kb, i, mask)?)
     })?;
     let s = b.build_load(vd, acc, "s").map_err(kb.err())?;
-    Ok(kb
-        .call(reduce_add, &[f64t.const_zero().into(), s.into()], "sum")?
-        .into_float_value())
+    tree_sum_f64(kb, s.into_vector_value())
 }
