@@ -6,13 +6,18 @@
 //! instead of the default ones, each `N` (an `N x N x N` product) or `MxKxN` (`A` is `M x K`,
 //! `B` is `K x N`), such as `128x384x1536` (a transformer's feed-forward layer). `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` overrides the host
 //! path's blocking, to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each GEMM's assembly to
-//! `PREFIX.NAME.s`.
+//! `PREFIX.NAME.s`. A size `rMxKxN:LDA` times instead the runtime-B GEMM on a `B` packed
+//! beforehand (attention's products: `r48x32x512:384` is a block of `Q · Kt` for 32-wide heads
+//! of a 384-wide model, `r48x512x32:512` the block's `P · V`), `A` read at row stride `LDA`,
+//! one thread, the host path only.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tcc_codegen::emit::{emit_to_file, link_shared, EmitKind};
-use tcc_codegen::kernels::gemm::{emit_gemm_const_b_then, Epilogue, GemmLayout};
+use tcc_codegen::kernels::gemm::{
+    emit_gemm_const_b_then, emit_gemm_packed_b, emit_pack_b_fn, Epilogue, GemmLayout,
+};
 use tcc_codegen::kernels::{KernelBuilder, Param};
 use tcc_codegen::{Context, Target};
 
@@ -33,11 +38,40 @@ const MIN_TIME: Duration = Duration::from_millis(400);
 
 type PeakFn = unsafe extern "C" fn(*mut f32, i64);
 type GemmFn = unsafe extern "C" fn(*const f32, i64, *mut f32, i64, i64, i64, i64, i64);
+type PackFn = unsafe extern "C" fn(*const f32, i64, i64, i64, i64, *mut f32);
+type PackedFn =
+    unsafe extern "C" fn(*const f32, i64, *const f32, *mut f32, i64, i64, i64, i64, i64, i64);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sizes: Vec<[usize; 3]> = std::env::args()
-        .skip(1)
-        .map(|s| parse_size(&s))
+    let (runtime, constant): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|s| s.starts_with('r'));
+    if !runtime.is_empty() {
+        let dir = tempfile::tempdir()?;
+        let target = Target::named("host")?;
+        let peak = measure_peak(&target, dir.path(), "host")?;
+        let layout = GemmLayout::for_runtime_b(&target);
+        println!(
+            "host ({}): FMA peak {peak:.1} GFLOP/s per core; runtime-B tile {}x{}",
+            target.cpu(),
+            layout.mr,
+            layout.nr()
+        );
+        for arg in &runtime {
+            let (size, lda) = arg[1..].split_once(':').ok_or("rMxKxN:LDA")?;
+            let size = parse_size(size)?;
+            let gflops = measure_runtime_b(&target, &layout, dir.path(), size, lda.parse()?)?;
+            println!(
+                "  {arg}  1 thread  {gflops:7.1} GFLOP/s  {:5.1}% of peak",
+                100.0 * gflops / peak
+            );
+        }
+        if constant.is_empty() {
+            return Ok(());
+        }
+    }
+    let sizes: Vec<[usize; 3]> = constant
+        .iter()
+        .map(|s| parse_size(s))
         .collect::<Result<_, _>>()?;
     let sizes = if sizes.is_empty() {
         vec![[256; 3], [512; 3], [1024; 3]]
@@ -287,4 +321,73 @@ fn best_time(mut run: impl FnMut()) -> f64 {
         best = best.min(t.elapsed().as_secs_f64());
     }
     best
+}
+
+/// GFLOP/s of the runtime-B GEMM `C = A·B` on one thread, `B` (`k x n`) packed once before,
+/// `A` (`m x k`) read at row stride `lda`.
+fn measure_runtime_b(
+    target: &Target,
+    layout: &GemmLayout,
+    dir: &Path,
+    [m, k, n]: [usize; 3],
+    lda: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    if lda < k {
+        return Err(format!("LDA {lda} is below K {k}").into());
+    }
+    let name = format!("runtime_{m}_{k}_{n}_{lda}");
+    let context = Context::create();
+    let module = context.create_module(&name);
+    let pack_name = format!("{name}_pack");
+    emit_pack_b_fn(&module, target, &pack_name, layout)?;
+    emit_gemm_packed_b(&module, target, &name, layout, Epilogue::default())?;
+    if let Ok(path) = std::env::var("TCC_GEMM_ASM") {
+        let asm = tcc_codegen::emit(&module, target, EmitKind::Assembly)?;
+        std::fs::write(format!("{path}.{name}.s"), asm)?;
+    }
+    let library = build(&module, target, dir, &name)?;
+    // SAFETY: the symbols are the functions emitted above with these signatures.
+    let (pack, gemm) = unsafe {
+        (
+            *library.get::<PackFn>(pack_name.as_bytes())?,
+            *library.get::<PackedFn>(name.as_bytes())?,
+        )
+    };
+    let b: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 7919) % 13) as f32 * 0.01)
+        .collect();
+    let a: Vec<f32> = (0..m * lda)
+        .map(|i| ((i * 31) % 17) as f32 * 0.01)
+        .collect();
+    let mut packed = vec![0.0f32; layout.runtime_b_scratch_len(k, n)];
+    let mut c = vec![0.0f32; m * n];
+    // SAFETY: B is k x n row-major; `packed` holds its panels.
+    unsafe {
+        pack(
+            b.as_ptr(),
+            n as i64,
+            1,
+            n as i64,
+            k as i64,
+            packed.as_mut_ptr(),
+        )
+    };
+    let seconds = best_time(|| {
+        // SAFETY: A is m rows at stride lda, C is m x n, `packed` B's panels with k rows.
+        unsafe {
+            gemm(
+                a.as_ptr(),
+                lda as i64,
+                packed.as_ptr(),
+                c.as_mut_ptr(),
+                n as i64,
+                0,
+                m as i64,
+                n as i64,
+                k as i64,
+                k as i64,
+            )
+        }
+    });
+    Ok(2.0 * (m * k * n) as f64 / seconds / 1e9)
 }
