@@ -1288,6 +1288,15 @@ fn emit_tile<'ctx>(
 
     // The epilogue, on the last k-block only.
     bld.position_at_end(epi_block);
+    // The GELUs (about forty operations and thirty constants a vector) over the tile's
+    // registers at once leave no register for their constants, which are then broadcast again
+    // at each use, and spill the accumulators: they are applied after the store instead, row
+    // by row from C (in L1), where the constants stay in registers and the rows' vectors
+    // overlap in the out-of-order window.
+    let late_activation = matches!(
+        epilogue.activation,
+        Activation::GeluErf | Activation::GeluTanh
+    );
     let bias: Vec<Option<VectorValue<'ctx>>> = (0..nv)
         .map(|v| {
             let index = kb.i64_const(v as i64 * lanes);
@@ -1309,7 +1318,11 @@ fn emit_tile<'ctx>(
         if let Some(bias) = bias[j % nv] {
             x = bld.build_float_add(x, bias, "bias").map_err(kb.err())?;
         }
-        finished.push(vmath::apply_activation(epilogue.activation, kb, x)?);
+        finished.push(if late_activation {
+            x
+        } else {
+            vmath::apply_activation(epilogue.activation, kb, x)?
+        });
     }
     let epi_end = kb.current_block()?;
     bld.build_unconditional_branch(store_select)
@@ -1345,6 +1358,45 @@ fn emit_tile<'ctx>(
     }
     bld.build_unconditional_branch(done).map_err(kb.err())?;
     bld.position_at_end(done);
+    if late_activation {
+        // On the last k-block: each of the tile's rows of C through the activation, in
+        // place; the columns past `cols` masked off in an edge tile.
+        let apply = kb.append_block("tile.act");
+        let after = kb.append_block("tile.act.done");
+        bld.build_conditional_branch(tile.last, apply, after)
+            .map_err(kb.err())?;
+        bld.position_at_end(apply);
+        let full_block = kb.append_block("tile.act.full");
+        let edge_block = kb.append_block("tile.act.edge");
+        bld.build_conditional_branch(full_cols, full_block, edge_block)
+            .map_err(kb.err())?;
+        for (block, masked) in [(full_block, false), (edge_block, true)] {
+            bld.position_at_end(block);
+            kb.for_loop(
+                kb.i64_const(0),
+                tile.rows,
+                kb.i64_const(1),
+                "act.row",
+                |kb, i| {
+                    let offset = bld.build_int_mul(i, tile.ldc, "c.off").map_err(kb.err())?;
+                    let row = kb.f32_element_ptr(tile.c, offset)?;
+                    // The row's NR columns as one vector (see `KernelBuilder::with_lanes`).
+                    kb.with_lanes(layout.nr() as u32, |w| {
+                        let zero = w.i64_const(0);
+                        let mask = match masked {
+                            true => Some(w.tail_mask(zero, tile.cols)?),
+                            false => None,
+                        };
+                        let x = w.load_f32(row, zero, mask)?;
+                        let y = vmath::apply_activation(epilogue.activation, w, x)?;
+                        w.store_f32(row, zero, y, mask)
+                    })
+                },
+            )?;
+            bld.build_unconditional_branch(after).map_err(kb.err())?;
+        }
+        bld.position_at_end(after);
+    }
     Ok(())
 }
 

@@ -132,6 +132,30 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         self.lanes
     }
 
+    /// Runs `f` with a view of this kernel whose vectors have `lanes` lanes (a multiple of the
+    /// kernel's), emitting where the builder is; the builder continues after what `f` emitted.
+    ///
+    /// Vector math on a vector several registers wide is legalised into the same operation on
+    /// each register, one after another: the registers' dependency chains interleave, which a
+    /// long chain (a GELU's forty operations) needs for the out-of-order core to overlap them
+    /// (as separate calls, each chain's operations come in a block of their own, and the
+    /// scheduler's window holds only two or three chains).
+    pub fn with_lanes<T>(&self, lanes: u32, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let view = KernelBuilder {
+            context: self.context,
+            module: self.module,
+            builder: self.context.create_builder(),
+            target: self.target,
+            function: self.function,
+            name: self.name.clone(),
+            lanes,
+        };
+        view.builder.position_at_end(self.current_block()?);
+        let out = f(&view)?;
+        self.builder.position_at_end(view.current_block()?);
+        Ok(out)
+    }
+
     /// The kernel's `n`-th parameter, which must be a pointer.
     pub fn ptr_param(&self, n: u32) -> Result<PointerValue<'ctx>> {
         match self.function.get_nth_param(n) {

@@ -206,25 +206,27 @@ fn exp_reduced<'ctx>(
         r = m.add(r, lo)?;
     }
     let y = m.poly(r, &EXP_COEFFICIENTS)?;
-    if kb.lanes() == 16 && kb.target().has_avx512f() {
-        // y * 2^n in one vscalefps instead of the four operations below: n is an integer in
-        // [-126, 127], so both round the same exact product y * 2^n.
+    if kb.lanes().is_multiple_of(16) && kb.target().has_avx512f() {
+        // y * 2^n in one vscalefps a register instead of the four operations below: n is an
+        // integer in [-126, 127], so both round the same exact product y * 2^n.
         let scalef = kb.intrinsic("llvm.x86.avx512.mask.scalef.ps.512", &[])?;
         let all = kb.context().i16_type().const_all_ones();
         let current_rounding = kb.context().i32_type().const_int(4, false);
-        return Ok(kb
-            .call(
-                scalef,
-                &[
-                    y.into(),
-                    n.into(),
-                    y.into(),
-                    all.into(),
-                    current_rounding.into(),
-                ],
-                "scaled",
-            )?
-            .into_vector_value());
+        return by_registers(kb, &[y, n], 16, |parts| {
+            Ok(kb
+                .call(
+                    scalef,
+                    &[
+                        parts[0].into(),
+                        parts[1].into(),
+                        parts[0].into(),
+                        all.into(),
+                        current_rounding.into(),
+                    ],
+                    "scaled",
+                )?
+                .into_vector_value())
+        });
     }
     let i32_vector = kb.context().i32_type().vec_type(kb.lanes());
     let n = bld
@@ -241,6 +243,74 @@ fn exp_reduced<'ctx>(
         .map_err(kb.err())?
         .into_vector_value();
     m.mul(y, scale)
+}
+
+/// `f` on each `width`-lane part of the equally long vectors `xs` (whose length is a multiple
+/// of `width`), the results joined back into one vector: for an intrinsic of one register's
+/// width on a vector of several ([`KernelBuilder::with_lanes`]). The splitting and joining
+/// shuffles are register renamings once the wide vector is legalised.
+fn by_registers<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    xs: &[VectorValue<'ctx>],
+    width: u32,
+    f: impl Fn(&[VectorValue<'ctx>]) -> Result<VectorValue<'ctx>>,
+) -> Result<VectorValue<'ctx>> {
+    let total = xs[0].get_type().get_size();
+    if total == width {
+        return f(xs);
+    }
+    let bld = kb.builder();
+    let i32t = kb.context().i32_type();
+    let indices = |range: std::ops::Range<u32>| {
+        let v: Vec<_> = range.map(|i| i32t.const_int(u64::from(i), false)).collect();
+        inkwell::types::VectorType::const_vector(&v)
+    };
+    let mut joined: Option<VectorValue<'ctx>> = None;
+    for start in (0..total).step_by(width as usize) {
+        let parts = xs
+            .iter()
+            .map(|x| {
+                bld.build_shuffle_vector(
+                    *x,
+                    x.get_type().get_poison(),
+                    indices(start..start + width),
+                    "part",
+                )
+                .map_err(kb.err())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let part = f(&parts)?;
+        joined = Some(match joined {
+            None => part,
+            Some(acc) => {
+                let w = acc.get_type().get_size();
+                // The part widened to the joined vector's width, then both side by side.
+                let widened = if w == width {
+                    part
+                } else {
+                    let v: Vec<_> = (0..w)
+                        .map(|i| {
+                            if i < width {
+                                i32t.const_int(u64::from(i), false)
+                            } else {
+                                i32t.get_poison()
+                            }
+                        })
+                        .collect();
+                    bld.build_shuffle_vector(
+                        part,
+                        part.get_type().get_poison(),
+                        inkwell::types::VectorType::const_vector(&v),
+                        "wide",
+                    )
+                    .map_err(kb.err())?
+                };
+                bld.build_shuffle_vector(acc, widened, indices(0..w + width), "join")
+                    .map_err(kb.err())?
+            }
+        });
+    }
+    joined.ok_or_else(|| kb.internal("an empty vector"))
 }
 
 fn splat_i32<'ctx>(kb: &KernelBuilder<'_, 'ctx>, value: i32) -> VectorValue<'ctx> {
