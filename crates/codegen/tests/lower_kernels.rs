@@ -13,7 +13,8 @@
 #[path = "support/lowered.rs"]
 mod lowered;
 
-use lowered::{Case, Gen, Len, Tol};
+use lowered::{random_f32, Case, Gen, Len, Library, Tol};
+use tcc_ir::{Tensor, TensorData};
 
 /// The sizes a symbolic axis runs at: below, at and above the vector widths and the GEMM tiles.
 const SIZES: [i64; 7] = [1, 7, 17, 33, 127, 300, 1031];
@@ -2360,6 +2361,91 @@ fn fused_op_attention_rounded_shift_over_wide_scores() {
         case = case.bind(&[("b", 1 + s % 2), ("s", s)]);
     }
     case.check();
+}
+
+/// Attention's results do not depend on how many masked keys follow a row's real ones, bit
+/// for bit: a padded batch's rows and a packed batch's then agree (which padding
+/// elimination's tests and a quantised model's gate rely on). Queries over `t` keys, and
+/// over the same keys followed by `u - t` others masked with `-inf`, on the host path and
+/// on AVX2, at lengths on both sides of the exponential pass's groups of four vectors (whose
+/// f32 sums would otherwise pair a row's terms differently with and without the zeros).
+#[test]
+fn attention_does_not_depend_on_trailing_masked_keys() {
+    let f32s = |t: &Tensor| match t.data() {
+        TensorData::F32(v) => v.clone(),
+        _ => panic!("an f32 tensor"),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (t, u) in [
+        (5, 9),
+        (40, 64),
+        (40, 130),
+        (63, 64),
+        (64, 65),
+        (100, 300),
+        (130, 257),
+    ] {
+        let (h, s, d, dv) = (2, 50, 16, 8);
+        let ir = format!(
+            "graph(%q: f32[1, {h}, {s}, {d}], %ks: f32[1, {h}, {d}, {t}], \
+             %vs: f32[1, {h}, {t}, {dv}], %kl: f32[1, {h}, {d}, {u}], \
+             %vl: f32[1, {h}, {u}, {dv}], %m: f32[1, 1, 1, {u}]) {{
+  %o1 = attention<scale=mul(0.25), mask=none, nan_filter=false>(%q, %ks, %vs) : f32[1, {h}, {s}, {dv}]
+  %o2 = attention<scale=mul(0.25), mask=add, nan_filter=false>(%q, %kl, %vl, %m) : f32[1, {h}, {s}, {dv}]
+  return %o1 = %o1
+  return %o2 = %o2
+}}"
+        );
+        let graph = tcc_ir::text::parse(&ir, &|_| None).unwrap();
+        let q = random_f32(&[1, h, s, d], "q", -2.0, 2.0);
+        let ks = random_f32(&[1, h, d, t], "ks", -2.0, 2.0);
+        let vs = random_f32(&[1, h, t, dv], "vs", -1.0, 1.0);
+        let (ksv, vsv) = (f32s(&ks), f32s(&vs));
+        let extra_k = f32s(&random_f32(&[h * d * u], "ek", -2.0, 2.0));
+        let extra_v = f32s(&random_f32(&[h * u * dv], "ev", -1.0, 1.0));
+        // K: [h, d, keys], the first t keys of each row those of ks; V: [h, keys, dv], the
+        // first t rows those of vs.
+        let kl: Vec<f32> = (0..h * d * u)
+            .map(|i| match i % u {
+                j if j < t => ksv[i / u * t + j],
+                _ => extra_k[i],
+            })
+            .collect();
+        let vl: Vec<f32> = (0..h * u * dv)
+            .map(|i| {
+                let (head, key) = (i / (u * dv), i / dv % u);
+                match key < t {
+                    true => vsv[(head * t + key) * dv + i % dv],
+                    false => extra_v[i],
+                }
+            })
+            .collect();
+        let m: Vec<f32> = (0..u)
+            .map(|j| if j < t { 0.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let kl = Tensor::new(vec![1, h, d, u], TensorData::F32(kl)).unwrap();
+        let vl = Tensor::new(vec![1, h, u, dv], TensorData::F32(vl)).unwrap();
+        let m = Tensor::new(vec![1, 1, 1, u], TensorData::F32(m)).unwrap();
+        for target in ["host", "x86-64-v3"] {
+            let (lib, _) = Library::build(&graph, target, dir.path()).unwrap();
+            let out = lib
+                .session(1)
+                .run(&[&q, &ks, &vs, &kl, &vl, &m], 2)
+                .unwrap();
+            let (short, long) = (f32s(&out[0]), f32s(&out[1]));
+            let differ = short
+                .iter()
+                .zip(&long)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differ,
+                0,
+                "{target}, {t} keys and {u} with the last masked: {differ} of {} outputs differ",
+                short.len()
+            );
+        }
+    }
 }
 
 /// Causal `attention` skips the keys no query row of a block sees: as many queries as keys

@@ -509,22 +509,12 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
     pub fn vector_loop_in(
         &self,
         n: IntValue<'ctx>,
-        body: impl FnMut(&Self, IntValue<'ctx>, Option<VectorValue<'ctx>>) -> Result<()>,
-    ) -> Result<()> {
-        self.vector_loop_from(self.context.i64_type().const_zero(), n, body)
-    }
-
-    /// [`KernelBuilder::vector_loop_in`] over the elements from `start` (a multiple of the
-    /// width, at most `n`) to `n`.
-    pub fn vector_loop_from(
-        &self,
-        start: IntValue<'ctx>,
-        n: IntValue<'ctx>,
         mut body: impl FnMut(&Self, IntValue<'ctx>, Option<VectorValue<'ctx>>) -> Result<()>,
     ) -> Result<()> {
         let b = &self.builder;
         let i64_type = self.context.i64_type();
         let step = i64_type.const_int(u64::from(self.lanes), false);
+        let zero = i64_type.const_zero();
 
         let entry = self.current_block()?;
         let header = self
@@ -558,7 +548,7 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         let next = b.build_int_nsw_add(i, step, "i.next").map_err(self.err())?;
         let latch = self.current_block()?;
         b.build_unconditional_branch(header).map_err(self.err())?;
-        index.add_incoming(&[(&start, entry), (&next, latch)]);
+        index.add_incoming(&[(&zero, entry), (&next, latch)]);
 
         b.position_at_end(tail_check);
         let partial = b

@@ -547,12 +547,13 @@ pub(super) fn sum_f64_lanes<'ctx>(
 }
 
 /// `Σ term(i)` over a row of `len` elements whose terms are f32 vectors, as
-/// [`sum_f64_lanes`] sums them, but `group` full vectors at a time (a power of two) added in
-/// f32 first by a balanced tree, then widened: each term goes through `log2(group)` f32
+/// [`sum_f64_lanes`] sums them, but `group` full vectors at a time (a power of two; `term`
+/// then gives them as one vector of `group` registers) added in f32 first by a balanced
+/// tree of halves, then widened: each term goes through `log2(group)` f32
 /// roundings before the f64 sum, so the sum of non-negative terms is within `log2(group)
 /// 2^-24` (relative) of [`sum_f64_lanes`]'s, for a widening (two conversions, an
 /// extraction and two f64 additions a vector with AVX-512) per group instead of per vector.
-/// The vectors after the last whole group, the partial one included, are widened one by one.
+/// The last, partial group is one whose lanes past `len` hold zeros (`term` gets its mask).
 pub(super) fn sum_f32_terms_in_f64<'ctx>(
     c: &Ctx<'_, 'ctx>,
     lenv: IntValue<'ctx>,
@@ -579,31 +580,53 @@ pub(super) fn sum_f32_terms_in_f64<'ctx>(
         b.build_store(acc, s).map_err(kb.err())?;
         Ok(())
     };
-    let start = if group > 1 {
+    if group == 1 {
+        kb.vector_loop_in(lenv, |kb, i, mask| add_to_acc(kb, term(kb, i, mask)?))?;
+    } else {
+        // A group's terms as one vector (see `KernelBuilder::with_lanes`), the lanes past
+        // the row masked off (its terms are zeros there), then its halves added down to one
+        // register. A partial group is added as a whole one whose last terms are zeros, so
+        // the sum of a row does not depend on how many zeros follow it (a padded batch's
+        // rows and a packed one's give the same sums).
         let span = kb.i64_const(i64::from(group * kb.lanes()));
+        let mut group_sum = |kb: &KernelBuilder<'_, 'ctx>, i: IntValue<'ctx>, partial: bool| {
+            let mut t = kb.with_lanes(group * kb.lanes(), |w| {
+                let mask = match partial {
+                    true => Some(w.tail_mask(i, lenv)?),
+                    false => None,
+                };
+                term(w, i, mask)
+            })?;
+            let i32t = kb.context().i32_type();
+            while t.get_type().get_size() > kb.lanes() {
+                let half = t.get_type().get_size() / 2;
+                let part = |from: u32| {
+                    let idx: Vec<_> = (from..from + half)
+                        .map(|l| i32t.const_int(u64::from(l), false))
+                        .collect();
+                    b.build_shuffle_vector(
+                        t,
+                        t.get_type().get_poison(),
+                        inkwell::types::VectorType::const_vector(&idx),
+                        "half",
+                    )
+                    .map_err(kb.err())
+                };
+                t = b
+                    .build_float_add(part(0)?, part(half)?, "pair")
+                    .map_err(kb.err())?;
+            }
+            add_to_acc(kb, t)
+        };
         let whole = c.mul(c.div(lenv, span)?, span)?;
         kb.for_loop(kb.i64_const(0), whole, span, "group", |kb, i| {
-            let mut terms = (0..group)
-                .map(|g| {
-                    let at = c.add(i, kb.i64_const(i64::from(g * kb.lanes())))?;
-                    term(kb, at, None)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            while terms.len() > 1 {
-                terms = terms
-                    .chunks(2)
-                    .map(|p| b.build_float_add(p[0], p[1], "pair").map_err(kb.err()))
-                    .collect::<Result<_>>()?;
-            }
-            add_to_acc(kb, terms[0])
+            group_sum(kb, i, false)
         })?;
-        whole
-    } else {
-        kb.i64_const(0)
-    };
-    kb.vector_loop_from(start, lenv, |kb, i, mask| {
-        add_to_acc(kb, term(kb, i, mask)?)
-    })?;
+        let partial = b
+            .build_int_compare(inkwell::IntPredicate::SLT, whole, lenv, "partial")
+            .map_err(kb.err())?;
+        c.if_then(partial, |c| group_sum(&c.kb, whole, true))?;
+    }
     let s = b.build_load(vd, acc, "s").map_err(kb.err())?;
     tree_sum_f64(kb, s.into_vector_value())
 }

@@ -290,18 +290,18 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
 )> {
     let kb = &c.kb;
     let b = kb.builder();
-    let vt = kb.f32_vector();
     let f32t = kb.context().f32_type();
     let f64t = kb.context().f64_type();
-    let zeros = vt.const_zero();
     let max = row_max_f32_unordered_zeros(c, src, lenv, pre)?;
-    let neg_max = kb.splat(b.build_float_neg(max, "nm").map_err(kb.err())?.into(), "nm")?;
+    let neg_max = b.build_float_neg(max, "nm").map_err(kb.err())?;
     let total = sum_f32_terms_in_f64(c, lenv, how.group, |kb, i, mask| {
         let x = kb.load_f32(src, i, mask)?;
+        let neg_max = kb.splat(neg_max.into(), "nm")?;
         let mut e = exp_minus_max(kb, x, neg_max, how)?;
         if let Some(mask) = mask {
-            e = b
-                .build_select(mask, e, zeros, "e")
+            e = kb
+                .builder()
+                .build_select(mask, e, kb.f32_vector().const_zero(), "e")
                 .map_err(kb.err())?
                 .into_vector_value();
         }
