@@ -540,8 +540,11 @@ struct Operands<'ctx> {
 }
 
 /// The share of the next block of `B` one micro-kernel invocation prefetches into L2: one
-/// cache line per k step, step `kk`'s `(kk * rate) >> 16` lines from `start`, so that the
-/// invocation's lines are spread evenly over its steps.
+/// prefetch per k step, step `kk`'s at `kk * step` bytes from `start`, `step` at most a line,
+/// so that the invocation's lines are spread evenly over its steps and none is skipped (the
+/// address is a pointer advanced by `step`: one integer addition a step, where a line index
+/// scaled from a fixed-point rate took three, a shift among them, which competes with the
+/// FMAs for their ports).
 ///
 /// A thread's row tiles each read the current block of `B` from L2, but the first of them
 /// brings it from L3 or memory, at a few times the cost of the others. So each invocation
@@ -550,8 +553,9 @@ struct Operands<'ctx> {
 /// chunk: the first tile of the next block then finds it in L2.
 struct NextChunk<'ctx> {
     start: PointerValue<'ctx>,
-    /// Lines to prefetch, times 2^16 / `kc` (the line of step `kk` is `kk * rate >> 16`).
-    rate: IntValue<'ctx>,
+    /// Bytes between two steps' prefetches: the share's lines times 64 over `kc`, rounded up
+    /// (the last steps may prefetch up to `kc` bytes past the share).
+    step: IntValue<'ctx>,
 }
 
 /// One micro-kernel invocation's inputs.
@@ -714,10 +718,24 @@ fn prefetch<'ctx>(
     index: IntValue<'ctx>,
     locality: Locality,
 ) -> Result<()> {
+    let bytes = kb
+        .builder()
+        .build_int_mul(index, kb.i64_const(4), "pf.bytes")
+        .map_err(kb.err())?;
+    prefetch_bytes(kb, base, bytes, locality)
+}
+
+/// [`prefetch`] of the line `bytes` bytes from `base`.
+fn prefetch_bytes<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    base: PointerValue<'ctx>,
+    bytes: IntValue<'ctx>,
+    locality: Locality,
+) -> Result<()> {
     let bld = kb.builder();
     // SAFETY: the address is only prefetched, never dereferenced.
     let ptr = unsafe {
-        bld.build_gep(kb.context().f32_type(), base, &[index], "pf")
+        bld.build_gep(kb.context().i8_type(), base, &[bytes], "pf")
             .map_err(kb.err())?
     };
     let intrinsic = kb.intrinsic(
@@ -803,7 +821,7 @@ fn emit_driver<'ctx>(
 
         // The prefetch of the next chunks (see `NextChunk`), for the whole k-block: each of
         // the thread's `tiles` row tiles takes `per_tile` lines of every next chunk, spread
-        // over its `kc` steps at `rate` (lines times 2^16 per step).
+        // over its `kc` steps, `step` bytes apart.
         let more_k = bld.build_not(last, "k.more").map_err(kb.err())?;
         let prefetch_plan = if ops.prefetch_next {
             let i64c = |v: i64| kb.i64_const(v);
@@ -854,15 +872,13 @@ fn emit_driver<'ctx>(
                 .map_err(kb.err())?;
             let lines = ceil_div(bytes, i64c(64), "lines")?;
             let per_tile = ceil_div(lines, tiles, "per.tile")?;
-            let rate = bld
-                .build_int_signed_div(
-                    bld.build_int_mul(per_tile, i64c(1 << 16), "scaled")
-                        .map_err(kb.err())?,
-                    kb.max_i64(kc, i64c(1))?,
-                    "rate",
-                )
-                .map_err(kb.err())?;
-            Some((per_tile, rate))
+            let step = ceil_div(
+                bld.build_int_mul(per_tile, i64c(64), "share.bytes")
+                    .map_err(kb.err())?,
+                kb.max_i64(kc, i64c(1))?,
+                "step",
+            )?;
+            Some((per_tile, step))
         } else {
             None
         };
@@ -886,7 +902,7 @@ fn emit_driver<'ctx>(
             let c_row = bld.build_int_mul(ib, ops.ldc, "c.row").map_err(kb.err())?;
             // This tile's share: lines `t * per_tile ..` of each next chunk, for tile `t`.
             let share = match prefetch_plan {
-                Some((per_tile, rate)) => {
+                Some((per_tile, step)) => {
                     let t = bld
                         .build_int_signed_div(
                             bld.build_int_sub(ib, ops.m0, "ib.rel").map_err(kb.err())?,
@@ -898,7 +914,7 @@ fn emit_driver<'ctx>(
                     let offset = bld
                         .build_int_mul(line0, kb.i64_const(16), "off")
                         .map_err(kb.err())?;
-                    Some((rate, offset))
+                    Some((step, offset))
                 }
                 None => None,
             };
@@ -936,9 +952,9 @@ fn emit_driver<'ctx>(
                         None => None,
                     };
                     let next = match share {
-                        Some((rate, offset)) => {
+                        Some((step, offset)) => {
                             // The panel's next k-block, or the first of the panel `NC` panels on
-                            // (none past the thread's panels: the current chunk again, at rate 0).
+                            // (none past the thread's panels: the current chunk again, at step 0).
                             let ahead = bld
                                 .build_int_add(p, kb.i64_const(ncp), "p.ahead")
                                 .map_err(kb.err())?;
@@ -965,7 +981,7 @@ fn emit_driver<'ctx>(
                                 bld.build_gep(kb.context().f32_type(), ops.b_packed, &[at], "next")
                                     .map_err(kb.err())?
                             };
-                            let (start, rate) = match ops.next_b {
+                            let (start, step) = match ops.next_b {
                                 Some((next_b, k2)) => {
                                     // Panel `p0 + (p - nb)` of the next GEMM: the thread's first
                                     // block there, if that GEMM splits its panels alike.
@@ -987,17 +1003,17 @@ fn emit_driver<'ctx>(
                                         .build_select(some, own, theirs, "next.start")
                                         .map_err(kb.err())?
                                         .into_pointer_value();
-                                    (start, rate)
+                                    (start, step)
                                 }
                                 None => {
-                                    let rate = bld
-                                        .build_select(some, rate, kb.i64_const(0), "next.rate")
+                                    let step = bld
+                                        .build_select(some, step, kb.i64_const(0), "next.step")
                                         .map_err(kb.err())?
                                         .into_int_value();
-                                    (own, rate)
+                                    (own, step)
                                 }
                             };
-                            Some(NextChunk { start, rate })
+                            Some(NextChunk { start, step })
                         }
                         None => None,
                     };
@@ -1239,20 +1255,11 @@ fn emit_tile<'ctx>(
         prefetch(kb, tile.b_panel, index, Locality::L1)?;
     }
     if let Some(chunk) = &tile.next {
-        // This step's line of the next chunk, into L2.
-        let line = bld
-            .build_right_shift(
-                bld.build_int_mul(kk, chunk.rate, "pf.scaled")
-                    .map_err(kb.err())?,
-                kb.i64_const(16),
-                false,
-                "pf.line",
-            )
+        // This step's address in the next chunk, into L2.
+        let offset = bld
+            .build_int_mul(kk, chunk.step, "pf.bytes")
             .map_err(kb.err())?;
-        let index = bld
-            .build_int_mul(line, kb.i64_const(16), "pf.next")
-            .map_err(kb.err())?;
-        prefetch(kb, chunk.start, index, Locality::L2)?;
+        prefetch_bytes(kb, chunk.start, offset, Locality::L2)?;
     }
     let mut next = Vec::with_capacity(count);
     for (i, a_row) in a_rows.iter().enumerate() {
