@@ -540,11 +540,13 @@ struct Operands<'ctx> {
 }
 
 /// The share of the next block of `B` one micro-kernel invocation prefetches into L2: one
-/// prefetch per k step, step `kk`'s at `kk * step` bytes from `start`, `step` at most a line,
-/// so that the invocation's lines are spread evenly over its steps and none is skipped (the
-/// address is a pointer advanced by `step`: one integer addition a step, where a line index
-/// scaled from a fixed-point rate took three, a shift among them, which competes with the
-/// FMAs for their ports).
+/// prefetch per k step, step `kk`'s at `kk * step` bytes from `start`, so that the
+/// invocation's lines are spread evenly over its steps (the address is a pointer advanced by
+/// `step`: one integer addition a step, where a line index scaled from a fixed-point rate
+/// took three, a shift among them, which competes with the FMAs for their ports). `step` is
+/// at most a line, and no line is skipped, when the thread has at least as many row tiles as
+/// a k row of a panel has lines (`NR * 4 / 64`: three with AVX-512's 48 columns, one with
+/// AVX2's 16); with fewer, one prefetch a step reaches only every `step / 64`-th line.
 ///
 /// A thread's row tiles each read the current block of `B` from L2, but the first of them
 /// brings it from L3 or memory, at a few times the cost of the others. So each invocation
