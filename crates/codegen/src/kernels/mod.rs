@@ -132,6 +132,43 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         self.lanes
     }
 
+    /// Lanes `from..from + count` of `v` as a vector of `count` lanes (a shuffle, which is a
+    /// register renaming when it picks whole registers of a wide vector).
+    pub fn lanes_of(
+        &self,
+        v: VectorValue<'ctx>,
+        from: u32,
+        count: u32,
+    ) -> Result<VectorValue<'ctx>> {
+        let i32_type = self.context.i32_type();
+        let indices: Vec<_> = (from..from + count)
+            .map(|i| i32_type.const_int(u64::from(i), false))
+            .collect();
+        self.builder
+            .build_shuffle_vector(
+                v,
+                v.get_type().get_poison(),
+                VectorType::const_vector(&indices),
+                "lanes",
+            )
+            .map_err(self.err())
+    }
+
+    /// `v`'s lanes folded by halves down to `width` lanes (a power of two, at most `v`'s):
+    /// `op(low half, high half)` at each step, a tree of `log2(lanes / width)` operations.
+    pub fn fold_halves(
+        &self,
+        mut v: VectorValue<'ctx>,
+        width: u32,
+        op: impl Fn(VectorValue<'ctx>, VectorValue<'ctx>) -> Result<VectorValue<'ctx>>,
+    ) -> Result<VectorValue<'ctx>> {
+        while v.get_type().get_size() > width {
+            let half = v.get_type().get_size() / 2;
+            v = op(self.lanes_of(v, 0, half)?, self.lanes_of(v, half, half)?)?;
+        }
+        Ok(v)
+    }
+
     /// Runs `f` with a view of this kernel whose vectors have `lanes` lanes (a multiple of the
     /// kernel's), emitting where the builder is; the builder continues after what `f` emitted.
     ///

@@ -269,15 +269,7 @@ fn by_registers<'ctx>(
     for start in (0..total).step_by(width as usize) {
         let parts = xs
             .iter()
-            .map(|x| {
-                bld.build_shuffle_vector(
-                    *x,
-                    x.get_type().get_poison(),
-                    indices(start..start + width),
-                    "part",
-                )
-                .map_err(kb.err())
-            })
+            .map(|x| kb.lanes_of(*x, start, width))
             .collect::<Result<Vec<_>>>()?;
         let part = f(&parts)?;
         joined = Some(match joined {

@@ -436,26 +436,7 @@ fn max_unordered_zeros_of<'ctx>(
             })
             .collect::<Result<_>>()?;
     }
-    let mut m = level[0];
-    let i32t = kb.context().i32_type();
-    let mut width = kb.lanes();
-    while width > 1 {
-        width /= 2;
-        let half = |from: u32| {
-            let idx: Vec<_> = (from..from + width)
-                .map(|i| i32t.const_int(u64::from(i), false))
-                .collect();
-            b.build_shuffle_vector(
-                m,
-                m.get_type().get_poison(),
-                inkwell::types::VectorType::const_vector(&idx),
-                "half",
-            )
-            .map_err(kb.err())
-        };
-        let (lo, hi) = (half(0)?, half(width)?);
-        m = max(hi, lo)?;
-    }
+    let m = kb.fold_halves(level[0], 1, |lo, hi| max(hi, lo))?;
     let zero = kb.context().i64_type().const_zero();
     let m = b
         .build_extract_element(m, zero, "max")
@@ -485,28 +466,12 @@ fn max_unordered_zeros_of<'ctx>(
 /// lanes one after another).
 fn tree_sum_f64<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
-    mut v: inkwell::values::VectorValue<'ctx>,
+    v: inkwell::values::VectorValue<'ctx>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
     let b = kb.builder();
-    let i32t = kb.context().i32_type();
-    let mut width = v.get_type().get_size();
-    while width > 1 {
-        width /= 2;
-        let half = |from: u32| {
-            let idx: Vec<_> = (from..from + width)
-                .map(|i| i32t.const_int(u64::from(i), false))
-                .collect();
-            b.build_shuffle_vector(
-                v,
-                v.get_type().get_poison(),
-                inkwell::types::VectorType::const_vector(&idx),
-                "half",
-            )
-            .map_err(kb.err())
-        };
-        let (lo, hi) = (half(0)?, half(width)?);
-        v = b.build_float_add(lo, hi, "sum").map_err(kb.err())?;
-    }
+    let v = kb.fold_halves(v, 1, |lo, hi| {
+        b.build_float_add(lo, hi, "sum").map_err(kb.err())
+    })?;
     Ok(
         b.build_extract_element(v, kb.context().i64_type().const_zero(), "sum")
             .map_err(kb.err())?
@@ -590,32 +555,16 @@ pub(super) fn sum_f32_terms_in_f64<'ctx>(
         // rows and a packed one's give the same sums).
         let span = kb.i64_const(i64::from(group * kb.lanes()));
         let mut group_sum = |kb: &KernelBuilder<'_, 'ctx>, i: IntValue<'ctx>, partial: bool| {
-            let mut t = kb.with_lanes(group * kb.lanes(), |w| {
+            let t = kb.with_lanes(group * kb.lanes(), |w| {
                 let mask = match partial {
                     true => Some(w.tail_mask(i, lenv)?),
                     false => None,
                 };
                 term(w, i, mask)
             })?;
-            let i32t = kb.context().i32_type();
-            while t.get_type().get_size() > kb.lanes() {
-                let half = t.get_type().get_size() / 2;
-                let part = |from: u32| {
-                    let idx: Vec<_> = (from..from + half)
-                        .map(|l| i32t.const_int(u64::from(l), false))
-                        .collect();
-                    b.build_shuffle_vector(
-                        t,
-                        t.get_type().get_poison(),
-                        inkwell::types::VectorType::const_vector(&idx),
-                        "half",
-                    )
-                    .map_err(kb.err())
-                };
-                t = b
-                    .build_float_add(part(0)?, part(half)?, "pair")
-                    .map_err(kb.err())?;
-            }
+            let t = kb.fold_halves(t, kb.lanes(), |lo, hi| {
+                b.build_float_add(lo, hi, "pair").map_err(kb.err())
+            })?;
             add_to_acc(kb, t)
         };
         let whole = c.mul(c.div(lenv, span)?, span)?;
