@@ -1298,10 +1298,10 @@ fn emit_tile<'ctx>(
     // The epilogue, on the last k-block only.
     bld.position_at_end(epi_block);
     // The GELUs (about forty operations and thirty constants a vector) over the tile's
-    // registers at once leave no register for their constants, which are then broadcast again
-    // at each use, and spill the accumulators: they are applied after the store instead, row
-    // by row from C (in L1), where the constants stay in registers and the rows' vectors
-    // overlap in the out-of-order window.
+    // registers at once spill the accumulators, and each vector's chain comes as a block of
+    // its own, of which the scheduler's window holds two or three: they are applied after the
+    // store instead, one row of C (in L1) at a time as one vector of NR lanes, whose
+    // registers' chains interleave (see `KernelBuilder::with_lanes`).
     let late_activation = matches!(
         epilogue.activation,
         Activation::GeluErf | Activation::GeluTanh

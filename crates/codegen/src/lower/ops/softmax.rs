@@ -143,8 +143,8 @@ pub(super) struct RowExp {
     /// `x - max` as an exact f32 pair (TwoSum, five operations a vector), so that each `e` is
     /// within about 2 ulp of its exact value; otherwise rounded once, which moves `exp`'s
     /// argument by at most `|x - max| 2^-24` and so `e` by at most `e |x - max| 2^-24 <= 2^-24
-    /// / e_` (`e_` Euler's number): within about 2 ulp of the row's sum (at least 1, the
-    /// maximum's own term), not of each `e`.
+    /// / e_` (`e_` Euler's number): a fifth of an ulp of the row's sum (at least 1, the
+    /// maximum's own term), though more than an ulp of a small `e` itself.
     pub exact_shift: bool,
     /// Vectors of `e` added in f32 before joining the f64 sum (see
     /// [`sum_f32_terms_in_f64`]): the sum moves by at most `log2(group) 2^-24` relative.
