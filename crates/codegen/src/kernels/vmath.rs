@@ -150,8 +150,9 @@ pub const LN_MIN_NORMAL: f32 = -87.336_54;
 ///
 /// Cody-Waite reduction `r = hi - n*ln2 + lo` (the split of `ln 2` keeps `n*ln2_hi` exact),
 /// then a degree-6 polynomial for `exp(r)` on `|r| <= ln2 / 2` ([`EXP_COEFFICIENTS`]), scaled
-/// by `2^n` (`vscalefps` with AVX-512, else built in the exponent bits). Passing a large argument as `hi + lo` keeps its low bits, which a
-/// single `f32` would lose (the absolute error of the argument is the relative error of exp).
+/// by `2^n` (`vscalefps` with AVX-512, else built in the exponent bits). Passing a large
+/// argument as `hi + lo` keeps its low bits, which a single `f32` would lose (the absolute
+/// error of the argument is the relative error of exp).
 pub fn exp_split<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     hi: VectorValue<'ctx>,
@@ -162,10 +163,11 @@ pub fn exp_split<'ctx>(
     exp_reduced(kb, hi, lo, true)
 }
 
-/// [`exp_split`] for arguments known to be in range: `hi + lo` (or `hi` alone) in `[EXP_IN_RANGE_MIN, 88]`
-/// with `|lo|` at most a few units (or NaN, which gives NaN), without the clamps of `hi` and
-/// of the exponent (four operations a vector); the result is then a normal number (at least
-/// `2^-126 * e^0.33`). Softmax's `exp(x - max)` and erfc's `exp(-z^2 + P(t))` are such.
+/// [`exp_split`] for arguments known to be in range: `hi + lo` (or `hi` alone) in
+/// `[EXP_IN_RANGE_MIN, 88]` with `|lo|` at most a few units (or NaN, which gives NaN), without
+/// the clamps of `hi` and of the exponent (four operations a vector); the result is then a
+/// normal number (at least `2^-126 * e^0.33`). Softmax's `exp(x - max)` and erfc's
+/// `exp(-z^2 + P(t))` are such.
 pub fn exp_split_in_range<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     hi: VectorValue<'ctx>,
