@@ -5,7 +5,7 @@
 //! Run with `cargo run --release -p tcc-codegen --example gemm_bench`. Arguments: sizes to run
 //! instead of the default ones, each `N` (an `N x N x N` product) or `MxKxN` (`A` is `M x K`,
 //! `B` is `K x N`), such as `128x384x1536` (a transformer's feed-forward layer). `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` overrides the host
-//! path's blocking, to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each GEMM's assembly to
+//! path's blocking, to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each kernel's assembly to
 //! `PREFIX.NAME.s`. A size `rMxKxN:LDA` times instead the runtime-B GEMM on a `B` packed
 //! beforehand (attention's products: `r48x32x512:384` is a block of `Q · Kt` for 32-wide heads
 //! of a 384-wide model, `r48x512x32:512` the block's `P · V`), `A` read at row stride `LDA`,
@@ -198,19 +198,34 @@ fn measure_peak(target: &Target, dir: &Path, tag: &str) -> Result<f64, Box<dyn s
     Ok(flops_per_call / seconds / 1e9)
 }
 
-/// Emits the module to an object and links it into `dir/lib<name>.so`, then loads it.
+/// Emits the module to an object and links it into `dir/lib<name>.so`, then loads it; with
+/// `TCC_GEMM_ASM=PREFIX`, writes its assembly to `PREFIX.NAME.s` too.
 fn build(
     module: &inkwell::module::Module<'_>,
     target: &Target,
     dir: &Path,
     name: &str,
 ) -> Result<libloading::Library, Box<dyn std::error::Error>> {
+    if let Ok(path) = std::env::var("TCC_GEMM_ASM") {
+        let asm = tcc_codegen::emit(module, target, EmitKind::Assembly)?;
+        std::fs::write(format!("{path}.{name}.s"), asm)?;
+    }
     let object = dir.join(format!("{name}.o"));
     emit_to_file(module, target, EmitKind::Object, &object)?;
     let so = dir.join(format!("lib{name}.so"));
     link_shared(&[&object], &so)?;
     // SAFETY: the library was just built from kernels without initialisers.
     Ok(unsafe { libloading::Library::new(&so)? })
+}
+
+/// `len` values of a GEMM's `A`: small, varied, exactly representable.
+fn operand_a(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 31) % 17) as f32 * 0.01).collect()
+}
+
+/// `len` values of a GEMM's `B`, as [`operand_a`]'s.
+fn operand_b(len: usize) -> Vec<f32> {
+    (0..len).map(|i| ((i * 7919) % 13) as f32 * 0.01).collect()
 }
 
 /// A built GEMM kernel with its operands.
@@ -234,9 +249,7 @@ fn build_gemm(
     let name = format!("gemm_{}_{m}_{k}_{n}", tag.replace('-', "_"));
     let context = Context::create();
     let module = context.create_module(&name);
-    let b: Vec<f32> = (0..k * n)
-        .map(|i| ((i * 7919) % 13) as f32 * 0.01)
-        .collect();
+    let b = operand_b(k * n);
     // A is contiguous (`lda = k`), as in a model.
     emit_gemm_const_b_then(
         &module,
@@ -251,10 +264,6 @@ fn build_gemm(
         true,
         None,
     )?;
-    if let Ok(path) = std::env::var("TCC_GEMM_ASM") {
-        let asm = tcc_codegen::emit(&module, target, EmitKind::Assembly)?;
-        std::fs::write(format!("{path}.{name}.s"), asm)?;
-    }
     let library = build(&module, target, dir, &name)?;
     // SAFETY: the symbol is the GEMM emitted above with this signature.
     let kernel: GemmFn = unsafe { *library.get::<GemmFn>(name.as_bytes())? };
@@ -262,7 +271,7 @@ fn build_gemm(
         _library: library,
         kernel,
         size,
-        a: (0..m * k).map(|i| ((i * 31) % 17) as f32 * 0.01).collect(),
+        a: operand_a(m * k),
         c: vec![0.0; m * n],
         mr: layout.mr as usize,
     })
@@ -341,10 +350,6 @@ fn measure_runtime_b(
     let pack_name = format!("{name}_pack");
     emit_pack_b_fn(&module, target, &pack_name, layout)?;
     emit_gemm_packed_b(&module, target, &name, layout, Epilogue::default())?;
-    if let Ok(path) = std::env::var("TCC_GEMM_ASM") {
-        let asm = tcc_codegen::emit(&module, target, EmitKind::Assembly)?;
-        std::fs::write(format!("{path}.{name}.s"), asm)?;
-    }
     let library = build(&module, target, dir, &name)?;
     // SAFETY: the symbols are the functions emitted above with these signatures.
     let (pack, gemm) = unsafe {
@@ -353,12 +358,8 @@ fn measure_runtime_b(
             *library.get::<PackedFn>(name.as_bytes())?,
         )
     };
-    let b: Vec<f32> = (0..k * n)
-        .map(|i| ((i * 7919) % 13) as f32 * 0.01)
-        .collect();
-    let a: Vec<f32> = (0..m * lda)
-        .map(|i| ((i * 31) % 17) as f32 * 0.01)
-        .collect();
+    let b = operand_b(k * n);
+    let a = operand_a(m * lda);
     let mut packed = vec![0.0f32; layout.runtime_b_scratch_len(k, n)];
     let mut c = vec![0.0f32; m * n];
     // SAFETY: B is k x n row-major; `packed` holds its panels.

@@ -311,9 +311,6 @@ fn row_extreme_f32_with<'ctx>(
                 .call(extreme, &[m.into(), x.into()], "m")?
                 .into_vector_value());
         }
-        let greater = b
-            .build_float_compare(inkwell::FloatPredicate::OGT, x, m, "gt")
-            .map_err(kb.err())?;
         if let Some(nan) = nan {
             let unordered = b
                 .build_float_compare(inkwell::FloatPredicate::UNO, x, x, "uno")
@@ -324,9 +321,7 @@ fn row_extreme_f32_with<'ctx>(
                 .map_err(kb.err())?;
             b.build_store(nan, n).map_err(kb.err())?;
         }
-        Ok(b.build_select(greater, x, m, "m")
-            .map_err(kb.err())?
-            .into_vector_value())
+        maxps(kb, x, m)
     };
     let nan = if ordered_zeros {
         None
@@ -408,14 +403,7 @@ fn max_unordered_zeros_of<'ctx>(
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
-    let max = |x: inkwell::values::VectorValue<'ctx>, m: inkwell::values::VectorValue<'ctx>| {
-        let greater = b
-            .build_float_compare(inkwell::FloatPredicate::OGT, x, m, "gt")
-            .map_err(kb.err())?;
-        b.build_select(greater, x, m, "m")
-            .map_err(kb.err())
-            .map(|v| v.into_vector_value())
-    };
+    let max = |x, m| maxps(kb, x, m);
     let mut level: Vec<inkwell::values::VectorValue<'ctx>> = accs
         .iter()
         .map(|&acc| {
@@ -459,6 +447,21 @@ fn max_unordered_zeros_of<'ctx>(
             .map_err(kb.err())?
             .into_float_value(),
     )
+}
+
+/// `x > m ? x : m`, x86's `maxps`: `m` where either is NaN, either where they are equal.
+fn maxps<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    x: inkwell::values::VectorValue<'ctx>,
+    m: inkwell::values::VectorValue<'ctx>,
+) -> Result<inkwell::values::VectorValue<'ctx>> {
+    let b = kb.builder();
+    let greater = b
+        .build_float_compare(inkwell::FloatPredicate::OGT, x, m, "gt")
+        .map_err(kb.err())?;
+    Ok(b.build_select(greater, x, m, "m")
+        .map_err(kb.err())?
+        .into_vector_value())
 }
 
 /// The sum of an f64 vector's lanes by halves (a tree of `log2(lanes)` additions, whose
@@ -532,8 +535,13 @@ pub(super) fn sum_f32_terms_in_f64<'ctx>(
     debug_assert!(group.is_power_of_two());
     let kb = &c.kb;
     let b = kb.builder();
-    let f64t = kb.context().f64_type();
-    let vd = f64t.vec_type(kb.lanes());
+    let vd = kb.context().f64_type().vec_type(kb.lanes());
+    if group == 1 {
+        return sum_f64_lanes(c, lenv, |kb, i, mask| {
+            let t = term(kb, i, mask)?;
+            kb.builder().build_float_ext(t, vd, "t").map_err(kb.err())
+        });
+    }
     let acc = c.var(vd.const_zero().into())?;
     let add_to_acc = |kb: &KernelBuilder<'_, 'ctx>, t: inkwell::values::VectorValue<'ctx>| {
         let t = b.build_float_ext(t, vd, "t").map_err(kb.err())?;
@@ -545,37 +553,33 @@ pub(super) fn sum_f32_terms_in_f64<'ctx>(
         b.build_store(acc, s).map_err(kb.err())?;
         Ok(())
     };
-    if group == 1 {
-        kb.vector_loop_in(lenv, |kb, i, mask| add_to_acc(kb, term(kb, i, mask)?))?;
-    } else {
-        // A group's terms as one vector (see `KernelBuilder::with_lanes`), the lanes past
-        // the row masked off (its terms are zeros there), then its halves added down to one
-        // register. A partial group is added as a whole one whose last terms are zeros, so
-        // the sum of a row does not depend on how many zeros follow it (a padded batch's
-        // rows and a packed one's give the same sums).
-        let span = kb.i64_const(i64::from(group * kb.lanes()));
-        let mut group_sum = |kb: &KernelBuilder<'_, 'ctx>, i: IntValue<'ctx>, partial: bool| {
-            let t = kb.with_lanes(group * kb.lanes(), |w| {
-                let mask = match partial {
-                    true => Some(w.tail_mask(i, lenv)?),
-                    false => None,
-                };
-                term(w, i, mask)
-            })?;
-            let t = kb.fold_halves(t, kb.lanes(), |lo, hi| {
-                b.build_float_add(lo, hi, "pair").map_err(kb.err())
-            })?;
-            add_to_acc(kb, t)
-        };
-        let whole = c.mul(c.div(lenv, span)?, span)?;
-        kb.for_loop(kb.i64_const(0), whole, span, "group", |kb, i| {
-            group_sum(kb, i, false)
+    // A group's terms as one vector (see `KernelBuilder::with_lanes`), the lanes past
+    // the row masked off (its terms are zeros there), then its halves added down to one
+    // register. A partial group is added as a whole one whose last terms are zeros, so
+    // the sum of a row does not depend on how many zeros follow it (a padded batch's
+    // rows and a packed one's give the same sums).
+    let span = kb.i64_const(i64::from(group * kb.lanes()));
+    let mut group_sum = |kb: &KernelBuilder<'_, 'ctx>, i: IntValue<'ctx>, partial: bool| {
+        let t = kb.with_lanes(group * kb.lanes(), |w| {
+            let mask = match partial {
+                true => Some(w.tail_mask(i, lenv)?),
+                false => None,
+            };
+            term(w, i, mask)
         })?;
-        let partial = b
-            .build_int_compare(inkwell::IntPredicate::SLT, whole, lenv, "partial")
-            .map_err(kb.err())?;
-        c.if_then(partial, |c| group_sum(&c.kb, whole, true))?;
-    }
+        let t = kb.fold_halves(t, kb.lanes(), |lo, hi| {
+            b.build_float_add(lo, hi, "pair").map_err(kb.err())
+        })?;
+        add_to_acc(kb, t)
+    };
+    let whole = c.mul(c.div(lenv, span)?, span)?;
+    kb.for_loop(kb.i64_const(0), whole, span, "group", |kb, i| {
+        group_sum(kb, i, false)
+    })?;
+    let partial = b
+        .build_int_compare(inkwell::IntPredicate::SLT, whole, lenv, "partial")
+        .map_err(kb.err())?;
+    c.if_then(partial, |c| group_sum(&c.kb, whole, true))?;
     let s = b.build_load(vd, acc, "s").map_err(kb.err())?;
     tree_sum_f64(kb, s.into_vector_value())
 }

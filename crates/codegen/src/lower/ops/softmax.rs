@@ -251,16 +251,14 @@ fn exp_minus_max<'ctx>(
         .map_err(kb.err())?
         .into_vector_value();
     // Where hi is tiny, TwoSum's lo may be NaN (hi = -inf) or huge: 0 there too.
-    let e = match lo {
-        Some(lo) => {
-            let lo = b
-                .build_select(tiny, zeros, lo, "lo")
-                .map_err(kb.err())?
-                .into_vector_value();
-            vmath::exp_split_in_range(kb, hi_safe, Some(lo))?
-        }
-        None => vmath::exp_split_in_range(kb, hi_safe, None)?,
-    };
+    let lo = lo
+        .map(|lo| {
+            b.build_select(tiny, zeros, lo, "lo")
+                .map(|v| v.into_vector_value())
+                .map_err(kb.err())
+        })
+        .transpose()?;
+    let e = vmath::exp_split_in_range(kb, hi_safe, lo)?;
     Ok(b.build_select(tiny, zeros, e, "e")
         .map_err(kb.err())?
         .into_vector_value())
