@@ -93,6 +93,11 @@ impl CpuFeatures {
         self.has("avx512f")
     }
 
+    /// Whether AVX-512 DQ (`vreduceps`, `vrangeps`, 64-bit integer conversions) is available.
+    pub fn avx512dq(&self) -> bool {
+        self.has("avx512dq")
+    }
+
     /// Whether AVX-512 VNNI (512-bit int8 dot products) is available.
     pub fn avx512_vnni(&self) -> bool {
         self.has("avx512vnni")
@@ -142,6 +147,7 @@ impl fmt::Debug for Target {
             .field("f32_lanes", &self.f32_lanes())
             .field("fma", &self.has_fma())
             .field("avx512f", &self.has_avx512f())
+            .field("avx512dq", &self.has_avx512dq())
             .field("avx512_vnni", &self.has_avx512_vnni())
             .field("avx_vnni", &self.has_avx_vnni())
             .finish_non_exhaustive()
@@ -265,6 +271,11 @@ impl Target {
     /// Whether AVX-512 Foundation is available.
     pub fn has_avx512f(&self) -> bool {
         self.parsed.avx512f()
+    }
+
+    /// Whether AVX-512 DQ is available.
+    pub fn has_avx512dq(&self) -> bool {
+        self.parsed.avx512dq()
     }
 
     /// Whether AVX-512 VNNI is available.

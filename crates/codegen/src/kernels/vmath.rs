@@ -247,6 +247,97 @@ fn exp_reduced<'ctx>(
     m.mul(y, scale)
 }
 
+/// `2^f` on `0 <= f < 1` as a degree-6 polynomial with its constant held at 1 (so `2^0` is
+/// exactly 1), fitted to the relative error as [`EXP_COEFFICIENTS`] are
+/// (`scripts/fit_exp2.py`): within 2.0e-9 of `2^f` in exact arithmetic, 6.6e-8
+/// (`1.11 * 2^-24`) evaluated in f32 with FMAs.
+const EXP2_COEFFICIENTS: [f32; 7] = [
+    1.0,
+    0.693_147_06,
+    0.240_229_31,
+    0.055_485_282,
+    0.009_675_452_5,
+    0.001_246_784,
+    0.000_216_129_4,
+];
+
+/// Whether [`exp_by_scalef`] can be emitted for `kb`'s vectors: AVX-512F's `vscalefps` and
+/// AVX-512DQ's `vreduceps`, on whole 16-lane registers.
+pub fn has_exp_by_scalef(kb: &KernelBuilder<'_, '_>) -> bool {
+    kb.lanes().is_multiple_of(16) && kb.target().has_avx512f() && kb.target().has_avx512dq()
+}
+
+/// `exp(d)` where `keep` is set and 0 elsewhere, on AVX-512 ([`has_exp_by_scalef`]), for kept
+/// `d` in `[-87, 88]` (the result is then normal) or NaN (which gives NaN).
+///
+/// `t = d log2(e)` rounded once, `f = t - floor(t)` in `[0, 1)` exactly (`vreduceps`), `2^f`
+/// by [`EXP2_COEFFICIENTS`], scaled by `2^floor(t)` (`vscalefps` takes the floor of `t`
+/// itself): two operations a vector besides the polynomial and the scaling, where
+/// [`exp_split`]'s reduction takes four, and a dependency chain two operations shorter. The
+/// rounding of `t` moves the argument by up to `|d| 2^-24`, so the result by as much
+/// relative: at most `2^-24 / e_` (`e_` Euler's number) of 1 for `d <= 0`, the bound of a
+/// softmax's shift rounded once; add the polynomial's 1.1 ulp.
+///
+/// Where `keep` is clear both instructions are zero-masked: they compute nothing, so a huge
+/// or infinite `d` there costs nothing either (an Intel Xeon takes no microcode assist for
+/// masked lanes whose results would be subnormal, and a large one per register for kept
+/// ones: measured, 54 times slower).
+pub fn exp_by_scalef<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    d: VectorValue<'ctx>,
+    keep: VectorValue<'ctx>,
+) -> Result<VectorValue<'ctx>> {
+    let m = Math(kb);
+    let t = m.mul(d, m.c(std::f32::consts::LOG2_E))?;
+    let zeros = kb.context().f32_type().vec_type(16).const_zero();
+    let i16t = kb.context().i16_type();
+    let current_rounding = kb.context().i32_type().const_int(4, false);
+    let mask_of =
+        |keep: VectorValue<'ctx>| -> Result<inkwell::values::BasicMetadataValueEnum<'ctx>> {
+            Ok(kb
+                .builder()
+                .build_bit_cast(keep, i16t, "keep")
+                .map_err(kb.err())?
+                .into())
+        };
+    // imm8 9: no fraction bits kept (7:4), rounding down (1:0) from the immediate (2 clear),
+    // precision exception suppressed (3).
+    let reduce = kb.intrinsic("llvm.x86.avx512.mask.reduce.ps.512", &[])?;
+    let floor_fraction = kb.context().i32_type().const_int(9, false);
+    let f = by_registers(kb, &[t, keep], 16, |parts| {
+        Ok(kb
+            .call(
+                reduce,
+                &[
+                    parts[0].into(),
+                    floor_fraction.into(),
+                    zeros.into(),
+                    mask_of(parts[1])?,
+                    current_rounding.into(),
+                ],
+                "fraction",
+            )?
+            .into_vector_value())
+    })?;
+    let p = m.poly(f, &EXP2_COEFFICIENTS)?;
+    let scalef = kb.intrinsic("llvm.x86.avx512.mask.scalef.ps.512", &[])?;
+    by_registers(kb, &[p, t, keep], 16, |parts| {
+        Ok(kb
+            .call(
+                scalef,
+                &[
+                    parts[0].into(),
+                    parts[1].into(),
+                    zeros.into(),
+                    mask_of(parts[2])?,
+                    current_rounding.into(),
+                ],
+                "scaled",
+            )?
+            .into_vector_value())
+    })
+}
+
 /// `f` on each `width`-lane part of the equally long vectors `xs` (whose length is a multiple
 /// of `width`), the results joined back into one vector: for an intrinsic of one register's
 /// width on a vector of several ([`KernelBuilder::with_lanes`]). The splitting and joining

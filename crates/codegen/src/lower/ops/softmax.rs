@@ -144,7 +144,9 @@ pub(super) struct RowExp {
     /// within about 2 ulp of its exact value; otherwise rounded once, which moves `exp`'s
     /// argument by at most `|x - max| 2^-24` and so `e` by at most `e |x - max| 2^-24 <= 2^-24
     /// / e_` (`e_` Euler's number): a fifth of an ulp of the row's sum (at least 1, the
-    /// maximum's own term), though more than an ulp of a small `e` itself.
+    /// maximum's own term), though more than an ulp of a small `e` itself. With AVX-512 the
+    /// rounded shift goes to [`vmath::exp_by_scalef`], whose own rounding of `(x - max) log2 e`
+    /// moves `e` as much again: two fifths of an ulp of the sum.
     pub exact_shift: bool,
     /// Vectors of `e` added in f32 before joining the f64 sum (see
     /// [`sum_f32_terms_in_f64`]): the sum moves by at most `log2(group) 2^-24` relative.
@@ -160,9 +162,10 @@ pub(super) const SOFTMAX_EXP: RowExp = RowExp {
 
 /// Attention's softmax, whose probabilities reach the output only through `P · V`, where
 /// each one's error counts against the row's sum (1 after normalisation): the shift rounded
-/// once (`2^-24 / e_` of the sum at most) and the sum in groups of four (`2^-23` relative), a
-/// third of the exponential pass's operations fewer, and each output still within about 4
-/// ulp of the sum `Σ|p v|` it is made of.
+/// once (`2^-24 / e_` of the sum at most, twice that with AVX-512's exponential) and the sum
+/// in groups of four (`2^-23` relative), a third of the exponential pass's operations fewer
+/// (two fifths with AVX-512), and each output still within about 4 ulp of the sum `Σ|p v|`
+/// it is made of.
 pub(super) const ATTENTION_EXP: RowExp = RowExp {
     floor: ATTENTION_FLOOR,
     exact_shift: false,
@@ -228,6 +231,15 @@ fn exp_minus_max<'ctx>(
     let b = kb.builder();
     let zeros = kb.f32_vector().const_zero();
     let hi = b.build_float_add(x, neg_max, "hi").map_err(kb.err())?;
+    let floor = kb.f32_splat_const(how.floor.max(SOFTMAX_FLOOR));
+    if !how.exact_shift && vmath::has_exp_by_scalef(kb) {
+        // The rounded shift straight into the AVX-512 exp, 0 below the floor (and for -inf)
+        // by its masks; NaN (a row whose maximum is not finite) stays NaN.
+        let keep = b
+            .build_float_compare(FloatPredicate::UGE, hi, floor, "keep")
+            .map_err(kb.err())?;
+        return vmath::exp_by_scalef(kb, hi, keep);
+    }
     // TwoSum: hi + lo == x + (-max) exactly.
     let lo = if how.exact_shift {
         let bb = b.build_float_sub(hi, x, "bb").map_err(kb.err())?;
@@ -242,7 +254,6 @@ fn exp_minus_max<'ctx>(
     // that no lane computes a subnormal on the way (with AVX2 every lane computes); the
     // floor keeps `hi + lo` in exp's range for the same reason. Elsewhere `hi` is finite, or
     // NaN in a row whose maximum is not finite (and whose softmax is NaN anyway).
-    let floor = kb.f32_splat_const(how.floor.max(SOFTMAX_FLOOR));
     let tiny = b
         .build_float_compare(FloatPredicate::OLT, hi, floor, "tiny")
         .map_err(kb.err())?;
