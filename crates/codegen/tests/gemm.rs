@@ -444,10 +444,19 @@ fn check_runtime_b(cpu: &str) {
                     bt[j * ldt + kk] = p.b[kk * n + j];
                 }
             }
+            // And with neither stride 1: bs[kk * lds + 2 * j] = b[kk, j].
+            let lds = 2 * n + 3;
+            let mut bs = vec![f32::NAN; k * lds];
+            for kk in 0..k {
+                for j in 0..n {
+                    bs[kk * lds + 2 * j] = p.b[kk * n + j];
+                }
+            }
             let bias_ptr = p.bias.as_ref().map_or(std::ptr::null(), |b| b.as_ptr());
             for (layout_name, b_ptr, rs, cs) in [
                 ("row-major", p.b.as_ptr(), n as i64, 1),
                 ("transposed", bt.as_ptr(), 1, ldt as i64),
+                ("strided", bs.as_ptr(), lds as i64, 2),
             ] {
                 let what = format!("{cpu} {name} B {layout_name} m={m} n={n} k={k}");
                 let panels = layout.panels(n);

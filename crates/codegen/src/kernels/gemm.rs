@@ -616,8 +616,17 @@ fn panel_count<'ctx>(
         .map_err(kb.err())
 }
 
-/// Packs panels `p0..p1` of the strided `B` into `scratch` (panel `p0` first), zero-padding
-/// columns past `n`. Scalar code: correctness first, this is `k * n` work against `m * n * k`.
+/// Packs panels `p0..p1` of the strided `B` (`B[kk, j] = b[kk * rs_b + j * cs_b]`) into
+/// `scratch` (panel `p0` first), zero-padding columns past `n`, in one of three ways chosen by
+/// the strides at run time:
+/// - rows contiguous (`cs_b == 1`, attention's `V`): each panel row in whole vectors, masked
+///   past `n`;
+/// - columns contiguous (`rs_b == 1`, attention's `K` read as `Kt`): blocks of `lanes x lanes`
+///   loaded down the columns and transposed in registers (a gather a vector otherwise, about
+///   a load per element), the last `k % lanes` rows element by element;
+/// - otherwise element by element.
+///
+/// All three write the same floats.
 #[allow(clippy::too_many_arguments)]
 fn emit_pack_b<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
@@ -626,6 +635,226 @@ fn emit_pack_b<'ctx>(
     rs_b: IntValue<'ctx>,
     cs_b: IntValue<'ctx>,
     n: IntValue<'ctx>,
+    k: IntValue<'ctx>,
+    p0: IntValue<'ctx>,
+    p1: IntValue<'ctx>,
+    scratch: PointerValue<'ctx>,
+) -> Result<()> {
+    let unit = |stride: IntValue<'ctx>, name: &str| {
+        kb.builder()
+            .build_int_compare(IntPredicate::EQ, stride, kb.i64_const(1), name)
+            .map_err(kb.err())
+    };
+    let zero = kb.i64_const(0);
+    kb.if_else(
+        unit(cs_b, "rows.contiguous")?,
+        |kb| pack_rows(kb, layout, b, rs_b, n, k, p0, p1, scratch),
+        |kb| {
+            kb.if_else(
+                unit(rs_b, "columns.contiguous")?,
+                |kb| {
+                    let lanes = kb.i64_const(i64::from(layout.lanes));
+                    let bld = kb.builder();
+                    let rem = bld
+                        .build_int_signed_rem(k, lanes, "k.rem")
+                        .map_err(kb.err())?;
+                    let k_whole = bld.build_int_sub(k, rem, "k.whole").map_err(kb.err())?;
+                    pack_transposed(kb, layout, b, cs_b, n, k, k_whole, p0, p1, scratch)?;
+                    pack_elements(kb, layout, b, rs_b, cs_b, n, k_whole, k, p0, p1, scratch)
+                },
+                |kb| pack_elements(kb, layout, b, rs_b, cs_b, n, zero, k, p0, p1, scratch),
+            )
+        },
+    )
+}
+
+/// [`emit_pack_b`] of a `B` whose rows are contiguous: panel row `kk` is `nr_vectors` vector
+/// loads of row `kk`, the lanes past `n` masked to zero.
+#[allow(clippy::too_many_arguments)]
+fn pack_rows<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    layout: &GemmLayout,
+    b: PointerValue<'ctx>,
+    rs_b: IntValue<'ctx>,
+    n: IntValue<'ctx>,
+    k: IntValue<'ctx>,
+    p0: IntValue<'ctx>,
+    p1: IntValue<'ctx>,
+    scratch: PointerValue<'ctx>,
+) -> Result<()> {
+    let nr = layout.nr() as i64;
+    let lanes = i64::from(layout.lanes);
+    let one = kb.i64_const(1);
+    kb.for_loop(p0, p1, one, "pack.p", |kb, p| {
+        let bld = kb.builder();
+        let first_col = bld
+            .build_int_mul(p, kb.i64_const(nr), "col0")
+            .map_err(kb.err())?;
+        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
+        let panel_base = bld.build_int_mul(rel, k, "panel").map_err(kb.err())?;
+        let cols: Vec<_> = (0..i64::from(layout.nr_vectors))
+            .map(|v| {
+                bld.build_int_add(first_col, kb.i64_const(v * lanes), "col")
+                    .map_err(kb.err())
+            })
+            .collect::<Result<_>>()?;
+        let masks: Vec<_> = cols
+            .iter()
+            .map(|&col| kb.tail_mask(col, n))
+            .collect::<Result<_>>()?;
+        kb.for_loop(kb.i64_const(0), k, one, "pack.k", |kb, kk| {
+            let bld = kb.builder();
+            let src_row = bld.build_int_mul(kk, rs_b, "src.row").map_err(kb.err())?;
+            let dst_row = bld
+                .build_int_add(panel_base, kk, "dst.row")
+                .map_err(kb.err())?;
+            let dst_row = bld
+                .build_int_mul(dst_row, kb.i64_const(nr), "dst.row")
+                .map_err(kb.err())?;
+            for (v, (&col, &mask)) in cols.iter().zip(&masks).enumerate() {
+                let src = bld.build_int_add(src_row, col, "src").map_err(kb.err())?;
+                let value = kb.load_f32(b, src, Some(mask))?;
+                let dst = bld
+                    .build_int_add(dst_row, kb.i64_const(v as i64 * lanes), "dst")
+                    .map_err(kb.err())?;
+                kb.store_f32(scratch, dst, value, None)?;
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Rows `0..k_whole` (a multiple of the lanes) of [`emit_pack_b`] for a `B` whose columns are
+/// contiguous: per block of `lanes` rows and `lanes` columns, a vector down each column
+/// (zeros past `n`), transposed in registers ([`transpose_square`]) into the panel's rows.
+#[allow(clippy::too_many_arguments)]
+fn pack_transposed<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    layout: &GemmLayout,
+    b: PointerValue<'ctx>,
+    cs_b: IntValue<'ctx>,
+    n: IntValue<'ctx>,
+    k: IntValue<'ctx>,
+    k_whole: IntValue<'ctx>,
+    p0: IntValue<'ctx>,
+    p1: IntValue<'ctx>,
+    scratch: PointerValue<'ctx>,
+) -> Result<()> {
+    let nr = layout.nr() as i64;
+    let lanes = i64::from(layout.lanes);
+    let one = kb.i64_const(1);
+    let zeros = kb.f32_vector().const_zero();
+    kb.for_loop(p0, p1, one, "pack.p", |kb, p| {
+        let bld = kb.builder();
+        let first_col = bld
+            .build_int_mul(p, kb.i64_const(nr), "col0")
+            .map_err(kb.err())?;
+        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
+        let panel_base = bld.build_int_mul(rel, k, "panel").map_err(kb.err())?;
+        let last_col = bld
+            .build_int_sub(n, kb.i64_const(1), "n.last")
+            .map_err(kb.err())?;
+        kb.for_loop(
+            kb.i64_const(0),
+            k_whole,
+            kb.i64_const(lanes),
+            "pack.kb",
+            |kb, kk0| {
+                let bld = kb.builder();
+                for g in 0..i64::from(layout.nr_vectors) {
+                    let mut columns = Vec::with_capacity(lanes as usize);
+                    for i in 0..lanes {
+                        let col = bld
+                            .build_int_add(first_col, kb.i64_const(g * lanes + i), "col")
+                            .map_err(kb.err())?;
+                        let inside = bld
+                            .build_int_compare(IntPredicate::SLT, col, n, "inside")
+                            .map_err(kb.err())?;
+                        // Columns past n read the last column (always valid) and give zeros.
+                        let src_col = kb.min_i64(col, last_col)?;
+                        let src = bld
+                            .build_int_mul(src_col, cs_b, "src.col")
+                            .map_err(kb.err())?;
+                        let src = bld.build_int_add(src, kk0, "src").map_err(kb.err())?;
+                        let column = kb.load_f32(b, src, None)?;
+                        columns.push(
+                            bld.build_select(inside, column, zeros, "column")
+                                .map_err(kb.err())?
+                                .into_vector_value(),
+                        );
+                    }
+                    for (i, row) in transpose_square(kb, columns)?.into_iter().enumerate() {
+                        let dst = bld
+                            .build_int_add(panel_base, kk0, "dst.row")
+                            .map_err(kb.err())?;
+                        let dst = bld
+                            .build_int_add(dst, kb.i64_const(i as i64), "dst.row")
+                            .map_err(kb.err())?;
+                        let dst = bld
+                            .build_int_mul(dst, kb.i64_const(nr), "dst.row")
+                            .map_err(kb.err())?;
+                        let dst = bld
+                            .build_int_add(dst, kb.i64_const(g * lanes), "dst")
+                            .map_err(kb.err())?;
+                        kb.store_f32(scratch, dst, row, None)?;
+                    }
+                }
+                Ok(())
+            },
+        )
+    })
+}
+
+/// The transpose of the square matrix whose rows are `rows` (as many as a vector's lanes, a
+/// power of two): `log2(lanes)` rounds of two-vector shuffles, each round swapping the
+/// off-diagonal blocks of every `2h x 2h` block (`h` = half the lanes, then halving), as the
+/// transpose of `[[A, B], [C, D]]` is `[[At, Ct], [Bt, Dt]]`.
+fn transpose_square<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    mut rows: Vec<VectorValue<'ctx>>,
+) -> Result<Vec<VectorValue<'ctx>>> {
+    let l = rows.len() as u32;
+    if !l.is_power_of_two() {
+        return Err(kb.internal("a transpose of a matrix whose size is not a power of two"));
+    }
+    let i32t = kb.context().i32_type();
+    let indices = |f: &dyn Fn(u32) -> u32| {
+        let v: Vec<_> = (0..l)
+            .map(|x| i32t.const_int(u64::from(f(x)), false))
+            .collect();
+        inkwell::types::VectorType::const_vector(&v)
+    };
+    let mut h = l / 2;
+    while h >= 1 {
+        // Lanes of the first row are 0..l in a two-vector shuffle, the second's l..2l.
+        let low = indices(&|x| if (x / h).is_multiple_of(2) { x } else { l + x - h });
+        let high = indices(&|x| if (x / h).is_multiple_of(2) { x + h } else { l + x });
+        for i in (0..l).filter(|i| i & h == 0) {
+            let (a, b) = (rows[i as usize], rows[(i + h) as usize]);
+            let bld = kb.builder();
+            rows[i as usize] = bld
+                .build_shuffle_vector(a, b, low, "t.low")
+                .map_err(kb.err())?;
+            rows[(i + h) as usize] = bld
+                .build_shuffle_vector(a, b, high, "t.high")
+                .map_err(kb.err())?;
+        }
+        h /= 2;
+    }
+    Ok(rows)
+}
+
+/// Rows `k0..k` of panels `p0..p1` of [`emit_pack_b`], element by element, whatever the
+/// strides.
+#[allow(clippy::too_many_arguments)]
+fn pack_elements<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    layout: &GemmLayout,
+    b: PointerValue<'ctx>,
+    rs_b: IntValue<'ctx>,
+    cs_b: IntValue<'ctx>,
+    n: IntValue<'ctx>,
+    k0: IntValue<'ctx>,
     k: IntValue<'ctx>,
     p0: IntValue<'ctx>,
     p1: IntValue<'ctx>,
@@ -644,7 +873,7 @@ fn emit_pack_b<'ctx>(
         let last_col = bld
             .build_int_sub(n, kb.i64_const(1), "n.last")
             .map_err(kb.err())?;
-        kb.for_loop(kb.i64_const(0), k, one, "pack.k", |kb, kk| {
+        kb.for_loop(k0, k, one, "pack.k", |kb, kk| {
             let bld = kb.builder();
             let src_row = bld.build_int_mul(kk, rs_b, "src.row").map_err(kb.err())?;
             let dst_row = bld

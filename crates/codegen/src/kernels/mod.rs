@@ -521,6 +521,35 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         Ok(())
     }
 
+    /// Emits `if (cond) then() else otherwise()` and leaves the builder after both. Each arm
+    /// may emit blocks of its own and must leave the builder in a block without a terminator.
+    pub fn if_else(
+        &self,
+        cond: IntValue<'ctx>,
+        then: impl FnOnce(&Self) -> Result<()>,
+        otherwise: impl FnOnce(&Self) -> Result<()>,
+    ) -> Result<()> {
+        let b = &self.builder;
+        let then_block = self.append_block("if.then");
+        let else_block = self.append_block("if.else");
+        let join = self.append_block("if.join");
+        b.build_conditional_branch(cond, then_block, else_block)
+            .map_err(self.err())?;
+        for (block, arm) in [
+            (
+                then_block,
+                Box::new(then) as Box<dyn FnOnce(&Self) -> Result<()>>,
+            ),
+            (else_block, Box::new(otherwise)),
+        ] {
+            b.position_at_end(block);
+            arm(self)?;
+            b.build_unconditional_branch(join).map_err(self.err())?;
+        }
+        b.position_at_end(join);
+        Ok(())
+    }
+
     /// Appends a new block to the kernel's function.
     pub fn append_block(&self, name: &str) -> inkwell::basic_block::BasicBlock<'ctx> {
         self.context.append_basic_block(self.function, name)
