@@ -42,6 +42,24 @@ type PackFn = unsafe extern "C" fn(*const f32, i64, i64, i64, i64, *mut f32);
 type PackedFn =
     unsafe extern "C" fn(*const f32, i64, *const f32, *mut f32, i64, i64, i64, i64, i64, i64);
 
+/// `layout` with the blocking `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` gives, if set.
+fn tile_override(layout: GemmLayout) -> Result<GemmLayout, Box<dyn std::error::Error>> {
+    let Ok(tile) = std::env::var("TCC_GEMM_TILE") else {
+        return Ok(layout);
+    };
+    let v: Vec<u32> = tile.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let [mr, nr_vectors, kc, nc_panels] = v[..] else {
+        return Err("TCC_GEMM_TILE takes mr,nr_vectors,kc,nc_panels".into());
+    };
+    Ok(GemmLayout {
+        mr,
+        nr_vectors,
+        kc,
+        nc_panels,
+        ..layout
+    })
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (runtime, constant): (Vec<String>, Vec<String>) =
         std::env::args().skip(1).partition(|s| s.starts_with('r'));
@@ -49,12 +67,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let target = Target::named("host")?;
         let peak = measure_peak(&target, dir.path(), "host")?;
-        let layout = GemmLayout::for_runtime_b(&target);
+        let layout = tile_override(GemmLayout::for_runtime_b(&target))?;
         println!(
-            "host ({}): FMA peak {peak:.1} GFLOP/s per core; runtime-B tile {}x{}",
+            "host ({}): FMA peak {peak:.1} GFLOP/s per core; runtime-B tile {}x{}, KC {}",
             target.cpu(),
             layout.mr,
-            layout.nr()
+            layout.nr(),
+            layout.kc
         );
         for arg in &runtime {
             let (size, lda) = arg[1..].split_once(':').ok_or("rMxKxN:LDA")?;
@@ -83,18 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let target = Target::named(cpu)?;
         let mut layout = GemmLayout::for_target(&target);
         if cpu == "host" {
-            if let Ok(tile) = std::env::var("TCC_GEMM_TILE") {
-                let v: Vec<u32> = tile.split(',').map(str::parse).collect::<Result<_, _>>()?;
-                if let [mr, nr_vectors, kc, nc_panels] = v[..] {
-                    layout = GemmLayout {
-                        mr,
-                        nr_vectors,
-                        kc,
-                        nc_panels,
-                        ..layout
-                    };
-                }
-            }
+            layout = tile_override(layout)?;
         }
         let peak = measure_peak(&target, dir.path(), cpu)?;
         println!(
