@@ -8,15 +8,16 @@
 //! path's blocking, to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each kernel's assembly to
 //! `PREFIX.NAME.s`. A size `rMxKxN:LDA` times instead the runtime-B GEMM on a `B` packed
 //! beforehand (attention's products: `r48x32x512:384` is a block of `Q · Kt` for 32-wide heads
-//! of a 384-wide model, `r48x512x32:512` the block's `P · V`), `A` read at row stride `LDA`,
-//! one thread, the host path only.
+//! of a 384-wide model, `r48x512x32:512` the block's `P · V`), `A` read at row stride `LDA`
+//! (`:=LDA` compiles the stride into the kernel, `gemm::Known`), one thread, the host path
+//! only.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tcc_codegen::emit::{emit_to_file, link_shared, EmitKind};
 use tcc_codegen::kernels::gemm::{
-    emit_gemm_const_b_then, emit_gemm_packed_b, emit_pack_b_fn, Epilogue, GemmLayout,
+    emit_gemm_const_b_then, emit_gemm_packed_b_known, emit_pack_b_fn, Epilogue, GemmLayout, Known,
 };
 use tcc_codegen::kernels::{KernelBuilder, Param};
 use tcc_codegen::{Context, Target};
@@ -78,7 +79,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for arg in &runtime {
             let (size, lda) = arg[1..].split_once(':').ok_or("rMxKxN:LDA")?;
             let size = parse_size(size)?;
-            let gflops = measure_runtime_b(&target, &layout, dir.path(), size, lda.parse()?)?;
+            // `:=LDA` compiles the stride in (gemm::Known), `:LDA` passes it at run time.
+            let (lda, known) = match lda.strip_prefix('=') {
+                Some(lda) => (lda, true),
+                None => (lda, false),
+            };
+            let gflops =
+                measure_runtime_b(&target, &layout, dir.path(), size, lda.parse()?, known)?;
             println!(
                 "  {arg}  1 thread  {gflops:7.1} GFLOP/s  {:5.1}% of peak",
                 100.0 * gflops / peak
@@ -348,6 +355,7 @@ fn measure_runtime_b(
     dir: &Path,
     [m, k, n]: [usize; 3],
     lda: usize,
+    known_lda: bool,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     if lda < k {
         return Err(format!("LDA {lda} is below K {k}").into());
@@ -357,7 +365,10 @@ fn measure_runtime_b(
     let module = context.create_module(&name);
     let pack_name = format!("{name}_pack");
     emit_pack_b_fn(&module, target, &pack_name, layout)?;
-    emit_gemm_packed_b(&module, target, &name, layout, Epilogue::default())?;
+    let known = Known {
+        lda: known_lda.then_some(lda as i64),
+    };
+    emit_gemm_packed_b_known(&module, target, &name, layout, Epilogue::default(), known)?;
     let library = build(&module, target, dir, &name)?;
     // SAFETY: the symbols are the functions emitted above with these signatures.
     let (pack, gemm) = unsafe {

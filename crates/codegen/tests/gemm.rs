@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use support::{cpuinfo_flags, host_has_avx512f};
 use tcc_codegen::emit::{emit_to_file, link_shared, EmitKind};
 use tcc_codegen::kernels::gemm::{
-    emit_gemm_const_b, emit_gemm_const_b_then, emit_gemm_runtime_b, Activation, Epilogue,
-    GemmLayout, NextGemm,
+    emit_gemm_const_b, emit_gemm_const_b_then, emit_gemm_packed_b_known, emit_gemm_runtime_b,
+    emit_pack_b_fn, Activation, Epilogue, GemmLayout, Known, NextGemm,
 };
 use tcc_codegen::kernels::{vmath, KernelBuilder, Param};
 use tcc_codegen::{Context, Target};
@@ -51,6 +51,9 @@ type RuntimeFn = unsafe extern "C" fn(
     i64,
 );
 type UnaryFn = unsafe extern "C" fn(*const f32, *mut f32, i64);
+type PackFn = unsafe extern "C" fn(*const f32, i64, i64, i64, i64, *mut f32);
+type PackedFn =
+    unsafe extern "C" fn(*const f32, i64, *const f32, *mut f32, i64, i64, i64, i64, i64, i64);
 
 extern "C" {
     // glibc's libm, which every Rust program on Linux links: correctly rounded to within 1 ulp.
@@ -501,6 +504,106 @@ fn check_runtime_b(cpu: &str) {
             }
         }
     }
+}
+
+/// The packed-B GEMM (attention's) with `A`'s row stride passed at run time and compiled in
+/// ([`Known`]): both match the reference, and each other bit for bit.
+fn check_packed_b_known_lda(cpu: &str) {
+    let target = Target::named(cpu).unwrap();
+    let layout = GemmLayout::for_runtime_b(&target);
+    let dir = tempfile::tempdir().unwrap();
+    let tag = cpu.replace('-', "_");
+    let epilogue = Epilogue::default();
+    // The odd seeds' A rows are longer than k (see Problem::new): both kinds of stride.
+    let problems: Vec<Problem> = SHAPES
+        .iter()
+        .enumerate()
+        .map(|(s, &shape)| Problem::new(shape, false, epilogue, 200 + s as u32))
+        .collect();
+    let library = build(
+        &target,
+        dir.path(),
+        &format!("gemm_known_{tag}"),
+        |module| {
+            emit_pack_b_fn(module, &target, "pack", &layout).expect("the pack builds");
+            for (s, p) in problems.iter().enumerate() {
+                for known in [None, Some(p.lda as i64)] {
+                    let name = format!("gemm_{s}_{}", known.is_some());
+                    emit_gemm_packed_b_known(
+                        module,
+                        &target,
+                        &name,
+                        &layout,
+                        epilogue,
+                        Known { lda: known },
+                    )
+                    .expect("the kernel builds");
+                }
+            }
+        },
+    );
+    let pack: PackFn = symbol(&library, b"pack");
+    for (s, p) in problems.iter().enumerate() {
+        let (m, n, k) = (p.m, p.n, p.k);
+        let mut packed = vec![0.0f32; layout.packed_b_len(k, n)];
+        // SAFETY: B is k x n row-major; `packed` holds packed_b_len floats.
+        unsafe {
+            pack(
+                p.b.as_ptr(),
+                n as i64,
+                1,
+                n as i64,
+                k as i64,
+                packed.as_mut_ptr(),
+            )
+        };
+        let results: Vec<Vec<f32>> = [false, true]
+            .iter()
+            .map(|known| {
+                let gemm: PackedFn = symbol(&library, format!("gemm_{s}_{known}").as_bytes());
+                let mut c = p.fresh_c();
+                // SAFETY: A is m rows at stride lda, C m rows at stride ldc, `packed` B's
+                // panels of k rows.
+                unsafe {
+                    gemm(
+                        p.a.as_ptr(),
+                        p.lda as i64,
+                        packed.as_ptr(),
+                        c.as_mut_ptr(),
+                        p.ldc as i64,
+                        0,
+                        m as i64,
+                        n as i64,
+                        k as i64,
+                        k as i64,
+                    )
+                };
+                p.check(
+                    &c,
+                    &format!("{cpu} packed B m={m} n={n} k={k} lda known: {known}"),
+                );
+                c
+            })
+            .collect();
+        let same = results[0]
+            .iter()
+            .zip(&results[1])
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same,
+            "{cpu} m={m} n={n} k={k}: a known lda changes the results"
+        );
+    }
+}
+
+#[test]
+fn packed_b_with_a_known_lda_matches_on_the_host_path() {
+    check_packed_b_known_lda("host");
+}
+
+#[test]
+fn packed_b_with_a_known_lda_matches_on_avx2() {
+    check_packed_b_known_lda("x86-64-v3");
 }
 
 #[test]

@@ -473,6 +473,28 @@ pub fn emit_gemm_packed_b<'ctx>(
     layout: &GemmLayout,
     epilogue: Epilogue,
 ) -> Result<FunctionValue<'ctx>> {
+    emit_gemm_packed_b_known(module, target, name, layout, epilogue, Known::default())
+}
+
+/// Arguments of a GEMM known when it is compiled: the kernel uses these values instead of
+/// its parameters (which its callers must pass equal), and LLVM folds them into the code.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// `A`'s row stride: the micro-kernel then addresses its rows by constant offsets from
+    /// one pointer, where a runtime stride costs integer operations beside each k step's
+    /// fused multiply-adds.
+    pub lda: Option<i64>,
+}
+
+/// [`emit_gemm_packed_b`] with the arguments `known` gives compiled in.
+pub fn emit_gemm_packed_b_known<'ctx>(
+    module: &Module<'ctx>,
+    target: &Target,
+    name: &str,
+    layout: &GemmLayout,
+    epilogue: Epilogue,
+    known: Known,
+) -> Result<FunctionValue<'ctx>> {
     layout.check(name)?;
     use Param::{Ptr, I64};
     let params = [Ptr, I64, Ptr, Ptr, I64, I64, I64, I64, I64, I64];
@@ -481,7 +503,10 @@ pub fn emit_gemm_packed_b<'ctx>(
     let n = kb.int_param(7)?;
     let operands = Operands {
         a: kb.ptr_param(0)?,
-        lda: kb.int_param(1)?,
+        lda: match known.lda {
+            Some(lda) => kb.i64_const(lda),
+            None => kb.int_param(1)?,
+        },
         c: kb.ptr_param(3)?,
         ldc: kb.int_param(4)?,
         m0: kb.int_param(5)?,
@@ -827,8 +852,20 @@ fn transpose_square<'ctx>(
     let mut h = l / 2;
     while h >= 1 {
         // Lanes of the first row are 0..l in a two-vector shuffle, the second's l..2l.
-        let low = indices(&|x| if (x / h).is_multiple_of(2) { x } else { l + x - h });
-        let high = indices(&|x| if (x / h).is_multiple_of(2) { x + h } else { l + x });
+        let low = indices(&|x| {
+            if (x / h).is_multiple_of(2) {
+                x
+            } else {
+                l + x - h
+            }
+        });
+        let high = indices(&|x| {
+            if (x / h).is_multiple_of(2) {
+                x + h
+            } else {
+                l + x
+            }
+        });
         for i in (0..l).filter(|i| i & h == 0) {
             let (a, b) = (rows[i as usize], rows[(i + h) as usize]);
             let bld = kb.builder();
