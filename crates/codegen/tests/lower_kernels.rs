@@ -2652,6 +2652,66 @@ fn fused_op_attention_causal_min() {
     case.check();
 }
 
+/// Attention whose scores hold NaN in some rows (a mask of NaN where both a row flag and a
+/// key flag are set, each true with probability one half): those rows are NaN, or 0 through
+/// the NaN filter, as the interpreter's; the others are plain attention. The row maximum
+/// skips NaNs here (`RowExp::nan_max` is off without `causal_min`): the NaN reaches the
+/// output through the row's sum. Tolerance as `fused_op_attention_causal_min`.
+#[test]
+fn fused_op_attention_rows_holding_nan() {
+    let head = "graph(%qi: i32[b, 2, s, 16], %ki: i32[b, 2, 16, s], %v: f32[b, 2, s, 8], \
+                %rows: bool[b, 1, s, 1], %keys: bool[b, 1, 1, s]) {";
+    let common = r#"
+  %zero = const [0.0] : f32[]
+  %nan = const [nan] : f32[]
+  %q = cast<to=f32>(%qi) : f32[b, 2, s, 16]
+  %k = cast<to=f32>(%ki) : f32[b, 2, 16, s]
+  %both = and(%rows, %keys) : bool[b, 1, s, s]
+  %mn = where(%both, %nan, %zero) : f32[b, 1, s, s]"#;
+    let ir = format!(
+        "{head}{common}
+  %o1 = attention<scale=mul(0.25), mask=add, nan_filter=false>(%q, %k, %v, %mn) : f32[b, 2, s, 8]
+  %o2 = attention<scale=mul(0.25), mask=add, nan_filter=true>(%q, %k, %v, %mn) : f32[b, 2, s, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+}}"
+    );
+    let bound = format!(
+        "{head}{common}
+  %c = const [0.25] : f32[]
+  %sc = matmul(%q, %k) : f32[b, 2, s, s]
+  %av = abs(%v) : f32[b, 2, s, 8]
+  %s1 = mul(%sc, %c) : f32[b, 2, s, s]
+  %a1 = add(%s1, %mn) : f32[b, 2, s, s]
+  %p1 = softmax<axis=3>(%a1) : f32[b, 2, s, s]
+  %e1 = abs(%p1) : f32[b, 2, s, s]
+  %o1 = matmul(%e1, %av) : f32[b, 2, s, 8]
+  %n2 = isnan(%p1) : bool[b, 2, s, s]
+  %f2 = where(%n2, %zero, %p1) : f32[b, 2, s, s]
+  %e2 = abs(%f2) : f32[b, 2, s, s]
+  %o2 = matmul(%e2, %av) : f32[b, 2, s, 8]
+  return %o1 = %o1
+  return %o2 = %o2
+}}"
+    );
+    let mut case = Case::new("fused_attention_rows_holding_nan", &ir)
+        .bound(&bound)
+        // Two casts, the flags' and, the mask and two attentions.
+        .steps(6)
+        .input("qi", Gen::Int(-3, 3))
+        .input("ki", Gen::Int(-3, 3))
+        .input("v", Gen::Float(-1.0, 1.0))
+        .tol(Tol::Gemm {
+            k: Len::Sym("s"),
+            slope: 1.0,
+            extra: 4.0 * f64::powi(2.0, -23),
+        });
+    for s in [1, 2, 7, 47, 48, 49, 97, 300] {
+        case = case.bind(&[("b", 1 + s % 2), ("s", s)]);
+    }
+    case.check();
+}
+
 /// Attention over no keys: the product of an empty softmax with V is an empty sum, zeros, as
 /// the interpreter gives, unnormalised (no filter: the division by the rows' sums) and
 /// normalised (the filter), with and without the causal flag.

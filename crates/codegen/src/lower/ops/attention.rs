@@ -8,7 +8,9 @@ use inkwell::{FloatPredicate, IntPredicate};
 use tcc_ir::{DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
-use super::softmax::{softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowMap, ATTENTION_EXP};
+use super::softmax::{
+    softmax_row_mapped_f32, softmax_row_unnormalised_f32, RowExp, RowMap, ATTENTION_EXP,
+};
 use super::{
     bcast_strides_to, bcast_strides_with, logical_shape, product, strides, unsupported, Ctx,
     Parallel,
@@ -230,6 +232,12 @@ pub(super) fn attention<'ctx>(
     // Without `g`, the probabilities need not be stored: the rows are left unnormalised and
     // the product with V is divided by each row's sum instead (a pass over the scores fewer).
     let deferred = post.is_none() && vector_ok(expr, &pre);
+    // The flag of `causal_min` reads the rows' maxima, which must be NaN for a row holding
+    // one (whose softmax is NaN, not the mean of V).
+    let how = RowExp {
+        nan_max: *causal_min,
+        ..ATTENTION_EXP
+    };
     // Causal: query i sees keys j <= i + shift.
     let shift = c.b().build_int_sub(nv, mv, "shift").map_err(c.kb.err())?;
     c.for_range(c.r0, c.r1, "batch", |c, bi| {
@@ -391,19 +399,18 @@ pub(super) fn attention<'ctx>(
                         if post.is_some() { Some(&g_map) } else { None };
                     if deferred {
                         let (inv, max) =
-                            softmax_row_unnormalised_f32(c, srow, srow, len, f_ref, ATTENTION_EXP)?;
+                            softmax_row_unnormalised_f32(c, srow, srow, len, f_ref, how)?;
                         let slot = scalar::element_ptr(&c.kb, DType::F64, sinv, i)?;
                         c.b().build_store(slot, inv).map_err(c.kb.err())?;
                         max
                     } else {
-                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, ATTENTION_EXP)?
+                        softmax_row_mapped_f32(c, srow, srow, len, f_ref, g_ref, how)?
                     }
                 } else {
                     if !trivial_pre {
                         apply(c, expr, pre.clone(), len)?;
                     }
-                    let max =
-                        softmax_row_mapped_f32(c, srow, srow, len, None, None, ATTENTION_EXP)?;
+                    let max = softmax_row_mapped_f32(c, srow, srow, len, None, None, how)?;
                     if let Some(g) = post {
                         apply(c, g, post_range.clone(), len)?;
                     }

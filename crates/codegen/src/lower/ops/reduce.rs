@@ -259,21 +259,23 @@ pub(super) fn row_extreme_f32<'ctx>(
     max: bool,
     pre: Option<&RowMap<'_, 'ctx>>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
-    row_extreme_f32_with(c, src, lenv, max, pre, true)
+    row_extreme_f32_with(c, src, lenv, max, pre, None)
 }
 
 /// [`row_extreme_f32`]'s maximum for a softmax, where -0 and +0 need no order (`x - max` is
-/// the same either way): x86's `maxps` keeps the accumulator where either operand is NaN,
-/// so a NaN accumulated stays, and a second accumulator takes the row's NaNs (two operations
-/// a vector); the result is NaN if either holds one. Three operations a vector against the
-/// six that `llvm.maximum` costs on x86.
+/// the same either way): x86's `maxps` (one operation a vector against the six that
+/// `llvm.maximum` costs on x86), which keeps the accumulator where the row's element is NaN.
+/// With `nan`, a second accumulator takes the row's NaNs (two operations a vector more) and
+/// the result is NaN if the row holds one; without, the result is the maximum of the row's
+/// other elements (or `-inf`), for a softmax whose sum takes the NaN instead.
 pub(super) fn row_max_f32_unordered_zeros<'ctx>(
     c: &Ctx<'_, 'ctx>,
     src: PointerValue<'ctx>,
     lenv: IntValue<'ctx>,
     pre: Option<&RowMap<'_, 'ctx>>,
+    nan: bool,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
-    row_extreme_f32_with(c, src, lenv, true, pre, false)
+    row_extreme_f32_with(c, src, lenv, true, pre, Some(nan))
 }
 
 fn row_extreme_f32_with<'ctx>(
@@ -282,8 +284,11 @@ fn row_extreme_f32_with<'ctx>(
     lenv: IntValue<'ctx>,
     max: bool,
     pre: Option<&RowMap<'_, 'ctx>>,
-    ordered_zeros: bool,
+    // None: llvm.maximum (ordered zeros, NaN-propagating); Some(nan): maxps, NaN-propagating
+    // by a second accumulator if `nan`.
+    unordered_zeros: Option<bool>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
+    let ordered_zeros = unordered_zeros.is_none();
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
@@ -323,10 +328,9 @@ fn row_extreme_f32_with<'ctx>(
         }
         maxps(kb, x, m)
     };
-    let nan = if ordered_zeros {
-        None
-    } else {
-        Some(c.var(identity.into())?)
+    let nan = match unordered_zeros {
+        Some(true) => Some(c.var(identity.into())?),
+        _ => None,
     };
     let unroll = 4;
     let block = i64::from(kb.lanes()) * unroll;
@@ -378,7 +382,7 @@ fn row_extreme_f32_with<'ctx>(
         b.build_store(accs[0], m).map_err(kb.err())?;
         Ok(())
     })?;
-    if let Some(nan) = nan {
+    if !ordered_zeros {
         return max_unordered_zeros_of(c, &accs, nan);
     }
     // The accumulators together: with llvm.maximum, which propagates NaN.
@@ -391,14 +395,14 @@ fn row_extreme_f32_with<'ctx>(
 }
 
 /// The maximum of the vector accumulators `accs` of [`row_max_f32_unordered_zeros`] and
-/// NaN if their NaN accumulator `nan` holds one: `maxps` steps (`x > m ? x : m`) over the
-/// accumulators, then over halves of the lanes, and the NaN test beside them, off the
-/// critical path. A row's softmax waits on this result, so its latency counts: a tree of
+/// NaN if their NaN accumulator `nan` (if any) holds one: `maxps` steps (`x > m ? x : m`)
+/// over the accumulators, then over halves of the lanes, and the NaN test beside them, off
+/// the critical path. A row's softmax waits on this result, so its latency counts: a tree of
 /// `llvm.maximum` (NaN-propagating, -0 below +0) takes about three times as long on x86.
 fn max_unordered_zeros_of<'ctx>(
     c: &Ctx<'_, 'ctx>,
     accs: &[PointerValue<'ctx>],
-    nan: PointerValue<'ctx>,
+    nan: Option<PointerValue<'ctx>>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
     let kb = &c.kb;
     let b = kb.builder();
@@ -430,6 +434,9 @@ fn max_unordered_zeros_of<'ctx>(
         .build_extract_element(m, zero, "max")
         .map_err(kb.err())?
         .into_float_value();
+    let Some(nan) = nan else {
+        return Ok(m);
+    };
     // Any NaN seen: a lane of `nan` unordered.
     let n = b
         .build_load(vt, nan, "nan")

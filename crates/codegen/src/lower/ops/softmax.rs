@@ -151,6 +151,10 @@ pub(super) struct RowExp {
     /// Vectors of `e` added in f32 before joining the f64 sum (see
     /// [`sum_f32_terms_in_f64`]): the sum moves by at most `log2(group) 2^-24` relative.
     pub group: u32,
+    /// Whether the row's maximum the softmax returns is NaN for a row holding a NaN (two
+    /// operations a vector in the maximum's pass). The softmax is NaN there either way: the
+    /// NaN's own exponential makes the sum NaN, and so every `e / sum`.
+    pub nan_max: bool,
 }
 
 /// A softmax whose every element is a result: each within about 3 ulp.
@@ -158,6 +162,7 @@ pub(super) const SOFTMAX_EXP: RowExp = RowExp {
     floor: SOFTMAX_FLOOR,
     exact_shift: true,
     group: 1,
+    nan_max: false,
 };
 
 /// Attention's softmax, whose probabilities reach the output only through `P · V`, where
@@ -170,6 +175,7 @@ pub(super) const ATTENTION_EXP: RowExp = RowExp {
     floor: ATTENTION_FLOOR,
     exact_shift: false,
     group: 4,
+    nan_max: false,
 };
 
 /// A map of a row's vector at column `j` (masked to the row's tail, or whole): `f(kb, j, x,
@@ -281,9 +287,10 @@ fn exp_minus_max<'ctx>(
 /// `pre` is applied to `src` in place while the pass finds its maximum, then each element
 /// becomes `e = exp(x - max)` as [`exp_minus_max`] gives it for `how` (exactly 0 where `x -
 /// max < how.floor`). Returns `1 / sum(e)` in f64 (the sum in f64 lanes, `how.group` vectors
-/// at a time in f32 first), NaN when the maximum is not finite (a row holding a NaN or an
-/// infinity, or a row whose elements are all `-inf` or that has none: NaN everywhere, as the
-/// softmax is), and the row's maximum (of `pre(x)`). With [`SOFTMAX_EXP`], `e * (1 / sum)`
+/// at a time in f32 first), NaN for a row holding a NaN (through its sum) and when the
+/// maximum is not finite (a row holding an infinity, or a row whose elements are all `-inf`
+/// or that has none: NaN everywhere, as the softmax is), and the row's maximum (of `pre(x)`;
+/// see [`RowExp::nan_max`]). With [`SOFTMAX_EXP`], `e * (1 / sum)`
 /// is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s; with
 /// [`ATTENTION_EXP`], within about 4 ulp of 1, the row's sum (see [`RowExp`]).
 pub(super) fn softmax_row_unnormalised_f32<'ctx>(
@@ -301,7 +308,7 @@ pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     let b = kb.builder();
     let f32t = kb.context().f32_type();
     let f64t = kb.context().f64_type();
-    let max = row_max_f32_unordered_zeros(c, src, lenv, pre)?;
+    let max = row_max_f32_unordered_zeros(c, src, lenv, pre, how.nan_max)?;
     let neg_max = b.build_float_neg(max, "nm").map_err(kb.err())?;
     let total = sum_f32_terms_in_f64(c, lenv, how.group, |kb, i, mask| {
         let x = kb.load_f32(src, i, mask)?;
