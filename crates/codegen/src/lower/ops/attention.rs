@@ -26,6 +26,16 @@ use crate::target::Target;
 /// stay in L2 between `Q·K`, the softmax and `· V`. A multiple of every GEMM tile's rows.
 const ATTENTION_ROWS: i64 = 48;
 
+/// The most keys for which a block of scores has the row stride [`SCORES_STRIDE`], which
+/// `P · V`'s GEMM has compiled in ([`gemm::Known`]: 5% more of the FMA peak on an Intel
+/// Xeon); more keys make the stride the keys' count.
+const SCORES_KNOWN_KEYS: i64 = 512;
+
+/// The row stride of a block of scores of at most [`SCORES_KNOWN_KEYS`] keys: 16 floats
+/// past them, so that the block's rows (2112 bytes apart) spread over the L1 cache's sets
+/// instead of sharing two groups of them as rows 2048 bytes apart would.
+const SCORES_STRIDE: i64 = 528;
+
 /// The sizes of a [`Kernel::Attention`] step.
 struct AttentionDims {
     /// `[.., m, n]`: the scores.
@@ -69,7 +79,7 @@ impl AttentionDims {
             .mul(&nr)
             .mul(&self.dk)
             .add(&panels(&self.dv).mul(&nr).mul(&self.n))
-            .add(&Dim::constant(ATTENTION_ROWS).mul(&self.n))
+            .add(&Dim::constant(ATTENTION_ROWS).mul(&scores_stride_bound(&self.n)))
             .add(&Dim::constant(3 * ATTENTION_ROWS))
     }
 }
@@ -85,28 +95,90 @@ pub(super) fn scratch_bytes(graph: &Graph, step: &Step, target: &Target) -> Opti
     )
 }
 
-/// The two products of a fused attention kernel: `Q·K`, with `Q`'s row stride compiled in
-/// when it is a constant (`q_lda`, the heads' width: [`gemm::Known`], 5% more of the FMA
-/// peak on an Intel Xeon at 32-wide heads), and `P·V`, whose `A` (the block of scores) has
-/// the keys' count as its row stride.
-fn attention_gemms<'ctx>(
-    c: &Ctx<'_, 'ctx>,
-    target: &Target,
-    layout: &GemmLayout,
-    base: &str,
-    q_lda: Option<i64>,
-) -> Result<(FunctionValue<'ctx>, FunctionValue<'ctx>)> {
-    let emit = |name: &str, lda| {
-        gemm::emit_gemm_packed_b_known(
-            c.m,
-            target,
-            &format!("{base}.{name}"),
-            layout,
-            Epilogue::default(),
-            gemm::Known { lda },
+/// At least the row stride of a block of scores for `n` keys (see [`scores_stride`]).
+fn scores_stride_bound(n: &Dim) -> Dim {
+    n.max_dim(&Dim::constant(SCORES_STRIDE))
+}
+
+/// The row stride of a block of scores for `n` keys: [`SCORES_STRIDE`] for at most
+/// [`SCORES_KNOWN_KEYS`], else `n`.
+fn scores_stride<'ctx>(c: &Ctx<'_, 'ctx>, n: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+    let b = c.b();
+    let known = b
+        .build_int_compare(
+            IntPredicate::SLE,
+            n,
+            c.kb.i64_const(SCORES_KNOWN_KEYS),
+            "scores.known",
         )
-    };
-    Ok((emit("qk", q_lda)?, emit("pv", None)?))
+        .map_err(c.kb.err())?;
+    Ok(
+        b.build_select(known, c.kb.i64_const(SCORES_STRIDE), n, "scores.ld")
+            .map_err(c.kb.err())?
+            .into_int_value(),
+    )
+}
+
+/// The products of a fused attention kernel: `Q·K`, with `Q`'s row stride compiled in when it
+/// is a constant (`q_lda`, the heads' width: [`gemm::Known`], 5% more of the FMA peak on an
+/// Intel Xeon at 32-wide heads), and `P·V` twice, with the scores' row stride
+/// [`SCORES_STRIDE`] compiled in and at run time (more than [`SCORES_KNOWN_KEYS`] keys).
+struct AttentionGemms<'ctx> {
+    qk: FunctionValue<'ctx>,
+    pv_known: FunctionValue<'ctx>,
+    pv: FunctionValue<'ctx>,
+}
+
+impl<'ctx> AttentionGemms<'ctx> {
+    fn emit(
+        c: &Ctx<'_, 'ctx>,
+        target: &Target,
+        layout: &GemmLayout,
+        base: &str,
+        q_lda: Option<i64>,
+    ) -> Result<Self> {
+        let emit = |name: &str, lda| {
+            gemm::emit_gemm_packed_b_known(
+                c.m,
+                target,
+                &format!("{base}.{name}"),
+                layout,
+                Epilogue::default(),
+                gemm::Known { lda },
+            )
+        };
+        Ok(AttentionGemms {
+            qk: emit("qk", q_lda)?,
+            pv_known: emit("pv.known", Some(SCORES_STRIDE))?,
+            pv: emit("pv", None)?,
+        })
+    }
+
+    /// Calls `P·V` on `args` (whose `lda` is [`scores_stride`] of `n` keys): the kernel with
+    /// the stride compiled in for at most [`SCORES_KNOWN_KEYS`] keys.
+    fn pv(
+        &self,
+        c: &Ctx<'_, 'ctx>,
+        n: IntValue<'ctx>,
+        args: &[inkwell::values::BasicMetadataValueEnum<'ctx>],
+    ) -> Result<()> {
+        let known = c
+            .b()
+            .build_int_compare(
+                IntPredicate::SLE,
+                n,
+                c.kb.i64_const(SCORES_KNOWN_KEYS),
+                "pv.known",
+            )
+            .map_err(c.kb.err())?;
+        let call = |kb: &KernelBuilder<'_, 'ctx>, f| {
+            kb.builder()
+                .build_call(f, args, "")
+                .map_err(kb.err())
+                .map(|_| ())
+        };
+        c.kb.if_else(known, |kb| call(kb, self.pv_known), |kb| call(kb, self.pv))
+    }
 }
 
 /// Fused attention (see [`Kernel::Attention`]); a task is one batch matrix.
@@ -180,7 +252,7 @@ pub(super) fn attention<'ctx>(
     let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
-    let (qk_gemm, pv_gemm) = attention_gemms(c, target, &layout, &base, st[0][r - 2].as_const())?;
+    let gemms = AttentionGemms::emit(c, target, &layout, &base, st[0][r - 2].as_const())?;
     let st: Vec<Vec<IntValue>> = st.iter().map(|s| c.dim_list(s)).collect::<Result<_>>()?;
     let out_st = c.dim_list(&out_strides)?;
     let leaf_st: Vec<Vec<IntValue>> = leaf_strides
@@ -201,7 +273,8 @@ pub(super) fn attention<'ctx>(
     };
     let k_len = c.mul(padded(nv)?, dkv)?;
     let v_len = c.mul(padded(dvv)?, nv)?;
-    let s_len = c.mul(c.kb.i64_const(ATTENTION_ROWS), nv)?;
+    let ld_s = scores_stride(c, nv)?;
+    let s_len = c.mul(c.kb.i64_const(ATTENTION_ROWS), ld_s)?;
     // The rows' inverse sums, f64, when deferred.
     let inv_len = c.kb.i64_const(2 * ATTENTION_ROWS);
     let flag_len = c.kb.i64_const(ATTENTION_ROWS);
@@ -309,13 +382,13 @@ pub(super) fn attention<'ctx>(
             };
             // S = Q_blk · K.
             call(
-                qk_gemm,
+                gemms.qk,
                 &[
                     q_blk.into(),
                     st[0][r - 2].into(),
                     sk.into(),
                     sblk.into(),
-                    nv.into(),
+                    ld_s.into(),
                     zero.into(),
                     rows.into(),
                     cols.into(),
@@ -325,7 +398,7 @@ pub(super) fn attention<'ctx>(
             )?;
             // S = softmax(f(S)), row by row.
             c.for_range(zero, rows, "qrow", |c, i| {
-                let row = c.mul(i, nv)?;
+                let row = c.mul(i, ld_s)?;
                 let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, row)?;
                 let qi = c.add(rb, i)?;
                 // The keys the row sees: the first `len`.
@@ -465,11 +538,12 @@ pub(super) fn attention<'ctx>(
             })?;
             // O_blk = P_blk · V.
             let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, out_st[r - 2])?)?;
-            call(
-                pv_gemm,
+            gemms.pv(
+                c,
+                nv,
                 &[
                     sblk.into(),
-                    nv.into(),
+                    ld_s.into(),
                     sv.into(),
                     o_blk.into(),
                     out_st[r - 2].into(),
@@ -637,7 +711,7 @@ fn packed_scratch_floats(s: &Dim, dk: &Dim, dv: &Dim, target: &Target) -> Dim {
         .mul(&nr)
         .mul(dk)
         .add(&panels(dv).mul(&nr).mul(s))
-        .add(&Dim::constant(ATTENTION_ROWS).mul(s))
+        .add(&Dim::constant(ATTENTION_ROWS).mul(&scores_stride_bound(s)))
         .add(&Dim::constant(2 * ATTENTION_ROWS))
 }
 
@@ -685,8 +759,7 @@ pub(super) fn packed_attention<'ctx>(
     let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
-    let (qk_gemm, pv_gemm) =
-        attention_gemms(c, target, &layout, &base, qd[1].mul(&qd[2]).as_const())?;
+    let gemms = AttentionGemms::emit(c, target, &layout, &base, qd[1].mul(&qd[2]).as_const())?;
     let (hv, dkv, dvv, sv) = (
         c.dim(&qd[1])?,
         c.dim(&qd[2])?,
@@ -741,11 +814,12 @@ pub(super) fn packed_attention<'ctx>(
         let sk = scalar::element_ptr(&c.kb, DType::F32, scratch, c.mul(t, per_task)?)?;
         let sv_ = scalar::element_ptr(&c.kb, DType::F32, sk, c.mul(padded_len(len)?, dkv)?)?;
         let sblk = scalar::element_ptr(&c.kb, DType::F32, sv_, c.mul(padded_len(dvv)?, len)?)?;
+        let ld_s = scores_stride(c, len)?;
         let sinv = scalar::element_ptr(
             &c.kb,
             DType::F32,
             sblk,
-            c.mul(c.kb.i64_const(ATTENTION_ROWS), len)?,
+            c.mul(c.kb.i64_const(ATTENTION_ROWS), ld_s)?,
         )?;
         let call = |f, args: &[inkwell::values::BasicMetadataValueEnum]| {
             c.b()
@@ -781,13 +855,13 @@ pub(super) fn packed_attention<'ctx>(
             let rows = c.kb.min_i64(left, rows_step)?;
             let q_blk = scalar::element_ptr(&c.kb, DType::F32, q, c.mul(rb, q_row)?)?;
             call(
-                qk_gemm,
+                gemms.qk,
                 &[
                     q_blk.into(),
                     q_row.into(),
                     sk.into(),
                     sblk.into(),
-                    len.into(),
+                    ld_s.into(),
                     zero.into(),
                     rows.into(),
                     len.into(),
@@ -796,7 +870,7 @@ pub(super) fn packed_attention<'ctx>(
                 ],
             )?;
             c.for_range(zero, rows, "qrow", |c, i| {
-                let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, c.mul(i, len)?)?;
+                let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, c.mul(i, ld_s)?)?;
                 let scaled =
                     |kb: &KernelBuilder<'_, 'ctx>,
                      _j: IntValue<'ctx>,
@@ -824,11 +898,12 @@ pub(super) fn packed_attention<'ctx>(
                 Ok(())
             })?;
             let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, v_row)?)?;
-            call(
-                pv_gemm,
+            gemms.pv(
+                c,
+                len,
                 &[
                     sblk.into(),
-                    len.into(),
+                    ld_s.into(),
                     sv_.into(),
                     o_blk.into(),
                     v_row.into(),
