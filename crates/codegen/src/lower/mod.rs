@@ -459,14 +459,15 @@ fn lower_form<'ctx>(
                 } => format!("gemm {activation:?} bias={}", bias.is_some()),
                 schedule::Kernel::Attention {
                     scores,
+                    alpha,
                     expr,
                     post,
                     perms,
                     out_perm,
                     ..
                 } => format!(
-                    "attention scores={scores} f={expr:?} g={post:?} perms={perms:?} \
-                     out_perm={out_perm:?}"
+                    "attention scores={scores} alpha={alpha} f={expr:?} g={post:?} \
+                     perms={perms:?} out_perm={out_perm:?}"
                 ),
                 schedule::Kernel::MatMul {
                     product,

@@ -97,7 +97,10 @@ pub enum Kernel {
         /// The shape of the scores `Q·K` (`[.., m, n]`), which is also that of `f`'s and the
         /// softmax's results.
         scores: Shape,
-        /// The expression between `Q·K` and the softmax (`f`).
+        /// The factor applied to `Q·K` in its GEMM's epilogue (`alpha`, rounded once as a
+        /// separate multiply would be): the op's `scale=mul(c)`; 1 otherwise.
+        alpha: f32,
+        /// The expression between `Q·K` (times `alpha`) and the softmax (`f`).
         expr: Expr,
         /// The expression between the softmax and `· V` (`g`), if any.
         post: Option<Expr>,
@@ -486,10 +489,15 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
                 ))))
             };
             let s = Box::new(Expr::Leaf(0, DType::F32));
-            let mut expr = match *scale {
-                ScoreScale::None => *s,
-                ScoreScale::Mul(c) => Expr::Binary(BinaryOp::Mul, s, f32_scalar(c), DType::F32),
-                ScoreScale::Div(c) => Expr::Binary(BinaryOp::Div, s, f32_scalar(c), DType::F32),
+            // A factor is the product's own epilogue (`alpha`): the same one rounding of the
+            // same product, without a pass over the scores for it.
+            let (mut expr, alpha) = match *scale {
+                ScoreScale::None => (*s, 1.0),
+                ScoreScale::Mul(c) => (*s, c),
+                ScoreScale::Div(c) => (
+                    Expr::Binary(BinaryOp::Div, s, f32_scalar(c), DType::F32),
+                    1.0,
+                ),
             };
             let mut inputs = ops[..3].to_vec();
             match mask {
@@ -549,6 +557,7 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
             Ok(step(
                 Kernel::Attention {
                     scores,
+                    alpha,
                     expr,
                     post,
                     pre_leaves: usize::from(mask.is_some()),

@@ -135,22 +135,26 @@ impl<'ctx> AttentionGemms<'ctx> {
         target: &Target,
         layout: &GemmLayout,
         base: &str,
+        qk_alpha: f32,
         q_lda: Option<i64>,
     ) -> Result<Self> {
-        let emit = |name: &str, lda| {
+        let emit = |name: &str, alpha, lda| {
             gemm::emit_gemm_packed_b_known(
                 c.m,
                 target,
                 &format!("{base}.{name}"),
                 layout,
-                Epilogue::default(),
+                Epilogue {
+                    alpha,
+                    ..Epilogue::default()
+                },
                 gemm::Known { lda },
             )
         };
         Ok(AttentionGemms {
-            qk: emit("qk", q_lda)?,
-            pv_known: emit("pv.known", Some(SCORES_STRIDE))?,
-            pv: emit("pv", None)?,
+            qk: emit("qk", qk_alpha, q_lda)?,
+            pv_known: emit("pv.known", 1.0, Some(SCORES_STRIDE))?,
+            pv: emit("pv", 1.0, None)?,
         })
     }
 
@@ -189,6 +193,7 @@ pub(super) fn attention<'ctx>(
     target: &Target,
 ) -> Result<Parallel> {
     let Kernel::Attention {
+        alpha,
         expr,
         post,
         pre_leaves,
@@ -252,7 +257,7 @@ pub(super) fn attention<'ctx>(
     let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
-    let gemms = AttentionGemms::emit(c, target, &layout, &base, st[0][r - 2].as_const())?;
+    let gemms = AttentionGemms::emit(c, target, &layout, &base, *alpha, st[0][r - 2].as_const())?;
     let st: Vec<Vec<IntValue>> = st.iter().map(|s| c.dim_list(s)).collect::<Result<_>>()?;
     let out_st = c.dim_list(&out_strides)?;
     let leaf_st: Vec<Vec<IntValue>> = leaf_strides
@@ -731,9 +736,9 @@ pub(super) fn packed_scratch_bytes(graph: &Graph, step: &Step, target: &Target) 
 /// `Op::PackedAttention`: a task per (sequence, head). A task finds its sequence's tokens
 /// (`start`, the mask's nonzero entries before the sequence, and `len`, its own), packs that
 /// head's `K` and `V` rows of them once, and runs the fused attention's blocks of query rows
-/// over them: `Q·K` over the sequence's `len` keys only, the scale applied in the softmax's
-/// first pass, the rows left unnormalised and `P·V` divided by each row's sum (f64, rounded
-/// once). The sequence's padded keys, which the op's expansion masks to `-inf`, contribute
+/// over them: `Q·K` over the sequence's `len` keys only (a factor applied in its epilogue, a
+/// divisor in the softmax's first pass), the rows left unnormalised and `P·V` divided by each
+/// row's sum (f64, rounded once). The sequence's padded keys, which the op's expansion masks to `-inf`, contribute
 /// exact zeros there and are not computed here: the values are those of the expansion, within
 /// the softmax's few ulp.
 pub(super) fn packed_attention<'ctx>(
@@ -759,7 +764,19 @@ pub(super) fn packed_attention<'ctx>(
     let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
-    let gemms = AttentionGemms::emit(c, target, &layout, &base, qd[1].mul(&qd[2]).as_const())?;
+    // A factor is Q·K's epilogue; a divisor stays in the softmax's first pass.
+    let (alpha, scale) = match scale {
+        tcc_ir::ScoreScale::Mul(k) => (k, tcc_ir::ScoreScale::None),
+        other => (1.0, other),
+    };
+    let gemms = AttentionGemms::emit(
+        c,
+        target,
+        &layout,
+        &base,
+        alpha,
+        qd[1].mul(&qd[2]).as_const(),
+    )?;
     let (hv, dkv, dvv, sv) = (
         c.dim(&qd[1])?,
         c.dim(&qd[2])?,
