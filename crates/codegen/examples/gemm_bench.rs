@@ -367,6 +367,7 @@ fn measure_runtime_b(
     emit_pack_b_fn(&module, target, &pack_name, layout)?;
     let known = Known {
         lda: known_lda.then_some(lda as i64),
+        addend: false,
     };
     emit_gemm_packed_b_known(&module, target, &name, layout, Epilogue::default(), known)?;
     let library = build(&module, target, dir, &name)?;

@@ -54,6 +54,20 @@ type UnaryFn = unsafe extern "C" fn(*const f32, *mut f32, i64);
 type PackFn = unsafe extern "C" fn(*const f32, i64, i64, i64, i64, *mut f32);
 type PackedFn =
     unsafe extern "C" fn(*const f32, i64, *const f32, *mut f32, i64, i64, i64, i64, i64, i64);
+type PackedAddendFn = unsafe extern "C" fn(
+    *const f32,
+    i64,
+    *const f32,
+    *mut f32,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    *const f32,
+    i64,
+);
 
 extern "C" {
     // glibc's libm, which every Rust program on Linux links: correctly rounded to within 1 ulp.
@@ -507,8 +521,9 @@ fn check_runtime_b(cpu: &str) {
 }
 
 /// The packed-B GEMM (attention's) with `A`'s row stride passed at run time and compiled in
-/// ([`Known`]): both match the reference, and each other bit for bit.
-fn check_packed_b_known_lda(cpu: &str) {
+/// ([`Known`]): both match the reference, and each other bit for bit; and with an addend
+/// `D`, the product plus `D` rounded once, bit for bit.
+fn check_packed_b_known(cpu: &str) {
     let target = Target::named(cpu).unwrap();
     let layout = GemmLayout::for_runtime_b(&target);
     let dir = tempfile::tempdir().unwrap();
@@ -527,6 +542,13 @@ fn check_packed_b_known_lda(cpu: &str) {
         |module| {
             emit_pack_b_fn(module, &target, "pack", &layout).expect("the pack builds");
             for (s, p) in problems.iter().enumerate() {
+                let addend = Known {
+                    lda: None,
+                    addend: true,
+                };
+                let name = format!("gemm_{s}_addend");
+                emit_gemm_packed_b_known(module, &target, &name, &layout, epilogue, addend)
+                    .expect("the kernel builds");
                 for known in [None, Some(p.lda as i64)] {
                     let name = format!("gemm_{s}_{}", known.is_some());
                     emit_gemm_packed_b_known(
@@ -535,7 +557,10 @@ fn check_packed_b_known_lda(cpu: &str) {
                         &name,
                         &layout,
                         epilogue,
-                        Known { lda: known },
+                        Known {
+                            lda: known,
+                            addend: false,
+                        },
                     )
                     .expect("the kernel builds");
                 }
@@ -593,17 +618,52 @@ fn check_packed_b_known_lda(cpu: &str) {
             same,
             "{cpu} m={m} n={n} k={k}: a known lda changes the results"
         );
+        // With an addend D (attention's mask), at a row stride past n and at 0 (one row for
+        // all): each element is the product's plus D's, rounded once.
+        let addend: PackedAddendFn = symbol(&library, format!("gemm_{s}_addend").as_bytes());
+        for ldd in [n + 1, 0] {
+            let d = inputs(m.max(1) * (n + 1), 300 + s as u32);
+            let mut c = p.fresh_c();
+            // SAFETY: as above; D holds rows of ldd floats (one row for ldd 0) of n columns.
+            unsafe {
+                addend(
+                    p.a.as_ptr(),
+                    p.lda as i64,
+                    packed.as_ptr(),
+                    c.as_mut_ptr(),
+                    p.ldc as i64,
+                    0,
+                    m as i64,
+                    n as i64,
+                    k as i64,
+                    k as i64,
+                    d.as_ptr(),
+                    ldd as i64,
+                )
+            };
+            for i in 0..m {
+                for j in 0..p.ldc {
+                    let (got, plain) = (c[i * p.ldc + j], results[0][i * p.ldc + j]);
+                    let want = if j < n { plain + d[i * ldd + j] } else { plain };
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{cpu} m={m} n={n} k={k} ldd={ldd}: C[{i}, {j}] = {got}, want {want}"
+                    );
+                }
+            }
+        }
     }
 }
 
 #[test]
-fn packed_b_with_a_known_lda_matches_on_the_host_path() {
-    check_packed_b_known_lda("host");
+fn packed_b_with_known_arguments_matches_on_the_host_path() {
+    check_packed_b_known("host");
 }
 
 #[test]
-fn packed_b_with_a_known_lda_matches_on_avx2() {
-    check_packed_b_known_lda("x86-64-v3");
+fn packed_b_with_known_arguments_matches_on_avx2() {
+    check_packed_b_known("x86-64-v3");
 }
 
 #[test]

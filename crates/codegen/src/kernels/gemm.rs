@@ -344,6 +344,7 @@ pub fn emit_gemm_const_b_then<'ctx>(
         b_packed: b_global,
         b_first_panel: kb.i64_const(0),
         bias: bias_global.map(Bias::Padded),
+        addend: None,
         prefetch_next: true,
         next_b,
     };
@@ -408,6 +409,7 @@ pub fn emit_gemm_runtime_b<'ctx>(
         } else {
             None
         },
+        addend: None,
         prefetch_next: false,
         next_b: None,
     };
@@ -484,6 +486,11 @@ pub struct Known {
     /// one pointer, where a runtime stride costs integer operations beside each k step's
     /// fused multiply-adds.
     pub lda: Option<i64>,
+    /// Whether the kernel takes two more parameters, `const float *d, int64_t ldd`, and adds
+    /// `D` (`m x n`, row stride `ldd`, which may be 0 for one row read by every row; its
+    /// columns contiguous) to `alpha * A·B` in the epilogue, rounded once after the
+    /// multiply as a separate add would be: attention's mask.
+    pub addend: bool,
 }
 
 /// [`emit_gemm_packed_b`] with the arguments `known` gives compiled in.
@@ -497,10 +504,17 @@ pub fn emit_gemm_packed_b_known<'ctx>(
 ) -> Result<FunctionValue<'ctx>> {
     layout.check(name)?;
     use Param::{Ptr, I64};
-    let params = [Ptr, I64, Ptr, Ptr, I64, I64, I64, I64, I64, I64];
+    let mut params = vec![Ptr, I64, Ptr, Ptr, I64, I64, I64, I64, I64, I64];
+    if known.addend {
+        params.extend([Ptr, I64]);
+    }
     let kb = KernelBuilder::new(module, target, name, &params, layout.lanes)?;
     mark_noalias(&kb, &[3]);
     let n = kb.int_param(7)?;
+    let addend = match known.addend {
+        true => Some((kb.ptr_param(10)?, kb.int_param(11)?)),
+        false => None,
+    };
     let operands = Operands {
         a: kb.ptr_param(0)?,
         lda: match known.lda {
@@ -519,6 +533,7 @@ pub fn emit_gemm_packed_b_known<'ctx>(
         b_packed: kb.ptr_param(2)?,
         b_first_panel: kb.i64_const(0),
         bias: None,
+        addend,
         prefetch_next: false,
         next_b: None,
     };
@@ -556,6 +571,8 @@ struct Operands<'ctx> {
     b_packed: PointerValue<'ctx>,
     b_first_panel: IntValue<'ctx>,
     bias: Option<Bias<'ctx>>,
+    /// `D` and its row stride, added in the epilogue (see [`Known::addend`]).
+    addend: Option<(PointerValue<'ctx>, IntValue<'ctx>)>,
     /// Whether the tiles prefetch the next block of `B` into L2 (see [`NextChunk`]): for
     /// constant weights, which come from memory or L3, not for a `B` the kernel just packed.
     prefetch_next: bool,
@@ -604,6 +621,8 @@ struct Tile<'ctx> {
     last: IntValue<'ctx>,
     /// The bias at the tile's first column.
     bias: Option<Bias<'ctx>>,
+    /// `&D[row, col]` of the tile's corner and `D`'s row stride.
+    addend: Option<(PointerValue<'ctx>, IntValue<'ctx>)>,
     /// The tile's share of the next block of `B` to prefetch, if any.
     next: Option<NextChunk<'ctx>>,
 }
@@ -1219,6 +1238,15 @@ fn emit_driver<'ctx>(
                         }
                         None => None,
                     };
+                    let addend = match ops.addend {
+                        Some((d, ldd)) => {
+                            let row = bld.build_int_mul(ib, ldd, "d.row").map_err(kb.err())?;
+                            let corner =
+                                bld.build_int_add(row, col, "d.corner").map_err(kb.err())?;
+                            Some((kb.f32_element_ptr(d, corner)?, ldd))
+                        }
+                        None => None,
+                    };
                     let next = match share {
                         Some((step, offset)) => {
                             // The panel's next k-block, or the first of the panel `NC` panels on
@@ -1297,6 +1325,7 @@ fn emit_driver<'ctx>(
                         first,
                         last,
                         bias,
+                        addend,
                         next,
                     };
                     emit_tile(kb, layout, &tile, epilogue)
@@ -1582,6 +1611,23 @@ fn emit_tile<'ctx>(
             }
         })
         .collect::<Result<_>>()?;
+    // D's rows for the tile's, those past `rows` clamped to the last valid one and its
+    // columns past `cols` masked (as C's stores are), so that every read stays inside D.
+    let addend: Vec<VectorValue<'ctx>> = match tile.addend {
+        Some((d, ldd)) => {
+            let mut values = Vec::with_capacity(count);
+            for i in 0..mr as i64 {
+                let row = kb.min_i64(kb.i64_const(i), last_row)?;
+                let row = bld.build_int_mul(row, ldd, "d.off").map_err(kb.err())?;
+                let row = kb.f32_element_ptr(d, row)?;
+                for (v, mask) in col_masks.iter().enumerate() {
+                    values.push(kb.load_f32(row, kb.i64_const(v as i64 * lanes), Some(*mask))?);
+                }
+            }
+            values
+        }
+        None => Vec::new(),
+    };
     let mut finished = Vec::with_capacity(count);
     for (j, value) in raw.iter().enumerate() {
         let mut x = *value;
@@ -1589,6 +1635,9 @@ fn emit_tile<'ctx>(
             x = bld
                 .build_float_mul(x, kb.f32_splat_const(epilogue.alpha), "alpha")
                 .map_err(kb.err())?;
+        }
+        if let Some(d) = addend.get(j) {
+            x = bld.build_float_add(x, *d, "addend").map_err(kb.err())?;
         }
         if let Some(bias) = bias[j % nv] {
             x = bld.build_float_add(x, bias, "bias").map_err(kb.err())?;

@@ -5,7 +5,7 @@
 use inkwell::values::PointerValue;
 use inkwell::values::{FunctionValue, IntValue};
 use inkwell::{FloatPredicate, IntPredicate};
-use tcc_ir::{DType, Dim, Graph, Shape};
+use tcc_ir::{BinaryOp, DType, Dim, Graph, Shape};
 
 use super::elementwise::{eval, vec_eval, vec_supported, RowLeafRef};
 use super::softmax::{
@@ -137,8 +137,9 @@ impl<'ctx> AttentionGemms<'ctx> {
         base: &str,
         qk_alpha: f32,
         q_lda: Option<i64>,
+        qk_addend: bool,
     ) -> Result<Self> {
-        let emit = |name: &str, alpha, lda| {
+        let emit = |name: &str, alpha, lda, addend| {
             gemm::emit_gemm_packed_b_known(
                 c.m,
                 target,
@@ -148,13 +149,13 @@ impl<'ctx> AttentionGemms<'ctx> {
                     alpha,
                     ..Epilogue::default()
                 },
-                gemm::Known { lda },
+                gemm::Known { lda, addend },
             )
         };
         Ok(AttentionGemms {
-            qk: emit("qk", qk_alpha, q_lda)?,
-            pv_known: emit("pv.known", 1.0, Some(SCORES_STRIDE))?,
-            pv: emit("pv", 1.0, None)?,
+            qk: emit("qk", qk_alpha, q_lda, qk_addend)?,
+            pv_known: emit("pv.known", 1.0, Some(SCORES_STRIDE), false)?,
+            pv: emit("pv", 1.0, None, false)?,
         })
     }
 
@@ -257,7 +258,25 @@ pub(super) fn attention<'ctx>(
     let layout = GemmLayout::for_runtime_b(target);
     let base = c.kb.function().get_name().to_string_lossy().into_owned();
     let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
-    let gemms = AttentionGemms::emit(c, target, &layout, &base, *alpha, st[0][r - 2].as_const())?;
+    // f = the scores plus a leaf of f32 rows read contiguously (an additive mask): the add
+    // is Q·K's epilogue (the same one rounding after the same multiply), and the softmax's
+    // maximum pass then stores nothing.
+    let mask_in_gemm = *pre_leaves == 1
+        && matches!(expr, Expr::Binary(BinaryOp::Add, s, m, DType::F32)
+            if matches!(**s, Expr::Leaf(0, DType::F32)) && matches!(**m, Expr::Leaf(1, DType::F32)))
+        && graph.ty(step.inputs[3]).dtype == DType::F32
+        && leaf_strides[0][r - 1].as_const() == Some(1);
+    let scores_only = Expr::Leaf(0, DType::F32);
+    let expr = if mask_in_gemm { &scores_only } else { expr };
+    let gemms = AttentionGemms::emit(
+        c,
+        target,
+        &layout,
+        &base,
+        *alpha,
+        st[0][r - 2].as_const(),
+        mask_in_gemm,
+    )?;
     let st: Vec<Vec<IntValue>> = st.iter().map(|s| c.dim_list(s)).collect::<Result<_>>()?;
     let out_st = c.dim_list(&out_strides)?;
     let leaf_st: Vec<Vec<IntValue>> = leaf_strides
@@ -385,22 +404,26 @@ pub(super) fn attention<'ctx>(
             } else {
                 nv
             };
-            // S = Q_blk · K.
-            call(
-                gemms.qk,
-                &[
-                    q_blk.into(),
-                    st[0][r - 2].into(),
-                    sk.into(),
-                    sblk.into(),
-                    ld_s.into(),
-                    zero.into(),
-                    rows.into(),
-                    cols.into(),
-                    dkv.into(),
-                    dkv.into(),
-                ],
-            )?;
+            // S = Q_blk · K (plus the mask's rows of the block).
+            let mut args: Vec<inkwell::values::BasicMetadataValueEnum> = vec![
+                q_blk.into(),
+                st[0][r - 2].into(),
+                sk.into(),
+                sblk.into(),
+                ld_s.into(),
+                zero.into(),
+                rows.into(),
+                cols.into(),
+                dkv.into(),
+                dkv.into(),
+            ];
+            if mask_in_gemm {
+                let row = c.add(leaf_base[0], c.mul(rb, leaf_st[0][r - 2])?)?;
+                let d = scalar::element_ptr(&c.kb, DType::F32, c.inputs[3], row)?;
+                args.push(d.into());
+                args.push(leaf_st[0][r - 2].into());
+            }
+            call(gemms.qk, &args)?;
             // S = softmax(f(S)), row by row.
             c.for_range(zero, rows, "qrow", |c, i| {
                 let row = c.mul(i, ld_s)?;
@@ -776,6 +799,7 @@ pub(super) fn packed_attention<'ctx>(
         &base,
         alpha,
         qd[1].mul(&qd[2]).as_const(),
+        false,
     )?;
     let (hv, dkv, dvv, sv) = (
         c.dim(&qd[1])?,
