@@ -712,6 +712,86 @@ fn emit_pack_b<'ctx>(
     )
 }
 
+/// Panel `p` of a packing of `B` into `scratch` (panel `p0` first), for [`for_each_panel`].
+struct PackPanel<'ctx> {
+    /// The panel's first column of `B`.
+    first_col: IntValue<'ctx>,
+    /// `(p - p0) * k`: the panel's first row in `scratch`, in rows of `NR`.
+    base: IntValue<'ctx>,
+    /// The last column of `B`, `n - 1`.
+    last_col: IntValue<'ctx>,
+    n: IntValue<'ctx>,
+    nr: i64,
+}
+
+impl<'ctx> PackPanel<'ctx> {
+    /// Column `j` of the panel: the column of `B` to read and whether it is inside `B`.
+    /// Columns past `n` read the last column (always valid) and store zeros.
+    fn column(
+        &self,
+        kb: &KernelBuilder<'_, 'ctx>,
+        j: i64,
+    ) -> Result<(IntValue<'ctx>, IntValue<'ctx>)> {
+        let bld = kb.builder();
+        let col = bld
+            .build_int_add(self.first_col, kb.i64_const(j), "col")
+            .map_err(kb.err())?;
+        let inside = bld
+            .build_int_compare(IntPredicate::SLT, col, self.n, "inside")
+            .map_err(kb.err())?;
+        Ok((kb.min_i64(col, self.last_col)?, inside))
+    }
+
+    /// `scratch`'s index of the panel's row `kk`, element `j`: `(base + kk) * NR + j`.
+    fn index(
+        &self,
+        kb: &KernelBuilder<'_, 'ctx>,
+        kk: IntValue<'ctx>,
+        j: i64,
+    ) -> Result<IntValue<'ctx>> {
+        let bld = kb.builder();
+        let row = bld
+            .build_int_add(self.base, kk, "dst.row")
+            .map_err(kb.err())?;
+        let row = bld
+            .build_int_mul(row, kb.i64_const(self.nr), "dst.row")
+            .map_err(kb.err())?;
+        bld.build_int_add(row, kb.i64_const(j), "dst")
+            .map_err(kb.err())
+    }
+}
+
+/// Runs `body` for each panel `p0..p1` of a packing of the `k x n` matrix `B`.
+#[allow(clippy::too_many_arguments)]
+fn for_each_panel<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    layout: &GemmLayout,
+    n: IntValue<'ctx>,
+    k: IntValue<'ctx>,
+    p0: IntValue<'ctx>,
+    p1: IntValue<'ctx>,
+    body: impl FnOnce(&KernelBuilder<'_, 'ctx>, &PackPanel<'ctx>) -> Result<()>,
+) -> Result<()> {
+    let nr = layout.nr() as i64;
+    kb.for_loop(p0, p1, kb.i64_const(1), "pack.p", |kb, p| {
+        let bld = kb.builder();
+        let first_col = bld
+            .build_int_mul(p, kb.i64_const(nr), "col0")
+            .map_err(kb.err())?;
+        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
+        let panel = PackPanel {
+            first_col,
+            base: bld.build_int_mul(rel, k, "panel").map_err(kb.err())?,
+            last_col: bld
+                .build_int_sub(n, kb.i64_const(1), "n.last")
+                .map_err(kb.err())?,
+            n,
+            nr,
+        };
+        body(kb, &panel)
+    })
+}
+
 /// [`emit_pack_b`] of a `B` whose rows are contiguous: panel row `kk` is `nr_vectors` vector
 /// loads of row `kk`, the lanes past `n` masked to zero.
 #[allow(clippy::too_many_arguments)]
@@ -726,19 +806,12 @@ fn pack_rows<'ctx>(
     p1: IntValue<'ctx>,
     scratch: PointerValue<'ctx>,
 ) -> Result<()> {
-    let nr = layout.nr() as i64;
     let lanes = i64::from(layout.lanes);
-    let one = kb.i64_const(1);
-    kb.for_loop(p0, p1, one, "pack.p", |kb, p| {
+    for_each_panel(kb, layout, n, k, p0, p1, |kb, panel| {
         let bld = kb.builder();
-        let first_col = bld
-            .build_int_mul(p, kb.i64_const(nr), "col0")
-            .map_err(kb.err())?;
-        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
-        let panel_base = bld.build_int_mul(rel, k, "panel").map_err(kb.err())?;
         let cols: Vec<_> = (0..i64::from(layout.nr_vectors))
             .map(|v| {
-                bld.build_int_add(first_col, kb.i64_const(v * lanes), "col")
+                bld.build_int_add(panel.first_col, kb.i64_const(v * lanes), "col")
                     .map_err(kb.err())
             })
             .collect::<Result<_>>()?;
@@ -746,22 +819,12 @@ fn pack_rows<'ctx>(
             .iter()
             .map(|&col| kb.tail_mask(col, n))
             .collect::<Result<_>>()?;
-        kb.for_loop(kb.i64_const(0), k, one, "pack.k", |kb, kk| {
-            let bld = kb.builder();
+        kb.for_loop(kb.i64_const(0), k, kb.i64_const(1), "pack.k", |kb, kk| {
             let src_row = bld.build_int_mul(kk, rs_b, "src.row").map_err(kb.err())?;
-            let dst_row = bld
-                .build_int_add(panel_base, kk, "dst.row")
-                .map_err(kb.err())?;
-            let dst_row = bld
-                .build_int_mul(dst_row, kb.i64_const(nr), "dst.row")
-                .map_err(kb.err())?;
             for (v, (&col, &mask)) in cols.iter().zip(&masks).enumerate() {
                 let src = bld.build_int_add(src_row, col, "src").map_err(kb.err())?;
                 let value = kb.load_f32(b, src, Some(mask))?;
-                let dst = bld
-                    .build_int_add(dst_row, kb.i64_const(v as i64 * lanes), "dst")
-                    .map_err(kb.err())?;
-                kb.store_f32(scratch, dst, value, None)?;
+                kb.store_f32(scratch, panel.index(kb, kk, v as i64 * lanes)?, value, None)?;
             }
             Ok(())
         })
@@ -784,68 +847,36 @@ fn pack_transposed<'ctx>(
     p1: IntValue<'ctx>,
     scratch: PointerValue<'ctx>,
 ) -> Result<()> {
-    let nr = layout.nr() as i64;
     let lanes = i64::from(layout.lanes);
-    let one = kb.i64_const(1);
     let zeros = kb.f32_vector().const_zero();
-    kb.for_loop(p0, p1, one, "pack.p", |kb, p| {
-        let bld = kb.builder();
-        let first_col = bld
-            .build_int_mul(p, kb.i64_const(nr), "col0")
-            .map_err(kb.err())?;
-        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
-        let panel_base = bld.build_int_mul(rel, k, "panel").map_err(kb.err())?;
-        let last_col = bld
-            .build_int_sub(n, kb.i64_const(1), "n.last")
-            .map_err(kb.err())?;
-        kb.for_loop(
-            kb.i64_const(0),
-            k_whole,
-            kb.i64_const(lanes),
-            "pack.kb",
-            |kb, kk0| {
-                let bld = kb.builder();
-                for g in 0..i64::from(layout.nr_vectors) {
-                    let mut columns = Vec::with_capacity(lanes as usize);
-                    for i in 0..lanes {
-                        let col = bld
-                            .build_int_add(first_col, kb.i64_const(g * lanes + i), "col")
-                            .map_err(kb.err())?;
-                        let inside = bld
-                            .build_int_compare(IntPredicate::SLT, col, n, "inside")
-                            .map_err(kb.err())?;
-                        // Columns past n read the last column (always valid) and give zeros.
-                        let src_col = kb.min_i64(col, last_col)?;
-                        let src = bld
-                            .build_int_mul(src_col, cs_b, "src.col")
-                            .map_err(kb.err())?;
-                        let src = bld.build_int_add(src, kk0, "src").map_err(kb.err())?;
-                        let column = kb.load_f32(b, src, None)?;
-                        columns.push(
-                            bld.build_select(inside, column, zeros, "column")
-                                .map_err(kb.err())?
-                                .into_vector_value(),
-                        );
-                    }
-                    for (i, row) in transpose_square(kb, columns)?.into_iter().enumerate() {
-                        let dst = bld
-                            .build_int_add(panel_base, kk0, "dst.row")
-                            .map_err(kb.err())?;
-                        let dst = bld
-                            .build_int_add(dst, kb.i64_const(i as i64), "dst.row")
-                            .map_err(kb.err())?;
-                        let dst = bld
-                            .build_int_mul(dst, kb.i64_const(nr), "dst.row")
-                            .map_err(kb.err())?;
-                        let dst = bld
-                            .build_int_add(dst, kb.i64_const(g * lanes), "dst")
-                            .map_err(kb.err())?;
-                        kb.store_f32(scratch, dst, row, None)?;
-                    }
+    for_each_panel(kb, layout, n, k, p0, p1, |kb, panel| {
+        let step = kb.i64_const(lanes);
+        kb.for_loop(kb.i64_const(0), k_whole, step, "pack.kb", |kb, kk0| {
+            let bld = kb.builder();
+            for g in 0..i64::from(layout.nr_vectors) {
+                let mut columns = Vec::with_capacity(lanes as usize);
+                for i in 0..lanes {
+                    let (src_col, inside) = panel.column(kb, g * lanes + i)?;
+                    let src = bld
+                        .build_int_mul(src_col, cs_b, "src.col")
+                        .map_err(kb.err())?;
+                    let src = bld.build_int_add(src, kk0, "src").map_err(kb.err())?;
+                    let column = kb.load_f32(b, src, None)?;
+                    columns.push(
+                        bld.build_select(inside, column, zeros, "column")
+                            .map_err(kb.err())?
+                            .into_vector_value(),
+                    );
                 }
-                Ok(())
-            },
-        )
+                for (i, row) in transpose_square(kb, columns)?.into_iter().enumerate() {
+                    let kk = bld
+                        .build_int_add(kk0, kb.i64_const(i as i64), "kk")
+                        .map_err(kb.err())?;
+                    kb.store_f32(scratch, panel.index(kb, kk, g * lanes)?, row, None)?;
+                }
+            }
+            Ok(())
+        })
     })
 }
 
@@ -916,37 +947,13 @@ fn pack_elements<'ctx>(
     p1: IntValue<'ctx>,
     scratch: PointerValue<'ctx>,
 ) -> Result<()> {
-    let nr = layout.nr() as i64;
-    let one = kb.i64_const(1);
     let f32_type = kb.context().f32_type();
-    kb.for_loop(p0, p1, one, "pack.p", |kb, p| {
-        let bld = kb.builder();
-        let first_col = bld
-            .build_int_mul(p, kb.i64_const(nr), "col0")
-            .map_err(kb.err())?;
-        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
-        let panel_base = bld.build_int_mul(rel, k, "panel").map_err(kb.err())?;
-        let last_col = bld
-            .build_int_sub(n, kb.i64_const(1), "n.last")
-            .map_err(kb.err())?;
-        kb.for_loop(k0, k, one, "pack.k", |kb, kk| {
+    for_each_panel(kb, layout, n, k, p0, p1, |kb, panel| {
+        kb.for_loop(k0, k, kb.i64_const(1), "pack.k", |kb, kk| {
             let bld = kb.builder();
             let src_row = bld.build_int_mul(kk, rs_b, "src.row").map_err(kb.err())?;
-            let dst_row = bld
-                .build_int_add(panel_base, kk, "dst.row")
-                .map_err(kb.err())?;
-            let dst_row = bld
-                .build_int_mul(dst_row, kb.i64_const(nr), "dst.row")
-                .map_err(kb.err())?;
-            for j in 0..nr {
-                let col = bld
-                    .build_int_add(first_col, kb.i64_const(j), "col")
-                    .map_err(kb.err())?;
-                let inside = bld
-                    .build_int_compare(IntPredicate::SLT, col, n, "inside")
-                    .map_err(kb.err())?;
-                // Columns past n read the last column (always valid) and store zero.
-                let src_col = kb.min_i64(col, last_col)?;
+            for j in 0..panel.nr {
+                let (src_col, inside) = panel.column(kb, j)?;
                 let offset = bld
                     .build_int_mul(src_col, cs_b, "src.col")
                     .map_err(kb.err())?;
@@ -957,10 +964,7 @@ fn pack_elements<'ctx>(
                 let value = bld
                     .build_select(inside, value, f32_type.const_zero(), "packed")
                     .map_err(kb.err())?;
-                let dst = bld
-                    .build_int_add(dst_row, kb.i64_const(j), "dst")
-                    .map_err(kb.err())?;
-                let ptr = kb.f32_element_ptr(scratch, dst)?;
+                let ptr = kb.f32_element_ptr(scratch, panel.index(kb, kk, j)?)?;
                 let store = bld.build_store(ptr, value).map_err(kb.err())?;
                 store
                     .set_alignment(F32_ALIGN)
