@@ -100,23 +100,32 @@ fn scores_stride_bound(n: &Dim) -> Dim {
     n.max_dim(&Dim::constant(SCORES_STRIDE))
 }
 
-/// The row stride of a block of scores for `n` keys: [`SCORES_STRIDE`] for at most
-/// [`SCORES_KNOWN_KEYS`], else `n`.
-fn scores_stride<'ctx>(c: &Ctx<'_, 'ctx>, n: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
-    let b = c.b();
-    let known = b
+/// Whether a block of scores for `n` keys has the row stride [`SCORES_STRIDE`].
+fn scores_known<'ctx>(c: &Ctx<'_, 'ctx>, n: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+    c.b()
         .build_int_compare(
             IntPredicate::SLE,
             n,
             c.kb.i64_const(SCORES_KNOWN_KEYS),
             "scores.known",
         )
-        .map_err(c.kb.err())?;
-    Ok(
-        b.build_select(known, c.kb.i64_const(SCORES_STRIDE), n, "scores.ld")
-            .map_err(c.kb.err())?
-            .into_int_value(),
-    )
+        .map_err(c.kb.err())
+}
+
+/// The row stride of a block of scores for `n` keys: [`SCORES_STRIDE`] for at most
+/// [`SCORES_KNOWN_KEYS`], else `n`.
+fn scores_stride<'ctx>(c: &Ctx<'_, 'ctx>, n: IntValue<'ctx>) -> Result<IntValue<'ctx>> {
+    let known = scores_known(c, n)?;
+    Ok(c.b()
+        .build_select(known, c.kb.i64_const(SCORES_STRIDE), n, "scores.ld")
+        .map_err(c.kb.err())?
+        .into_int_value())
+}
+
+/// Whether `f` is exactly the scores plus leaf 1 in f32 (an additive mask).
+fn is_scores_plus_leaf(f: &Expr) -> bool {
+    let leaf = |e: &Expr, k| matches!(e, Expr::Leaf(i, DType::F32) if *i == k);
+    matches!(f, Expr::Binary(BinaryOp::Add, s, m, DType::F32) if leaf(s, 0) && leaf(m, 1))
 }
 
 /// The products of a fused attention kernel: `Q·K`, with `Q`'s row stride compiled in when it
@@ -167,15 +176,7 @@ impl<'ctx> AttentionGemms<'ctx> {
         n: IntValue<'ctx>,
         args: &[inkwell::values::BasicMetadataValueEnum<'ctx>],
     ) -> Result<()> {
-        let known = c
-            .b()
-            .build_int_compare(
-                IntPredicate::SLE,
-                n,
-                c.kb.i64_const(SCORES_KNOWN_KEYS),
-                "pv.known",
-            )
-            .map_err(c.kb.err())?;
+        let known = scores_known(c, n)?;
         let call = |kb: &KernelBuilder<'_, 'ctx>, f| {
             kb.builder()
                 .build_call(f, args, "")
@@ -262,8 +263,7 @@ pub(super) fn attention<'ctx>(
     // is Q·K's epilogue (the same one rounding after the same multiply), and the softmax's
     // maximum pass then stores nothing.
     let mask_in_gemm = *pre_leaves == 1
-        && matches!(expr, Expr::Binary(BinaryOp::Add, s, m, DType::F32)
-            if matches!(**s, Expr::Leaf(0, DType::F32)) && matches!(**m, Expr::Leaf(1, DType::F32)))
+        && is_scores_plus_leaf(expr)
         && graph.ty(step.inputs[3]).dtype == DType::F32
         && leaf_strides[0][r - 1].as_const() == Some(1);
     let scores_only = Expr::Leaf(0, DType::F32);
