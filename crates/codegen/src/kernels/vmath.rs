@@ -274,9 +274,10 @@ pub fn has_exp_by_scalef(kb: &KernelBuilder<'_, '_>) -> bool {
 /// by [`EXP2_COEFFICIENTS`], scaled by `2^floor(t)` (`vscalefps` takes the floor of `t`
 /// itself): two operations a vector besides the polynomial and the scaling, where
 /// [`exp_split`]'s reduction takes four, and a dependency chain two operations shorter. The
-/// rounding of `t` moves the argument by up to `|d| 2^-24`, so the result by as much
-/// relative: at most `2^-24 / e_` (`e_` Euler's number) of 1 for `d <= 0`, the bound of a
-/// softmax's shift rounded once; add the polynomial's 1.1 ulp.
+/// rounding of `t` (and of `log2 e` to f32) moves the argument by up to `1.35 |d| 2^-24`, so
+/// the result by as much relative: at most `1.35 * 2^-24 / e_` (`e_` Euler's number) of 1 for
+/// `d <= 0`, about the bound of a softmax's shift rounded once; add the polynomial's 1.1 ulp
+/// (`tests/gemm.rs` checks `(1.5 |d| + 2) 2^-24` over `[-87, 0]`).
 ///
 /// Where `keep` is clear both instructions are zero-masked: they compute nothing, so a huge
 /// or infinite `d` there costs nothing either (an Intel Xeon takes no microcode assist for

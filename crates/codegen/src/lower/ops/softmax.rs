@@ -169,8 +169,8 @@ pub(super) const SOFTMAX_EXP: RowExp = RowExp {
 /// each one's error counts against the row's sum (1 after normalisation): the shift rounded
 /// once (`2^-24 / e_` of the sum at most, twice that with AVX-512's exponential) and the sum
 /// in groups of four (`2^-23` relative), a third of the exponential pass's operations fewer
-/// (two fifths with AVX-512), and each output still within about 4 ulp of the sum `Σ|p v|`
-/// it is made of.
+/// (half with AVX-512's exponential), and each output still within about 4 ulp of the sum
+/// `Σ|p v|` it is made of.
 pub(super) const ATTENTION_EXP: RowExp = RowExp {
     floor: ATTENTION_FLOOR,
     exact_shift: false,
@@ -290,9 +290,9 @@ fn exp_minus_max<'ctx>(
 /// at a time in f32 first), NaN for a row holding a NaN (through its sum) and when the
 /// maximum is not finite (a row holding an infinity, or a row whose elements are all `-inf`
 /// or that has none: NaN everywhere, as the softmax is), and the row's maximum (of `pre(x)`;
-/// see [`RowExp::nan_max`]). With [`SOFTMAX_EXP`], `e * (1 / sum)`
-/// is then within about 4 ulp of the exact softmax, as [`softmax_row_f32`]'s; with
-/// [`ATTENTION_EXP`], within about 4 ulp of 1, the row's sum (see [`RowExp`]).
+/// see [`RowExp::nan_max`]). With [`SOFTMAX_EXP`], `e * (1 / sum)` is then within about 4
+/// ulp of the exact softmax, as [`softmax_row_f32`]'s; with [`ATTENTION_EXP`], within about
+/// 4 ulp of 1, the row's sum (see [`RowExp`]).
 pub(super) fn softmax_row_unnormalised_f32<'ctx>(
     c: &Ctx<'_, 'ctx>,
     src: PointerValue<'ctx>,
