@@ -673,6 +673,12 @@ fn runtime_b_matches_reference_on_avx2() {
     check_runtime_b("x86-64-v3");
 }
 
+/// SSE without FMA: 4-lane vectors, so B's packing transposes 4 x 4 blocks.
+#[test]
+fn runtime_b_matches_reference_on_sse_without_fma() {
+    check_runtime_b("x86-64");
+}
+
 #[test]
 fn k_zero_stores_the_epilogue_of_zero() {
     let target = Target::named("x86-64-v3").unwrap();
