@@ -138,6 +138,17 @@ impl fmt::Display for ScoreScale {
 }
 
 impl ScoreScale {
+    /// The scale as a factor and a divisor, `s * factor / divisor`: `mul(c)` is the factor
+    /// `c` (which a product's epilogue applies, rounded once as a separate multiply is),
+    /// `div(c)` the divisor `c` (a division, which a factor `1 / c` would round otherwise).
+    pub fn factor_and_divisor(self) -> (f32, Option<f32>) {
+        match self {
+            ScoreScale::None => (1.0, None),
+            ScoreScale::Mul(c) => (c, None),
+            ScoreScale::Div(c) => (1.0, Some(c)),
+        }
+    }
+
     /// Parses the text form (`none`, `mul(0.125)`, `div(8.0)`).
     pub fn parse(s: &str) -> std::result::Result<ScoreScale, String> {
         let s = s.trim();

@@ -633,6 +633,20 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
     }
 }
 
+/// The function `name` of `module`, emitted by `emit` the first time it is asked for: a
+/// kernel that several steps call alike (attention's products and packing, whose code
+/// depends only on their arguments known when compiled) is compiled once per module.
+pub fn function_once<'ctx>(
+    module: &inkwell::module::Module<'ctx>,
+    name: &str,
+    emit: impl FnOnce(&str) -> Result<FunctionValue<'ctx>>,
+) -> Result<FunctionValue<'ctx>> {
+    match module.get_function(name) {
+        Some(function) => Ok(function),
+        None => emit(name),
+    }
+}
+
 /// A private, 64-byte aligned constant global holding `bytes` (packed weights and their
 /// per-column tables), named `name`.
 pub fn constant_global<'ctx>(

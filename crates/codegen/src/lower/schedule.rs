@@ -20,8 +20,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tcc_ir::{
-    Activation, AttentionMask, BinaryOp, Body, DType, Graph, NodeId, Op, ScoreScale, Shape, Tensor,
-    TensorData, TensorType, UnaryOp,
+    Activation, AttentionMask, BinaryOp, Body, DType, Graph, NodeId, Op, Shape, Tensor, TensorData,
+    TensorType, UnaryOp,
 };
 
 use super::ops::unsupported_node;
@@ -491,13 +491,10 @@ pub fn fused_step(graph: &Graph, id: NodeId) -> Result<Step> {
             let s = Box::new(Expr::Leaf(0, DType::F32));
             // A factor is the product's own epilogue (`alpha`): the same one rounding of the
             // same product, without a pass over the scores for it.
-            let (mut expr, alpha) = match *scale {
-                ScoreScale::None => (*s, 1.0),
-                ScoreScale::Mul(c) => (*s, c),
-                ScoreScale::Div(c) => (
-                    Expr::Binary(BinaryOp::Div, s, f32_scalar(c), DType::F32),
-                    1.0,
-                ),
+            let (alpha, divisor) = scale.factor_and_divisor();
+            let mut expr = match divisor {
+                Some(c) => Expr::Binary(BinaryOp::Div, s, f32_scalar(c), DType::F32),
+                None => *s,
             };
             let mut inputs = ops[..3].to_vec();
             match mask {

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::error::Result;
 use crate::kernels::gemm::{self, Epilogue, GemmLayout};
-use crate::kernels::KernelBuilder;
+use crate::kernels::{function_once, KernelBuilder};
 use crate::lower::scalar::{self, load, store};
 use crate::lower::schedule::{Expr, Kernel, Step};
 use crate::target::Target;
@@ -128,43 +128,51 @@ fn is_scores_plus_leaf(f: &Expr) -> bool {
     matches!(f, Expr::Binary(BinaryOp::Add, s, m, DType::F32) if leaf(s, 0) && leaf(m, 1))
 }
 
-/// The products of a fused attention kernel: `Q·K`, with `Q`'s row stride compiled in when it
-/// is a constant (`q_lda`, the heads' width: [`gemm::Known`], 5% more of the FMA peak on an
-/// Intel Xeon at 32-wide heads), and `P·V` twice, with the scores' row stride
-/// [`SCORES_STRIDE`] compiled in and at run time (more than [`SCORES_KNOWN_KEYS`] keys).
-struct AttentionGemms<'ctx> {
+/// The called kernels of a fused attention: `K`'s and `V`'s packing, `Q·K`, with `Q`'s row
+/// stride compiled in when it is a constant (`q_lda`, the heads' width: [`gemm::Known`], 5%
+/// more of the FMA peak on an Intel Xeon at 32-wide heads), `alpha` and the mask in its
+/// epilogue, and `P·V` twice, with the scores' row stride [`SCORES_STRIDE`] compiled in and
+/// at run time (more than [`SCORES_KNOWN_KEYS`] keys). Each is named by what it is compiled
+/// with and emitted once per module ([`function_once`]): the layers of a model share them.
+struct AttentionKernels<'ctx> {
+    pack: FunctionValue<'ctx>,
     qk: FunctionValue<'ctx>,
     pv_known: FunctionValue<'ctx>,
     pv: FunctionValue<'ctx>,
 }
 
-impl<'ctx> AttentionGemms<'ctx> {
+impl<'ctx> AttentionKernels<'ctx> {
     fn emit(
         c: &Ctx<'_, 'ctx>,
         target: &Target,
-        layout: &GemmLayout,
-        base: &str,
         qk_alpha: f32,
         q_lda: Option<i64>,
         qk_addend: bool,
     ) -> Result<Self> {
-        let emit = |name: &str, alpha, lda, addend| {
-            gemm::emit_gemm_packed_b_known(
-                c.m,
-                target,
-                &format!("{base}.{name}"),
-                layout,
-                Epilogue {
+        let layout = GemmLayout::for_runtime_b(target);
+        let gemm = |name: &str, alpha: f32, lda: Option<i64>, addend: bool| {
+            let lda_name = lda.map_or("rt".to_owned(), |l| l.to_string());
+            let name = format!(
+                "tcc.attention.{name}.alpha{:08x}.lda_{lda_name}{}",
+                alpha.to_bits(),
+                if addend { ".mask" } else { "" }
+            );
+            function_once(c.m, &name, |name| {
+                let epilogue = Epilogue {
                     alpha,
                     ..Epilogue::default()
-                },
-                gemm::Known { lda, addend },
-            )
+                };
+                let known = gemm::Known { lda, addend };
+                gemm::emit_gemm_packed_b_known(c.m, target, name, &layout, epilogue, known)
+            })
         };
-        Ok(AttentionGemms {
-            qk: emit("qk", qk_alpha, q_lda, qk_addend)?,
-            pv_known: emit("pv.known", 1.0, Some(SCORES_STRIDE), false)?,
-            pv: emit("pv", 1.0, None, false)?,
+        Ok(AttentionKernels {
+            pack: function_once(c.m, "tcc.attention.pack", |name| {
+                gemm::emit_pack_b_fn(c.m, target, name, &layout)
+            })?,
+            qk: gemm("qk", qk_alpha, q_lda, qk_addend)?,
+            pv_known: gemm("pv", 1.0, Some(SCORES_STRIDE), false)?,
+            pv: gemm("pv", 1.0, None, false)?,
         })
     }
 
@@ -218,12 +226,18 @@ pub(super) fn attention<'ctx>(
         .collect();
     // Q, K and V through their sources' (permuted) strides, broadcast to rank r.
     let mut st = Vec::new();
+    // Q's row stride as its source has it, for Q·K's kernel: the broadcast strides make it 0
+    // where Q has one row (`384 * min(seq - 1, 1)`), whose stride is never used.
+    let mut q_lda = None;
     for i in 0..3 {
         let src = strides(&graph.ty(step.inputs[i]).shape);
         let own: Vec<Dim> = match &perms[i] {
             Some(p) => p.iter().map(|&a| src[a].clone()).collect(),
             None => src,
         };
+        if i == 0 && own.len() >= 2 {
+            q_lda = own[own.len() - 2].as_const();
+        }
         st.push(bcast_strides_with(&logical[i], &own, r));
     }
     let out_strides = match out_perm {
@@ -257,8 +271,6 @@ pub(super) fn attention<'ctx>(
     let pre = 3..3 + pre_leaves;
 
     let layout = GemmLayout::for_runtime_b(target);
-    let base = c.kb.function().get_name().to_string_lossy().into_owned();
-    let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
     // f = the scores plus a leaf of f32 rows read contiguously (an additive mask): the add
     // is Q·K's epilogue (the same one rounding after the same multiply), and the softmax's
     // maximum pass then stores nothing.
@@ -268,15 +280,7 @@ pub(super) fn attention<'ctx>(
         && leaf_strides[0][r - 1].as_const() == Some(1);
     let scores_only = Expr::Leaf(0, DType::F32);
     let expr = if mask_in_gemm { &scores_only } else { expr };
-    let gemms = AttentionGemms::emit(
-        c,
-        target,
-        &layout,
-        &base,
-        *alpha,
-        st[0][r - 2].as_const(),
-        mask_in_gemm,
-    )?;
+    let kernels = AttentionKernels::emit(c, target, *alpha, q_lda, mask_in_gemm)?;
     let st: Vec<Vec<IntValue>> = st.iter().map(|s| c.dim_list(s)).collect::<Result<_>>()?;
     let out_st = c.dim_list(&out_strides)?;
     let leaf_st: Vec<Vec<IntValue>> = leaf_strides
@@ -364,7 +368,7 @@ pub(super) fn attention<'ctx>(
                 .map(|_| ())
         };
         call(
-            pack,
+            kernels.pack,
             &[
                 k.into(),
                 st[1][r - 2].into(),
@@ -375,7 +379,7 @@ pub(super) fn attention<'ctx>(
             ],
         )?;
         call(
-            pack,
+            kernels.pack,
             &[
                 v.into(),
                 st[2][r - 2].into(),
@@ -423,7 +427,7 @@ pub(super) fn attention<'ctx>(
                 args.push(d.into());
                 args.push(leaf_st[0][r - 2].into());
             }
-            call(gemms.qk, &args)?;
+            call(kernels.qk, &args)?;
             // S = softmax(f(S)), row by row.
             c.for_range(zero, rows, "qrow", |c, i| {
                 let row = c.mul(i, ld_s)?;
@@ -566,7 +570,7 @@ pub(super) fn attention<'ctx>(
             })?;
             // O_blk = P_blk · V.
             let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, out_st[r - 2])?)?;
-            gemms.pv(
+            kernels.pv(
                 c,
                 nv,
                 &[
@@ -785,22 +789,9 @@ pub(super) fn packed_attention<'ctx>(
     }
     let (qd, vd, md) = (qt.shape.dims(), vt.shape.dims(), mt.shape.dims());
     let layout = GemmLayout::for_runtime_b(target);
-    let base = c.kb.function().get_name().to_string_lossy().into_owned();
-    let pack = gemm::emit_pack_b_fn(c.m, target, &format!("{base}.pack"), &layout)?;
     // A factor is Q·K's epilogue; a divisor stays in the softmax's first pass.
-    let (alpha, scale) = match scale {
-        tcc_ir::ScoreScale::Mul(k) => (k, tcc_ir::ScoreScale::None),
-        other => (1.0, other),
-    };
-    let gemms = AttentionGemms::emit(
-        c,
-        target,
-        &layout,
-        &base,
-        alpha,
-        qd[1].mul(&qd[2]).as_const(),
-        false,
-    )?;
+    let (alpha, divisor) = scale.factor_and_divisor();
+    let kernels = AttentionKernels::emit(c, target, alpha, qd[1].mul(&qd[2]).as_const(), false)?;
     let (hv, dkv, dvv, sv) = (
         c.dim(&qd[1])?,
         c.dim(&qd[2])?,
@@ -870,7 +861,7 @@ pub(super) fn packed_attention<'ctx>(
         };
         // Kt (dk x len: element (d, j) at k[j * q_row + d]) and V (len x dv), packed.
         call(
-            pack,
+            kernels.pack,
             &[
                 k.into(),
                 one.into(),
@@ -881,7 +872,7 @@ pub(super) fn packed_attention<'ctx>(
             ],
         )?;
         call(
-            pack,
+            kernels.pack,
             &[
                 v.into(),
                 v_row.into(),
@@ -896,7 +887,7 @@ pub(super) fn packed_attention<'ctx>(
             let rows = c.kb.min_i64(left, rows_step)?;
             let q_blk = scalar::element_ptr(&c.kb, DType::F32, q, c.mul(rb, q_row)?)?;
             call(
-                gemms.qk,
+                kernels.qk,
                 &[
                     q_blk.into(),
                     q_row.into(),
@@ -912,25 +903,19 @@ pub(super) fn packed_attention<'ctx>(
             )?;
             c.for_range(zero, rows, "qrow", |c, i| {
                 let srow = scalar::element_ptr(&c.kb, DType::F32, sblk, c.mul(i, ld_s)?)?;
-                let scaled =
+                let divide =
                     |kb: &KernelBuilder<'_, 'ctx>,
                      _j: IntValue<'ctx>,
                      x: inkwell::values::VectorValue<'ctx>,
                      _mask: Option<inkwell::values::VectorValue<'ctx>>| {
-                        let b = kb.builder();
-                        match scale {
-                            tcc_ir::ScoreScale::None => Ok(x),
-                            tcc_ir::ScoreScale::Mul(k) => b
-                                .build_float_mul(x, kb.f32_splat_const(k), "sc")
-                                .map_err(kb.err()),
-                            tcc_ir::ScoreScale::Div(k) => b
-                                .build_float_div(x, kb.f32_splat_const(k), "sc")
-                                .map_err(kb.err()),
-                        }
+                        let k = divisor.unwrap_or(1.0);
+                        kb.builder()
+                            .build_float_div(x, kb.f32_splat_const(k), "sc")
+                            .map_err(kb.err())
                     };
-                let pre: Option<&RowMap<'_, 'ctx>> = match scale {
-                    tcc_ir::ScoreScale::None => None,
-                    _ => Some(&scaled),
+                let pre: Option<&RowMap<'_, 'ctx>> = match divisor {
+                    Some(_) => Some(&divide),
+                    None => None,
                 };
                 let (inv, _) =
                     softmax_row_unnormalised_f32(c, srow, srow, len, pre, ATTENTION_EXP)?;
@@ -939,7 +924,7 @@ pub(super) fn packed_attention<'ctx>(
                 Ok(())
             })?;
             let o_blk = scalar::element_ptr(&c.kb, DType::F32, o, c.mul(rb, v_row)?)?;
-            gemms.pv(
+            kernels.pv(
                 c,
                 len,
                 &[
