@@ -4,8 +4,9 @@
 //!
 //! Run with `cargo run --release -p tcc-codegen --example gemm_bench`. Arguments: sizes to run
 //! instead of the default ones, each `N` (an `N x N x N` product) or `MxKxN` (`A` is `M x K`,
-//! `B` is `K x N`), such as `128x384x1536` (a transformer's feed-forward layer). `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` overrides the host
-//! path's blocking, to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each kernel's assembly to
+//! `B` is `K x N`), such as `128x384x1536` (a transformer's feed-forward layer).
+//! `TCC_GEMM_TILE=mr,nr_vectors,kc,nc_panels` overrides the host path's blocking (both
+//! modes), to compare tile shapes; `TCC_GEMM_ASM=PREFIX` writes each kernel's assembly to
 //! `PREFIX.NAME.s`. A size `rMxKxN:LDA` times instead the runtime-B GEMM on a `B` packed
 //! beforehand (attention's products: `r48x32x512:384` is a block of `Q · Kt` for 32-wide heads
 //! of a 384-wide model, `r48x512x32:512` the block's `P · V`), `A` read at row stride `LDA`

@@ -517,9 +517,13 @@ fn check_runtime_b(cpu: &str) {
     }
 }
 
+/// The scale of [`check_packed_b_known`]'s addend kernel: `1 / sqrt(32)`, whose products
+/// round.
+const ADDEND_ALPHA: f32 = 0.176_776_7;
+
 /// The packed-B GEMM (attention's) with `A`'s row stride passed at run time and compiled in
-/// ([`Known`]): both match the reference, and each other bit for bit; and with an addend
-/// `D`, the product plus `D` rounded once, bit for bit.
+/// ([`Known`]): both match the reference, and each other bit for bit; and with `alpha` and an
+/// addend `D`, the product times `alpha` plus `D`, each rounded once, bit for bit.
 fn check_packed_b_known(cpu: &str) {
     let target = Target::named(cpu).unwrap();
     let layout = GemmLayout::for_runtime_b(&target);
@@ -539,12 +543,17 @@ fn check_packed_b_known(cpu: &str) {
         |module| {
             emit_pack_b_fn(module, &target, "pack", &layout).expect("the pack builds");
             for (s, p) in problems.iter().enumerate() {
+                // As attention's Q·K: the stride compiled in, a scale, then the mask.
                 let addend = Known {
-                    lda: None,
+                    lda: Some(p.lda as i64),
                     addend: true,
                 };
+                let scaled = Epilogue {
+                    alpha: ADDEND_ALPHA,
+                    ..epilogue
+                };
                 let name = format!("gemm_{s}_addend");
-                emit_gemm_packed_b_known(module, &target, &name, &layout, epilogue, addend)
+                emit_gemm_packed_b_known(module, &target, &name, &layout, scaled, addend)
                     .expect("the kernel builds");
                 for known in [None, Some(p.lda as i64)] {
                     let name = format!("gemm_{s}_{}", known.is_some());
@@ -615,8 +624,9 @@ fn check_packed_b_known(cpu: &str) {
             same,
             "{cpu} m={m} n={n} k={k}: a known lda changes the results"
         );
-        // With an addend D (attention's mask), at a row stride past n and at 0 (one row for
-        // all): each element is the product's plus D's, rounded once.
+        // With alpha and an addend D (attention's scale and mask), D at a row stride past n
+        // and at 0 (one row for all): each element is the product times alpha, rounded, plus
+        // D's, rounded (a fused multiply-add would round once and differ).
         let addend: PackedAddendFn = symbol(&library, format!("gemm_{s}_addend").as_bytes());
         for ldd in [n + 1, 0] {
             let d = inputs(m.max(1) * (n + 1), 300 + s as u32);
@@ -641,7 +651,11 @@ fn check_packed_b_known(cpu: &str) {
             for i in 0..m {
                 for j in 0..p.ldc {
                     let (got, plain) = (c[i * p.ldc + j], results[0][i * p.ldc + j]);
-                    let want = if j < n { plain + d[i * ldd + j] } else { plain };
+                    let want = if j < n {
+                        plain * ADDEND_ALPHA + d[i * ldd + j]
+                    } else {
+                        plain
+                    };
                     assert_eq!(
                         got.to_bits(),
                         want.to_bits(),

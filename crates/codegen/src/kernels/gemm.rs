@@ -389,7 +389,17 @@ pub fn emit_gemm_runtime_b<'ctx>(
     let p0 = kb.int_param(13)?;
     let p1 = kb.int_param(14)?;
     let p1 = kb.min_i64(p1, panel_count(&kb, layout, n)?)?;
-    emit_pack_b(&kb, layout, b, rs_b, cs_b, n, k, p0, p1, scratch)?;
+    let pack = PackB {
+        b,
+        rs_b,
+        cs_b,
+        n,
+        k,
+        p0,
+        p1,
+        scratch,
+    };
+    emit_pack_b(&kb, layout, &pack)?;
     let operands = Operands {
         a: kb.ptr_param(0)?,
         lda: kb.int_param(1)?,
@@ -442,19 +452,17 @@ pub fn emit_pack_b_fn<'ctx>(
     )?;
     mark_noalias(&kb, &[5]);
     let n = kb.int_param(3)?;
-    let panels = panel_count(&kb, layout, n)?;
-    emit_pack_b(
-        &kb,
-        layout,
-        kb.ptr_param(0)?,
-        kb.int_param(1)?,
-        kb.int_param(2)?,
+    let pack = PackB {
+        b: kb.ptr_param(0)?,
+        rs_b: kb.int_param(1)?,
+        cs_b: kb.int_param(2)?,
         n,
-        kb.int_param(4)?,
-        kb.i64_const(0),
-        panels,
-        kb.ptr_param(5)?,
-    )?;
+        k: kb.int_param(4)?,
+        p0: kb.i64_const(0),
+        p1: panel_count(&kb, layout, n)?,
+        scratch: kb.ptr_param(5)?,
+    };
+    emit_pack_b(&kb, layout, &pack)?;
     kb.builder().build_return(None).map_err(kb.err())?;
     Ok(kb.function())
 }
@@ -660,21 +668,9 @@ fn panel_count<'ctx>(
         .map_err(kb.err())
 }
 
-/// Packs panels `p0..p1` of the strided `B` (`B[kk, j] = b[kk * rs_b + j * cs_b]`) into
-/// `scratch` (panel `p0` first), zero-padding columns past `n`, in one of three ways chosen by
-/// the strides at run time:
-/// - rows contiguous (`cs_b == 1`, attention's `V`): each panel row in whole vectors, masked
-///   past `n`;
-/// - columns contiguous (`rs_b == 1`, attention's `K` read as `Kt`): blocks of `lanes x lanes`
-///   loaded down the columns and transposed in registers (a gather a vector otherwise, about
-///   a load per element), the last `k % lanes` rows element by element;
-/// - otherwise element by element.
-///
-/// All three write the same floats.
-#[allow(clippy::too_many_arguments)]
-fn emit_pack_b<'ctx>(
-    kb: &KernelBuilder<'_, 'ctx>,
-    layout: &GemmLayout,
+/// A packing of panels `p0..p1` of the strided `k x n` matrix `B`
+/// (`B[kk, j] = b[kk * rs_b + j * cs_b]`) into `scratch`, panel `p0` first.
+struct PackB<'ctx> {
     b: PointerValue<'ctx>,
     rs_b: IntValue<'ctx>,
     cs_b: IntValue<'ctx>,
@@ -683,36 +679,53 @@ fn emit_pack_b<'ctx>(
     p0: IntValue<'ctx>,
     p1: IntValue<'ctx>,
     scratch: PointerValue<'ctx>,
+}
+
+/// Emits `pack`, zero-padding columns past `n`, in one of three ways chosen by the strides
+/// at run time:
+/// - rows contiguous (`cs_b == 1`, attention's `V`): each panel row in whole vectors, masked
+///   past `n`;
+/// - columns contiguous (`rs_b == 1`, attention's `K` read as `Kt`): blocks of `lanes x lanes`
+///   loaded down the columns and transposed in registers (a gather a vector otherwise, about
+///   a load per element), the last `k % lanes` rows element by element;
+/// - otherwise element by element.
+///
+/// All three write the same floats.
+fn emit_pack_b<'ctx>(
+    kb: &KernelBuilder<'_, 'ctx>,
+    layout: &GemmLayout,
+    pack: &PackB<'ctx>,
 ) -> Result<()> {
     let unit = |stride: IntValue<'ctx>, name: &str| {
         kb.builder()
             .build_int_compare(IntPredicate::EQ, stride, kb.i64_const(1), name)
             .map_err(kb.err())
     };
-    let zero = kb.i64_const(0);
     kb.if_else(
-        unit(cs_b, "rows.contiguous")?,
-        |kb| pack_rows(kb, layout, b, rs_b, n, k, p0, p1, scratch),
+        unit(pack.cs_b, "rows.contiguous")?,
+        |kb| pack_rows(kb, layout, pack),
         |kb| {
             kb.if_else(
-                unit(rs_b, "columns.contiguous")?,
+                unit(pack.rs_b, "columns.contiguous")?,
                 |kb| {
                     let lanes = kb.i64_const(i64::from(layout.lanes));
                     let bld = kb.builder();
                     let rem = bld
-                        .build_int_signed_rem(k, lanes, "k.rem")
+                        .build_int_signed_rem(pack.k, lanes, "k.rem")
                         .map_err(kb.err())?;
-                    let k_whole = bld.build_int_sub(k, rem, "k.whole").map_err(kb.err())?;
-                    pack_transposed(kb, layout, b, cs_b, n, k, k_whole, p0, p1, scratch)?;
-                    pack_elements(kb, layout, b, rs_b, cs_b, n, k_whole, k, p0, p1, scratch)
+                    let k_whole = bld
+                        .build_int_sub(pack.k, rem, "k.whole")
+                        .map_err(kb.err())?;
+                    pack_transposed(kb, layout, pack, k_whole)?;
+                    pack_elements(kb, layout, pack, k_whole)
                 },
-                |kb| pack_elements(kb, layout, b, rs_b, cs_b, n, zero, k, p0, p1, scratch),
+                |kb| pack_elements(kb, layout, pack, kb.i64_const(0)),
             )
         },
     )
 }
 
-/// Panel `p` of a packing of `B` into `scratch` (panel `p0` first), for [`for_each_panel`].
+/// Panel `p` of a [`PackB`], for [`for_each_panel`].
 struct PackPanel<'ctx> {
     /// The panel's first column of `B`.
     first_col: IntValue<'ctx>,
@@ -761,31 +774,27 @@ impl<'ctx> PackPanel<'ctx> {
     }
 }
 
-/// Runs `body` for each panel `p0..p1` of a packing of the `k x n` matrix `B`.
-#[allow(clippy::too_many_arguments)]
+/// Runs `body` for each panel of `pack`.
 fn for_each_panel<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     layout: &GemmLayout,
-    n: IntValue<'ctx>,
-    k: IntValue<'ctx>,
-    p0: IntValue<'ctx>,
-    p1: IntValue<'ctx>,
+    pack: &PackB<'ctx>,
     body: impl FnOnce(&KernelBuilder<'_, 'ctx>, &PackPanel<'ctx>) -> Result<()>,
 ) -> Result<()> {
     let nr = layout.nr() as i64;
-    kb.for_loop(p0, p1, kb.i64_const(1), "pack.p", |kb, p| {
+    kb.for_loop(pack.p0, pack.p1, kb.i64_const(1), "pack.p", |kb, p| {
         let bld = kb.builder();
         let first_col = bld
             .build_int_mul(p, kb.i64_const(nr), "col0")
             .map_err(kb.err())?;
-        let rel = bld.build_int_sub(p, p0, "p.rel").map_err(kb.err())?;
+        let rel = bld.build_int_sub(p, pack.p0, "p.rel").map_err(kb.err())?;
         let panel = PackPanel {
             first_col,
-            base: bld.build_int_mul(rel, k, "panel").map_err(kb.err())?,
+            base: bld.build_int_mul(rel, pack.k, "panel").map_err(kb.err())?,
             last_col: bld
-                .build_int_sub(n, kb.i64_const(1), "n.last")
+                .build_int_sub(pack.n, kb.i64_const(1), "n.last")
                 .map_err(kb.err())?,
-            n,
+            n: pack.n,
             nr,
         };
         body(kb, &panel)
@@ -794,20 +803,13 @@ fn for_each_panel<'ctx>(
 
 /// [`emit_pack_b`] of a `B` whose rows are contiguous: panel row `kk` is `nr_vectors` vector
 /// loads of row `kk`, the lanes past `n` masked to zero.
-#[allow(clippy::too_many_arguments)]
 fn pack_rows<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     layout: &GemmLayout,
-    b: PointerValue<'ctx>,
-    rs_b: IntValue<'ctx>,
-    n: IntValue<'ctx>,
-    k: IntValue<'ctx>,
-    p0: IntValue<'ctx>,
-    p1: IntValue<'ctx>,
-    scratch: PointerValue<'ctx>,
+    pack: &PackB<'ctx>,
 ) -> Result<()> {
     let lanes = i64::from(layout.lanes);
-    for_each_panel(kb, layout, n, k, p0, p1, |kb, panel| {
+    for_each_panel(kb, layout, pack, |kb, panel| {
         let bld = kb.builder();
         let cols: Vec<_> = (0..i64::from(layout.nr_vectors))
             .map(|v| {
@@ -817,39 +819,41 @@ fn pack_rows<'ctx>(
             .collect::<Result<_>>()?;
         let masks: Vec<_> = cols
             .iter()
-            .map(|&col| kb.tail_mask(col, n))
+            .map(|&col| kb.tail_mask(col, pack.n))
             .collect::<Result<_>>()?;
-        kb.for_loop(kb.i64_const(0), k, kb.i64_const(1), "pack.k", |kb, kk| {
-            let src_row = bld.build_int_mul(kk, rs_b, "src.row").map_err(kb.err())?;
-            for (v, (&col, &mask)) in cols.iter().zip(&masks).enumerate() {
-                let src = bld.build_int_add(src_row, col, "src").map_err(kb.err())?;
-                let value = kb.load_f32(b, src, Some(mask))?;
-                kb.store_f32(scratch, panel.index(kb, kk, v as i64 * lanes)?, value, None)?;
-            }
-            Ok(())
-        })
+        kb.for_loop(
+            kb.i64_const(0),
+            pack.k,
+            kb.i64_const(1),
+            "pack.k",
+            |kb, kk| {
+                let src_row = bld
+                    .build_int_mul(kk, pack.rs_b, "src.row")
+                    .map_err(kb.err())?;
+                for (v, (&col, &mask)) in cols.iter().zip(&masks).enumerate() {
+                    let src = bld.build_int_add(src_row, col, "src").map_err(kb.err())?;
+                    let value = kb.load_f32(pack.b, src, Some(mask))?;
+                    let dst = panel.index(kb, kk, v as i64 * lanes)?;
+                    kb.store_f32(pack.scratch, dst, value, None)?;
+                }
+                Ok(())
+            },
+        )
     })
 }
 
 /// Rows `0..k_whole` (a multiple of the lanes) of [`emit_pack_b`] for a `B` whose columns are
 /// contiguous: per block of `lanes` rows and `lanes` columns, a vector down each column
 /// (zeros past `n`), transposed in registers ([`transpose_square`]) into the panel's rows.
-#[allow(clippy::too_many_arguments)]
 fn pack_transposed<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     layout: &GemmLayout,
-    b: PointerValue<'ctx>,
-    cs_b: IntValue<'ctx>,
-    n: IntValue<'ctx>,
-    k: IntValue<'ctx>,
+    pack: &PackB<'ctx>,
     k_whole: IntValue<'ctx>,
-    p0: IntValue<'ctx>,
-    p1: IntValue<'ctx>,
-    scratch: PointerValue<'ctx>,
 ) -> Result<()> {
     let lanes = i64::from(layout.lanes);
     let zeros = kb.f32_vector().const_zero();
-    for_each_panel(kb, layout, n, k, p0, p1, |kb, panel| {
+    for_each_panel(kb, layout, pack, |kb, panel| {
         let step = kb.i64_const(lanes);
         kb.for_loop(kb.i64_const(0), k_whole, step, "pack.kb", |kb, kk0| {
             let bld = kb.builder();
@@ -858,10 +862,10 @@ fn pack_transposed<'ctx>(
                 for i in 0..lanes {
                     let (src_col, inside) = panel.column(kb, g * lanes + i)?;
                     let src = bld
-                        .build_int_mul(src_col, cs_b, "src.col")
+                        .build_int_mul(src_col, pack.cs_b, "src.col")
                         .map_err(kb.err())?;
                     let src = bld.build_int_add(src, kk0, "src").map_err(kb.err())?;
-                    let column = kb.load_f32(b, src, None)?;
+                    let column = kb.load_f32(pack.b, src, None)?;
                     columns.push(
                         bld.build_select(inside, column, zeros, "column")
                             .map_err(kb.err())?
@@ -872,7 +876,7 @@ fn pack_transposed<'ctx>(
                     let kk = bld
                         .build_int_add(kk0, kb.i64_const(i as i64), "kk")
                         .map_err(kb.err())?;
-                    kb.store_f32(scratch, panel.index(kb, kk, g * lanes)?, row, None)?;
+                    kb.store_f32(pack.scratch, panel.index(kb, kk, g * lanes)?, row, None)?;
                 }
             }
             Ok(())
@@ -892,13 +896,7 @@ fn transpose_square<'ctx>(
     if !l.is_power_of_two() {
         return Err(kb.internal("a transpose of a matrix whose size is not a power of two"));
     }
-    let i32t = kb.context().i32_type();
-    let indices = |f: &dyn Fn(u32) -> u32| {
-        let v: Vec<_> = (0..l)
-            .map(|x| i32t.const_int(u64::from(f(x)), false))
-            .collect();
-        inkwell::types::VectorType::const_vector(&v)
-    };
+    let indices = |f: &dyn Fn(u32) -> u32| kb.shuffle_mask((0..l).map(|x| Some(f(x))));
     let mut h = l / 2;
     while h >= 1 {
         // Lanes of the first row are 0..l in a two-vector shuffle, the second's l..2l.
@@ -931,40 +929,33 @@ fn transpose_square<'ctx>(
     Ok(rows)
 }
 
-/// Rows `k0..k` of panels `p0..p1` of [`emit_pack_b`], element by element, whatever the
-/// strides.
-#[allow(clippy::too_many_arguments)]
+/// Rows `k0..k` of [`emit_pack_b`], element by element, whatever the strides.
 fn pack_elements<'ctx>(
     kb: &KernelBuilder<'_, 'ctx>,
     layout: &GemmLayout,
-    b: PointerValue<'ctx>,
-    rs_b: IntValue<'ctx>,
-    cs_b: IntValue<'ctx>,
-    n: IntValue<'ctx>,
+    pack: &PackB<'ctx>,
     k0: IntValue<'ctx>,
-    k: IntValue<'ctx>,
-    p0: IntValue<'ctx>,
-    p1: IntValue<'ctx>,
-    scratch: PointerValue<'ctx>,
 ) -> Result<()> {
     let f32_type = kb.context().f32_type();
-    for_each_panel(kb, layout, n, k, p0, p1, |kb, panel| {
-        kb.for_loop(k0, k, kb.i64_const(1), "pack.k", |kb, kk| {
+    for_each_panel(kb, layout, pack, |kb, panel| {
+        kb.for_loop(k0, pack.k, kb.i64_const(1), "pack.k", |kb, kk| {
             let bld = kb.builder();
-            let src_row = bld.build_int_mul(kk, rs_b, "src.row").map_err(kb.err())?;
+            let src_row = bld
+                .build_int_mul(kk, pack.rs_b, "src.row")
+                .map_err(kb.err())?;
             for j in 0..panel.nr {
                 let (src_col, inside) = panel.column(kb, j)?;
                 let offset = bld
-                    .build_int_mul(src_col, cs_b, "src.col")
+                    .build_int_mul(src_col, pack.cs_b, "src.col")
                     .map_err(kb.err())?;
                 let offset = bld
                     .build_int_add(src_row, offset, "src")
                     .map_err(kb.err())?;
-                let value = load_f32_scalar(kb, b, offset)?;
+                let value = load_f32_scalar(kb, pack.b, offset)?;
                 let value = bld
                     .build_select(inside, value, f32_type.const_zero(), "packed")
                     .map_err(kb.err())?;
-                let ptr = kb.f32_element_ptr(scratch, panel.index(kb, kk, j)?)?;
+                let ptr = kb.f32_element_ptr(pack.scratch, panel.index(kb, kk, j)?)?;
                 let store = bld.build_store(ptr, value).map_err(kb.err())?;
                 store
                     .set_alignment(F32_ALIGN)
@@ -1418,9 +1409,12 @@ fn emit_tile<'ctx>(
     let last_row = bld
         .build_int_sub(tile.rows, kb.i64_const(1), "row.last")
         .map_err(kb.err())?;
-    // Row pointers of C: rows past `rows` are clamped to the last valid one (never written:
-    // their masks are empty) so that every pointer stays inside C.
-    let row_ptrs = |clamp: bool| -> Result<Vec<PointerValue<'ctx>>> {
+    // The tile's row pointers into C (or D): with `clamp`, rows past `rows` are the last
+    // valid one (never written: their masks are empty), so that every pointer stays inside.
+    let rows_of = |base: PointerValue<'ctx>,
+                   stride: IntValue<'ctx>,
+                   clamp: bool|
+     -> Result<Vec<PointerValue<'ctx>>> {
         (0..mr as i64)
             .map(|i| {
                 let row = if clamp {
@@ -1429,12 +1423,13 @@ fn emit_tile<'ctx>(
                     kb.i64_const(i)
                 };
                 let offset = bld
-                    .build_int_mul(row, tile.ldc, "c.off")
+                    .build_int_mul(row, stride, "row.off")
                     .map_err(kb.err())?;
-                kb.f32_element_ptr(tile.c, offset)
+                kb.f32_element_ptr(base, offset)
             })
             .collect()
     };
+    let row_ptrs = |clamp: bool| rows_of(tile.c, tile.ldc, clamp);
     let edge_masks = || -> Result<Vec<VectorValue<'ctx>>> {
         let mut masks = Vec::with_capacity(count);
         for i in 0..mr as i64 {
@@ -1616,22 +1611,15 @@ fn emit_tile<'ctx>(
         })
         .collect::<Result<_>>()?;
     // D's rows for the tile's, those past `rows` clamped to the last valid one and its
-    // columns past `cols` masked (as C's stores are), so that every read stays inside D.
-    let addend: Vec<VectorValue<'ctx>> = match tile.addend {
-        Some((d, ldd)) => {
-            let mut values = Vec::with_capacity(count);
-            for i in 0..mr as i64 {
-                let row = kb.min_i64(kb.i64_const(i), last_row)?;
-                let row = bld.build_int_mul(row, ldd, "d.off").map_err(kb.err())?;
-                let row = kb.f32_element_ptr(d, row)?;
-                for (v, mask) in col_masks.iter().enumerate() {
-                    values.push(kb.load_f32(row, kb.i64_const(v as i64 * lanes), Some(*mask))?);
-                }
+    // columns past `cols` masked (as C's edge rows are), so that every read stays inside D.
+    let mut addend = Vec::with_capacity(count);
+    if let Some((d, ldd)) = tile.addend {
+        for row in rows_of(d, ldd, true)? {
+            for (v, mask) in col_masks.iter().enumerate() {
+                addend.push(kb.load_f32(row, kb.i64_const(v as i64 * lanes), Some(*mask))?);
             }
-            values
         }
-        None => Vec::new(),
-    };
+    }
     let mut finished = Vec::with_capacity(count);
     for (j, value) in raw.iter().enumerate() {
         let mut x = *value;

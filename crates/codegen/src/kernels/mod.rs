@@ -132,6 +132,20 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         self.lanes
     }
 
+    /// A shuffle's lane selection: lane `i` of the result takes lane `lanes[i]` of the
+    /// shuffle's two operands side by side, or is poison for `None`.
+    pub fn shuffle_mask(&self, lanes: impl IntoIterator<Item = Option<u32>>) -> VectorValue<'ctx> {
+        let i32_type = self.context.i32_type();
+        let lanes: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| match lane {
+                Some(lane) => i32_type.const_int(u64::from(lane), false),
+                None => i32_type.get_poison(),
+            })
+            .collect();
+        VectorType::const_vector(&lanes)
+    }
+
     /// Lanes `from..from + count` of `v` as a vector of `count` lanes (a shuffle, which is a
     /// register renaming when it picks whole registers of a wide vector).
     pub fn lanes_of(
@@ -140,17 +154,9 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         from: u32,
         count: u32,
     ) -> Result<VectorValue<'ctx>> {
-        let i32_type = self.context.i32_type();
-        let indices: Vec<_> = (from..from + count)
-            .map(|i| i32_type.const_int(u64::from(i), false))
-            .collect();
+        let mask = self.shuffle_mask((from..from + count).map(Some));
         self.builder
-            .build_shuffle_vector(
-                v,
-                v.get_type().get_poison(),
-                VectorType::const_vector(&indices),
-                "lanes",
-            )
+            .build_shuffle_vector(v, v.get_type().get_poison(), mask, "lanes")
             .map_err(self.err())
     }
 
@@ -535,17 +541,12 @@ impl<'a, 'ctx> KernelBuilder<'a, 'ctx> {
         let join = self.append_block("if.join");
         b.build_conditional_branch(cond, then_block, else_block)
             .map_err(self.err())?;
-        for (block, arm) in [
-            (
-                then_block,
-                Box::new(then) as Box<dyn FnOnce(&Self) -> Result<()>>,
-            ),
-            (else_block, Box::new(otherwise)),
-        ] {
-            b.position_at_end(block);
-            arm(self)?;
-            b.build_unconditional_branch(join).map_err(self.err())?;
-        }
+        b.position_at_end(then_block);
+        then(self)?;
+        b.build_unconditional_branch(join).map_err(self.err())?;
+        b.position_at_end(else_block);
+        otherwise(self)?;
+        b.build_unconditional_branch(join).map_err(self.err())?;
         b.position_at_end(join);
         Ok(())
     }

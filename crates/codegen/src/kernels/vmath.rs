@@ -354,11 +354,6 @@ fn by_registers<'ctx>(
         return f(xs);
     }
     let bld = kb.builder();
-    let i32t = kb.context().i32_type();
-    let indices = |range: std::ops::Range<u32>| {
-        let v: Vec<_> = range.map(|i| i32t.const_int(u64::from(i), false)).collect();
-        inkwell::types::VectorType::const_vector(&v)
-    };
     let mut joined: Option<VectorValue<'ctx>> = None;
     for start in (0..total).step_by(width as usize) {
         let parts = xs
@@ -374,24 +369,17 @@ fn by_registers<'ctx>(
                 let widened = if w == width {
                     part
                 } else {
-                    let v: Vec<_> = (0..w)
-                        .map(|i| {
-                            if i < width {
-                                i32t.const_int(u64::from(i), false)
-                            } else {
-                                i32t.get_poison()
-                            }
-                        })
-                        .collect();
+                    let lanes = (0..w).map(|i| (i < width).then_some(i));
                     bld.build_shuffle_vector(
                         part,
                         part.get_type().get_poison(),
-                        inkwell::types::VectorType::const_vector(&v),
+                        kb.shuffle_mask(lanes),
                         "wide",
                     )
                     .map_err(kb.err())?
                 };
-                bld.build_shuffle_vector(acc, widened, indices(0..w + width), "join")
+                let lanes = kb.shuffle_mask((0..w + width).map(Some));
+                bld.build_shuffle_vector(acc, widened, lanes, "join")
                     .map_err(kb.err())?
             }
         });

@@ -765,9 +765,9 @@ pub(super) fn packed_scratch_bytes(graph: &Graph, step: &Step, target: &Target) 
 /// head's `K` and `V` rows of them once, and runs the fused attention's blocks of query rows
 /// over them: `Q·K` over the sequence's `len` keys only (a factor applied in its epilogue, a
 /// divisor in the softmax's first pass), the rows left unnormalised and `P·V` divided by each
-/// row's sum (f64, rounded once). The sequence's padded keys, which the op's expansion masks to `-inf`, contribute
-/// exact zeros there and are not computed here: the values are those of the expansion, within
-/// the softmax's few ulp.
+/// row's sum (f64, rounded once). The sequence's padded keys, which the op's expansion masks
+/// to `-inf`, contribute exact zeros there and are not computed here: the values are those of
+/// the expansion, within the softmax's few ulp.
 pub(super) fn packed_attention<'ctx>(
     c: &Ctx<'_, 'ctx>,
     graph: &Graph,

@@ -259,7 +259,7 @@ pub(super) fn row_extreme_f32<'ctx>(
     max: bool,
     pre: Option<&RowMap<'_, 'ctx>>,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
-    row_extreme_f32_with(c, src, lenv, max, pre, None)
+    row_extreme_f32_with(c, src, lenv, max, pre, Accumulate::Ordered)
 }
 
 /// [`row_extreme_f32`]'s maximum for a softmax, where -0 and +0 need no order (`x - max` is
@@ -275,7 +275,16 @@ pub(super) fn row_max_f32_unordered_zeros<'ctx>(
     pre: Option<&RowMap<'_, 'ctx>>,
     nan: bool,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
-    row_extreme_f32_with(c, src, lenv, true, pre, Some(nan))
+    row_extreme_f32_with(c, src, lenv, true, pre, Accumulate::Maxps { nan })
+}
+
+/// How [`row_extreme_f32_with`] accumulates a row.
+#[derive(Clone, Copy)]
+enum Accumulate {
+    /// `llvm.maximum` / `llvm.minimum`: -0 below +0, NaN-propagating.
+    Ordered,
+    /// `maxps` (a maximum), NaN-propagating by a second accumulator if `nan`.
+    Maxps { nan: bool },
 }
 
 fn row_extreme_f32_with<'ctx>(
@@ -284,11 +293,8 @@ fn row_extreme_f32_with<'ctx>(
     lenv: IntValue<'ctx>,
     max: bool,
     pre: Option<&RowMap<'_, 'ctx>>,
-    // None: llvm.maximum (ordered zeros, NaN-propagating); Some(nan): maxps, NaN-propagating
-    // by a second accumulator if `nan`.
-    unordered_zeros: Option<bool>,
+    how: Accumulate,
 ) -> Result<inkwell::values::FloatValue<'ctx>> {
-    let ordered_zeros = unordered_zeros.is_none();
     let kb = &c.kb;
     let b = kb.builder();
     let vt = kb.f32_vector();
@@ -306,12 +312,15 @@ fn row_extreme_f32_with<'ctx>(
     let identity = kb.f32_splat_const(identity);
     // The accumulation of x into m: `llvm.maximum`, or (unordered zeros, a maximum) `x > m ?
     // x : m`, which keeps m where either is NaN, beside `nan`, which takes x where x is NaN.
+    let nan = match how {
+        Accumulate::Maxps { nan: true } => Some(c.var(identity.into())?),
+        _ => None,
+    };
     let combine = |kb: &KernelBuilder<'_, 'ctx>,
                    m: inkwell::values::VectorValue<'ctx>,
-                   x: inkwell::values::VectorValue<'ctx>,
-                   nan: Option<PointerValue<'ctx>>|
+                   x: inkwell::values::VectorValue<'ctx>|
      -> Result<inkwell::values::VectorValue<'ctx>> {
-        if ordered_zeros {
+        if let Accumulate::Ordered = how {
             return Ok(kb
                 .call(extreme, &[m.into(), x.into()], "m")?
                 .into_vector_value());
@@ -327,10 +336,6 @@ fn row_extreme_f32_with<'ctx>(
             b.build_store(nan, n).map_err(kb.err())?;
         }
         maxps(kb, x, m)
-    };
-    let nan = match unordered_zeros {
-        Some(true) => Some(c.var(identity.into())?),
-        _ => None,
     };
     let unroll = 4;
     let block = i64::from(kb.lanes()) * unroll;
@@ -357,7 +362,7 @@ fn row_extreme_f32_with<'ctx>(
                     kb.store_f32(src, at, x, None)?;
                 }
                 let m = b.build_load(vt, acc, "m").map_err(kb.err())?;
-                let m = combine(kb, m.into_vector_value(), x, nan)?;
+                let m = combine(kb, m.into_vector_value(), x)?;
                 b.build_store(acc, m).map_err(kb.err())?;
             }
             Ok(())
@@ -378,11 +383,11 @@ fn row_extreme_f32_with<'ctx>(
                 .into_vector_value();
         }
         let m = b.build_load(vt, accs[0], "m").map_err(kb.err())?;
-        let m = combine(kb, m.into_vector_value(), x, nan)?;
+        let m = combine(kb, m.into_vector_value(), x)?;
         b.build_store(accs[0], m).map_err(kb.err())?;
         Ok(())
     })?;
-    if !ordered_zeros {
+    if let Accumulate::Maxps { .. } = how {
         return max_unordered_zeros_of(c, &accs, nan);
     }
     // The accumulators together: with llvm.maximum, which propagates NaN.
